@@ -1,0 +1,35 @@
+# keyward: `make dev` serves the worker locally; `make test` runs every test. Both install what is missing.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+ENV := source scripts/env.sh &&
+
+.PHONY: setup dev test test-native test-wasm test-e2e build lint fmt
+
+setup:
+	@scripts/setup.sh
+
+dev: setup
+	@scripts/dev.sh
+
+test: setup lint test-native test-wasm test-e2e
+	@echo "all tests passed"
+
+lint:
+	@$(ENV) cargo fmt --all -- --check
+	@$(ENV) cargo clippy --all-targets --quiet -- -D warnings
+	@$(ENV) cargo clippy --all-targets --quiet --target wasm32-unknown-unknown -- -D warnings
+
+test-native:
+	@$(ENV) cargo test
+
+test-wasm:
+	@$(ENV) cargo test --target wasm32-unknown-unknown
+
+build:
+	@$(ENV) worker-build --release
+
+test-e2e: build
+	@$(ENV) node --test --test-concurrency=1 e2e/
+
+fmt:
+	@$(ENV) cargo fmt --all

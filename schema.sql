@@ -1,0 +1,60 @@
+-- keyward schema: the one file D1 (wrangler d1 execute) and the native SQLite tests both load.
+-- Idempotent: safe to apply again. Times are integer milliseconds since the Unix epoch (UTC).
+
+CREATE TABLE IF NOT EXISTS tenants (
+  id          TEXT PRIMARY KEY,
+  name        TEXT NOT NULL,
+  create_date INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS users (
+  username    TEXT PRIMARY KEY,
+  tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  role        TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+  status      TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+  create_date INTEGER NOT NULL,
+  update_date INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_tenant ON users(tenant_id);
+
+-- A user's API key. Only the SHA-256 of a secret is kept; during a rotation's grace period the
+-- previous secret's hash is kept too, until prev_valid_until.
+CREATE TABLE IF NOT EXISTS api_keys (
+  id               TEXT PRIMARY KEY,
+  access_key       TEXT NOT NULL UNIQUE,
+  secret_hash      TEXT NOT NULL,
+  secret_hint      TEXT NOT NULL,
+  prev_secret_hash TEXT,
+  prev_valid_until INTEGER,
+  username         TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+  tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  description      TEXT NOT NULL DEFAULT '',
+  create_date      INTEGER NOT NULL,
+  update_date      INTEGER NOT NULL,
+  expires_at       INTEGER,
+  last_used_at     INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys(username);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+CREATE INDEX IF NOT EXISTS api_keys_expires ON api_keys(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS api_keys_grace ON api_keys(prev_valid_until) WHERE prev_valid_until IS NOT NULL;
+
+-- Deployment-wide settings an admin may change at run time (defaults come from wrangler.toml vars).
+CREATE TABLE IF NOT EXISTS settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
+-- Every admin and key mutation, written in the same batch as the change. Never a secret.
+-- No foreign keys: entries outlive the rows they describe.
+CREATE TABLE IF NOT EXISTS audit (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  at        INTEGER NOT NULL,
+  actor     TEXT NOT NULL,
+  action    TEXT NOT NULL,
+  target    TEXT NOT NULL,
+  tenant_id TEXT,
+  detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE INDEX IF NOT EXISTS audit_tenant_at ON audit(tenant_id, at);

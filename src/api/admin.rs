@@ -1,0 +1,353 @@
+//! Admin routes: tenants, users, users' keys, settings, audit. All need the admin token.
+
+use super::error::ApiError;
+use super::http::Request;
+use super::keys::ABSOLUTE_MAX_TTL_MINUTES;
+use super::routes::Route;
+use super::{body, App, Reply, Result};
+use crate::domain::names::{self, Role, UserStatus, Username};
+use crate::domain::new_id;
+use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::store::tenants::{self, Tenant};
+use crate::store::users::{self, User};
+use crate::store::{audit, settings, Db, Platform};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin";
+/// Most audit entries one call returns.
+pub const MAX_AUDIT_LIMIT: i64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    tenant_id: Option<String>,
+    role: Option<Role>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    role: Option<Role>,
+    status: Option<UserStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSettings {
+    auth_token_max_ttl_minutes: i64,
+}
+
+pub fn tenant_json(t: &Tenant) -> Value {
+    json!({"id": t.id, "name": t.name, "create_date": rfc3339(t.create_date)})
+}
+
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "username": u.username,
+        "tenant_id": u.tenant_id,
+        "role": u.role,
+        "status": u.status,
+        "create_date": rfc3339(u.create_date),
+        "update_date": rfc3339(u.update_date),
+    })
+}
+
+impl<P: Platform> App<P> {
+    pub(crate) async fn admin(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
+        self.require_admin(req).await?;
+        match (method, route) {
+            ("POST", Route::Tenants) => self.create_tenant(body::parse(req)?).await,
+            ("GET", Route::Tenants) => {
+                let all = tenants::list(self.platform.db()).await?;
+                Ok(Reply::ok(all.iter().map(tenant_json).collect()))
+            }
+            ("GET", Route::Tenant(id)) => Ok(Reply::ok(tenant_json(&self.tenant(&id).await?))),
+            ("DELETE", Route::Tenant(id)) => self.delete_tenant(&id).await,
+            ("POST", Route::Users) => self.create_user(body::parse(req)?).await,
+            ("GET", Route::Users) => {
+                let all = users::list(self.platform.db()).await?;
+                Ok(Reply::ok(all.iter().map(user_json).collect()))
+            }
+            ("GET", Route::User(u)) => Ok(Reply::ok(user_json(&self.user(&u).await?))),
+            ("PATCH", Route::User(u)) => self.patch_user(&u, body::parse(req)?).await,
+            ("DELETE", Route::User(u)) => self.delete_user(&u).await,
+            ("POST", Route::UserKeys(u)) => {
+                let user = self.user(&u).await?;
+                self.issue_key(ADMIN, &user, body::parse(req)?).await
+            }
+            ("GET", Route::UserKeys(u)) => {
+                let user = self.user(&u).await?;
+                self.list_keys(&user.username).await
+            }
+            ("DELETE", Route::UserKey(u, id)) => {
+                let user = self.user(&u).await?;
+                self.revoke_key(ADMIN, &user, &id).await
+            }
+            ("GET", Route::Settings) => self.settings().await,
+            ("PUT", Route::Settings) => self.put_settings(body::parse(req)?).await,
+            ("GET", Route::Audit) => self.audit(req).await,
+            _ => Err(ApiError::Internal("admin route without a handler".into())),
+        }
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Tenant> {
+        tenants::get(self.platform.db(), id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("No tenant with id {id}")))
+    }
+
+    async fn user(&self, username: &str) -> Result<User> {
+        users::get(self.platform.db(), username)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("No user named {username}")))
+    }
+
+    async fn create_tenant(&self, body: CreateTenant) -> Result<Reply> {
+        let name = names::tenant_name(&body.name).map_err(|e| ApiError::bad("name", e))?;
+        let now = self.platform.now_ms();
+        let tenant = Tenant {
+            id: new_id(|b| self.platform.fill_random(b)),
+            name,
+            create_date: now,
+        };
+        self.platform
+            .db()
+            .batch(vec![
+                tenants::insert(&tenant),
+                audit::record(
+                    now,
+                    ADMIN,
+                    "tenant.create",
+                    &tenant.id,
+                    Some(&tenant.id),
+                    "",
+                ),
+            ])
+            .await?;
+        Ok(Reply::ok(tenant_json(&tenant)))
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<Reply> {
+        self.tenant(id).await?;
+        let now = self.platform.now_ms();
+        let mut batch = tenants::delete(id);
+        batch.push(audit::record_if_changed(
+            now,
+            ADMIN,
+            "tenant.delete",
+            id,
+            Some(id),
+            "",
+        ));
+        let changed = self.platform.db().batch(batch).await?;
+        if changed.get(2).copied().unwrap_or(0) == 0 {
+            return Err(ApiError::NotFound(format!("No tenant with id {id}")));
+        }
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+
+    async fn create_user(&self, body: CreateUser) -> Result<Reply> {
+        let username = Username::parse(&body.username).map_err(|e| ApiError::bad("username", e))?;
+        let now = self.platform.now_ms();
+        let mut batch = Vec::new();
+        let (tenant_id, role) = match body.tenant_id {
+            Some(tid) => {
+                self.tenant(&tid).await.map_err(|_| {
+                    ApiError::NotFound(format!("tenant_id: no tenant with id {tid}"))
+                })?;
+                (tid, body.role.unwrap_or(Role::Member))
+            }
+            None => {
+                if body.role.is_some_and(|r| r != Role::Owner) {
+                    return Err(ApiError::bad(
+                        "role",
+                        "a user created without tenant_id gets a new tenant and is its owner",
+                    ));
+                }
+                let tenant = Tenant {
+                    id: new_id(|b| self.platform.fill_random(b)),
+                    name: username.as_str().to_owned(),
+                    create_date: now,
+                };
+                batch.push(tenants::insert(&tenant));
+                batch.push(audit::record(
+                    now,
+                    ADMIN,
+                    "tenant.create",
+                    &tenant.id,
+                    Some(&tenant.id),
+                    "",
+                ));
+                (tenant.id, Role::Owner)
+            }
+        };
+        let user = User {
+            username: username.as_str().to_owned(),
+            tenant_id,
+            role: role.as_str().into(),
+            status: UserStatus::Active.as_str().into(),
+            create_date: now,
+            update_date: now,
+        };
+        // Check the username before inserting a tenant for it: a 409 must leave no tenant behind
+        // (the batch is atomic anyway; this only gives the clearer error first).
+        if users::get(self.platform.db(), &user.username)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::Conflict(format!(
+                "username {} already exists",
+                user.username
+            )));
+        }
+        batch.push(users::insert(&user));
+        batch.push(audit::record(
+            now,
+            ADMIN,
+            "user.create",
+            &user.username,
+            Some(&user.tenant_id),
+            &format!("role={}", user.role),
+        ));
+        self.platform.db().batch(batch).await?;
+        Ok(Reply::ok(user_json(&user)))
+    }
+
+    async fn patch_user(&self, username: &str, body: PatchUser) -> Result<Reply> {
+        if body.role.is_none() && body.status.is_none() {
+            return Err(ApiError::BadRequest(
+                "Send at least one of role, status".into(),
+            ));
+        }
+        let mut user = self.user(username).await?;
+        if let Some(r) = body.role {
+            user.role = r.as_str().into();
+        }
+        if let Some(s) = body.status {
+            user.status = s.as_str().into();
+        }
+        let now = self.platform.now_ms();
+        user.update_date = now;
+        let changed = self
+            .platform
+            .db()
+            .batch(vec![
+                users::update(&user),
+                audit::record_if_changed(
+                    now,
+                    ADMIN,
+                    "user.update",
+                    &user.username,
+                    Some(&user.tenant_id),
+                    &format!("role={} status={}", user.role, user.status),
+                ),
+            ])
+            .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(ApiError::NotFound(format!("No user named {username}")));
+        }
+        Ok(Reply::ok(user_json(&user)))
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<Reply> {
+        let user = self.user(username).await?;
+        let now = self.platform.now_ms();
+        let mut batch = users::delete(username);
+        batch.push(audit::record_if_changed(
+            now,
+            ADMIN,
+            "user.delete",
+            username,
+            Some(&user.tenant_id),
+            "",
+        ));
+        let changed = self.platform.db().batch(batch).await?;
+        if changed.get(1).copied().unwrap_or(0) == 0 {
+            return Err(ApiError::NotFound(format!("No user named {username}")));
+        }
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+
+    async fn settings(&self) -> Result<Reply> {
+        Ok(Reply::ok(
+            json!({"auth_token_max_ttl_minutes": self.max_ttl_minutes().await?}),
+        ))
+    }
+
+    async fn put_settings(&self, body: PutSettings) -> Result<Reply> {
+        let v = body.auth_token_max_ttl_minutes;
+        if !(0..=ABSOLUTE_MAX_TTL_MINUTES).contains(&v) {
+            return Err(ApiError::bad(
+                "auth_token_max_ttl_minutes",
+                format!("must be between 0 (no limit) and {ABSOLUTE_MAX_TTL_MINUTES}"),
+            ));
+        }
+        let now = self.platform.now_ms();
+        self.platform
+            .db()
+            .batch(vec![
+                settings::put_int(settings::MAX_TTL, v),
+                audit::record(
+                    now,
+                    ADMIN,
+                    "settings.update",
+                    settings::MAX_TTL,
+                    None,
+                    &format!("{}={v}", settings::MAX_TTL),
+                ),
+            ])
+            .await?;
+        self.settings().await
+    }
+
+    async fn audit(&self, req: &Request) -> Result<Reply> {
+        let tenant_id = req.query_param("tenant_id").filter(|t| !t.is_empty());
+        let since = match req.query_param("since").filter(|s| !s.is_empty()) {
+            Some(s) => Some(parse_rfc3339(&s).ok_or_else(|| {
+                ApiError::bad(
+                    "since",
+                    "must be an RFC 3339 time such as 2026-01-31T00:00:00Z",
+                )
+            })?),
+            None => None,
+        };
+        let limit = match req.query_param("limit").filter(|s| !s.is_empty()) {
+            Some(l) => l
+                .parse::<i64>()
+                .ok()
+                .filter(|l| (1..=MAX_AUDIT_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_AUDIT_LIMIT}"),
+                    )
+                })?,
+            None => 100,
+        };
+        let entries = audit::list(self.platform.db(), tenant_id.as_deref(), since, limit).await?;
+        Ok(Reply::ok(
+            entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id,
+                        "at": rfc3339(e.at),
+                        "actor": e.actor,
+                        "action": e.action,
+                        "target": e.target,
+                        "tenant_id": e.tenant_id,
+                        "detail": e.detail,
+                    })
+                })
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,146 @@
+//! Who is calling: the admin (deployment secret) or a user (their key, as Bearer or Basic).
+
+use super::error::ApiError;
+use super::http::Request;
+use super::App;
+use crate::domain::keys::{self, Secret};
+use crate::domain::names::Role;
+use crate::store::{keys as key_store, Platform, Stmt};
+use base64::Engine;
+
+/// `last_used_at` is written at most this often per key, so verification costs no write.
+pub const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+/// An authenticated user, through one of their keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub username: String,
+    pub tenant_id: String,
+    pub role: Role,
+    pub key_id: String,
+    pub access_key: String,
+    pub expires_at: Option<i64>,
+}
+
+/// The credential in the request, before it is checked against storage.
+enum Presented {
+    Bearer(String),
+    Basic { user: String, pass: String },
+}
+
+/// Exactly one `Authorization` header with a Bearer or Basic credential (scheme in any case,
+/// RFC 9110 11.1). Anything else, including a token in the query string, is no credential.
+fn presented(req: &Request) -> Option<Presented> {
+    let mut values = req.headers_named("authorization");
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, rest) = value.split_once(' ')?;
+    if rest.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Presented::Bearer(rest.to_owned()))
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, pass) = text.split_once(':')?;
+        Some(Presented::Basic {
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+        })
+    } else {
+        None
+    }
+}
+
+/// A user token's two halves from whichever scheme carried them.
+fn user_token(p: &Presented) -> Option<(String, Secret)> {
+    match p {
+        Presented::Bearer(t) => keys::parse_token(t),
+        Presented::Basic { user, pass } => {
+            if !keys::is_access_key(user) {
+                return None;
+            }
+            Some((user.clone(), Secret::parse(pass)?))
+        }
+    }
+}
+
+impl<P: Platform> App<P> {
+    /// Whether the request carries the admin token (compared in constant time over digests, so
+    /// neither content nor length leaks through timing).
+    pub(crate) fn is_admin(&self, req: &Request) -> bool {
+        let Some(Presented::Bearer(token)) = presented(req) else {
+            return false;
+        };
+        let Some(expected) = self.config.admin_token.as_deref() else {
+            return false;
+        };
+        keys::ct_eq(
+            &keys::sha256_hex(token.as_bytes()),
+            &keys::sha256_hex(expected.as_bytes()),
+        )
+    }
+
+    /// Require the admin. A valid user key is told 403, anything else 401.
+    pub(crate) async fn require_admin(&self, req: &Request) -> Result<(), ApiError> {
+        if self.is_admin(req) {
+            return Ok(());
+        }
+        match self.authenticate(req).await {
+            Ok(_) => Err(ApiError::Forbidden(
+                "This route needs the admin token; a user API key may not call it".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Verify a user key. Malformed credentials are refused before any read; unknown, expired,
+    /// revoked, rotated-out and disabled ones all take one read and one hash and fail alike.
+    pub(crate) async fn authenticate(
+        &self,
+        req: &Request,
+    ) -> Result<(Caller, Option<Stmt>), ApiError> {
+        let (access_key, secret) = presented(req)
+            .as_ref()
+            .and_then(user_token)
+            .ok_or(ApiError::Unauthorized)?;
+        let row = key_store::lookup_for_auth(self.platform.db(), &access_key).await?;
+        let hash = secret.hash();
+        let now = self.platform.now_ms();
+        let Some(row) = row else {
+            // Same work as a found key, so absence is not told apart by timing.
+            let _ = keys::ct_eq(&hash, &keys::sha256_hex(b"absent"));
+            return Err(ApiError::Unauthorized);
+        };
+        let current = keys::ct_eq(&hash, &row.secret_hash);
+        let in_grace = match (&row.prev_secret_hash, row.prev_valid_until) {
+            (Some(prev), Some(until)) => keys::ct_eq(&hash, prev) & (now < until),
+            _ => false,
+        };
+        let unexpired = row.expires_at.is_none_or(|t| now < t);
+        let role = Role::parse(&row.role);
+        if !(current | in_grace) || !unexpired || row.user_status != "active" || role.is_none() {
+            return Err(ApiError::Unauthorized);
+        }
+        let touch = row
+            .last_used_at
+            .is_none_or(|t| now - t >= TOUCH_INTERVAL_MS)
+            .then(|| key_store::touch(&row.id, now));
+        Ok((
+            Caller {
+                username: row.username,
+                tenant_id: row.tenant_id,
+                role: role.unwrap_or(Role::Member),
+                key_id: row.id,
+                access_key: row.access_key,
+                expires_at: row.expires_at,
+            },
+            touch,
+        ))
+    }
+}

@@ -1,0 +1,77 @@
+//! Reading JSON request bodies strictly: content type, size, unknown fields, duplicate keys, types.
+
+use super::error::ApiError;
+use super::http::Request;
+use serde::de::DeserializeOwned;
+
+/// Management API body limit (../API.md: 64 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Parse the body as `T`. An empty body with no content type reads as `{}` so that POSTs whose
+/// fields are all optional work without one.
+pub fn parse<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    if req.body.len() > MAX_BODY || req.unread_len.is_some() {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    }
+    let content_type = req.first_header("content-type");
+    if req.body.is_empty() && content_type.is_none() {
+        return decode(b"{}");
+    }
+    let is_json = content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    decode(&req.body)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::BadRequest(
+            "Request body is not valid UTF-8".into(),
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let why = scrub(&e.inner().to_string());
+        if path.is_empty() || path == "." {
+            ApiError::BadRequest(format!("Invalid JSON body: {why}"))
+        } else {
+            ApiError::BadRequest(format!("{path}: {why}"))
+        }
+    })?;
+    Ok(value)
+}
+
+/// serde echoes offending string values (`invalid type: string "..."`); a client may have put a
+/// secret in the wrong field, so the value is cut from the message.
+fn scrub(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i + "string".len()]);
+        let after = &rest[i + "string \"".len()..];
+        rest = match after.find('"') {
+            Some(j) => &after[j + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offending_string_values_are_not_echoed() {
+        assert_eq!(
+            scrub(r#"invalid type: string "kws_abc", expected i64 at line 1 column 9"#),
+            "invalid type: string, expected i64 at line 1 column 9"
+        );
+        assert_eq!(scrub("missing field `name`"), "missing field `name`");
+    }
+}

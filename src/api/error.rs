@@ -1,0 +1,135 @@
+//! The one error type of the HTTP layer, and its mapping to status, code and body (../API.md).
+
+use crate::store::DbError;
+use serde_json::json;
+
+/// The single body every authentication failure gets, whatever the cause: unknown, malformed,
+/// expired, revoked and disabled credentials are indistinguishable to the caller.
+pub const AUTH_FAILED: &str =
+    "Authentication failed: the credential is missing, malformed, unknown, expired or revoked";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// 400, code 101: malformed or invalid input; the message names the field.
+    BadRequest(String),
+    /// 401, code 109: any credential problem, one body for all.
+    Unauthorized,
+    /// 403, code 108: authenticated, but the role may not do this.
+    Forbidden(String),
+    /// 404, code 404: no such resource within the caller's tenant.
+    NotFound(String),
+    /// 405: the path exists, the method does not; carries the `Allow` list.
+    MethodNotAllowed(&'static [&'static str]),
+    /// 409: a uniqueness rule was violated.
+    Conflict(String),
+    /// 413: the body is larger than the limit (bytes).
+    PayloadTooLarge(usize),
+    /// 415: the body must be `application/json`.
+    UnsupportedMediaType,
+    /// 422, code 102: well-formed but rejected by the provider.
+    DataError(String),
+    /// 429: too many attempts; retry after this many seconds.
+    RateLimited(u64),
+    /// 500, code 100: unexpected; the detail goes to the log, never to the client.
+    Internal(String),
+    /// 502, code 105: a provider was unreachable or answered garbage.
+    BadGateway(String),
+}
+
+impl ApiError {
+    pub fn bad(field: &str, why: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest(format!("{field}: {why}"))
+    }
+
+    /// HTTP status and envelope code.
+    pub fn status_and_code(&self) -> (u16, i64) {
+        match self {
+            ApiError::BadRequest(_) => (400, 101),
+            ApiError::Unauthorized => (401, 109),
+            ApiError::Forbidden(_) => (403, 108),
+            ApiError::NotFound(_) => (404, 404),
+            ApiError::MethodNotAllowed(_) => (405, 405),
+            ApiError::Conflict(_) => (409, 409),
+            ApiError::PayloadTooLarge(_) => (413, 413),
+            ApiError::UnsupportedMediaType => (415, 415),
+            ApiError::DataError(_) => (422, 102),
+            ApiError::RateLimited(_) => (429, 429),
+            ApiError::Internal(_) => (500, 100),
+            ApiError::BadGateway(_) => (502, 105),
+        }
+    }
+
+    /// What the client reads.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::DataError(m)
+            | ApiError::BadGateway(m) => m.clone(),
+            ApiError::Unauthorized => AUTH_FAILED.into(),
+            ApiError::MethodNotAllowed(allow) => {
+                format!("Method not allowed; this path accepts {}", allow.join(", "))
+            }
+            ApiError::PayloadTooLarge(limit) => {
+                format!("Request body is larger than the limit of {limit} bytes")
+            }
+            ApiError::UnsupportedMediaType => {
+                "Request body must be JSON with Content-Type: application/json".into()
+            }
+            ApiError::RateLimited(s) => {
+                format!("Too many failed attempts; retry after {s} seconds")
+            }
+            ApiError::Internal(_) => "Internal error".into(),
+        }
+    }
+
+    /// The envelope body `{code, data: null, message}`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"code": self.status_and_code().1, "data": null, "message": self.message()})
+    }
+}
+
+impl From<DbError> for ApiError {
+    /// Unique violations are conflicts; everything else is unexpected and stays in the log.
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unique(m) => ApiError::Conflict(conflict_message(&m)),
+            DbError::ForeignKey(_) => {
+                ApiError::NotFound("A resource this request refers to no longer exists".into())
+            }
+            DbError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+/// Turn SQLite's `UNIQUE constraint failed: users.username` into `username already exists`.
+fn conflict_message(sqlite: &str) -> String {
+    let column = sqlite
+        .rsplit(':')
+        .next()
+        .and_then(|cols| cols.split(',').next())
+        .and_then(|c| c.trim().split('.').nth(1))
+        .unwrap_or("value");
+    format!("{column} already exists")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_violations_become_conflicts_naming_the_column() {
+        let e: ApiError =
+            DbError::from_message("D1_ERROR: UNIQUE constraint failed: users.username").into();
+        assert_eq!(e, ApiError::Conflict("username already exists".into()));
+    }
+
+    #[test]
+    fn internal_errors_show_nothing_of_their_cause() {
+        let e = ApiError::Internal("no such table: secrets_xyz".into());
+        assert_eq!(e.status_and_code(), (500, 100));
+        assert!(!e.body().to_string().contains("secrets_xyz"));
+    }
+}

@@ -1,0 +1,225 @@
+//! User API keys as both the admin and the user manage them: issue, list, revoke, rotate.
+
+use super::error::ApiError;
+use super::{App, Reply, Result};
+use crate::domain::keys::{generate_access_key, Secret};
+use crate::domain::time::{rfc3339, MS_PER_MINUTE};
+use crate::domain::{names, new_id};
+use crate::store::keys::{self as key_store, KeyRecord};
+use crate::store::{audit, settings, users::User, Db, Platform};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The longest lifetime a key may be given even when the setting says "no limit" (100 years),
+/// so `now + ttl` can never overflow.
+pub const ABSOLUTE_MAX_TTL_MINUTES: i64 = 100 * 365 * 24 * 60;
+/// Longest grace period a rotation may leave the old secret valid for (../API.md).
+pub const MAX_GRACE_MINUTES: i64 = 1440;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    description: Option<String>,
+    ttl_minutes: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    grace_minutes: Option<i64>,
+}
+
+/// How a key is listed: never a secret or a hash.
+pub fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "access_key": k.access_key,
+        "secret_hint": k.secret_hint,
+        "description": k.description,
+        "tenant_id": k.tenant_id,
+        "create_date": rfc3339(k.create_date),
+        "update_date": rfc3339(k.update_date),
+        "expires_at": k.expires_at.map(rfc3339),
+        "last_used_at": k.last_used_at.map(rfc3339),
+    })
+}
+
+impl<P: Platform> App<P> {
+    fn random(&self) -> impl Fn(&mut [u8]) + '_ {
+        move |b: &mut [u8]| self.platform.fill_random(b)
+    }
+
+    /// The current `auth_token_max_ttl_minutes` (0 = no limit).
+    pub(crate) async fn max_ttl_minutes(&self) -> Result<i64> {
+        Ok(settings::get_int(self.platform.db(), settings::MAX_TTL)
+            .await?
+            .unwrap_or(self.config.default_max_ttl_minutes))
+    }
+
+    /// Issue a key for `user`, recording `actor` in the audit log in the same batch.
+    pub(crate) async fn issue_key(
+        &self,
+        actor: &str,
+        user: &User,
+        body: CreateKey,
+    ) -> Result<Reply> {
+        let description = names::description(body.description.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad("description", e))?;
+        let max = self.max_ttl_minutes().await?;
+        let ttl = match body.ttl_minutes {
+            Some(t) if t < 1 => {
+                return Err(ApiError::bad(
+                    "ttl_minutes",
+                    "must be a positive number of minutes",
+                ))
+            }
+            Some(t) if max > 0 && t > max => {
+                return Err(ApiError::bad(
+                    "ttl_minutes",
+                    format!("must be at most {max} (auth_token_max_ttl_minutes)"),
+                ))
+            }
+            Some(t) if t > ABSOLUTE_MAX_TTL_MINUTES => {
+                return Err(ApiError::bad(
+                    "ttl_minutes",
+                    format!("must be at most {ABSOLUTE_MAX_TTL_MINUTES}"),
+                ))
+            }
+            Some(t) => Some(t),
+            None if max > 0 => Some(max),
+            None => None,
+        };
+        let now = self.platform.now_ms();
+        let rand = self.random();
+        let secret = Secret::generate(&rand);
+        let record = KeyRecord {
+            id: new_id(&rand),
+            access_key: generate_access_key(&rand),
+            secret_hint: secret.hint(),
+            username: user.username.clone(),
+            tenant_id: user.tenant_id.clone(),
+            description,
+            create_date: now,
+            update_date: now,
+            expires_at: ttl.map(|t| now + t * MS_PER_MINUTE),
+            last_used_at: None,
+        };
+        self.platform
+            .db()
+            .batch(vec![
+                key_store::insert(&record, &secret.hash()),
+                audit::record(
+                    now,
+                    actor,
+                    "api_key.create",
+                    &format!("{}/{}", user.username, record.id),
+                    Some(&user.tenant_id),
+                    &format!("access_key={}", record.access_key),
+                ),
+            ])
+            .await?;
+        Ok(
+            Reply::ok(created_json(&record, &secret))
+                .with_message("API key generated successfully"),
+        )
+    }
+
+    pub(crate) async fn list_keys(&self, username: &str) -> Result<Reply> {
+        let keys = key_store::list_for_user(self.platform.db(), username).await?;
+        Ok(Reply::ok(Value::Array(keys.iter().map(key_json).collect())))
+    }
+
+    /// Revoke one of `user`'s keys; 404 if it is not theirs.
+    pub(crate) async fn revoke_key(&self, actor: &str, user: &User, id: &str) -> Result<Reply> {
+        let now = self.platform.now_ms();
+        let changed = self
+            .platform
+            .db()
+            .batch(vec![
+                key_store::delete_for_user(id, &user.username),
+                audit::record_if_changed(
+                    now,
+                    actor,
+                    "api_key.delete",
+                    &format!("{}/{id}", user.username),
+                    Some(&user.tenant_id),
+                    "",
+                ),
+            ])
+            .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(not_found_key(id));
+        }
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+
+    /// Give a key a new secret; the old one keeps working for `grace_minutes`.
+    pub(crate) async fn rotate_key(
+        &self,
+        actor: &str,
+        user: &User,
+        id: &str,
+        body: Rotate,
+    ) -> Result<Reply> {
+        let grace = body.grace_minutes.unwrap_or(0);
+        if !(0..=MAX_GRACE_MINUTES).contains(&grace) {
+            return Err(ApiError::bad(
+                "grace_minutes",
+                format!("must be between 0 and {MAX_GRACE_MINUTES}"),
+            ));
+        }
+        let now = self.platform.now_ms();
+        let secret = Secret::generate(&self.random());
+        let until = (grace > 0).then(|| now + grace * MS_PER_MINUTE);
+        let changed = self
+            .platform
+            .db()
+            .batch(vec![
+                key_store::rotate(
+                    id,
+                    &user.username,
+                    &secret.hash(),
+                    &secret.hint(),
+                    until,
+                    now,
+                ),
+                audit::record_if_changed(
+                    now,
+                    actor,
+                    "api_key.rotate",
+                    &format!("{}/{id}", user.username),
+                    Some(&user.tenant_id),
+                    &format!("grace_minutes={grace}"),
+                ),
+            ])
+            .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(not_found_key(id));
+        }
+        let record = key_store::get_for_user(self.platform.db(), id, &user.username)
+            .await?
+            .ok_or_else(|| not_found_key(id))?;
+        let mut data = created_json(&record, &secret);
+        data["previous_secret_valid_until"] = json!(until.map(rfc3339));
+        Ok(Reply::ok(data).with_message("API key rotated successfully"))
+    }
+}
+
+fn not_found_key(id: &str) -> ApiError {
+    ApiError::NotFound(format!("No API key with id {id}"))
+}
+
+/// The one response that carries a secret: the creation (or rotation) of a key.
+fn created_json(k: &KeyRecord, secret: &Secret) -> Value {
+    json!({
+        "id": k.id,
+        "token": format!("{}:{}", k.access_key, secret.expose()),
+        "access_key": k.access_key,
+        "secret_key": secret.expose(),
+        "secret_hint": k.secret_hint,
+        "description": k.description,
+        "tenant_id": k.tenant_id,
+        "create_date": rfc3339(k.create_date),
+        "expires_at": k.expires_at.map(rfc3339),
+    })
+}

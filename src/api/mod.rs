@@ -1,0 +1,144 @@
+//! The HTTP API: routing, the envelope, and one handler module per resource.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod me;
+pub mod routes;
+
+use crate::store::{Platform, Stmt};
+use error::ApiError;
+use http::{Request, Response};
+use routes::Route;
+use serde_json::{json, Value};
+
+/// The OpenAPI document served at `/openapi.json`; a test keeps it in step with the route table.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Deployment configuration, from Worker vars and secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The admin bearer token (`ADMIN_TOKEN` secret). `None` disables the admin API.
+    pub admin_token: Option<String>,
+    /// `auth_token_max_ttl_minutes` until an admin sets it (`AUTH_TOKEN_MAX_TTL_MINUTES` var).
+    pub default_max_ttl_minutes: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            admin_token: None,
+            default_max_ttl_minutes: 129_600,
+        }
+    }
+}
+
+/// The whole service over some platform.
+pub struct App<P: Platform> {
+    pub platform: P,
+    pub config: Config,
+}
+
+/// A handler's success: the `data` of the envelope and its message.
+pub struct Reply {
+    pub data: Value,
+    pub message: &'static str,
+    pub deferred: Vec<Stmt>,
+}
+
+impl Reply {
+    pub fn ok(data: Value) -> Self {
+        Reply {
+            data,
+            message: "success",
+            deferred: Vec::new(),
+        }
+    }
+    pub fn with_message(mut self, message: &'static str) -> Self {
+        self.message = message;
+        self
+    }
+    pub fn after(mut self, deferred: Option<Stmt>) -> Self {
+        self.deferred.extend(deferred);
+        self
+    }
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl<P: Platform> App<P> {
+    pub fn new(platform: P, config: Config) -> Self {
+        App { platform, config }
+    }
+
+    /// Answer one request. Never panics on input; every failure is an envelope with its status.
+    pub async fn handle(&self, req: Request) -> Response {
+        let (route, allowed) = match routes::resolve(&req.path) {
+            Some(found) => found,
+            None => {
+                return error_response(&ApiError::NotFound(format!(
+                    "No route for {}",
+                    printable_path(&req.path)
+                )))
+            }
+        };
+        let method = req.method.to_ascii_uppercase();
+        if !allowed.contains(&method.as_str()) {
+            return error_response(&ApiError::MethodNotAllowed(allowed))
+                .with_header("allow", &allowed.join(", "));
+        }
+        match route {
+            Route::Health => return Response::json(200, &json!({"status": "ok"})),
+            Route::OpenApi => {
+                let mut r = Response::json(200, &Value::Null);
+                r.body = OPENAPI.as_bytes().to_vec();
+                return r;
+            }
+            _ => {}
+        }
+        let result = if route.is_admin() {
+            self.admin(&method, route, &req).await
+        } else {
+            self.self_service(&method, route, &req).await
+        };
+        match result {
+            Ok(reply) => {
+                let mut r = Response::json(
+                    200,
+                    &json!({"code": 0, "data": reply.data, "message": reply.message}),
+                );
+                r.deferred = reply.deferred;
+                r
+            }
+            Err(e) => error_response(&e),
+        }
+    }
+}
+
+/// The envelope for an error, logging what must not reach the client.
+pub fn error_response(e: &ApiError) -> Response {
+    let (status, _) = e.status_and_code();
+    if let ApiError::Internal(detail) = e {
+        log::error!("internal error: {detail}");
+    }
+    let mut r = Response::json(status, &e.body());
+    match e {
+        ApiError::Unauthorized => {
+            r = r.with_header(
+                "www-authenticate",
+                "Bearer realm=\"keyward\", Basic realm=\"keyward\"",
+            )
+        }
+        ApiError::RateLimited(s) => r = r.with_header("retry-after", &s.to_string()),
+        _ => {}
+    }
+    r
+}
+
+/// A path for an error message: bounded and without control characters.
+fn printable_path(p: &str) -> String {
+    p.chars().filter(|c| !c.is_control()).take(200).collect()
+}

@@ -1,0 +1,12 @@
+//! The rules of keyward, free of HTTP and SQL: key formats, names, roles, time.
+
+pub mod keys;
+pub mod names;
+pub mod time;
+
+/// A fresh random identifier: 32 lowercase hex characters (128 bits), RAGFlow's id shape.
+pub fn new_id(fill_random: impl FnOnce(&mut [u8])) -> String {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,90 @@
+//! SQL for the audit log.
+
+use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::stmt;
+
+/// One audit entry as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub tenant_id: Option<String>,
+    pub detail: String,
+}
+
+fn from_row(r: &Row) -> Entry {
+    Entry {
+        id: r.int("id").unwrap_or_default(),
+        at: r.int("at").unwrap_or_default(),
+        actor: r.text("actor").unwrap_or_default(),
+        action: r.text("action").unwrap_or_default(),
+        target: r.text("target").unwrap_or_default(),
+        tenant_id: r.text("tenant_id"),
+        detail: r.text("detail").unwrap_or_default(),
+    }
+}
+
+/// The statement recording one mutation; callers put it in the same batch as the change.
+pub fn record(
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    tenant_id: Option<&str>,
+    detail: &str,
+) -> Stmt {
+    stmt!(
+        "INSERT INTO audit (at, actor, action, target, tenant_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        at,
+        actor,
+        action,
+        target,
+        tenant_id,
+        detail
+    )
+}
+
+/// Newest first, optionally for one tenant and since a time.
+pub async fn list(
+    db: &impl Db,
+    tenant_id: Option<&str>,
+    since: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Entry>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, at, actor, action, target, tenant_id, detail FROM audit \
+             WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at >= ?2) \
+             ORDER BY at DESC, id DESC LIMIT ?3",
+            tenant_id,
+            since,
+            limit
+        ))
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Like [`record`], but writes only if the statement just before it in the same batch changed a
+/// row (SQLite's `changes()`), so a no-op delete or rotate leaves no entry.
+pub fn record_if_changed(
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    tenant_id: Option<&str>,
+    detail: &str,
+) -> Stmt {
+    stmt!(
+        "INSERT INTO audit (at, actor, action, target, tenant_id, detail) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE changes() > 0",
+        at,
+        actor,
+        action,
+        target,
+        tenant_id,
+        detail
+    )
+}

@@ -1,0 +1,183 @@
+//! SQL for user API keys: issue, list, verify, rotate, revoke, purge.
+
+use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::stmt;
+
+/// A key row as lists show it (never a hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub access_key: String,
+    pub secret_hint: String,
+    pub username: String,
+    pub tenant_id: String,
+    pub description: String,
+    pub create_date: i64,
+    pub update_date: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+fn record_from_row(r: &Row) -> KeyRecord {
+    KeyRecord {
+        id: r.text("id").unwrap_or_default(),
+        access_key: r.text("access_key").unwrap_or_default(),
+        secret_hint: r.text("secret_hint").unwrap_or_default(),
+        username: r.text("username").unwrap_or_default(),
+        tenant_id: r.text("tenant_id").unwrap_or_default(),
+        description: r.text("description").unwrap_or_default(),
+        create_date: r.int("create_date").unwrap_or_default(),
+        update_date: r.int("update_date").unwrap_or_default(),
+        expires_at: r.int("expires_at"),
+        last_used_at: r.int("last_used_at"),
+    }
+}
+
+/// A new key: the record plus the hash of its secret.
+pub fn insert(k: &KeyRecord, secret_hash: &str) -> Stmt {
+    stmt!(
+        "INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, description, \
+         create_date, update_date, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &k.id,
+        &k.access_key,
+        secret_hash,
+        &k.secret_hint,
+        &k.username,
+        &k.tenant_id,
+        &k.description,
+        k.create_date,
+        k.update_date,
+        k.expires_at
+    )
+}
+
+pub async fn list_for_user(db: &impl Db, username: &str) -> Result<Vec<KeyRecord>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
+             expires_at, last_used_at FROM api_keys WHERE username = ?1 ORDER BY create_date, id",
+            username
+        ))
+        .await?;
+    Ok(rows.iter().map(record_from_row).collect())
+}
+
+/// One key, only if it belongs to `username`.
+pub async fn get_for_user(
+    db: &impl Db,
+    id: &str,
+    username: &str,
+) -> Result<Option<KeyRecord>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
+             expires_at, last_used_at FROM api_keys WHERE id = ?1 AND username = ?2",
+            id,
+            username
+        ))
+        .await?;
+    Ok(rows.first().map(record_from_row))
+}
+
+pub fn delete_for_user(id: &str, username: &str) -> Stmt {
+    stmt!(
+        "DELETE FROM api_keys WHERE id = ?1 AND username = ?2",
+        id,
+        username
+    )
+}
+
+/// Replace the secret; the old one stays valid until `prev_valid_until` (NULL: not at all).
+/// SQLite evaluates the right-hand sides against the old row, so the old hash moves over atomically.
+pub fn rotate(
+    id: &str,
+    username: &str,
+    new_hash: &str,
+    new_hint: &str,
+    prev_valid_until: Option<i64>,
+    now: i64,
+) -> Stmt {
+    stmt!(
+        "UPDATE api_keys SET prev_secret_hash = CASE WHEN ?5 IS NULL THEN NULL ELSE secret_hash END, \
+         prev_valid_until = ?5, secret_hash = ?3, secret_hint = ?4, update_date = ?6 \
+         WHERE id = ?1 AND username = ?2",
+        id,
+        username,
+        new_hash,
+        new_hint,
+        prev_valid_until,
+        now
+    )
+}
+
+/// What authentication needs about a key and its owner, in one read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthRow {
+    pub id: String,
+    pub access_key: String,
+    pub secret_hash: String,
+    pub prev_secret_hash: Option<String>,
+    pub prev_valid_until: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub username: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub user_status: String,
+}
+
+/// The key with this access key, joined to its user (a deleted user or tenant leaves no row).
+pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<AuthRow>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT k.id, k.access_key, k.secret_hash, k.prev_secret_hash, k.prev_valid_until, k.expires_at, \
+             k.last_used_at, k.username, k.tenant_id, u.role, u.status \
+             FROM api_keys k JOIN users u ON u.username = k.username AND u.tenant_id = k.tenant_id \
+             WHERE k.access_key = ?1",
+            access_key
+        ))
+        .await?;
+    Ok(rows.first().map(|r| AuthRow {
+        id: r.text("id").unwrap_or_default(),
+        access_key: r.text("access_key").unwrap_or_default(),
+        secret_hash: r.text("secret_hash").unwrap_or_default(),
+        prev_secret_hash: r.text("prev_secret_hash"),
+        prev_valid_until: r.int("prev_valid_until"),
+        expires_at: r.int("expires_at"),
+        last_used_at: r.int("last_used_at"),
+        username: r.text("username").unwrap_or_default(),
+        tenant_id: r.text("tenant_id").unwrap_or_default(),
+        role: r.text("role").unwrap_or_default(),
+        user_status: r.text("status").unwrap_or_default(),
+    }))
+}
+
+/// Record use, never moving `last_used_at` backwards.
+pub fn touch(id: &str, now: i64) -> Stmt {
+    stmt!(
+        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+        id,
+        now
+    )
+}
+
+/// Delete up to `chunk` keys expired at `now`. Two overlapping runs may pick the same rows; the second
+/// delete of a row is a no-op, so nothing is removed twice and no unexpired row is ever selected.
+pub fn purge_expired(now: i64, chunk: i64) -> Stmt {
+    stmt!(
+        "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys WHERE expires_at IS NOT NULL \
+         AND expires_at <= ?1 LIMIT ?2)",
+        now,
+        chunk
+    )
+}
+
+/// Forget up to `chunk` rotated-out secrets whose grace period has ended.
+pub fn purge_ended_grace(now: i64, chunk: i64) -> Stmt {
+    stmt!(
+        "UPDATE api_keys SET prev_secret_hash = NULL, prev_valid_until = NULL WHERE id IN \
+         (SELECT id FROM api_keys WHERE prev_valid_until IS NOT NULL AND prev_valid_until <= ?1 LIMIT ?2)",
+        now,
+        chunk
+    )
+}

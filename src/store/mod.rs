@@ -1,0 +1,154 @@
+//! The ports the core needs from its platform (database, cache, clock, randomness) and the SQL that
+//! uses them. The Worker glue implements the ports over D1 and KV; native tests implement them over
+//! real SQLite (loading the same `schema.sql`) and an in-memory map.
+
+pub mod audit;
+pub mod keys;
+pub mod settings;
+pub mod tenants;
+pub mod users;
+
+use serde_json::{Map, Value as Json};
+
+/// A value bound to a statement parameter. D1 and SQLite both speak these three.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One SQL statement with its bound parameters (`?1`, `?2`, ...). Every value is bound, never spliced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub sql: &'static str,
+    pub params: Vec<Value>,
+}
+
+impl Stmt {
+    pub fn new(sql: &'static str, params: Vec<Value>) -> Self {
+        Stmt { sql, params }
+    }
+}
+
+/// Build a [`Stmt`] from SQL and any values convertible to [`Value`].
+#[macro_export]
+macro_rules! stmt {
+    ($sql:expr $(, $p:expr)* $(,)?) => {
+        $crate::store::Stmt::new($sql, vec![$($crate::store::Value::from($p)),*])
+    };
+}
+
+/// A result row, as D1 returns it: column name to JSON value.
+pub type Row = Map<String, Json>;
+
+/// Typed access to row columns, tolerant of D1 handing integers over as JS numbers (f64).
+pub trait RowExt {
+    fn text(&self, col: &str) -> Option<String>;
+    fn int(&self, col: &str) -> Option<i64>;
+}
+
+impl RowExt for Row {
+    fn text(&self, col: &str) -> Option<String> {
+        self.get(col).and_then(Json::as_str).map(str::to_owned)
+    }
+    fn int(&self, col: &str) -> Option<i64> {
+        let v = self.get(col)?;
+        v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+    }
+}
+
+/// What went wrong talking to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbError {
+    /// A UNIQUE constraint failed; carries SQLite's text (e.g. `UNIQUE constraint failed: users.username`).
+    Unique(String),
+    /// A FOREIGN KEY constraint failed: a row pointed at something that is gone.
+    ForeignKey(String),
+    /// Anything else; details are for the log only.
+    Other(String),
+}
+
+impl DbError {
+    /// Classify an error message from SQLite or D1 (both carry SQLite's wording).
+    pub fn from_message(msg: impl Into<String>) -> Self {
+        let msg = msg.into();
+        if msg.contains("UNIQUE constraint failed") {
+            DbError::Unique(msg)
+        } else if msg.contains("FOREIGN KEY constraint failed") {
+            DbError::ForeignKey(msg)
+        } else {
+            DbError::Other(msg)
+        }
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Unique(m) | DbError::ForeignKey(m) | DbError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The relational store: D1 in production, SQLite in native tests.
+#[allow(async_fn_in_trait)]
+pub trait Db {
+    /// Run one statement and return its rows.
+    async fn query(&self, stmt: Stmt) -> Result<Vec<Row>, DbError>;
+    /// Run one statement and return how many rows it changed.
+    async fn execute(&self, stmt: Stmt) -> Result<u64, DbError>;
+    /// Run statements atomically (all or none) and return each one's changed-row count.
+    async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError>;
+}
+
+/// What went wrong talking to the cache. The core treats every cache error as a miss and logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheError(pub String);
+
+/// A key-value cache with TTLs: Workers KV in production, a map in native tests.
+#[allow(async_fn_in_trait)]
+pub trait Cache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
+    /// Store with a time to live in seconds (KV requires at least 60).
+    async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), CacheError>;
+    async fn delete(&self, key: &str) -> Result<(), CacheError>;
+}
+
+/// Everything the core takes from the platform it runs on.
+pub trait Platform {
+    type Db: Db;
+    type Cache: Cache;
+    fn db(&self) -> &Self::Db;
+    fn cache(&self) -> &Self::Cache;
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// Fill `buf` with cryptographically secure random bytes.
+    fn fill_random(&self, buf: &mut [u8]);
+}

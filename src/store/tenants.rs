@@ -1,0 +1,56 @@
+//! SQL for tenants.
+
+use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::stmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub create_date: i64,
+}
+
+fn from_row(r: &Row) -> Tenant {
+    Tenant {
+        id: r.text("id").unwrap_or_default(),
+        name: r.text("name").unwrap_or_default(),
+        create_date: r.int("create_date").unwrap_or_default(),
+    }
+}
+
+pub fn insert(t: &Tenant) -> Stmt {
+    stmt!(
+        "INSERT INTO tenants (id, name, create_date) VALUES (?1, ?2, ?3)",
+        &t.id,
+        &t.name,
+        t.create_date
+    )
+}
+
+pub async fn get(db: &impl Db, id: &str) -> Result<Option<Tenant>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, name, create_date FROM tenants WHERE id = ?1",
+            id
+        ))
+        .await?;
+    Ok(rows.first().map(from_row))
+}
+
+pub async fn list(db: &impl Db) -> Result<Vec<Tenant>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, name, create_date FROM tenants ORDER BY create_date, id"
+        ))
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Statements removing a tenant and everything it owns, children first.
+pub fn delete(id: &str) -> Vec<Stmt> {
+    vec![
+        stmt!("DELETE FROM api_keys WHERE tenant_id = ?1", id),
+        stmt!("DELETE FROM users WHERE tenant_id = ?1", id),
+        stmt!("DELETE FROM tenants WHERE id = ?1", id),
+    ]
+}

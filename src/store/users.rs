@@ -1,0 +1,76 @@
+//! SQL for users.
+
+use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::stmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub username: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub status: String,
+    pub create_date: i64,
+    pub update_date: i64,
+}
+
+fn from_row(r: &Row) -> User {
+    User {
+        username: r.text("username").unwrap_or_default(),
+        tenant_id: r.text("tenant_id").unwrap_or_default(),
+        role: r.text("role").unwrap_or_default(),
+        status: r.text("status").unwrap_or_default(),
+        create_date: r.int("create_date").unwrap_or_default(),
+        update_date: r.int("update_date").unwrap_or_default(),
+    }
+}
+
+pub fn insert(u: &User) -> Stmt {
+    stmt!(
+        "INSERT INTO users (username, tenant_id, role, status, create_date, update_date) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &u.username,
+        &u.tenant_id,
+        &u.role,
+        &u.status,
+        u.create_date,
+        u.update_date
+    )
+}
+
+pub async fn get(db: &impl Db, username: &str) -> Result<Option<User>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT username, tenant_id, role, status, create_date, update_date FROM users WHERE username = ?1",
+            username
+        ))
+        .await?;
+    Ok(rows.first().map(from_row))
+}
+
+pub async fn list(db: &impl Db) -> Result<Vec<User>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT username, tenant_id, role, status, create_date, update_date FROM users ORDER BY create_date, username"
+        ))
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Set role and status (both already validated); fails quietly (0 rows) if the user is gone.
+pub fn update(u: &User) -> Stmt {
+    stmt!(
+        "UPDATE users SET role = ?2, status = ?3, update_date = ?4 WHERE username = ?1",
+        &u.username,
+        &u.role,
+        &u.status,
+        u.update_date
+    )
+}
+
+/// Statements removing a user and their keys.
+pub fn delete(username: &str) -> Vec<Stmt> {
+    vec![
+        stmt!("DELETE FROM api_keys WHERE username = ?1", username),
+        stmt!("DELETE FROM users WHERE username = ?1", username),
+    ]
+}

@@ -1,0 +1,38 @@
+//! `worker::Request` to the core's request, the core's response to `worker::Response`.
+
+use crate::api::http::{Request, Response};
+
+pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Result<Request> {
+    let url = req.url()?;
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .entries()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v))
+        .collect();
+    let declared = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    let (body, unread_len) = match declared {
+        Some(n) if n > read_limit => (Vec::new(), Some(n)),
+        _ => (req.bytes().await.unwrap_or_default(), None),
+    };
+    Ok(Request {
+        method: req.method().to_string(),
+        path: url.path().to_owned(),
+        query: url.query().unwrap_or("").to_owned(),
+        headers,
+        body,
+        unread_len,
+    })
+}
+
+pub fn response(resp: Response) -> worker::Result<worker::Response> {
+    let headers = worker::Headers::new();
+    for (n, v) in &resp.headers {
+        headers.append(n, v)?;
+    }
+    Ok(worker::Response::from_bytes(resp.body)?
+        .with_status(resp.status)
+        .with_headers(headers))
+}

@@ -1,0 +1,67 @@
+//! The Workers runtime side: entry points, and the ports over D1, KV, the clock and randomness.
+//! Kept thin on purpose: everything it does not have to do lives in the natively tested core.
+
+mod convert;
+mod ports;
+
+use crate::api::{App, Config};
+use ports::{D1Db, WorkerPlatform};
+use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
+
+/// Bodies above this are not read at all; the core answers 413 from the declared length.
+const READ_LIMIT: u64 = 1024 * 1024;
+
+fn config(env: &Env) -> Config {
+    let mut c = Config {
+        admin_token: env
+            .secret("ADMIN_TOKEN")
+            .ok()
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty()),
+        ..Config::default()
+    };
+    if let Some(v) = env
+        .var("AUTH_TOKEN_MAX_TTL_MINUTES")
+        .ok()
+        .and_then(|v| v.to_string().parse().ok())
+    {
+        c.default_max_ttl_minutes = v;
+    }
+    c
+}
+
+fn app(env: &Env) -> worker::Result<App<WorkerPlatform>> {
+    ports::init_logging();
+    Ok(App::new(WorkerPlatform::new(env)?, config(env)))
+}
+
+#[event(fetch)]
+async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+    let app = app(&env)?;
+    let core_req = convert::request(req, READ_LIMIT).await?;
+    let mut resp = app.handle(core_req).await;
+    let deferred = std::mem::take(&mut resp.deferred);
+    if !deferred.is_empty() {
+        let db = D1Db(env.d1("DB")?);
+        ctx.wait_until(async move {
+            for stmt in deferred {
+                if let Err(e) = crate::store::Db::execute(&db, stmt).await {
+                    log::warn!("deferred write failed: {e}");
+                }
+            }
+        });
+    }
+    convert::response(resp)
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match app(&env) {
+        Ok(app) => {
+            if let Err(e) = app.purge().await {
+                log::error!("purge failed: {e}");
+            }
+        }
+        Err(e) => log::error!("purge could not start: {e}"),
+    }
+}

@@ -32,6 +32,12 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "Request body is not valid UTF-8".into(),
         ));
     }
+    // Every body is an object; serde would otherwise read an array positionally into a struct.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "Invalid JSON body: expected a JSON object".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -85,9 +85,10 @@ impl ApiError {
         }
     }
 
-    /// The envelope body `{code, data: null, message}`.
+    /// The envelope body `{code, data: null, message}`. Anything shaped like a key secret that a
+    /// message would echo from the request (a path segment, a name) is cut out first.
     pub fn body(&self) -> serde_json::Value {
-        json!({"code": self.status_and_code().1, "data": null, "message": self.message()})
+        json!({"code": self.status_and_code().1, "data": null, "message": redact_secrets(&self.message())})
     }
 }
 
@@ -102,6 +103,25 @@ impl From<DbError> for ApiError {
             DbError::Other(m) => ApiError::Internal(m),
         }
     }
+}
+
+/// Replace every `kws_...` run of base62 characters with `kws_[redacted]`.
+pub fn redact_secrets(s: &str) -> String {
+    let prefix = crate::domain::keys::SECRET_PREFIX;
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        out.push_str(prefix);
+        out.push_str("[redacted]");
+        let after = &rest[i + prefix.len()..];
+        let end = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Turn SQLite's `UNIQUE constraint failed: users.username` into `username already exists`.
@@ -124,6 +144,15 @@ mod tests {
         let e: ApiError =
             DbError::from_message("D1_ERROR: UNIQUE constraint failed: users.username").into();
         assert_eq!(e, ApiError::Conflict("username already exists".into()));
+    }
+
+    #[test]
+    fn echoed_secrets_are_redacted_from_messages() {
+        let e = ApiError::NotFound("No user named kwa_x:kws_abcDEF123 here".into());
+        assert_eq!(
+            e.body()["message"],
+            "No user named kwa_x:kws_[redacted] here"
+        );
     }
 
     #[test]

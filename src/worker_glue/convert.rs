@@ -36,3 +36,25 @@ pub fn response(resp: Response) -> worker::Result<worker::Response> {
         .with_status(resp.status)
         .with_headers(headers))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn a_core_response_becomes_a_worker_response_with_status_and_headers() {
+        let core = Response::json(405, &serde_json::json!({"code": 405}))
+            .with_header("allow", "GET, POST");
+        let resp = response(core).expect("conversion");
+        assert_eq!(resp.status_code(), 405);
+        assert_eq!(
+            resp.headers().get("allow").unwrap().as_deref(),
+            Some("GET, POST")
+        );
+        assert_eq!(
+            resp.headers().get("content-type").unwrap().as_deref(),
+            Some("application/json")
+        );
+    }
+}

@@ -135,3 +135,76 @@ pub fn init_logging() {
         log::set_max_level(log::LevelFilter::Info);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What only runs on wasm32: the JS side of randomness, hashing and the D1 value conversions.
+    use super::*;
+    use crate::domain::keys::{parse_token, sha256_hex, Secret};
+    use crate::store::RowExt;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn js_random(buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("crypto.getRandomValues");
+    }
+
+    #[wasm_bindgen_test]
+    fn secrets_come_from_the_js_csprng_and_parse_back() {
+        let a = Secret::generate(&js_random);
+        let b = Secret::generate(&js_random);
+        assert_ne!(a, b);
+        assert_eq!(Secret::parse(a.expose()), Some(a.clone()));
+        let token = format!("kwa_0123456789abcdef:{}", a.expose());
+        assert!(parse_token(&token).is_some());
+        let mut bytes = [0u8; 64];
+        js_random(&mut bytes);
+        assert!(bytes.iter().any(|&x| x != 0));
+    }
+
+    #[wasm_bindgen_test]
+    fn sha256_on_wasm_matches_the_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    fn values_bind_as_the_js_types_d1_expects() {
+        assert!(js(&Value::Null).is_null());
+        assert_eq!(
+            js(&Value::Text("a'b".into())).as_string().as_deref(),
+            Some("a'b")
+        );
+        // Milliseconds since the epoch stay exact as JS numbers (below 2^53).
+        assert_eq!(
+            js(&Value::Int(1_795_478_400_000)).as_f64(),
+            Some(1_795_478_400_000.0)
+        );
+    }
+
+    #[wasm_bindgen_test]
+    fn d1_rows_decode_with_integer_columns_intact() {
+        let obj = js_sys::Object::new();
+        js_sys::Reflect::set(&obj, &"id".into(), &"k1".into()).unwrap();
+        js_sys::Reflect::set(
+            &obj,
+            &"expires_at".into(),
+            &JsValue::from_f64(1_795_478_400_000.0),
+        )
+        .unwrap();
+        js_sys::Reflect::set(&obj, &"last_used_at".into(), &JsValue::NULL).unwrap();
+        let row: Row = serde_wasm_bindgen::from_value(obj.into()).unwrap();
+        assert_eq!(row.text("id").as_deref(), Some("k1"));
+        assert_eq!(row.int("expires_at"), Some(1_795_478_400_000));
+        assert_eq!(row.int("last_used_at"), None);
+    }
+
+    #[wasm_bindgen_test]
+    fn d1_error_text_classifies_like_sqlite() {
+        let e = db_err(worker::Error::JsError(
+            "D1_ERROR: UNIQUE constraint failed: users.username: SQLITE_CONSTRAINT".into(),
+        ));
+        assert!(matches!(e, DbError::Unique(_)));
+    }
+}

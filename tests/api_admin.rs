@@ -1,0 +1,275 @@
+//! The admin API over real SQLite: tenants, users, settings, audit.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn an_admin_creates_lists_gets_and_deletes_a_tenant() {
+    let t = T::new();
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/tenants",
+        Some(json!({"name": "Acme"})),
+    );
+    assert_eq!(r.status, 200);
+    let body = r.json_body();
+    assert_eq!(body["code"], 0);
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(body["data"]["name"], "Acme");
+    assert_eq!(body["data"]["create_date"], "2026-11-24T00:00:00Z");
+
+    let list = t.admin("GET", "/api/v1/admin/tenants", None).json_body();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let got = t.admin("GET", &format!("/api/v1/admin/tenants/{id}"), None);
+    assert_eq!(got.json_body()["data"]["name"], "Acme");
+
+    let del = t.admin("DELETE", &format!("/api/v1/admin/tenants/{id}"), None);
+    assert_eq!(del.json_body()["data"], true);
+    let again = t.admin("DELETE", &format!("/api/v1/admin/tenants/{id}"), None);
+    assert_eq!(again.status, 404);
+    assert_eq!(again.json_body()["code"], 404);
+}
+
+#[test]
+fn a_user_created_without_a_tenant_owns_a_new_tenant_named_after_them() {
+    let t = T::new();
+    let u = t.create_user("alice@example.com", None, None);
+    assert_eq!(u["role"], "owner");
+    assert_eq!(u["status"], "active");
+    let tenant = t.admin(
+        "GET",
+        &format!("/api/v1/admin/tenants/{}", u["tenant_id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(tenant.json_body()["data"]["name"], "alice@example.com");
+}
+
+#[test]
+fn a_user_joins_an_existing_tenant_as_member_by_default() {
+    let t = T::new();
+    let owner = t.create_user("owner", None, None);
+    let tid = owner["tenant_id"].as_str().unwrap();
+    let m = t.create_user("member1", Some(tid), None);
+    assert_eq!(m["role"], "member");
+    assert_eq!(m["tenant_id"], tid);
+    let a = t.create_user("admin1", Some(tid), Some("admin"));
+    assert_eq!(a["role"], "admin");
+}
+
+#[test]
+fn a_duplicate_username_is_a_conflict_and_leaves_no_tenant_behind() {
+    let t = T::new();
+    t.create_user("bob", None, None);
+    let before = t.db().count("SELECT COUNT(*) FROM tenants");
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/users",
+        Some(json!({"username": "bob"})),
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json_body()["code"], 409);
+    assert!(r.json_body()["message"].as_str().unwrap().contains("bob"));
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), before);
+}
+
+#[test]
+fn a_user_for_an_unknown_tenant_is_not_found() {
+    let t = T::new();
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/users",
+        Some(json!({"username": "x", "tenant_id": "nope"})),
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("tenant_id"));
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM users"), 0);
+}
+
+#[test]
+fn patching_a_user_changes_role_and_status_and_needs_a_field() {
+    let t = T::new();
+    let owner = t.create_user("o", None, None);
+    t.create_user("m", owner["tenant_id"].as_str(), None);
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/m",
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(r.json_body()["data"]["role"], "admin");
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/m",
+        Some(json!({"status": "disabled"})),
+    );
+    assert_eq!(r.json_body()["data"]["status"], "disabled");
+    assert_eq!(r.json_body()["data"]["role"], "admin");
+    let r = t.admin("PATCH", "/api/v1/admin/users/m", Some(json!({})));
+    assert_eq!(r.status, 400);
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/m",
+        Some(json!({"status": "gone"})),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("status"));
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/ghost",
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn deleting_a_tenant_removes_its_users_and_keys() {
+    let t = T::new();
+    let (u, k) = t.user_with_key("carol");
+    let tid = u["tenant_id"].as_str().unwrap();
+    assert_eq!(t.me_status(&token(&k)), 200);
+    let r = t.admin("DELETE", &format!("/api/v1/admin/tenants/{tid}"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM users"), 0);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM api_keys"), 0);
+    assert_eq!(t.me_status(&token(&k)), 401);
+}
+
+#[test]
+fn settings_default_to_ninety_days_and_can_be_changed() {
+    let t = T::new();
+    let r = t.admin("GET", "/api/v1/admin/settings", None);
+    assert_eq!(r.json_body()["data"]["auth_token_max_ttl_minutes"], 129_600);
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"auth_token_max_ttl_minutes": 60})),
+    );
+    assert_eq!(r.json_body()["data"]["auth_token_max_ttl_minutes"], 60);
+    for bad in [
+        json!({"auth_token_max_ttl_minutes": -1}),
+        json!({}),
+        json!({"auth_token_max_ttl_minutes": "60"}),
+    ] {
+        let r = t.admin("PUT", "/api/v1/admin/settings", Some(bad.clone()));
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    let r = t.admin("GET", "/api/v1/admin/settings", None);
+    assert_eq!(r.json_body()["data"]["auth_token_max_ttl_minutes"], 60);
+}
+
+#[test]
+fn every_mutation_is_in_the_audit_log_newest_first_without_secrets() {
+    let t = T::new();
+    let (u, k) = t.user_with_key("dave");
+    let tid = u["tenant_id"].as_str().unwrap().to_owned();
+    let id = k["id"].as_str().unwrap();
+    t.advance_minutes(1);
+    t.user(
+        &token(&k),
+        "POST",
+        &format!("/api/v1/api_keys/{id}/rotate"),
+        None,
+    );
+    t.advance_minutes(1);
+    t.admin(
+        "DELETE",
+        &format!("/api/v1/admin/users/dave/api_key/{id}"),
+        None,
+    );
+    t.admin(
+        "PATCH",
+        "/api/v1/admin/users/dave",
+        Some(json!({"status": "disabled"})),
+    );
+    t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"auth_token_max_ttl_minutes": 10})),
+    );
+    t.admin("DELETE", "/api/v1/admin/users/dave", None);
+    t.admin("DELETE", &format!("/api/v1/admin/tenants/{tid}"), None);
+
+    let r = t.admin("GET", "/api/v1/admin/audit", None).json_body();
+    let actions: Vec<&str> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "tenant.delete",
+            "user.delete",
+            "settings.update",
+            "user.update",
+            "api_key.delete",
+            "api_key.rotate",
+            "api_key.create",
+            "user.create",
+            "tenant.create"
+        ]
+    );
+    let text = r.to_string();
+    assert!(!text.contains(k["secret_key"].as_str().unwrap()));
+
+    let scoped = t
+        .admin(
+            "GET",
+            &format!("/api/v1/admin/audit?tenant_id={tid}&limit=2"),
+            None,
+        )
+        .json_body();
+    assert_eq!(scoped["data"].as_array().unwrap().len(), 2);
+    let since = t
+        .admin(
+            "GET",
+            "/api/v1/admin/audit?since=2026-11-24T00:01:30Z",
+            None,
+        )
+        .json_body();
+    assert_eq!(since["data"].as_array().unwrap().len(), 5);
+    for q in ["limit=0", "limit=1001", "limit=x", "since=yesterday"] {
+        let r = t.admin("GET", &format!("/api/v1/admin/audit?{q}"), None);
+        assert_eq!(r.status, 400, "{q}");
+    }
+}
+
+#[test]
+fn a_failed_mutation_leaves_no_audit_entry() {
+    let t = T::new();
+    t.create_user("erin", None, None);
+    let before = t.db().count("SELECT COUNT(*) FROM audit");
+    t.admin("DELETE", "/api/v1/admin/users/erin/api_key/nope", None);
+    t.admin(
+        "POST",
+        "/api/v1/admin/users",
+        Some(json!({"username": "erin"})),
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM audit"), before);
+}
+
+#[test]
+fn a_user_key_on_an_admin_route_is_forbidden() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("frank");
+    let r = t.user(&token(&k), "GET", "/api/v1/admin/tenants", None);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json_body()["code"], 108);
+}
+
+#[test]
+fn without_an_admin_token_configured_the_admin_api_is_closed() {
+    let mut t = T::new();
+    t.app.config.admin_token = None;
+    let r = t.admin("GET", "/api/v1/admin/tenants", None);
+    assert_eq!(r.status, 401);
+}

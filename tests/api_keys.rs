@@ -1,0 +1,406 @@
+//! User API keys over real SQLite with a test clock: issue, use, expire, rotate, revoke, purge.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+use base64::Engine;
+use common::*;
+use keyward::api::http::Request;
+use serde_json::json;
+
+fn basic(token: &str) -> String {
+    let (a, s) = token.split_once(':').unwrap();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{a}:{s}"))
+    )
+}
+
+#[test]
+fn an_issued_key_works_as_bearer_and_as_basic() {
+    let t = T::new();
+    let (u, k) = t.user_with_key("alice");
+    let tok = token(&k);
+    assert_eq!(
+        tok,
+        format!(
+            "{}:{}",
+            k["access_key"].as_str().unwrap(),
+            k["secret_key"].as_str().unwrap()
+        )
+    );
+    let me = t.user(&tok, "GET", "/api/v1/me", None).json_body();
+    assert_eq!(me["data"]["username"], "alice");
+    assert_eq!(me["data"]["tenant_id"], u["tenant_id"]);
+    assert_eq!(me["data"]["role"], "owner");
+    assert_eq!(me["data"]["api_key"]["id"], k["id"]);
+    assert_eq!(me["data"]["api_key"]["access_key"], k["access_key"]);
+
+    let r = t.send(Request::new("GET", "/api/v1/me").header("Authorization", &basic(&tok)));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json_body()["data"]["username"], "alice");
+}
+
+#[test]
+fn the_creation_response_carries_the_secret_once_and_lists_never_do() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("bob");
+    assert_eq!(k["secret_key"].as_str().unwrap().len(), 42);
+    assert!(k["access_key"].as_str().unwrap().starts_with("kwa_"));
+    assert!(k["secret_key"].as_str().unwrap().starts_with("kws_"));
+    let secret = k["secret_key"].as_str().unwrap();
+
+    let admin_list = t.admin("GET", "/api/v1/admin/users/bob/api_key", None);
+    let alias_list = t.admin("GET", "/api/v1/admin/users/bob/keys", None);
+    let own_list = t.user(&token(&k), "GET", "/api/v1/api_keys", None);
+    for r in [&admin_list, &alias_list, &own_list] {
+        let body = r.json_body();
+        let item = &body["data"][0];
+        assert_eq!(item["access_key"], k["access_key"]);
+        assert_eq!(
+            item["secret_hint"].as_str().unwrap(),
+            format!("kws_...{}", &secret[38..])
+        );
+        assert!(item.get("token").is_none() && item.get("secret_key").is_none());
+        assert!(!String::from_utf8_lossy(&r.body).contains(&secret[4..38]));
+    }
+    // The database holds a hash, not the secret.
+    assert_eq!(
+        t.db().count(&format!(
+            "SELECT COUNT(*) FROM api_keys WHERE secret_hash LIKE '%{}%'",
+            &secret[4..20]
+        )),
+        0
+    );
+}
+
+#[test]
+fn ttl_defaults_to_the_maximum_and_may_not_exceed_it() {
+    let t = T::new();
+    t.create_user("carol", None, None);
+    let k = t.issue_key("carol", json!({}));
+    assert_eq!(k["expires_at"], "2027-02-22T00:00:00Z"); // 90 days
+    let k = t.issue_key("carol", json!({"ttl_minutes": 30, "description": "ci"}));
+    assert_eq!(k["expires_at"], "2026-11-24T00:30:00Z");
+    assert_eq!(k["description"], "ci");
+
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/users/carol/api_key",
+        Some(json!({"ttl_minutes": 129_601})),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("129600"));
+
+    t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"auth_token_max_ttl_minutes": 0})),
+    );
+    let k = t.issue_key("carol", json!({}));
+    assert_eq!(k["expires_at"], serde_json::Value::Null);
+    let k = t.issue_key("carol", json!({"ttl_minutes": 1_000_000}));
+    assert!(k["expires_at"].is_string());
+}
+
+#[test]
+fn a_key_past_its_expiry_is_rejected_before_any_purge() {
+    let t = T::new();
+    t.create_user("dave", None, None);
+    let k = t.issue_key("dave", json!({"ttl_minutes": 10}));
+    t.advance_minutes(9);
+    assert_eq!(t.me_status(&token(&k)), 200);
+    t.advance_ms(60_000 - 1);
+    assert_eq!(t.me_status(&token(&k)), 200);
+    t.advance_ms(1);
+    assert_eq!(t.me_status(&token(&k)), 401);
+    assert_eq!(
+        t.db().count("SELECT COUNT(*) FROM api_keys"),
+        1,
+        "still there until the purge"
+    );
+}
+
+#[test]
+fn the_purge_removes_expired_keys_and_ended_grace_secrets_only() {
+    let t = T::new();
+    t.create_user("erin", None, None);
+    let short = t.issue_key("erin", json!({"ttl_minutes": 5}));
+    let long = t.issue_key("erin", json!({"ttl_minutes": 500}));
+    let id = long["id"].as_str().unwrap();
+    let rotated = t.user(
+        &token(&long),
+        "POST",
+        &format!("/api/v1/api_keys/{id}/rotate"),
+        Some(json!({"grace_minutes": 10})),
+    );
+    assert_eq!(rotated.status, 200);
+    t.advance_minutes(11);
+
+    let report = block_on(t.app.purge()).unwrap();
+    assert_eq!(report.expired_keys, 1);
+    assert_eq!(report.ended_grace, 1);
+    assert!(!report.more);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM api_keys"), 1);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM api_keys WHERE prev_secret_hash IS NOT NULL"),
+        0
+    );
+    assert_eq!(t.me_status(&token(&short)), 401);
+    assert_eq!(t.me_status(&token(&rotated.json_body()["data"])), 200);
+    assert!(log_lines()
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("purge: removed 1 expired keys")));
+
+    // Idempotent: a second run finds nothing.
+    let again = block_on(t.app.purge()).unwrap();
+    assert_eq!((again.expired_keys, again.ended_grace), (0, 0));
+}
+
+#[test]
+fn the_purge_is_bounded_per_run_and_finishes_over_several_runs() {
+    use keyward::jobs::{PURGE_CHUNK, PURGE_MAX_CHUNKS};
+    let t = T::new();
+    let u = t.create_user("bulk", None, None);
+    let tid = u["tenant_id"].as_str().unwrap();
+    let bound = PURGE_CHUNK * PURGE_MAX_CHUNKS as i64;
+    let expired = bound + 7;
+    t.db().sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total}) \
+         INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, create_date, update_date, expires_at) \
+         SELECT 'k' || i, 'kwa_' || i, 'h', 'kws_...', 'bulk', '{tid}', 0, 0, \
+         CASE WHEN i <= {expired} THEN 1 ELSE {future} END FROM n",
+        total = expired + 50,
+        future = START_MS + 3_600_000,
+    ));
+    let first = block_on(t.app.purge()).unwrap();
+    assert_eq!(first.expired_keys as i64, bound);
+    assert!(first.more);
+    let second = block_on(t.app.purge()).unwrap();
+    assert_eq!(second.expired_keys, 7);
+    assert!(!second.more);
+    assert_eq!(
+        t.db().count("SELECT COUNT(*) FROM api_keys"),
+        50,
+        "no valid key removed"
+    );
+}
+
+#[test]
+fn rotation_with_grace_keeps_the_old_secret_until_the_grace_ends() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("frank");
+    let old = token(&k);
+    let id = k["id"].as_str().unwrap();
+    let r = t.user(
+        &old,
+        "POST",
+        &format!("/api/v1/api_keys/{id}/rotate"),
+        Some(json!({"grace_minutes": 5})),
+    );
+    assert_eq!(r.status, 200);
+    let new = r.json_body()["data"].clone();
+    assert_eq!(new["id"], k["id"]);
+    assert_eq!(new["access_key"], k["access_key"]);
+    assert_ne!(new["secret_key"], k["secret_key"]);
+    assert_eq!(new["previous_secret_valid_until"], "2026-11-24T00:05:00Z");
+    assert_eq!(new["expires_at"], k["expires_at"]);
+    let new = token(&new);
+    assert_eq!(t.me_status(&old), 200);
+    assert_eq!(t.me_status(&new), 200);
+    t.advance_minutes(5);
+    assert_eq!(t.me_status(&old), 401);
+    assert_eq!(t.me_status(&new), 200);
+}
+
+#[test]
+fn rotation_without_grace_ends_the_old_secret_at_once() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("gina");
+    let id = k["id"].as_str().unwrap();
+    let r = t.user(
+        &token(&k),
+        "POST",
+        &format!("/api/v1/api_keys/{id}/rotate"),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json_body()["message"], "API key rotated successfully");
+    assert_eq!(t.me_status(&token(&k)), 401);
+    assert_eq!(t.me_status(&token(&r.json_body()["data"])), 200);
+}
+
+#[test]
+fn grace_is_bounded_to_a_day() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("hank");
+    let id = k["id"].as_str().unwrap();
+    for bad in [
+        json!({"grace_minutes": -1}),
+        json!({"grace_minutes": 1441}),
+        json!({"grace_minutes": "5"}),
+    ] {
+        let r = t.user(
+            &token(&k),
+            "POST",
+            &format!("/api/v1/api_keys/{id}/rotate"),
+            Some(bad.clone()),
+        );
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json_body()["message"]
+            .as_str()
+            .unwrap()
+            .contains("grace_minutes"));
+    }
+    assert_eq!(
+        t.me_status(&token(&k)),
+        200,
+        "a refused rotation changes nothing"
+    );
+}
+
+#[test]
+fn a_user_manages_their_own_keys() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("ivy");
+    let r = t.user(
+        &token(&k),
+        "POST",
+        "/api/v1/api_keys",
+        Some(json!({"description": "laptop", "ttl_minutes": 60})),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json_body()["message"], "API key generated successfully");
+    let second = r.json_body()["data"].clone();
+    assert_eq!(second["expires_at"], "2026-11-24T01:00:00Z");
+    let list = t
+        .user(&token(&second), "GET", "/api/v1/api_keys", None)
+        .json_body();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    let r = t.user(
+        &token(&second),
+        "DELETE",
+        &format!("/api/v1/api_keys/{}", k["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(r.json_body()["data"], true);
+    assert_eq!(t.me_status(&token(&k)), 401);
+    // Deleting the key one is using works too; it stops working at once.
+    let r = t.user(
+        &token(&second),
+        "DELETE",
+        &format!("/api/v1/api_keys/{}", second["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(t.me_status(&token(&second)), 401);
+}
+
+#[test]
+fn a_user_cannot_touch_another_users_keys_even_in_the_same_tenant() {
+    let t = T::new();
+    let (a, ka) = t.user_with_key("jack");
+    t.create_user("jill", a["tenant_id"].as_str(), Some("admin"));
+    let kb = t.issue_key("jill", json!({}));
+    let victim = ka["id"].as_str().unwrap();
+    for (m, p) in [
+        ("DELETE", format!("/api/v1/api_keys/{victim}")),
+        ("POST", format!("/api/v1/api_keys/{victim}/rotate")),
+    ] {
+        let r = t.user(&token(&kb), m, &p, None);
+        assert_eq!(r.status, 404, "{m} {p}");
+    }
+    let list = t
+        .user(&token(&kb), "GET", "/api/v1/api_keys", None)
+        .json_body();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(t.me_status(&token(&ka)), 200);
+    // And the admin route is scoped by username too.
+    let r = t.admin(
+        "DELETE",
+        &format!("/api/v1/admin/users/jill/api_key/{victim}"),
+        None,
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn a_disabled_or_deleted_user_is_locked_out_at_once() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("kim");
+    t.admin(
+        "PATCH",
+        "/api/v1/admin/users/kim",
+        Some(json!({"status": "disabled"})),
+    );
+    assert_eq!(t.me_status(&token(&k)), 401);
+    t.admin(
+        "PATCH",
+        "/api/v1/admin/users/kim",
+        Some(json!({"status": "active"})),
+    );
+    assert_eq!(t.me_status(&token(&k)), 200);
+    t.admin("DELETE", "/api/v1/admin/users/kim", None);
+    assert_eq!(t.me_status(&token(&k)), 401);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM api_keys"), 0);
+}
+
+#[test]
+fn last_used_is_written_at_most_once_a_minute_after_the_response() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("lee");
+    let first = t.user(&token(&k), "GET", "/api/v1/me", None);
+    assert_eq!(first.deferred.len(), 1, "first use records last_used_at");
+    t.advance_ms(30_000);
+    let second = t.user(&token(&k), "GET", "/api/v1/me", None);
+    assert!(second.deferred.is_empty(), "no write within the minute");
+    t.advance_ms(30_000);
+    let third = t.user(&token(&k), "GET", "/api/v1/me", None);
+    assert_eq!(third.deferred.len(), 1);
+    let list = t
+        .admin("GET", "/api/v1/admin/users/lee/api_key", None)
+        .json_body();
+    assert_eq!(list["data"][0]["last_used_at"], "2026-11-24T00:01:00Z");
+}
+
+#[test]
+fn the_admin_revokes_a_users_key_and_unknown_ids_are_not_found() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("max");
+    let id = k["id"].as_str().unwrap();
+    let r = t.admin(
+        "DELETE",
+        &format!("/api/v1/admin/users/max/keys/{id}"),
+        None,
+    );
+    assert_eq!(r.json_body()["data"], true);
+    assert_eq!(t.me_status(&token(&k)), 401);
+    let r = t.admin(
+        "DELETE",
+        &format!("/api/v1/admin/users/max/api_key/{id}"),
+        None,
+    );
+    assert_eq!(r.status, 404);
+    let r = t.admin("POST", "/api/v1/admin/users/ghost/api_key", None);
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn many_keys_for_one_user_are_all_distinct_and_all_listed() {
+    let t = T::new();
+    t.create_user("nia", None, None);
+    let mut tokens = std::collections::HashSet::new();
+    for _ in 0..50 {
+        tokens.insert(token(&t.issue_key("nia", json!({}))));
+    }
+    assert_eq!(tokens.len(), 50);
+    let list = t
+        .admin("GET", "/api/v1/admin/users/nia/api_key", None)
+        .json_body();
+    assert_eq!(list["data"].as_array().unwrap().len(), 50);
+}

@@ -1,0 +1,350 @@
+//! The native test platform: the whole API over real SQLite (the same schema.sql D1 runs), an
+//! in-memory cache, a clock the test moves, and the OS's randomness. Ports can be wrapped to fail.
+#![allow(dead_code)]
+
+use keyward::api::http::{Request, Response};
+use keyward::api::{App, Config};
+use keyward::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+use serde_json::{json, Value as Json};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const SCHEMA: &str = include_str!("../../schema.sql");
+/// 2026-11-24T00:00:00Z
+pub const START_MS: i64 = 1_795_478_400_000;
+
+/// Real SQLite with foreign keys on, as D1 has them.
+pub struct SqliteDb {
+    pub conn: RefCell<Connection>,
+    /// Fail the nth call (1-based) to query/execute/batch with this message, once.
+    pub fail_on_call: Cell<Option<(usize, &'static str)>>,
+    pub calls: Cell<usize>,
+}
+
+impl SqliteDb {
+    pub fn new() -> Self {
+        let conn = Connection::open_in_memory().expect("sqlite");
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        conn.execute_batch(SCHEMA).expect("schema.sql loads");
+        SqliteDb {
+            conn: RefCell::new(conn),
+            fail_on_call: Cell::new(None),
+            calls: Cell::new(0),
+        }
+    }
+
+    fn tick(&self) -> Result<(), DbError> {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        match self.fail_on_call.get() {
+            Some((at, msg)) if at == n => {
+                self.fail_on_call.set(None);
+                Err(DbError::from_message(msg))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Run raw SQL (test setup and inspection only).
+    pub fn sql(&self, sql: &str) {
+        self.conn.borrow().execute_batch(sql).expect("test sql");
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.conn
+            .borrow()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("count query")
+    }
+}
+
+fn bind(params: &[Value]) -> Vec<rusqlite::types::Value> {
+    params
+        .iter()
+        .map(|p| match p {
+            Value::Null => rusqlite::types::Value::Null,
+            Value::Int(i) => rusqlite::types::Value::Integer(*i),
+            Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+        })
+        .collect()
+}
+
+fn err(e: rusqlite::Error) -> DbError {
+    DbError::from_message(e.to_string())
+}
+
+fn run(conn: &Connection, stmt: &Stmt) -> Result<(Vec<Row>, u64), DbError> {
+    let mut prepared = conn.prepare(stmt.sql).map_err(err)?;
+    let names: Vec<String> = prepared
+        .column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let params = bind(&stmt.params);
+    let mut rows = prepared
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err)? {
+        let mut row = Row::new();
+        for (i, name) in names.iter().enumerate() {
+            let v = match r.get_ref(i).map_err(err)? {
+                ValueRef::Null => Json::Null,
+                ValueRef::Integer(n) => json!(n),
+                ValueRef::Real(f) => json!(f),
+                ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                ValueRef::Blob(b) => json!(String::from_utf8_lossy(b)),
+            };
+            row.insert(name.clone(), v);
+        }
+        out.push(row);
+    }
+    drop(rows);
+    drop(prepared);
+    Ok((out, conn.changes()))
+}
+
+impl Db for SqliteDb {
+    async fn query(&self, stmt: Stmt) -> Result<Vec<Row>, DbError> {
+        self.tick()?;
+        Ok(run(&self.conn.borrow(), &stmt)?.0)
+    }
+
+    async fn execute(&self, stmt: Stmt) -> Result<u64, DbError> {
+        self.tick()?;
+        Ok(run(&self.conn.borrow(), &stmt)?.1)
+    }
+
+    async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError> {
+        self.tick()?;
+        let mut conn = self.conn.borrow_mut();
+        let tx = conn.transaction().map_err(err)?;
+        let mut changes = Vec::new();
+        for s in &stmts {
+            // A statement that changes nothing (e.g. SELECT) reports 0, as D1 does.
+            let before = tx.total_changes();
+            run(&tx, s)?;
+            changes.push(tx.total_changes() - before);
+        }
+        tx.commit().map_err(err)?;
+        Ok(changes)
+    }
+}
+
+/// An in-memory cache with TTLs against the test clock; can be told to fail.
+#[derive(Default)]
+pub struct MemCache {
+    pub map: RefCell<HashMap<String, (String, i64)>>,
+    pub failing: Cell<bool>,
+    pub now: Cell<i64>,
+}
+
+impl Cache for MemCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        if self.failing.get() {
+            return Err(CacheError("injected cache failure".into()));
+        }
+        let now = self.now.get();
+        Ok(self
+            .map
+            .borrow()
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone()))
+    }
+    async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), CacheError> {
+        if self.failing.get() {
+            return Err(CacheError("injected cache failure".into()));
+        }
+        let exp = self.now.get() + ttl_seconds as i64 * 1000;
+        self.map
+            .borrow_mut()
+            .insert(key.to_owned(), (value.to_owned(), exp));
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        if self.failing.get() {
+            return Err(CacheError("injected cache failure".into()));
+        }
+        self.map.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+pub struct TestPlatform {
+    pub db: SqliteDb,
+    pub cache: MemCache,
+    pub clock: Cell<i64>,
+}
+
+impl Platform for TestPlatform {
+    type Db = SqliteDb;
+    type Cache = MemCache;
+    fn db(&self) -> &SqliteDb {
+        &self.db
+    }
+    fn cache(&self) -> &MemCache {
+        self.cache.now.set(self.clock.get());
+        &self.cache
+    }
+    fn now_ms(&self) -> i64 {
+        self.clock.get()
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("os randomness");
+    }
+}
+
+/// Every log line of this test binary, for the leak checks.
+pub fn log_lines() -> &'static Mutex<Vec<String>> {
+    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    LINES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+struct Capture;
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        log_lines()
+            .lock()
+            .unwrap()
+            .push(format!("[{}] {}", r.level(), r.args()));
+    }
+    fn flush(&self) {}
+}
+static CAPTURE: Capture = Capture;
+
+/// One service instance under test, plus every response body it produced.
+pub struct T {
+    pub app: App<TestPlatform>,
+    pub bodies: RefCell<Vec<String>>,
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+impl T {
+    pub fn new() -> Self {
+        if log::set_logger(&CAPTURE).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+        let platform = TestPlatform {
+            db: SqliteDb::new(),
+            cache: MemCache::default(),
+            clock: Cell::new(START_MS),
+        };
+        let config = Config {
+            admin_token: Some(ADMIN_TOKEN.into()),
+            ..Config::default()
+        };
+        T {
+            app: App::new(platform, config),
+            bodies: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn db(&self) -> &SqliteDb {
+        &self.app.platform.db
+    }
+
+    pub fn now(&self) -> i64 {
+        self.app.platform.clock.get()
+    }
+
+    pub fn advance_minutes(&self, m: i64) {
+        self.advance_ms(m * 60_000);
+    }
+
+    pub fn advance_ms(&self, ms: i64) {
+        let c = &self.app.platform.clock;
+        c.set(c.get() + ms);
+    }
+
+    /// Send a request as the glue would, then run its deferred writes (as `wait_until` does).
+    pub fn send(&self, req: Request) -> Response {
+        let resp = block_on(self.app.handle(req));
+        for stmt in resp.deferred.clone() {
+            block_on(self.app.platform.db.execute(stmt)).expect("deferred write");
+        }
+        self.bodies
+            .borrow_mut()
+            .push(String::from_utf8_lossy(&resp.body).into_owned());
+        resp
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<Json>) -> Response {
+        let mut req =
+            Request::new(method, path).header("authorization", &format!("Bearer {ADMIN_TOKEN}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.send(req)
+    }
+
+    pub fn user(&self, token: &str, method: &str, path: &str, body: Option<Json>) -> Response {
+        let mut req =
+            Request::new(method, path).header("authorization", &format!("Bearer {token}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.send(req)
+    }
+
+    /// Create a user (and tenant) and return the user's JSON.
+    pub fn create_user(&self, username: &str, tenant_id: Option<&str>, role: Option<&str>) -> Json {
+        let mut body = json!({"username": username});
+        if let Some(t) = tenant_id {
+            body["tenant_id"] = json!(t);
+        }
+        if let Some(r) = role {
+            body["role"] = json!(r);
+        }
+        let r = self.admin("POST", "/api/v1/admin/users", Some(body));
+        assert_eq!(
+            r.status,
+            200,
+            "create user: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json_body()["data"].clone()
+    }
+
+    /// Issue a key through the admin API; returns the creation data (with `token`).
+    pub fn issue_key(&self, username: &str, body: Json) -> Json {
+        let r = self.admin(
+            "POST",
+            &format!("/api/v1/admin/users/{username}/api_key"),
+            Some(body),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "issue key: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json_body()["data"].clone()
+    }
+
+    /// A user with a fresh key: (user json, key json).
+    pub fn user_with_key(&self, username: &str) -> (Json, Json) {
+        let u = self.create_user(username, None, None);
+        let k = self.issue_key(username, json!({}));
+        (u, k)
+    }
+
+    pub fn me_status(&self, token: &str) -> u16 {
+        self.user(token, "GET", "/api/v1/me", None).status
+    }
+}
+
+/// The token string of a creation response.
+pub fn token(k: &Json) -> String {
+    k["token"].as_str().expect("token").to_owned()
+}

@@ -1,0 +1,251 @@
+//! The OpenAPI document served at `/openapi.json` against the route table: every route is
+//! documented, every documented operation exists, and the document holds together.
+
+use keyward::api::routes::TABLE;
+use keyward::api::OPENAPI;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// The HTTP methods an OpenAPI path item may hold as operations.
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Paths that answer without credentials.
+const PUBLIC: &[&str] = &["/health", "/openapi.json"];
+
+fn doc() -> Value {
+    serde_json::from_str(OPENAPI).expect("src/api/openapi.json is valid JSON")
+}
+
+/// Every operation in the document: (path, upper-case method, operation object).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let paths = doc["paths"].as_object().expect("the document has paths");
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        let item = item.as_object().expect("a path item is an object");
+        for (key, op) in item {
+            if METHODS.contains(&key.as_str()) {
+                out.push((path.clone(), key.to_ascii_uppercase(), op.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Resolve a local reference such as `#/components/schemas/Error`.
+fn resolve<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
+    doc.pointer(reference.strip_prefix('#')?)
+}
+
+/// Every `$ref` value anywhere under `v`.
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "$ref" {
+                    if let Some(s) = child.as_str() {
+                        out.push(s.to_owned());
+                    }
+                }
+                collect_refs(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        _ => {}
+    }
+}
+
+/// A parameter object, following its `$ref` if it has one.
+fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => resolve(doc, r).unwrap_or(v),
+        None => v,
+    }
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_operation_exists() {
+    let doc = doc();
+    let documented: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect();
+    let routed: BTreeSet<(String, String)> = TABLE
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(move |m| (path.to_string(), m.to_ascii_uppercase()))
+        })
+        .collect();
+
+    let missing: Vec<String> = routed
+        .difference(&documented)
+        .map(|(p, m)| format!("{m} {p}"))
+        .collect();
+    let extra: Vec<String> = documented
+        .difference(&routed)
+        .map(|(p, m)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "OpenAPI document and routes::TABLE disagree.\n\
+         Routes missing from the document ({}):\n  {}\n\
+         Documented operations with no route ({}):\n  {}",
+        missing.len(),
+        missing.join("\n  "),
+        extra.len(),
+        extra.join("\n  ")
+    );
+}
+
+#[test]
+fn the_document_declares_openapi_3_1_and_the_service() {
+    let doc = doc();
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.1."), "openapi is {version:?}");
+    assert_eq!(doc["info"]["title"], "keyward");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for scheme in ["adminToken", "userKey", "userBasic"] {
+        assert!(
+            doc["components"]["securitySchemes"][scheme].is_object(),
+            "security scheme {scheme} is not defined"
+        );
+    }
+}
+
+#[test]
+fn every_operation_has_a_unique_operation_id_and_a_200_response() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (path, method, op) in operations(&doc) {
+        match op["operationId"].as_str() {
+            Some(id) if !id.is_empty() => {
+                if !seen.insert(id.to_owned()) {
+                    problems.push(format!("{method} {path}: duplicate operationId {id}"));
+                }
+            }
+            _ => problems.push(format!("{method} {path}: no operationId")),
+        }
+        if op["responses"]["200"].is_null() {
+            problems.push(format!("{method} {path}: no 200 response"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_authenticated_operation_declares_security_and_a_401_response() {
+    let doc = doc();
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    for (path, method, op) in operations(&doc) {
+        if PUBLIC.contains(&path.as_str()) {
+            continue;
+        }
+        if op["responses"]["401"].is_null() {
+            problems.push(format!("{method} {path}: no 401 response"));
+        }
+        match op["security"].as_array() {
+            Some(reqs) if !reqs.is_empty() => {
+                for req in reqs {
+                    let names = req
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect::<Vec<_>>());
+                    match names {
+                        Some(names) if !names.is_empty() => {
+                            for name in names.iter().filter(|n| !schemes.contains_key(*n)) {
+                                problems.push(format!(
+                                    "{method} {path}: unknown security scheme {name}"
+                                ));
+                            }
+                        }
+                        _ => problems.push(format!(
+                            "{method} {path}: a security requirement names no scheme"
+                        )),
+                    }
+                }
+            }
+            _ => problems.push(format!("{method} {path}: no security requirement")),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_ref_resolves_within_the_document() {
+    let doc = doc();
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty(), "the document uses no $ref at all");
+    let broken: BTreeSet<&String> = refs.iter().filter(|r| resolve(&doc, r).is_none()).collect();
+    assert!(
+        broken.is_empty(),
+        "unresolved $ref: {}",
+        broken.into_iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+}
+
+#[test]
+fn every_path_template_parameter_is_declared_as_a_required_path_parameter() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    for (path, method, op) in operations(&doc) {
+        let in_template: BTreeSet<String> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(str::to_owned)
+            .collect();
+        let path_level = doc["paths"][&path]["parameters"].as_array().cloned();
+        let op_level = op["parameters"].as_array().cloned();
+        let declared: BTreeSet<String> = path_level
+            .into_iter()
+            .chain(op_level)
+            .flatten()
+            .filter_map(|p| {
+                let p = deref(&doc, &p);
+                (p["in"] == "path" && p["required"] == true)
+                    .then(|| p["name"].as_str().map(str::to_owned))
+                    .flatten()
+            })
+            .collect();
+        if in_template != declared {
+            problems.push(format!(
+                "{method} {path}: template has {in_template:?}, document declares {declared:?}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_error_response_uses_the_shared_error_envelope() {
+    let doc = doc();
+    let error = doc["components"]["schemas"]["Error"].clone();
+    assert_eq!(
+        error["required"],
+        serde_json::json!(["code", "data", "message"]),
+        "Error must require code, data and message"
+    );
+    let mut problems = Vec::new();
+    for (path, method, op) in operations(&doc) {
+        let Some(responses) = op["responses"].as_object() else {
+            problems.push(format!("{method} {path}: no responses"));
+            continue;
+        };
+        for (status, resp) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+            let resp = deref(&doc, resp);
+            let mut refs = Vec::new();
+            collect_refs(&resp["content"]["application/json"]["schema"], &mut refs);
+            if !refs.iter().any(|r| r == "#/components/schemas/Error") {
+                problems.push(format!("{method} {path}: {status} does not use Error"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1,10 +1,13 @@
 -- keyward schema: the one file D1 (wrangler d1 execute) and the native SQLite tests both load.
 -- Idempotent: safe to apply again. Times are integer milliseconds since the Unix epoch (UTC).
 
+-- defaults_version increases with every change to the tenant's default models; it is read with
+-- every key verification and names the immutable KV entry holding those defaults.
 CREATE TABLE IF NOT EXISTS tenants (
-  id          TEXT PRIMARY KEY,
-  name        TEXT NOT NULL,
-  create_date INTEGER NOT NULL
+  id               TEXT PRIMARY KEY,
+  name             TEXT NOT NULL,
+  create_date      INTEGER NOT NULL,
+  defaults_version INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS users (
@@ -58,3 +61,48 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE INDEX IF NOT EXISTS audit_tenant_at ON audit(tenant_id, at);
+
+-- A tenant's connection to a model provider. llm_name '' is a whole-organization connection giving
+-- the factory's catalog models; otherwise the row is one model (an Azure deployment, a self-hosted
+-- model, a model added by name). The id is derived from (tenant_id, factory, llm_name), so adding
+-- again updates the same row. The credential is AES-256-GCM sealed with associated data binding it
+-- to tenant, factory, model and id; key_version names the master key that sealed it.
+CREATE TABLE IF NOT EXISTS provider_connections (
+  id              TEXT PRIMARY KEY,
+  tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  factory         TEXT NOT NULL,
+  llm_name        TEXT NOT NULL DEFAULT '',
+  model_type      TEXT,
+  api_base        TEXT,
+  settings        TEXT NOT NULL DEFAULT '{}',
+  key_version     INTEGER,
+  credential      TEXT,
+  credential_hint TEXT,
+  max_tokens      INTEGER,
+  status          TEXT NOT NULL DEFAULT 'valid',
+  create_date     INTEGER NOT NULL,
+  update_date     INTEGER NOT NULL,
+  UNIQUE (tenant_id, factory, llm_name)
+);
+
+-- Tokens the relay has used per model, for GET /api/v1/models' used_token.
+CREATE TABLE IF NOT EXISTS model_usage (
+  connection_id TEXT NOT NULL REFERENCES provider_connections(id) ON DELETE CASCADE,
+  llm_name      TEXT NOT NULL,
+  used_token    INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (connection_id, llm_name)
+);
+
+-- A tenant's default model per type. connection_id names the connection that provides the model
+-- (NULL for Builtin models), so removing a connection removes the defaults it provided, and a
+-- default can never be written for a connection that is already gone.
+CREATE TABLE IF NOT EXISTS tenant_defaults (
+  tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  model_type    TEXT NOT NULL,
+  factory       TEXT NOT NULL,
+  llm_name      TEXT NOT NULL,
+  connection_id TEXT REFERENCES provider_connections(id) ON DELETE CASCADE,
+  update_date   INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, model_type)
+);
+CREATE INDEX IF NOT EXISTS tenant_defaults_connection ON tenant_defaults(connection_id);

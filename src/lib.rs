@@ -4,8 +4,10 @@
 //! SQLite; `worker_glue` adapts it to the Workers runtime (D1, KV, fetch, cron) on wasm32 only.
 
 pub mod api;
+pub mod catalog;
 pub mod domain;
 pub mod jobs;
+pub mod providers;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

@@ -139,6 +139,7 @@ impl<P: Platform> App<P> {
         self.tenant(id).await?;
         let now = self.platform.now_ms();
         let mut batch = tenants::delete(id);
+        let tenant_row = batch.len() - 1;
         batch.push(audit::record_if_changed(
             now,
             ADMIN,
@@ -148,7 +149,7 @@ impl<P: Platform> App<P> {
             "",
         ));
         let changed = self.platform.db().batch(batch).await?;
-        if changed.get(2).copied().unwrap_or(0) == 0 {
+        if changed.get(tenant_row).copied().unwrap_or(0) == 0 {
             return Err(ApiError::NotFound(format!("No tenant with id {id}")));
         }
         Ok(Reply::ok(Value::Bool(true)))

@@ -20,6 +20,8 @@ pub struct Caller {
     pub key_id: String,
     pub access_key: String,
     pub expires_at: Option<i64>,
+    /// The tenant's defaults version, read with the key (names the KV entry of its defaults).
+    pub defaults_version: i64,
 }
 
 /// The credential in the request, before it is checked against storage.
@@ -139,6 +141,7 @@ impl<P: Platform> App<P> {
                 key_id: row.id,
                 access_key: row.access_key,
                 expires_at: row.expires_at,
+                defaults_version: row.defaults_version,
             },
             touch,
         ))

@@ -3,12 +3,15 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod defaults;
 pub mod error;
 pub mod http;
 pub mod keys;
 pub mod me;
+pub mod models;
 pub mod routes;
 
+use crate::domain::crypto::Keyring;
 use crate::store::{Platform, Stmt};
 use error::ApiError;
 use http::{Request, Response};
@@ -19,19 +22,32 @@ use serde_json::{json, Value};
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Deployment configuration, from Worker vars and secrets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The admin bearer token (`ADMIN_TOKEN` secret). `None` disables the admin API.
     pub admin_token: Option<String>,
     /// `auth_token_max_ttl_minutes` until an admin sets it (`AUTH_TOKEN_MAX_TTL_MINUTES` var).
     pub default_max_ttl_minutes: i64,
+    /// Master keys for provider credentials (`KEYWARD_ENCRYPTION_KEY*` secrets). `None`: providers
+    /// with a credential cannot be connected.
+    pub keyring: Option<Keyring>,
+    /// Builtin models enabled for this deployment, comma-separated (`BUILTIN_MODELS` var).
+    pub builtin_models: String,
+    /// Timeout of each provider call (validation, relay), in milliseconds.
+    pub provider_timeout_ms: u64,
 }
+
+/// Provider calls give up after this long (../API.md: 10 s).
+pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             admin_token: None,
             default_max_ttl_minutes: 129_600,
+            keyring: None,
+            builtin_models: String::new(),
+            provider_timeout_ms: DEFAULT_PROVIDER_TIMEOUT_MS,
         }
     }
 }
@@ -101,6 +117,8 @@ impl<P: Platform> App<P> {
         }
         let result = if route.is_admin() {
             self.admin(&method, route, &req).await
+        } else if route.is_models() {
+            self.models(&method, route, &req).await
         } else {
             self.self_service(&method, route, &req).await
         };

@@ -19,9 +19,17 @@ pub enum Route {
     MyKeys,
     MyKey(String),
     MyKeyRotate(String),
+    Factories,
+    Models,
+    Defaults,
 }
 
 impl Route {
+    /// Provider connections and the catalog.
+    pub fn is_models(&self) -> bool {
+        matches!(self, Route::Factories | Route::Models | Route::Defaults)
+    }
+
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
@@ -55,6 +63,9 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("/api/v1/api_keys", GET_POST),
     ("/api/v1/api_keys/{id}", DELETE),
     ("/api/v1/api_keys/{id}/rotate", POST),
+    ("/api/v1/factories", GET),
+    ("/api/v1/models", GET_POST_DELETE),
+    ("/api/v1/models/default", GET_POST),
 ];
 
 const GET: &[&str] = &["GET"];
@@ -63,6 +74,7 @@ const DELETE: &[&str] = &["DELETE"];
 const GET_POST: &[&str] = &["GET", "POST"];
 const GET_PUT: &[&str] = &["GET", "PUT"];
 const GET_DELETE: &[&str] = &["GET", "DELETE"];
+const GET_POST_DELETE: &[&str] = &["GET", "POST", "DELETE"];
 const GET_PATCH_DELETE: &[&str] = &["GET", "PATCH", "DELETE"];
 
 /// Match a raw (percent-encoded) path. Empty segments (`//`, a trailing `/`) and segments that
@@ -97,6 +109,9 @@ pub fn resolve(raw: &str) -> Option<(Route, &'static [&'static str])> {
             ["api_keys"] => (Route::MyKeys, GET_POST),
             ["api_keys", id] => (Route::MyKey(own(id)), DELETE),
             ["api_keys", id, "rotate"] => (Route::MyKeyRotate(own(id)), POST),
+            ["factories"] => (Route::Factories, GET),
+            ["models"] => (Route::Models, GET_POST_DELETE),
+            ["models", "default"] => (Route::Defaults, GET_POST),
             _ => return None,
         },
         _ => return None,

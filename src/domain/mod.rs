@@ -1,5 +1,6 @@
 //! The rules of keyward, free of HTTP and SQL: key formats, names, roles, time.
 
+pub mod crypto;
 pub mod keys;
 pub mod names;
 pub mod time;

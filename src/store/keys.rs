@@ -124,6 +124,7 @@ pub struct AuthRow {
     pub tenant_id: String,
     pub role: String,
     pub user_status: String,
+    pub defaults_version: i64,
 }
 
 /// The key with this access key, joined to its user (a deleted user or tenant leaves no row).
@@ -131,9 +132,9 @@ pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<Au
     let rows = db
         .query(stmt!(
             "SELECT k.id, k.access_key, k.secret_hash, k.prev_secret_hash, k.prev_valid_until, k.expires_at, \
-             k.last_used_at, k.username, k.tenant_id, u.role, u.status \
+             k.last_used_at, k.username, k.tenant_id, u.role, u.status, t.defaults_version \
              FROM api_keys k JOIN users u ON u.username = k.username AND u.tenant_id = k.tenant_id \
-             WHERE k.access_key = ?1",
+             JOIN tenants t ON t.id = k.tenant_id WHERE k.access_key = ?1",
             access_key
         ))
         .await?;
@@ -149,6 +150,7 @@ pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<Au
         tenant_id: r.text("tenant_id").unwrap_or_default(),
         role: r.text("role").unwrap_or_default(),
         user_status: r.text("status").unwrap_or_default(),
+        defaults_version: r.int("defaults_version").unwrap_or_default(),
     }))
 }
 

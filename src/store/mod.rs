@@ -3,7 +3,10 @@
 //! real SQLite (loading the same `schema.sql`) and an in-memory map.
 
 pub mod audit;
+pub mod defaults;
 pub mod keys;
+pub mod outbound;
+pub mod providers;
 pub mod settings;
 pub mod tenants;
 pub mod users;
@@ -145,8 +148,10 @@ pub trait Cache {
 pub trait Platform {
     type Db: Db;
     type Cache: Cache;
+    type Outbound: outbound::Outbound;
     fn db(&self) -> &Self::Db;
     fn cache(&self) -> &Self::Cache;
+    fn outbound(&self) -> &Self::Outbound;
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
     /// Fill `buf` with cryptographically secure random bytes.

@@ -46,9 +46,17 @@ pub async fn list(db: &impl Db) -> Result<Vec<Tenant>, DbError> {
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// Statements removing a tenant and everything it owns, children first.
+/// Statements removing a tenant and everything it owns, children first; the tenant row is last.
+/// Sealed credentials go with their rows, so nothing of the tenant stays decryptable.
 pub fn delete(id: &str) -> Vec<Stmt> {
     vec![
+        stmt!("DELETE FROM tenant_defaults WHERE tenant_id = ?1", id),
+        stmt!(
+            "DELETE FROM model_usage WHERE connection_id IN \
+             (SELECT id FROM provider_connections WHERE tenant_id = ?1)",
+            id
+        ),
+        stmt!("DELETE FROM provider_connections WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM api_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM users WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM tenants WHERE id = ?1", id),

@@ -2,9 +2,11 @@
 //! Kept thin on purpose: everything it does not have to do lives in the natively tested core.
 
 mod convert;
+mod outbound;
 mod ports;
 
 use crate::api::{App, Config};
+use crate::domain::crypto::Keyring;
 use ports::{D1Db, WorkerPlatform};
 use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
 
@@ -20,12 +22,24 @@ fn config(env: &Env) -> Config {
             .filter(|s| !s.is_empty()),
         ..Config::default()
     };
-    if let Some(v) = env
-        .var("AUTH_TOKEN_MAX_TTL_MINUTES")
-        .ok()
-        .and_then(|v| v.to_string().parse().ok())
-    {
+    let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+    let secret = |name: &str| env.secret(name).ok().map(|v| v.to_string());
+    if let Some(v) = var("AUTH_TOKEN_MAX_TTL_MINUTES").and_then(|v| v.parse().ok()) {
         c.default_max_ttl_minutes = v;
+    }
+    if let Some(v) = var("PROVIDER_TIMEOUT_MS").and_then(|v| v.parse().ok()) {
+        c.provider_timeout_ms = v;
+    }
+    c.builtin_models = var("BUILTIN_MODELS").unwrap_or_default();
+    if let Some(key) = secret("KEYWARD_ENCRYPTION_KEY") {
+        let version = var("KEYWARD_ENCRYPTION_KEY_VERSION")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let older = secret("KEYWARD_ENCRYPTION_KEYS_OLDER").unwrap_or_default();
+        match Keyring::from_config(&key, version, &older) {
+            Ok(k) => c.keyring = Some(k),
+            Err(e) => log::error!("provider credential encryption is off: {e}"),
+        }
     }
     c
 }

@@ -1,5 +1,6 @@
 //! The core's ports over the Workers runtime: D1, KV, `Date.now()`, `crypto.getRandomValues`, console.
 
+use super::outbound::FetchOutbound;
 use crate::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
@@ -78,6 +79,7 @@ impl Cache for KvCache {
 pub struct WorkerPlatform {
     db: D1Db,
     cache: KvCache,
+    outbound: FetchOutbound,
 }
 
 impl WorkerPlatform {
@@ -85,6 +87,7 @@ impl WorkerPlatform {
         Ok(WorkerPlatform {
             db: D1Db(env.d1("DB")?),
             cache: KvCache(env.kv("CACHE")?),
+            outbound: FetchOutbound,
         })
     }
 }
@@ -92,8 +95,12 @@ impl WorkerPlatform {
 impl Platform for WorkerPlatform {
     type Db = D1Db;
     type Cache = KvCache;
+    type Outbound = FetchOutbound;
     fn db(&self) -> &D1Db {
         &self.db
+    }
+    fn outbound(&self) -> &FetchOutbound {
+        &self.outbound
     }
     fn cache(&self) -> &KvCache {
         &self.cache

@@ -4,16 +4,24 @@
 
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
+use keyward::domain::crypto::{Keyring, MasterKey};
+use keyward::store::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use keyward::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const SCHEMA: &str = include_str!("../../schema.sql");
+/// The master key native tests seal provider credentials with.
+pub const TEST_MASTER_KEY: [u8; 32] = [7; 32];
+/// Builtin models this test deployment enables (one per type where the catalog has one).
+pub const BUILTIN_ENABLED: &str = "@cf/meta/llama-3.1-8b-instruct,@cf/baai/bge-base-en-v1.5,@cf/baai/bge-reranker-base,@cf/openai/whisper,@cf/myshell-ai/melotts,@cf/llava-hf/llava-1.5-7b-hf";
 /// 2026-11-24T00:00:00Z
 pub const START_MS: i64 = 1_795_478_400_000;
 
@@ -175,17 +183,87 @@ impl Cache for MemCache {
     }
 }
 
+/// Outbound HTTP with a real client (ureq), so provider calls cross a real socket to a stand-in.
+pub struct HttpOutbound;
+
+impl Outbound for HttpOutbound {
+    async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(req.timeout_ms))
+            .build();
+        let mut r = agent.request(req.method, &req.url);
+        for (n, v) in &req.headers {
+            r = r.set(n, v);
+        }
+        let result = match &req.body {
+            Some(b) => r.send_bytes(b),
+            None => r.call(),
+        };
+        let resp = match result {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => {
+                let text = t.to_string();
+                return Err(if text.contains("timed out") || text.contains("Timeout") {
+                    OutboundError::Timeout
+                } else {
+                    OutboundError::Unreachable(text)
+                });
+            }
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_owned())))
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(req.max_response_bytes as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::WouldBlock
+                {
+                    OutboundError::Timeout
+                } else {
+                    OutboundError::Unreachable(e.to_string())
+                }
+            })?;
+        if body.len() > req.max_response_bytes {
+            return Err(OutboundError::TooLarge);
+        }
+        Ok(OutboundResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::signature::{SignatureEncoding, Signer};
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der).map_err(|e| e.to_string())?;
+        let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(key);
+        Ok(signer.sign(data).to_vec())
+    }
+}
+
 pub struct TestPlatform {
     pub db: SqliteDb,
     pub cache: MemCache,
     pub clock: Cell<i64>,
+    pub outbound: HttpOutbound,
 }
 
 impl Platform for TestPlatform {
     type Db = SqliteDb;
     type Cache = MemCache;
+    type Outbound = HttpOutbound;
     fn db(&self) -> &SqliteDb {
         &self.db
+    }
+    fn outbound(&self) -> &HttpOutbound {
+        &self.outbound
     }
     fn cache(&self) -> &MemCache {
         self.cache.now.set(self.clock.get());
@@ -205,12 +283,16 @@ pub fn log_lines() -> &'static Mutex<Vec<String>> {
     LINES.get_or_init(|| Mutex::new(Vec::new()))
 }
 
+/// Captures keyward's own log lines (what the Worker would print), not the test HTTP client's.
 struct Capture;
 impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.target().starts_with("keyward")
     }
     fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
         log_lines()
             .lock()
             .unwrap()
@@ -239,9 +321,13 @@ impl T {
             db: SqliteDb::new(),
             cache: MemCache::default(),
             clock: Cell::new(START_MS),
+            outbound: HttpOutbound,
         };
         let config = Config {
             admin_token: Some(ADMIN_TOKEN.into()),
+            keyring: Some(Keyring::new(MasterKey::new(1, TEST_MASTER_KEY), vec![])),
+            builtin_models: BUILTIN_ENABLED.into(),
+            provider_timeout_ms: 2_000,
             ..Config::default()
         };
         T {

@@ -1,0 +1,1278 @@
+//! A stand-in for the model providers keyward talks to: a real HTTP/1.1 server on
+//! 127.0.0.1 that answers like OpenAI (and the OpenAI-compatible family), Azure
+//! OpenAI, Gemini, Vertex AI (token endpoint and generateContent), Anthropic, Cohere
+//! and Ollama, for the one key it accepts ([`GOOD_KEY`]).
+//!
+//! Self-contained (std, tiny_http, serde_json, base64, rsa) so that tests can include it
+//! with `#[path = "../examples/provider_standin/server.rs"] mod standin;`, and
+//! `cargo run --example provider_standin -- --port 0` serves it for end-to-end runs.
+//!
+//! Routing (the query string is ignored for routing; every path may carry a prefix):
+//! - `/slow/<rest>`: waits 15 s, then answers `<rest>`; `/huge/<rest>`: 200 with a 5 MiB
+//!   JSON body (Content-Length); `/huge-chunked/<rest>`: the same body, chunked;
+//!   `/garbage/<rest>`: 200 `text/html` `<html>oops</html>`.
+//! - `/open/<rest>`: `<rest>` as an OpenAI-compatible endpoint that needs no key.
+//! - `/openai/deployments/{d}[/chat/completions]?api-version=`: Azure OpenAI (`api-key`).
+//! - `…/v1beta/models[/{m}[:generateContent|:streamGenerateContent]]`: Gemini
+//!   (`x-goog-api-key` header or `?key=`).
+//! - `POST …/token`: Google OAuth token endpoint for a service-account JWT (Vertex).
+//! - `…/publishers/google/models[/{m}[:generateContent]]`: Vertex AI, `Bearer ya29.standin`.
+//! - `POST …/v1/messages`, and `GET …/models` carrying `x-api-key` or
+//!   `anthropic-version`: Anthropic.
+//! - `/cohere/…/models`: Cohere's model list; `POST …/check-api-key`: Cohere's key check.
+//! - `GET …/api/tags`: Ollama (no key).
+//! - `GET …/models`, `POST …/chat/completions`, `POST …/embeddings`: OpenAI (Bearer).
+//! - anything else: 404 JSON.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::sha2::{Digest, Sha256};
+use rsa::signature::Verifier;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde_json::{json, Value};
+use tiny_http::{Header, Response, Server};
+
+/// The only API key the stand-in accepts (OpenAI, Azure, Gemini, Anthropic, Cohere).
+pub const GOOD_KEY: &str = "sk-standin-good-0123456789";
+
+/// The access token the Vertex token endpoint hands out, accepted by the Vertex routes.
+pub const VERTEX_ACCESS_TOKEN: &str = "ya29.standin";
+
+/// How long `/slow/…` waits before answering.
+pub const SLOW_DELAY: Duration = Duration::from_secs(15);
+
+/// The size of the `/huge/…` body.
+pub const HUGE_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+/// The pause between two events of a streamed (SSE) answer.
+pub const STREAM_EVENT_DELAY: Duration = Duration::from_millis(20);
+
+/// A fixed 2048-bit RSA key (PKCS#8) for Vertex service-account credentials in tests;
+/// the token endpoint verifies assertions against its public half.
+pub const VERTEX_TEST_PRIVATE_KEY_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQDV7uoG7J3YcG4e\n\
+ERVvaKAV60BN0NXgHjTCWNrZl20k1D7kGnmkft4ylbMvlJMihHqYDki+0XuX+UY7\n\
+vDSHNs4CUVSWqki0Sft+YwRxotFT1gdn8BUYCRNVWDn2qqUqbB/mjOzyeTFXrsNm\n\
+xUKJRkg9fWD872H+hn28UxnjMNp8p7o/IVxp76u9nYpeYlin8W1DAV4f74kUVA0f\n\
+fpl89qH94DaMnxjSN90jmn1vBDsE4/P6Q53q5VV5QUHi89pHWRsxHm5FxXbCdyLH\n\
+Gw7LwSuE9H+vdF/jrjNDjndZ5ZUQM7Obu57owKZvjVZMaoDvPswbMjIe/Fhhq2Z7\n\
+P7ao+jXjAgMBAAECggEASTNZJ2piLjN2MlqFG5xQnn9i/t1UuT2Mru1JYQezxFTN\n\
+ei5m7fatH+DiMYckezyaWBoXIRe7swoL0pe434VMozVh/LWib/IamCnYVOuxtX54\n\
+BUP8a797OooYN0M3hZb+qVwSHXuDey2k1a7sb905DbUvcQyV2sn5Du3eX0MRl3IK\n\
+ffl+2Q9S5Aq/mcqyLon4v0dh7r6YmY8CvtjyMrRCGoTe+EQf8PcpJyxL3d7Jf4Pw\n\
+eHXswhK8ZDlxwQg+rIx5dRXtz/aWP6OJx/U+z/9o0Zc7RAzNbCmFUENHEA6KDH+l\n\
+kGITujG7g6a3T7pn43iQsaNQBoq6WVG5ATyMDYFM+QKBgQDzTe3RnmxFn5XrHbEy\n\
+e8gmUjPibj97iKAAkvGJCAvFHyA/scxVGLd/0+FlT3RkDJeLQKB4uZG4tJhsiuB0\n\
+u2RNqHz2Vprwt49Bk+E49B1mA58lpVgCefQqnbGYpL0qLZ4xRRQLAc2qm7IlFVTp\n\
+fKbmROUTj4vna3teUl9YoaDUWQKBgQDhGKTgm+rrpxzPB0+1GWWrr0o8Wbn4NRC9\n\
+CxcnGUrc4lLJY37e/yH2qmPg34zVRWupKJ61J74tHRcixh8CmxkWvRmxRF2Rdjmh\n\
+lYG2r2DdKkA9QxT9i/ys6pqLY6VXsEJ6rwTqFbRF0/TSYG5Q6i1oHATqnmiVIJYN\n\
+wQeIV4JEmwKBgFVfPteS00MK4DwDyy1/qZdouLP3I2dhZWNOLFp87ERay6IN7Tje\n\
+12SPIEPAQYLpuDMwlh5GXw+ErwdHI8NSDbwCJvb5JJzai/XiweCOJ9Kn6qv2/I7B\n\
+5B8f/jUleQrXvu5i4smJ9HSs9TF17rmO97FM82SNtfWaDUvnc3VSIXDhAoGABwKW\n\
+d+xDJ62fpw7qO5Cb6vndjP2aXhGBAPIseWo/O5vMyjrQA6/cZesuix1LLIUp8i2y\n\
+q5+eO5dxVgLnilQ8NsoS18NySoptBww56u+RS7H6KC5DpBXM+7GeuIKU7qMtntZ+\n\
+h6+/WoFcWYTpSpnQajKdMJVYWnSWV71QN73J78sCgYAKOIQv5HQbI/WuXnYvZ4GE\n\
+VkoRjGYB+tZ/au9Fa0DO73oqgPAq5B4UT/Nt9dDZZMm3ikkmnVriu9ukr4m5A1z8\n\
+kt+NtaafXfCdNpKbACcu774F0JxHDN7GLXGrEQfvydh5lWk++U6JSiRUp7wFk/ZB\n\
+dwzop7mFdg/z0cP9x/LSlQ==\n\
+-----END PRIVATE KEY-----\n";
+
+/// A complete service-account JSON for [`VERTEX_TEST_PRIVATE_KEY_PEM`].
+pub fn vertex_credentials_json(token_uri: &str, client_email: &str) -> String {
+    json!({
+        "type": "service_account",
+        "project_id": "standin-project",
+        "private_key_id": "k1",
+        "private_key": VERTEX_TEST_PRIVATE_KEY_PEM,
+        "client_email": client_email,
+        "token_uri": token_uri,
+    })
+    .to_string()
+}
+
+/// One request as the stand-in received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub method: String,
+    /// The request target: path with its query string.
+    pub path: String,
+    /// Header names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body, decoded as UTF-8 (lossily).
+    pub body: String,
+}
+
+impl Recorded {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Shared {
+    port: u16,
+    stopping: AtomicBool,
+    log: AtomicBool,
+    requests: Mutex<Vec<Recorded>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running stand-in; dropping it stops the server and joins its threads.
+pub struct StandIn {
+    pub port: u16,
+    server: Arc<Server>,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl StandIn {
+    /// Starts on 127.0.0.1 with a free port; returns once listening.
+    pub fn start() -> StandIn {
+        StandIn::start_on(0)
+    }
+
+    /// Starts on 127.0.0.1:`port` (0: a free port); returns once listening.
+    pub fn start_on(port: u16) -> StandIn {
+        let server = Server::http(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("stand-in: cannot listen on 127.0.0.1:{port}: {e}"));
+        let port = server
+            .server_addr()
+            .to_ip()
+            .expect("stand-in listens on an IP address")
+            .port();
+        let server = Arc::new(server);
+        let shared = Arc::new(Shared {
+            port,
+            stopping: AtomicBool::new(false),
+            log: AtomicBool::new(false),
+            requests: Mutex::new(Vec::new()),
+            workers: Mutex::new(Vec::new()),
+        });
+        let acceptor = {
+            let server = Arc::clone(&server);
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("standin-accept".into())
+                .spawn(move || accept_loop(&server, &shared))
+                .expect("spawn the stand-in's accept thread")
+        };
+        StandIn {
+            port,
+            server,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// Logs one line per request (`standin: METHOD /path -> status`, no query, no
+    /// headers) to stderr when on.
+    pub fn set_log(&self, on: bool) {
+        self.shared.log.store(on, Ordering::SeqCst);
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let workers = std::mem::take(&mut *lock(&self.shared.workers));
+        for worker in workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn accept_loop(server: &Server, shared: &Arc<Shared>) {
+    loop {
+        match server.recv() {
+            Ok(request) => {
+                if shared.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let worker_shared = Arc::clone(shared);
+                let spawned = thread::Builder::new()
+                    .name("standin-request".into())
+                    .spawn(move || handle(request, &worker_shared));
+                if let Ok(handle) = spawned {
+                    let mut workers = lock(&shared.workers);
+                    workers.retain(|w| !w.is_finished());
+                    workers.push(handle);
+                }
+            }
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => break,
+            Err(_) => continue,
+        }
+    }
+}
+
+/// A parsed request, as the routes see it.
+struct Incoming {
+    method: String,
+    /// Path without the query string (what routing looks at).
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Incoming {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn bearer(&self) -> Option<&str> {
+        let value = self.header("authorization")?.trim();
+        let (scheme, token) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    }
+
+    fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    fn with_path(&self, path: &str) -> Incoming {
+        Incoming {
+            method: self.method.clone(),
+            path: path.to_string(),
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+enum Reply {
+    Json(u16, Value),
+    Body {
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+        chunked: bool,
+    },
+    /// Server-sent events, each written and flushed as its own chunk.
+    Events(Vec<String>),
+}
+
+impl Reply {
+    fn status(&self) -> u16 {
+        match self {
+            Reply::Json(status, _) => *status,
+            Reply::Body { status, .. } => *status,
+            Reply::Events(_) => 200,
+        }
+    }
+}
+
+fn handle(mut request: tiny_http::Request, shared: &Shared) {
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    let target = request.url().to_string();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    let method = request.method().as_str().to_ascii_uppercase();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    lock(&shared.requests).push(Recorded {
+        method: method.clone(),
+        path: target.clone(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), parse_form(q)),
+        None => (target.clone(), Vec::new()),
+    };
+    let incoming = Incoming {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    };
+    let Some(reply) = route(&incoming, shared) else {
+        return; // shutting down in the middle of a slow answer
+    };
+    if shared.log.load(Ordering::SeqCst) {
+        eprintln!(
+            "standin: {} {} -> {}",
+            incoming.method,
+            incoming.path,
+            reply.status()
+        );
+    }
+    send(request, reply);
+}
+
+fn send(request: tiny_http::Request, reply: Reply) {
+    let http10 = *request.http_version() <= (1, 0);
+    let (status, content_type, body, chunked) = match reply {
+        Reply::Json(status, value) => (
+            status,
+            "application/json",
+            value.to_string().into_bytes(),
+            false,
+        ),
+        Reply::Body {
+            status,
+            content_type,
+            body,
+            chunked,
+        } => (status, content_type, body, chunked),
+        Reply::Events(events) if http10 => (
+            200,
+            "text/event-stream",
+            events.concat().into_bytes(),
+            false,
+        ),
+        Reply::Events(events) => return stream_events(request, events),
+    };
+    let header = Header::from_bytes("Content-Type", content_type).expect("valid header");
+    let _ = if chunked {
+        let len = body.len();
+        let response = Response::new(
+            status.into(),
+            vec![header],
+            std::io::Cursor::new(body),
+            None,
+            None,
+        )
+        .with_chunked_threshold(len.min(1));
+        request.respond(response)
+    } else {
+        let response = Response::from_data(body)
+            .with_status_code(status)
+            .with_header(header)
+            .with_chunked_threshold(usize::MAX);
+        request.respond(response)
+    };
+}
+
+/// Writes the answer by hand so that each event leaves as its own, flushed chunk.
+fn stream_events(request: tiny_http::Request, events: Vec<String>) {
+    let mut writer = request.into_writer();
+    let head = "HTTP/1.1 200 OK\r\n\
+                Content-Type: text/event-stream\r\n\
+                Cache-Control: no-cache\r\n\
+                Transfer-Encoding: chunked\r\n\
+                \r\n";
+    let mut write = |bytes: &[u8]| -> std::io::Result<()> {
+        writer.write_all(bytes)?;
+        writer.flush()
+    };
+    if write(head.as_bytes()).is_err() {
+        return;
+    }
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(STREAM_EVENT_DELAY);
+        }
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        if write(chunk.as_bytes()).is_err() {
+            return;
+        }
+    }
+    let _ = write(b"0\r\n\r\n");
+}
+
+fn json_reply(status: u16, value: Value) -> Option<Reply> {
+    Some(Reply::Json(status, value))
+}
+
+fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
+    let path = rq.path.as_str();
+    let method = rq.method.as_str();
+
+    if let Some(rest) = path.strip_prefix("/slow/") {
+        let deadline = Instant::now() + SLOW_DELAY;
+        while Instant::now() < deadline {
+            if shared.stopping.load(Ordering::SeqCst) {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        return route(&rq.with_path(&format!("/{rest}")), shared);
+    }
+    if path.starts_with("/huge/") || path.starts_with("/huge-chunked/") {
+        return Some(Reply::Body {
+            status: 200,
+            content_type: "application/json",
+            body: huge_body(),
+            chunked: path.starts_with("/huge-chunked/"),
+        });
+    }
+    if path.starts_with("/garbage/") {
+        return Some(Reply::Body {
+            status: 200,
+            content_type: "text/html",
+            body: b"<html>oops</html>".to_vec(),
+            chunked: false,
+        });
+    }
+    if let Some(rest) = path.strip_prefix("/open/") {
+        return openai_routes(&rq.with_path(&format!("/{rest}")), true).or_else(|| not_found(rq));
+    }
+    if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+        return azure(rq, rest).or_else(|| not_found(rq));
+    }
+    if path.contains("/v1beta/models") {
+        return gemini(rq).or_else(|| not_found(rq));
+    }
+    if method == "POST" && path.ends_with("/token") {
+        return vertex_token(rq, shared.port);
+    }
+    if path.contains("/publishers/google/models") {
+        return vertex(rq).or_else(|| not_found(rq));
+    }
+    if path.ends_with("/api/tags") && method == "GET" {
+        return json_reply(200, json!({"models": [{"name": "llama3.2:latest"}]}));
+    }
+    if method == "POST" && path.ends_with("/v1/messages") {
+        return anthropic_messages(rq);
+    }
+    if method == "GET"
+        && path.ends_with("/models")
+        && (rq.header("x-api-key").is_some() || rq.header("anthropic-version").is_some())
+    {
+        return anthropic_models(rq);
+    }
+    if path.starts_with("/cohere/") && path.ends_with("/models") && method == "GET" {
+        return cohere_models(rq);
+    }
+    if method == "POST" && path.ends_with("/check-api-key") {
+        return cohere_check_key(rq);
+    }
+    openai_routes(rq, false).or_else(|| not_found(rq))
+}
+
+fn not_found(rq: &Incoming) -> Option<Reply> {
+    json_reply(
+        404,
+        json!({"error": {
+            "message": format!("The stand-in has no route for {} {}", rq.method, rq.path),
+            "type": "not_found",
+            "code": "not_found",
+        }}),
+    )
+}
+
+fn huge_body() -> Vec<u8> {
+    let prefix = b"{\"data\":\"";
+    let suffix = b"\"}";
+    let mut body = Vec::with_capacity(HUGE_BODY_BYTES);
+    body.extend_from_slice(prefix);
+    body.resize(HUGE_BODY_BYTES - suffix.len(), b'a');
+    body.extend_from_slice(suffix);
+    body
+}
+
+// ---------- OpenAI and the OpenAI-compatible family ----------
+
+fn openai_unauthorized() -> Option<Reply> {
+    json_reply(
+        401,
+        json!({"error": {
+            "message": "Incorrect API key provided.",
+            "type": "invalid_request_error",
+            "param": null,
+            "code": "invalid_api_key",
+        }}),
+    )
+}
+
+fn openai_bad_request(message: &str, param: &str) -> Option<Reply> {
+    json_reply(
+        400,
+        json!({"error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": null,
+        }}),
+    )
+}
+
+/// `None` when the path is not an OpenAI route.
+fn openai_routes(rq: &Incoming, keyless: bool) -> Option<Reply> {
+    let path = rq.path.as_str();
+    let kind = match rq.method.as_str() {
+        "GET" if path.ends_with("/models") => "models",
+        "POST" if path.ends_with("/chat/completions") => "chat",
+        "POST" if path.ends_with("/embeddings") => "embeddings",
+        _ => return None,
+    };
+    if !keyless && rq.bearer() != Some(GOOD_KEY) {
+        return openai_unauthorized();
+    }
+    match kind {
+        "models" => json_reply(
+            200,
+            json!({"object": "list", "data": [
+                {"id": "gpt-4o-mini", "object": "model", "created": 1_700_000_000, "owned_by": "standin"},
+                {"id": "text-embedding-3-small", "object": "model", "created": 1_700_000_000, "owned_by": "standin"},
+            ]}),
+        ),
+        "chat" => openai_chat(rq, None),
+        _ => openai_embeddings(rq),
+    }
+}
+
+/// The text of an OpenAI/Anthropic message `content`: a string or an array of parts.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn words(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+/// Deterministic prompt size: whitespace-separated words of every message plus 3 per message.
+fn prompt_tokens(messages: &[Value]) -> u64 {
+    messages
+        .iter()
+        .map(|m| words(&content_text(m.get("content"))) + 3)
+        .sum()
+}
+
+fn last_user_text(messages: &[Value]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| content_text(m.get("content")))
+        .unwrap_or_default()
+}
+
+fn completion_tokens(limit: Option<u64>) -> u64 {
+    limit.unwrap_or(5).min(5)
+}
+
+/// The answer split into stream pieces that concatenate back to it.
+fn pieces(text: &str) -> Vec<String> {
+    text.split(' ')
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            }
+        })
+        .collect()
+}
+
+fn sse_data(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+fn openai_chat(rq: &Incoming, deployment: Option<&str>) -> Option<Reply> {
+    let Some(body) = rq.json() else {
+        return openai_bad_request("We could not parse the JSON body of your request.", "body");
+    };
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return openai_bad_request("Missing required parameter: 'messages'.", "messages");
+    };
+    if messages.is_empty() {
+        return openai_bad_request(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            "messages",
+        );
+    }
+    let model = deployment
+        .map(|_| "gpt-4o".to_string())
+        .or_else(|| {
+            body.get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "gpt-4o-mini".to_string());
+    let text = format!("echo: {}", last_user_text(messages));
+    let prompt = prompt_tokens(messages);
+    let limit = body
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| body.get("max_completion_tokens").and_then(Value::as_u64));
+    let completion = completion_tokens(limit);
+    let usage = json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    });
+    let id = "chatcmpl-standin";
+    let created = 1_700_000_000u64;
+
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_reply(
+            200,
+            json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }],
+                "usage": usage,
+            }),
+        );
+    }
+
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        sse_data(&c)
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for piece in pieces(&text) {
+        events.push(chunk(json!({"content": piece}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if include_usage {
+        events.push(sse_data(&json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        })));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    Some(Reply::Events(events))
+}
+
+fn embedding_for(text: &str) -> Vec<f64> {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| (f64::from(*b) / 127.5 - 1.0) * 1000.0)
+        .map(|x| x.round() / 1000.0)
+        .collect()
+}
+
+fn openai_embeddings(rq: &Incoming) -> Option<Reply> {
+    let Some(body) = rq.json() else {
+        return openai_bad_request("We could not parse the JSON body of your request.", "body");
+    };
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => {
+            return openai_bad_request("Missing required parameter: 'input'.", "input");
+        }
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("text-embedding-3-small");
+    let tokens: u64 = inputs.iter().map(|s| words(s)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": embedding_for(s)}))
+        .collect();
+    json_reply(
+        200,
+        json!({
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }),
+    )
+}
+
+// ---------- Azure OpenAI ----------
+
+fn azure(rq: &Incoming, rest: &str) -> Option<Reply> {
+    let (deployment, tail) = match rest.split_once('/') {
+        Some((d, t)) => (d, t),
+        None => (rest, ""),
+    };
+    let op = match (rq.method.as_str(), tail) {
+        ("GET", "") => "get",
+        ("POST", "chat/completions") => "chat",
+        ("POST", "embeddings") => "embeddings",
+        _ => return None,
+    };
+    if rq.query("api-version").is_none_or(str::is_empty) {
+        return json_reply(
+            404,
+            json!({"error": {"code": "404", "message": "Resource not found"}}),
+        );
+    }
+    if rq.header("api-key") != Some(GOOD_KEY) {
+        return json_reply(
+            401,
+            json!({"error": {
+                "code": "401",
+                "message": "Access denied due to invalid subscription key or wrong API endpoint.",
+            }}),
+        );
+    }
+    if deployment.is_empty() || deployment == "missing" {
+        return json_reply(
+            404,
+            json!({"error": {
+                "code": "DeploymentNotFound",
+                "message": "The API deployment for this resource does not exist.",
+            }}),
+        );
+    }
+    match op {
+        "get" => json_reply(
+            200,
+            json!({"id": deployment, "model": "gpt-4o", "status": "succeeded", "object": "deployment"}),
+        ),
+        "chat" => openai_chat(rq, Some(deployment)),
+        _ => openai_embeddings(rq),
+    }
+}
+
+// ---------- Gemini (and Vertex generateContent) ----------
+
+fn gemini_error(code: u16, status: &str, message: &str) -> Option<Reply> {
+    json_reply(
+        code,
+        json!({"error": {"code": code, "message": message, "status": status}}),
+    )
+}
+
+fn gemini(rq: &Incoming) -> Option<Reply> {
+    let (_, rest) = rq.path.split_once("/v1beta/models")?;
+    let op = match (rq.method.as_str(), rest) {
+        ("GET", "") | ("GET", "/") => GeminiOp::List,
+        ("GET", r) if r.starts_with('/') && !r.contains(':') => GeminiOp::Get(&r[1..]),
+        ("POST", r) if r.starts_with('/') => match r[1..].split_once(':') {
+            Some((model, "generateContent")) => GeminiOp::Generate(model, false),
+            Some((model, "streamGenerateContent")) => GeminiOp::Generate(model, true),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let key = rq.header("x-goog-api-key").or_else(|| rq.query("key"));
+    match key {
+        None | Some("") => {
+            return gemini_error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+            )
+        }
+        Some(k) if k != GOOD_KEY => {
+            return gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+            )
+        }
+        Some(_) => {}
+    }
+    match op {
+        GeminiOp::List => json_reply(
+            200,
+            json!({"models": [{
+                "name": "models/gemini-2.5-flash",
+                "displayName": "Gemini 2.5 Flash",
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            }]}),
+        ),
+        GeminiOp::Get(model) => json_reply(
+            200,
+            json!({"name": format!("models/{model}"), "displayName": model}),
+        ),
+        GeminiOp::Generate(model, stream) => generate_content(rq, model, stream),
+    }
+}
+
+enum GeminiOp<'a> {
+    List,
+    Get(&'a str),
+    Generate(&'a str, bool),
+}
+
+fn gemini_text(content: &Value) -> String {
+    content
+        .get("parts")
+        .and_then(Value::as_array)
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn generate_content(rq: &Incoming, model: &str, stream: bool) -> Option<Reply> {
+    let body = rq.json();
+    let contents = body
+        .as_ref()
+        .and_then(|b| b.get("contents"))
+        .and_then(Value::as_array);
+    let Some(contents) = contents.filter(|c| !c.is_empty()) else {
+        return gemini_error(
+            400,
+            "INVALID_ARGUMENT",
+            "* GenerateContentRequest.contents: contents is not specified\n",
+        );
+    };
+    let last_user = contents
+        .iter()
+        .rev()
+        .find(|c| c.get("role").and_then(Value::as_str).unwrap_or("user") == "user")
+        .map(gemini_text)
+        .unwrap_or_default();
+    let text = format!("echo: {last_user}");
+    let prompt: u64 = contents.iter().map(|c| words(&gemini_text(c)) + 3).sum();
+    let limit = body
+        .as_ref()
+        .and_then(|b| b.pointer("/generationConfig/maxOutputTokens"))
+        .and_then(Value::as_u64);
+    let completion = completion_tokens(limit);
+    let usage = json!({
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": completion,
+        "totalTokenCount": prompt + completion,
+    });
+    let candidate = |text: &str, finish: bool| {
+        let mut c = json!({
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "index": 0,
+        });
+        if finish {
+            c["finishReason"] = json!("STOP");
+        }
+        c
+    };
+    if !stream {
+        return json_reply(
+            200,
+            json!({
+                "candidates": [candidate(&text, true)],
+                "usageMetadata": usage,
+                "modelVersion": model,
+            }),
+        );
+    }
+    let parts = pieces(&text);
+    let last = parts.len() - 1;
+    let chunks: Vec<Value> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut c = json!({"candidates": [candidate(piece, i == last)], "modelVersion": model});
+            if i == last {
+                c["usageMetadata"] = usage.clone();
+            }
+            c
+        })
+        .collect();
+    if rq.query("alt") == Some("sse") {
+        Some(Reply::Events(chunks.iter().map(sse_data).collect()))
+    } else {
+        json_reply(200, Value::Array(chunks))
+    }
+}
+
+fn vertex(rq: &Incoming) -> Option<Reply> {
+    let (_, rest) = rq.path.split_once("/publishers/google/models")?;
+    let op = match (rq.method.as_str(), rest) {
+        ("GET", "") | ("GET", "/") => GeminiOp::List,
+        ("GET", r) if r.starts_with('/') && !r.contains(':') => GeminiOp::Get(&r[1..]),
+        ("POST", r) if r.starts_with('/') => match r[1..].split_once(':') {
+            Some((model, "generateContent")) => GeminiOp::Generate(model, false),
+            Some((model, "streamGenerateContent")) => GeminiOp::Generate(model, true),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if rq.bearer() != Some(VERTEX_ACCESS_TOKEN) {
+        return gemini_error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        );
+    }
+    match op {
+        GeminiOp::List => json_reply(
+            200,
+            json!({"publisherModels": [{"name": "publishers/google/models/gemini-2.5-flash"}]}),
+        ),
+        GeminiOp::Get(model) => json_reply(
+            200,
+            json!({"name": format!("publishers/google/models/{model}")}),
+        ),
+        GeminiOp::Generate(model, stream) => generate_content(rq, model, stream),
+    }
+}
+
+// ---------- Vertex token endpoint ----------
+
+fn vertex_public_key() -> &'static RsaPublicKey {
+    static KEY: OnceLock<RsaPublicKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let private = RsaPrivateKey::from_pkcs8_pem(VERTEX_TEST_PRIVATE_KEY_PEM)
+            .expect("the embedded test key parses");
+        RsaPublicKey::from(&private)
+    })
+}
+
+fn b64url(part: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64)
+}
+
+/// Checks an RS256 service-account assertion; `audiences` are the accepted `aud` values.
+fn jwt_ok(assertion: &str, audiences: &[String]) -> bool {
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, payload, signature] = parts.as_slice() else {
+        return false;
+    };
+    let decode_json = |part: &str| -> Option<Value> { serde_json::from_slice(&b64url(part)?).ok() };
+    let (Some(head), Some(claims), Some(sig)) =
+        (decode_json(header), decode_json(payload), b64url(signature))
+    else {
+        return false;
+    };
+    if head.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return false;
+    }
+    let Ok(sig) = Signature::try_from(sig.as_slice()) else {
+        return false;
+    };
+    let verifier = VerifyingKey::<Sha256>::new(vertex_public_key().clone());
+    let signed = format!("{header}.{payload}");
+    if verifier.verify(signed.as_bytes(), &sig).is_err() {
+        return false;
+    }
+    let non_empty = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    let aud_ok = claims
+        .get("aud")
+        .and_then(Value::as_str)
+        .is_some_and(|aud| audiences.iter().any(|a| a == aud));
+    let times_ok = match (number(claims.get("iat")), number(claims.get("exp"))) {
+        (Some(iat), Some(exp)) => exp > iat && exp - iat <= 3600.0,
+        _ => false,
+    };
+    non_empty("iss") && non_empty("scope") && aud_ok && times_ok
+}
+
+fn vertex_token(rq: &Incoming, port: u16) -> Option<Reply> {
+    let form = parse_form(&rq.body);
+    let field = |name: &str| {
+        form.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut audiences = vec![
+        format!("http://127.0.0.1:{port}{}", rq.path),
+        format!("http://localhost:{port}{}", rq.path),
+    ];
+    if let Some(host) = rq.header("host") {
+        audiences.push(format!("http://{host}{}", rq.path));
+    }
+    let ok = field("grant_type") == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        && field("assertion").is_some_and(|a| jwt_ok(a, &audiences));
+    if ok {
+        json_reply(
+            200,
+            json!({"access_token": VERTEX_ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}),
+        )
+    } else {
+        json_reply(
+            400,
+            json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+        )
+    }
+}
+
+/// `application/x-www-form-urlencoded` (also query strings) into name/value pairs.
+fn parse_form(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------- Anthropic ----------
+
+fn anthropic_error(status: u16, kind: &str, message: &str) -> Option<Reply> {
+    json_reply(
+        status,
+        json!({"type": "error", "error": {"type": kind, "message": message}}),
+    )
+}
+
+/// `Some(error reply)` unless the key is good and `anthropic-version` is present.
+fn anthropic_auth(rq: &Incoming) -> Option<Reply> {
+    match rq.header("x-api-key") {
+        None => anthropic_error(401, "authentication_error", "x-api-key header is required"),
+        Some(k) if k != GOOD_KEY => {
+            anthropic_error(401, "authentication_error", "invalid x-api-key")
+        }
+        Some(_) if rq.header("anthropic-version").is_none() => anthropic_error(
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        ),
+        Some(_) => None,
+    }
+}
+
+fn anthropic_models(rq: &Incoming) -> Option<Reply> {
+    if let Some(error) = anthropic_auth(rq) {
+        return Some(error);
+    }
+    json_reply(
+        200,
+        json!({
+            "data": [{
+                "id": "claude-sonnet-4-5",
+                "type": "model",
+                "display_name": "Claude Sonnet 4.5",
+                "created_at": "2025-09-29T00:00:00Z",
+            }],
+            "has_more": false,
+            "first_id": "claude-sonnet-4-5",
+            "last_id": "claude-sonnet-4-5",
+        }),
+    )
+}
+
+fn anthropic_messages(rq: &Incoming) -> Option<Reply> {
+    if let Some(error) = anthropic_auth(rq) {
+        return Some(error);
+    }
+    let Some(body) = rq.json() else {
+        return anthropic_error(
+            400,
+            "invalid_request_error",
+            "The request body is not valid JSON.",
+        );
+    };
+    let Some(messages) = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
+        return anthropic_error(400, "invalid_request_error", "messages: Field required");
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("claude-sonnet-4-5")
+        .to_string();
+    let text = format!("echo: {}", last_user_text(messages));
+    let input = prompt_tokens(messages) + words(&content_text(body.get("system")));
+    let output = completion_tokens(body.get("max_tokens").and_then(Value::as_u64));
+    let id = "msg_standin";
+
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_reply(
+            200,
+            json!({
+                "id": id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": output},
+            }),
+        );
+    }
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {
+                "id": id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": 1},
+            }}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    for piece in pieces(&text) {
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event(
+        "message_delta",
+        json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": output},
+        }),
+    ));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    Some(Reply::Events(events))
+}
+
+// ---------- Cohere ----------
+
+fn cohere_unauthorized() -> Option<Reply> {
+    json_reply(401, json!({"message": "invalid api token"}))
+}
+
+fn cohere_models(rq: &Incoming) -> Option<Reply> {
+    if rq.bearer() != Some(GOOD_KEY) {
+        return cohere_unauthorized();
+    }
+    json_reply(
+        200,
+        json!({"models": [{"name": "command-r", "endpoints": ["chat", "generate"]}]}),
+    )
+}
+
+fn cohere_check_key(rq: &Incoming) -> Option<Reply> {
+    if rq.bearer() != Some(GOOD_KEY) {
+        return cohere_unauthorized();
+    }
+    json_reply(
+        200,
+        json!({"valid": true, "organization_id": "standin-org", "owner_id": "standin-owner"}),
+    )
+}

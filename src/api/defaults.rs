@@ -1,0 +1,249 @@
+//! A tenant's default model per type: `POST / GET /api/v1/models/default`.
+//!
+//! D1 is the truth. Reads come from KV under a versioned key, `defaults:{tenant}:{version}`, where
+//! the version is read from D1 with the caller's key on every request (no extra query). A change to
+//! the defaults bumps the version in the same D1 batch as the change, so a cached entry is never
+//! stale: an entry, once written, never changes, and a changed tenant simply reads a new key. KV
+//! failures fall back to D1; the write path does no KV write at all, so KV's one-write-per-second
+//! per key limit cannot fail it.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::models::{require_manager, Available};
+use super::{body, App, Reply, Result};
+use crate::catalog::{self, ModelType};
+use crate::providers::printable;
+use crate::store::{audit, defaults, Cache, Db, Platform};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
+
+/// KV keeps an entry this long; entries of retired versions simply expire.
+pub const CACHE_TTL_SECONDS: u64 = 24 * 3600;
+
+/// The request fields and the model type each one sets, in response order.
+pub const FIELDS: [(&str, ModelType); 6] = [
+    ("llm_id", ModelType::Chat),
+    ("embd_id", ModelType::Embedding),
+    ("asr_id", ModelType::Speech2text),
+    ("img2txt_id", ModelType::Image2text),
+    ("rerank_id", ModelType::Rerank),
+    ("tts_id", ModelType::Tts),
+];
+
+/// `Some(None)` for an explicit `null`, `None` for a field not sent.
+fn present<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetDefaults {
+    #[serde(default, deserialize_with = "present")]
+    llm_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    embd_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    asr_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    img2txt_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    rerank_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    tts_id: Option<Option<String>>,
+}
+
+impl SetDefaults {
+    /// The sent fields in [`FIELDS`] order: (field, type, `None` to clear or the id).
+    fn sent(self) -> Vec<(&'static str, ModelType, Option<String>)> {
+        let values = [
+            self.llm_id,
+            self.embd_id,
+            self.asr_id,
+            self.img2txt_id,
+            self.rerank_id,
+            self.tts_id,
+        ];
+        FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|((f, t), v)| v.map(|v| (*f, *t, v.filter(|s| !s.is_empty()))))
+            .collect()
+    }
+}
+
+/// Find the model an id names for a type, or say why it names none. Ids are `name@factory`; a bare
+/// name is accepted when exactly one usable model of that type has it.
+pub fn resolve<'a>(
+    id: &str,
+    want: ModelType,
+    available: &'a [Available],
+) -> std::result::Result<&'a Available, String> {
+    let shown = printable(id);
+    let (name, factory) = match id.rsplit_once('@') {
+        Some((n, f)) if !n.is_empty() && catalog::factory(f).is_some() => (n, Some(f)),
+        _ => (id, None),
+    };
+    let builtin_has = |n: &str| {
+        catalog::factory(catalog::BUILTIN)
+            .and_then(|b| b.model(n))
+            .is_some()
+    };
+    let wrong_type = |a: &Available| {
+        format!(
+            "{shown} is a {} model, not {}",
+            a.model_type.as_str(),
+            want.as_str()
+        )
+    };
+    match factory {
+        Some(f) => match available
+            .iter()
+            .find(|a| a.factory.name == f && a.name == name)
+        {
+            Some(a) if a.model_type == want => Ok(a),
+            Some(a) => Err(wrong_type(a)),
+            None if f == catalog::BUILTIN && builtin_has(name) => {
+                Err(format!("{shown} is not enabled for this deployment"))
+            }
+            None if catalog::factory(f).and_then(|fa| fa.model(name)).is_some() => Err(format!(
+                "{shown} is not configured for this tenant (connect {f} first)"
+            )),
+            None => Err(format!(
+                "{shown} is an unknown model: {f} has no model {} and none was added",
+                printable(name)
+            )),
+        },
+        None => {
+            let matches: Vec<&Available> = available
+                .iter()
+                .filter(|a| a.name == name && a.model_type == want)
+                .collect();
+            match matches.as_slice() {
+                [one] => Ok(one),
+                [] => match available.iter().find(|a| a.name == name) {
+                    Some(a) => Err(wrong_type(a)),
+                    None if builtin_has(name) => {
+                        Err(format!("{shown} is not enabled for this deployment"))
+                    }
+                    None => Err(format!(
+                        "{shown} is an unknown model or not configured for this tenant"
+                    )),
+                },
+                many => Err(format!(
+                    "{shown} is ambiguous ({}); use name@factory",
+                    many.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+    }
+}
+
+impl<P: Platform> App<P> {
+    fn defaults_key(caller: &Caller) -> String {
+        format!("defaults:{}:{}", caller.tenant_id, caller.defaults_version)
+    }
+
+    /// The six defaults, from KV when it has this version, else from D1 (then cached).
+    pub(crate) async fn read_defaults(&self, caller: &Caller) -> Result<Map<String, Value>> {
+        let key = Self::defaults_key(caller);
+        match self.platform.cache().get(&key).await {
+            Ok(Some(text)) => {
+                if let Ok(Value::Object(m)) = serde_json::from_str(&text) {
+                    return Ok(m);
+                }
+                log::warn!("defaults cache entry {key} is not an object; reading D1");
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!("defaults cache read failed, reading D1: {}", e.0),
+        }
+        let rows = defaults::list(self.platform.db(), &caller.tenant_id).await?;
+        let mut out = Map::new();
+        for (field, t) in FIELDS {
+            let v = rows
+                .iter()
+                .find(|r| r.model_type == t.as_str())
+                .map(|r| format!("{}@{}", r.llm_name, r.factory));
+            out.insert(field.into(), json!(v));
+        }
+        let text = Value::Object(out.clone()).to_string();
+        if let Err(e) = self
+            .platform
+            .cache()
+            .put(&key, &text, CACHE_TTL_SECONDS)
+            .await
+        {
+            log::warn!("defaults cache write failed: {}", e.0);
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn get_defaults(&self, caller: &Caller) -> Result<Reply> {
+        Ok(Reply::ok(Value::Object(self.read_defaults(caller).await?)))
+    }
+
+    pub(crate) async fn set_defaults(
+        &self,
+        caller: &Caller,
+        req: &super::http::Request,
+    ) -> Result<Reply> {
+        require_manager(caller)?;
+        let sent = body::parse::<SetDefaults>(req)?.sent();
+        if sent.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "Send at least one of {}",
+                FIELDS.map(|f| f.0).join(", ")
+            )));
+        }
+        let available = self.available_models(&caller.tenant_id).await?;
+        let mut errors = Vec::new();
+        let mut batch = Vec::new();
+        let now = self.platform.now_ms();
+        let mut detail = Vec::new();
+        for (field, t, value) in &sent {
+            match value {
+                None => {
+                    batch.push(defaults::clear(&caller.tenant_id, t.as_str()));
+                    detail.push(format!("{field}=null"));
+                }
+                Some(id) => match resolve(id, *t, &available) {
+                    Ok(a) => {
+                        batch.push(defaults::set(
+                            &caller.tenant_id,
+                            t.as_str(),
+                            &a.factory.name,
+                            &a.name,
+                            a.connection.as_ref().map(|c| c.id.as_str()),
+                            now,
+                        ));
+                        detail.push(format!("{field}={}", a.id()));
+                    }
+                    Err(why) => errors.push(format!("{field}: {why}")),
+                },
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid default models (nothing was changed): {}",
+                errors.join("; ")
+            )));
+        }
+        batch.push(defaults::bump_version(&caller.tenant_id));
+        batch.push(audit::record(
+            now,
+            &caller.username,
+            "defaults.set",
+            &caller.tenant_id,
+            Some(&caller.tenant_id),
+            &detail.join(" "),
+        ));
+        self.platform.db().batch(batch).await.map_err(|e| match e {
+            crate::store::DbError::ForeignKey(_) => ApiError::Conflict(
+                "A model was removed while its default was being set; nothing was changed, try again".into(),
+            ),
+            other => other.into(),
+        })?;
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+}

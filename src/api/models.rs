@@ -1,0 +1,378 @@
+//! The provider catalog and a tenant's provider connections: `GET /api/v1/factories`,
+//! `POST / DELETE / GET /api/v1/models`.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::http::Request;
+use super::routes::Route;
+use super::{body, App, Reply, Result};
+use crate::catalog::{self, Connection as Kind, Factory, ModelType};
+use crate::domain::crypto::credential_aad;
+use crate::providers::probe::{self, ProbeFailure};
+use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
+use crate::store::outbound::Outbound;
+use crate::store::providers::{self, Connection};
+use crate::store::{audit, defaults, Db, Platform};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveModel {
+    llm_factory: String,
+    llm_name: Option<String>,
+}
+
+/// A model a tenant can use: from a connection's catalog, a single-model connection, or Builtin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Available {
+    pub factory: &'static Factory,
+    pub name: String,
+    pub model_type: ModelType,
+    pub max_tokens: Option<i64>,
+    /// The connection providing it; `None` for Builtin.
+    pub connection: Option<Connection>,
+}
+
+impl Available {
+    /// The canonical id, `name@factory`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.factory.name)
+    }
+}
+
+/// Only owners and admins change a tenant's providers, defaults and gateway keys.
+pub fn require_manager(caller: &Caller) -> Result<()> {
+    if caller.role.can_manage() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "Role {} may read but not change this tenant's models; owners and admins may",
+            caller.role.as_str()
+        )))
+    }
+}
+
+impl<P: Platform> App<P> {
+    pub(crate) async fn models(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
+        let (caller, touch) = self.authenticate(req).await?;
+        let reply = match (method, route) {
+            ("GET", Route::Factories) => Reply::ok(self.factories_json()),
+            ("GET", Route::Models) => self.list_models(&caller, req).await?,
+            ("POST", Route::Models) => {
+                require_manager(&caller)?;
+                self.add_model(&caller, body::parse(req)?).await?
+            }
+            ("DELETE", Route::Models) => {
+                require_manager(&caller)?;
+                self.remove_model(&caller, body::parse(req)?).await?
+            }
+            ("GET", Route::Defaults) => self.get_defaults(&caller).await?,
+            ("POST", Route::Defaults) => self.set_defaults(&caller, req).await?,
+            _ => return Err(ApiError::Internal("models route without a handler".into())),
+        };
+        Ok(reply.after(touch))
+    }
+
+    fn factories_json(&self) -> Value {
+        let enabled: Vec<&str> = catalog::enabled_builtin(&self.config.builtin_models)
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        catalog::factories()
+            .iter()
+            .map(|f| {
+                let models: Vec<Value> = f
+                    .models
+                    .iter()
+                    .map(|m| {
+                        let mut v = json!({"name": m.name, "type": m.model_type, "max_tokens": m.max_tokens});
+                        if f.is_builtin() {
+                            v["enabled"] = json!(enabled.contains(&m.name.as_str()));
+                        }
+                        v
+                    })
+                    .collect();
+                json!({
+                    "name": f.name,
+                    "tags": f.tags,
+                    "model_types": f.model_types,
+                    "auth": f.auth,
+                    "connection": f.connection,
+                    "default_base_url": f.default_base_url,
+                    "self_deployed": f.self_deployed,
+                    "models": models,
+                })
+            })
+            .collect()
+    }
+
+    /// Every model the tenant can use right now, in factory order.
+    pub(crate) async fn available_models(&self, tenant_id: &str) -> Result<Vec<Available>> {
+        let conns = providers::list_for_tenant(self.platform.db(), tenant_id).await?;
+        let mut out: Vec<Available> = Vec::new();
+        for c in conns {
+            let Some(f) = catalog::factory(&c.factory) else {
+                continue;
+            };
+            if c.llm_name.is_empty() {
+                for m in &f.models {
+                    out.push(Available {
+                        factory: f,
+                        name: m.name.clone(),
+                        model_type: m.model_type,
+                        max_tokens: Some(m.max_tokens.into()),
+                        connection: Some(c.clone()),
+                    });
+                }
+            } else {
+                let mt = c
+                    .model_type
+                    .as_deref()
+                    .and_then(ModelType::parse)
+                    .unwrap_or(ModelType::Chat);
+                let max_tokens = c
+                    .max_tokens
+                    .or_else(|| f.model(&c.llm_name).map(|m| m.max_tokens.into()));
+                // A single-model row overrides the same model from an organization connection.
+                out.retain(|a| !(a.factory.name == f.name && a.name == c.llm_name));
+                out.push(Available {
+                    factory: f,
+                    name: c.llm_name.clone(),
+                    model_type: mt,
+                    max_tokens,
+                    connection: Some(c),
+                });
+            }
+        }
+        if let Some(builtin) = catalog::factory(catalog::BUILTIN) {
+            for m in catalog::enabled_builtin(&self.config.builtin_models) {
+                out.push(Available {
+                    factory: builtin,
+                    name: m.name.clone(),
+                    model_type: m.model_type,
+                    max_tokens: Some(m.max_tokens.into()),
+                    connection: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_models(&self, caller: &Caller, req: &Request) -> Result<Reply> {
+        let details = match req.query_param("include_details").as_deref() {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => return Err(ApiError::bad("include_details", "must be true or false")),
+        };
+        let models = self.available_models(&caller.tenant_id).await?;
+        let usage = providers::usage_for_tenant(self.platform.db(), &caller.tenant_id).await?;
+        let mut out = Map::new();
+        if let Some(b) = catalog::factory(catalog::BUILTIN) {
+            out.insert(b.name.clone(), json!({"tags": b.tags, "llm": []}));
+        }
+        for m in &models {
+            let used: i64 = usage
+                .iter()
+                .filter(|(cid, name, _)| {
+                    Some(cid.as_str()) == m.connection.as_ref().map(|c| c.id.as_str())
+                        && *name == m.name
+                })
+                .map(|(_, _, n)| n)
+                .sum();
+            let mut item = json!({"type": m.model_type, "name": m.name, "used_token": used});
+            if details {
+                let conn = m.connection.as_ref();
+                item["api_base"] = json!(probe::base_of(
+                    conn.and_then(|c| c.api_base.as_deref()),
+                    m.factory.default_base_url.as_deref()
+                ));
+                item["max_tokens"] = json!(m.max_tokens);
+                item["status"] = json!(conn.map_or("valid", |c| c.status.as_str()));
+                item["credential_hint"] = json!(conn.and_then(|c| c.credential_hint.clone()));
+            }
+            let entry = out
+                .entry(m.factory.name.clone())
+                .or_insert_with(|| json!({"tags": m.factory.tags, "llm": []}));
+            if let Some(list) = entry["llm"].as_array_mut() {
+                list.push(item);
+            }
+        }
+        Ok(Reply::ok(Value::Object(out)))
+    }
+
+    async fn add_model(&self, caller: &Caller, body: AddModel) -> Result<Reply> {
+        let spec = body
+            .into_spec()
+            .map_err(|(f, why)| ApiError::bad(&f, why))?;
+        let shown = if spec.llm_name.is_empty() {
+            spec.factory.name.clone()
+        } else {
+            spec.llm_name.clone()
+        };
+        if spec.verify {
+            self.verify_connection(&spec).await.map_err(|f| match f {
+                ProbeFailure::Rejected(why) => ApiError::DataError(format!(
+                    "Fail to access model({}) using this api key: {why}",
+                    printable(&shown)
+                )),
+                ProbeFailure::Unavailable(why) => ApiError::BadGateway(format!(
+                    "Fail to access model({}): {why}",
+                    printable(&shown)
+                )),
+            })?;
+        }
+        let now = self.platform.now_ms();
+        let id = connection_id(&caller.tenant_id, &spec.factory.name, &spec.llm_name);
+        let (key_version, credential) = if spec.secrets.0.is_empty() {
+            (None, None)
+        } else {
+            let keyring = self.config.keyring.as_ref().ok_or_else(|| {
+                ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into())
+            })?;
+            let aad = credential_aad(&caller.tenant_id, &spec.factory.name, &spec.llm_name, &id);
+            let (v, sealed) = keyring.seal(&spec.secrets.to_json(), &aad, &|b| {
+                self.platform.fill_random(b)
+            });
+            (Some(i64::from(v)), Some(sealed))
+        };
+        let conn = Connection {
+            id,
+            tenant_id: caller.tenant_id.clone(),
+            factory: spec.factory.name.clone(),
+            llm_name: spec.llm_name.clone(),
+            model_type: spec.model_type.map(|t| t.as_str().to_owned()),
+            api_base: spec.api_base.clone(),
+            settings: Value::Object(spec.settings.clone()).to_string(),
+            key_version,
+            credential,
+            credential_hint: spec.hint.clone(),
+            max_tokens: spec.max_tokens,
+            status: "valid".into(),
+            create_date: now,
+            update_date: now,
+        };
+        self.platform
+            .db()
+            .batch(vec![
+                providers::upsert(&conn),
+                audit::record(
+                    now,
+                    &caller.username,
+                    "model.add",
+                    &format!("{}/{}", conn.factory, conn.llm_name),
+                    Some(&caller.tenant_id),
+                    &format!("verified={}", spec.verify),
+                ),
+            ])
+            .await?;
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+
+    /// One live call that proves the credential (Vertex: a signed token exchange).
+    async fn verify_connection(&self, spec: &Spec) -> std::result::Result<(), ProbeFailure> {
+        let timeout = self.config.provider_timeout_ms;
+        let secrets = spec.secrets.values();
+        let outbound = self.platform.outbound();
+        let req = match probe::request(spec, timeout) {
+            Some(r) => r,
+            None => {
+                let creds: Value = spec
+                    .secrets
+                    .get("credentials_json")
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or(Value::Null);
+                let now_s = self.platform.now_ms() / 1000;
+                let (unsigned, token_uri) =
+                    probe::vertex_assertion(&creds, now_s).ok_or_else(|| {
+                        ProbeFailure::Rejected("credentials_json is incomplete".into())
+                    })?;
+                let der = creds
+                    .get("private_key")
+                    .and_then(Value::as_str)
+                    .and_then(probe::pem_to_der)
+                    .ok_or_else(|| {
+                        ProbeFailure::Rejected("private_key is not a valid PEM key".into())
+                    })?;
+                let sig = outbound
+                    .sign_rs256(&der, unsigned.as_bytes())
+                    .await
+                    .map_err(|_| {
+                        ProbeFailure::Rejected(
+                            "private_key could not sign (not an RSA PKCS#8 key)".into(),
+                        )
+                    })?;
+                probe::vertex_token_request(&token_uri, &unsigned, &sig, timeout)
+            }
+        };
+        let host = probe::host_of(&req.url);
+        let outcome = outbound.send(req).await;
+        probe::judge(outcome, &host, timeout, &secrets)
+    }
+
+    /// Open a connection's sealed credential. Fails if the row was tampered with, moved to another
+    /// tenant, factory, model or id, or sealed with a master key this deployment no longer has.
+    pub fn connection_secrets(&self, c: &Connection) -> Result<Secrets> {
+        let (Some(version), Some(sealed)) = (c.key_version, c.credential.as_deref()) else {
+            return Ok(Secrets::default());
+        };
+        let keyring =
+            self.config.keyring.as_ref().ok_or_else(|| {
+                ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into())
+            })?;
+        let aad = credential_aad(&c.tenant_id, &c.factory, &c.llm_name, &c.id);
+        let version = u32::try_from(version).unwrap_or(0);
+        let plain = keyring.open(version, sealed, &aad).map_err(|e| {
+            ApiError::Internal(format!(
+                "credential of connection {} cannot be opened: {e}",
+                c.id
+            ))
+        })?;
+        Ok(Secrets::from_json(&plain))
+    }
+
+    async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
+        let factory = catalog::factory(&body.llm_factory).ok_or_else(|| {
+            ApiError::bad(
+                "llm_factory",
+                format!("unknown factory {}", printable(&body.llm_factory)),
+            )
+        })?;
+        if factory.is_builtin() {
+            return Err(ApiError::bad(
+                "llm_factory",
+                "Builtin models are enabled by the operator; they cannot be removed",
+            ));
+        }
+        let name = body.llm_name.as_deref().filter(|n| !n.is_empty());
+        let mut batch = providers::delete(&caller.tenant_id, &factory.name, name);
+        let conn_row = batch.len() - 1;
+        let now = self.platform.now_ms();
+        batch.push(audit::record_if_changed(
+            now,
+            &caller.username,
+            "model.remove",
+            &format!("{}/{}", factory.name, name.unwrap_or("")),
+            Some(&caller.tenant_id),
+            "",
+        ));
+        // Retire the cached defaults only if the audit entry (so the removal) happened.
+        batch.push(defaults::bump_version_if_changed(&caller.tenant_id));
+        let changed = self.platform.db().batch(batch).await?;
+        if changed.get(conn_row).copied().unwrap_or(0) == 0 {
+            let what = match name {
+                Some(n) => format!("Model {} of factory {}", printable(n), factory.name),
+                None => format!("Factory {}", factory.name),
+            };
+            let hint = if name.is_some() && factory.connection == Kind::Organization {
+                "; catalog models of a connected factory go with the factory (remove it without llm_name)"
+            } else {
+                ""
+            };
+            return Err(ApiError::NotFound(format!(
+                "{what} is not configured for this tenant{hint}"
+            )));
+        }
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+}

@@ -1,0 +1,494 @@
+//! Tenant connections to model providers: what each factory needs from the tenant, how a
+//! credential is proved with one cheap live call, and how a provider's answer is read.
+//! Pure logic: requests are built here and sent through the `Outbound` port by the caller.
+
+pub mod probe;
+
+use crate::catalog::{self, Auth, Connection as Kind, Factory, ModelType};
+use crate::domain::crypto::mask;
+use crate::domain::keys::sha256_hex;
+use crate::domain::names;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Default Azure OpenAI data-plane API version when the tenant gives none.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+/// Default Vertex AI region when the tenant gives none.
+pub const VERTEX_DEFAULT_LOCATION: &str = "us-central1";
+/// Largest `max_tokens` a model may be declared with.
+pub const MAX_MAX_TOKENS: i64 = 10_000_000;
+/// Longest credential accepted (a service-account JSON is about 2.4 KB).
+pub const MAX_SECRET_LEN: usize = 16 * 1024;
+
+/// `POST /api/v1/models` as RAGFlow's clients send it, plus the provider-specific fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddModel {
+    pub llm_factory: String,
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub llm_name: Option<String>,
+    pub model_type: Option<String>,
+    pub max_tokens: Option<i64>,
+    pub verify: Option<bool>,
+    pub auth_token: Option<String>,
+    pub deployment: Option<String>,
+    pub endpoint: Option<String>,
+    pub api_version: Option<String>,
+    pub credentials_json: Option<Value>,
+    pub project_id: Option<String>,
+    pub location: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+/// The secret fields of a connection, sealed together as one JSON object.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(pub Map<String, Value>);
+
+impl Secrets {
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).and_then(Value::as_str)
+    }
+    /// Every secret value, for scrubbing provider messages.
+    pub fn values(&self) -> Vec<&str> {
+        self.0.values().filter_map(Value::as_str).collect()
+    }
+    pub fn to_json(&self) -> String {
+        Value::Object(self.0.clone()).to_string()
+    }
+    pub fn from_json(s: &str) -> Self {
+        match serde_json::from_str(s) {
+            Ok(Value::Object(m)) => Secrets(m),
+            _ => Secrets::default(),
+        }
+    }
+}
+
+/// A validated request to connect: everything needed to probe and store it.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub factory: &'static Factory,
+    /// `""` for a whole-organization connection.
+    pub llm_name: String,
+    pub model_type: Option<ModelType>,
+    pub api_base: Option<String>,
+    pub settings: Map<String, Value>,
+    pub secrets: Secrets,
+    pub hint: Option<String>,
+    pub max_tokens: Option<i64>,
+    /// Whether to prove the credential with a live call.
+    pub verify: bool,
+}
+
+/// A refused field: (field name, why).
+pub type FieldError = (String, String);
+
+fn field(name: &str, why: impl Into<String>) -> FieldError {
+    (name.to_owned(), why.into())
+}
+
+/// The row id of (tenant, factory, model): stable, so adding again updates the same row.
+pub fn connection_id(tenant_id: &str, factory: &str, llm_name: &str) -> String {
+    sha256_hex(format!("{tenant_id}\0{factory}\0{llm_name}").as_bytes())[..32].to_owned()
+}
+
+/// A tenant-given URL: http or https only, a host, no userinfo, no fragment. Returned without a
+/// trailing slash so paths can be appended.
+pub fn check_url(name: &str, raw: &str) -> Result<String, FieldError> {
+    if raw.len() > 2048 {
+        return Err(field(name, "must be at most 2048 characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|e| field(name, format!("is not a valid URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(field(name, "must use http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(field(name, "must not contain a user name or password"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(field(name, "must name a host"));
+    }
+    if url.fragment().is_some() || url.query().is_some() {
+        return Err(field(name, "must not contain a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn token_like(name: &str, s: &str, max: usize) -> Result<String, FieldError> {
+    if s.is_empty() || s.len() > max {
+        return Err(field(name, format!("must be 1 to {max} characters")));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c))
+    {
+        return Err(field(name, "may contain only letters, digits and . _ - :"));
+    }
+    Ok(s.to_owned())
+}
+
+fn secret(name: &str, s: &str) -> Result<String, FieldError> {
+    if s.trim().is_empty() {
+        return Err(field(name, "must not be empty"));
+    }
+    if s.len() > MAX_SECRET_LEN {
+        return Err(field(
+            name,
+            format!("must be at most {MAX_SECRET_LEN} bytes"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(field(name, "must not contain control characters"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Which optional fields each kind of factory accepts; anything else is refused by name.
+fn allowed_fields(f: &Factory) -> &'static [&'static str] {
+    match (f.auth, f.connection) {
+        (Auth::Azure, _) => &[
+            "api_key",
+            "endpoint",
+            "deployment",
+            "api_version",
+            "llm_name",
+            "model_type",
+            "max_tokens",
+            "verify",
+        ],
+        (Auth::ServiceAccount, _) => &[
+            "credentials_json",
+            "project_id",
+            "location",
+            "base_url",
+            "llm_name",
+            "model_type",
+            "max_tokens",
+            "verify",
+        ],
+        (Auth::OptionalBearer, _) => &[
+            "llm_name",
+            "base_url",
+            "api_key",
+            "auth_token",
+            "model_type",
+            "max_tokens",
+            "verify",
+        ],
+        (Auth::None, _) => &["llm_name", "base_url", "model_type", "max_tokens", "verify"],
+        _ => &[
+            "api_key",
+            "base_url",
+            "llm_name",
+            "model_type",
+            "max_tokens",
+            "verify",
+        ],
+    }
+}
+
+impl AddModel {
+    fn present(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut mark = |name: &'static str, set: bool| {
+            if set {
+                v.push(name)
+            }
+        };
+        mark("api_key", self.api_key.is_some());
+        mark("base_url", self.base_url.is_some());
+        mark("llm_name", self.llm_name.is_some());
+        mark("model_type", self.model_type.is_some());
+        mark("max_tokens", self.max_tokens.is_some());
+        mark("verify", self.verify.is_some());
+        mark("auth_token", self.auth_token.is_some());
+        mark("deployment", self.deployment.is_some());
+        mark("endpoint", self.endpoint.is_some());
+        mark("api_version", self.api_version.is_some());
+        mark("credentials_json", self.credentials_json.is_some());
+        mark("project_id", self.project_id.is_some());
+        mark("location", self.location.is_some());
+        v
+    }
+
+    /// Check the request against its factory's needs. Errors name the field.
+    pub fn into_spec(self) -> Result<Spec, FieldError> {
+        let factory = catalog::factory(&self.llm_factory).ok_or_else(|| {
+            field(
+                "llm_factory",
+                format!(
+                    "unknown factory {}; GET /api/v1/factories lists them",
+                    printable(&self.llm_factory)
+                ),
+            )
+        })?;
+        if factory.is_builtin() {
+            return Err(field(
+                "llm_factory",
+                "Builtin models are enabled by the operator for the whole deployment; they cannot be added or removed",
+            ));
+        }
+        let allowed = allowed_fields(factory);
+        if let Some(bad) = self.present().into_iter().find(|f| !allowed.contains(f)) {
+            return Err(field(
+                bad,
+                format!("does not apply to factory {}", factory.name),
+            ));
+        }
+        let max_tokens = match self.max_tokens {
+            Some(n) if !(1..=MAX_MAX_TOKENS).contains(&n) => {
+                return Err(field(
+                    "max_tokens",
+                    format!("must be 1 to {MAX_MAX_TOKENS}"),
+                ))
+            }
+            other => other,
+        };
+        let model_type = match self.model_type.as_deref() {
+            Some(t) => {
+                let mt = ModelType::parse(t).ok_or_else(|| {
+                    field(
+                        "model_type",
+                        "must be one of chat, embedding, rerank, speech2text, image2text, tts",
+                    )
+                })?;
+                if !factory.model_types.contains(&mt) {
+                    return Err(field(
+                        "model_type",
+                        format!("{t} is not a model type factory {} serves", factory.name),
+                    ));
+                }
+                Some(mt)
+            }
+            None => None,
+        };
+        let llm_name = match self.llm_name.as_deref() {
+            Some(n) => Some(names::text(n, 1, 128).map_err(|e| field("llm_name", e))?),
+            None => None,
+        };
+        let base_url = match self.base_url.as_deref() {
+            Some(u) => Some(check_url("base_url", u)?),
+            None => None,
+        };
+        let mut secrets = Secrets::default();
+        let mut settings = Map::new();
+        let mut hint = None;
+        let per_model = factory.connection == Kind::PerModel;
+
+        let (llm_name, api_base) = match factory.auth {
+            Auth::Azure => {
+                let endpoint = check_url(
+                    "endpoint",
+                    self.endpoint
+                        .as_deref()
+                        .ok_or_else(|| field("endpoint", "is required for Azure-OpenAI"))?,
+                )?;
+                let deployment = token_like(
+                    "deployment",
+                    self.deployment
+                        .as_deref()
+                        .ok_or_else(|| field("deployment", "is required for Azure-OpenAI"))?,
+                    64,
+                )?;
+                let version = token_like(
+                    "api_version",
+                    self.api_version
+                        .as_deref()
+                        .unwrap_or(AZURE_DEFAULT_API_VERSION),
+                    32,
+                )?;
+                let key = secret(
+                    "api_key",
+                    self.api_key
+                        .as_deref()
+                        .ok_or_else(|| field("api_key", "is required for Azure-OpenAI"))?,
+                )?;
+                hint = Some(mask(&key));
+                secrets.0.insert("api_key".into(), json!(key));
+                settings.insert("api_version".into(), json!(version));
+                if let Some(model) = &llm_name {
+                    settings.insert("model".into(), json!(model));
+                }
+                (deployment, Some(endpoint))
+            }
+            Auth::ServiceAccount => {
+                let creds = service_account(self.credentials_json.as_ref())?;
+                let project = match self.project_id.as_deref() {
+                    Some(p) => token_like("project_id", p, 64)?,
+                    None => creds
+                        .get("project_id")
+                        .and_then(Value::as_str)
+                        .map(|p| token_like("credentials_json.project_id", p, 64))
+                        .transpose()?
+                        .ok_or_else(|| {
+                            field("project_id", "is required when credentials_json has none")
+                        })?,
+                };
+                let location = token_like(
+                    "location",
+                    self.location.as_deref().unwrap_or(VERTEX_DEFAULT_LOCATION),
+                    32,
+                )?;
+                hint = creds.get("client_email").and_then(Value::as_str).map(mask);
+                secrets.0.insert(
+                    "credentials_json".into(),
+                    json!(Value::Object(creds).to_string()),
+                );
+                settings.insert("project_id".into(), json!(project));
+                settings.insert("location".into(), json!(location));
+                (llm_name.unwrap_or_default(), base_url)
+            }
+            Auth::OptionalBearer | Auth::None => {
+                let name = llm_name.ok_or_else(|| {
+                    field("llm_name", format!("is required for {}", factory.name))
+                })?;
+                let base = base_url.ok_or_else(|| {
+                    field("base_url", format!("is required for {}", factory.name))
+                })?;
+                for k in ["api_key", "auth_token"] {
+                    let v = if k == "api_key" {
+                        &self.api_key
+                    } else {
+                        &self.auth_token
+                    };
+                    if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                        let v = secret(k, v)?;
+                        hint.get_or_insert_with(|| mask(&v));
+                        secrets.0.insert(k.into(), json!(v));
+                    }
+                }
+                (name, Some(base))
+            }
+            _ => {
+                let key = secret(
+                    "api_key",
+                    self.api_key.as_deref().ok_or_else(|| {
+                        field("api_key", format!("is required for {}", factory.name))
+                    })?,
+                )?;
+                hint = Some(mask(&key));
+                secrets.0.insert("api_key".into(), json!(key));
+                (llm_name.unwrap_or_default(), base_url)
+            }
+        };
+        // A single model inherits its type from the catalog when it is a catalog model.
+        let model_type = match (model_type, llm_name.is_empty()) {
+            (Some(t), _) => Some(t),
+            (None, true) => None,
+            (None, false) => Some(
+                factory
+                    .model(&llm_name)
+                    .map(|m| m.model_type)
+                    .unwrap_or(ModelType::Chat),
+            ),
+        };
+        if per_model && llm_name.is_empty() {
+            return Err(field(
+                "llm_name",
+                format!("is required for {}", factory.name),
+            ));
+        }
+        let verify = self.verify.unwrap_or(!factory.self_deployed);
+        Ok(Spec {
+            factory,
+            llm_name,
+            model_type,
+            api_base,
+            settings,
+            secrets,
+            hint,
+            max_tokens,
+            verify,
+        })
+    }
+}
+
+/// Structural check of a Google service-account key: the fields the token exchange needs.
+fn service_account(v: Option<&Value>) -> Result<Map<String, Value>, FieldError> {
+    const F: &str = "credentials_json";
+    let v = v.ok_or_else(|| field(F, "is required for VertexAI"))?;
+    let parsed = match v {
+        Value::String(s) => {
+            if s.len() > MAX_SECRET_LEN {
+                return Err(field(F, format!("must be at most {MAX_SECRET_LEN} bytes")));
+            }
+            serde_json::from_str::<Value>(s).map_err(|_| field(F, "is not valid JSON"))?
+        }
+        other => other.clone(),
+    };
+    let Value::Object(m) = parsed else {
+        return Err(field(F, "must be a service-account JSON object"));
+    };
+    let s = |k: &str| m.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    if s("type") != Some("service_account") {
+        return Err(field(F, "type must be \"service_account\""));
+    }
+    if s("client_email").is_none_or(|e| !e.contains('@')) {
+        return Err(field(F, "client_email is missing or not an e-mail address"));
+    }
+    if s("private_key").is_none_or(|k| !k.contains("-----BEGIN PRIVATE KEY-----")) {
+        return Err(field(F, "private_key is missing or not a PKCS#8 PEM key"));
+    }
+    let uri = s("token_uri").ok_or_else(|| field(F, "token_uri is missing"))?;
+    check_url("credentials_json.token_uri", uri)?;
+    Ok(m)
+}
+
+/// A name for a message: bounded, printable.
+pub fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(100).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_without_userinfo() {
+        assert_eq!(
+            check_url("u", "http://127.0.0.1:1/v1/").unwrap(),
+            "http://127.0.0.1:1/v1"
+        );
+        assert!(check_url("u", "https://api.example.com").is_ok());
+        for bad in [
+            "ftp://x",
+            "file:///etc/passwd",
+            "http://user:pw@x",
+            "http://user@x",
+            "javascript:alert(1)",
+            "not a url",
+            "http://x/?a=b",
+            "gopher://x",
+        ] {
+            assert!(check_url("u", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_ids_are_stable_and_distinct() {
+        assert_eq!(
+            connection_id("t", "OpenAI", ""),
+            connection_id("t", "OpenAI", "")
+        );
+        assert_ne!(
+            connection_id("t", "OpenAI", ""),
+            connection_id("t", "OpenAI", "x")
+        );
+        assert_ne!(
+            connection_id("t1", "OpenAI", ""),
+            connection_id("t", "1OpenAI", "")
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let mut s = Secrets::default();
+        s.0.insert("api_key".into(), json!("sk-very-secret"));
+        assert!(!format!("{s:?}").contains("sk-very"));
+    }
+}

@@ -1,0 +1,77 @@
+//! SQL for a tenant's default models.
+
+use super::{Db, DbError, RowExt, Stmt};
+use crate::stmt;
+
+/// One default as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Default {
+    pub model_type: String,
+    pub factory: String,
+    pub llm_name: String,
+}
+
+pub async fn list(db: &impl Db, tenant_id: &str) -> Result<Vec<Default>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT model_type, factory, llm_name FROM tenant_defaults WHERE tenant_id = ?1",
+            tenant_id
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Default {
+            model_type: r.text("model_type").unwrap_or_default(),
+            factory: r.text("factory").unwrap_or_default(),
+            llm_name: r.text("llm_name").unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Set one type's default. `connection_id` is checked by its foreign key: a connection removed in
+/// the meantime makes the whole batch fail, so no default ever points at a removed model.
+pub fn set(
+    tenant_id: &str,
+    model_type: &str,
+    factory: &str,
+    llm_name: &str,
+    connection_id: Option<&str>,
+    now: i64,
+) -> Stmt {
+    stmt!(
+        "INSERT INTO tenant_defaults (tenant_id, model_type, factory, llm_name, connection_id, update_date) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(tenant_id, model_type) DO UPDATE SET \
+         factory = excluded.factory, llm_name = excluded.llm_name, connection_id = excluded.connection_id, \
+         update_date = excluded.update_date",
+        tenant_id,
+        model_type,
+        factory,
+        llm_name,
+        connection_id,
+        now
+    )
+}
+
+pub fn clear(tenant_id: &str, model_type: &str) -> Stmt {
+    stmt!(
+        "DELETE FROM tenant_defaults WHERE tenant_id = ?1 AND model_type = ?2",
+        tenant_id,
+        model_type
+    )
+}
+
+/// Move the tenant to a new defaults version, retiring its cached defaults.
+pub fn bump_version(tenant_id: &str) -> Stmt {
+    stmt!(
+        "UPDATE tenants SET defaults_version = defaults_version + 1 WHERE id = ?1",
+        tenant_id
+    )
+}
+
+/// Like [`bump_version`], but only when the statement before it in the batch changed a row.
+pub fn bump_version_if_changed(tenant_id: &str) -> Stmt {
+    stmt!(
+        "UPDATE tenants SET defaults_version = defaults_version + 1 WHERE id = ?1 AND changes() > 0",
+        tenant_id
+    )
+}

@@ -1,0 +1,147 @@
+//! SQL for provider connections and their per-model usage counters.
+
+use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::stmt;
+
+/// One provider connection row. `credential` is sealed; it is opened only to call the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub id: String,
+    pub tenant_id: String,
+    pub factory: String,
+    /// `""` for a whole-organization connection.
+    pub llm_name: String,
+    pub model_type: Option<String>,
+    pub api_base: Option<String>,
+    /// Non-secret provider fields as a JSON object (deployment, api_version, project_id, ...).
+    pub settings: String,
+    pub key_version: Option<i64>,
+    pub credential: Option<String>,
+    pub credential_hint: Option<String>,
+    pub max_tokens: Option<i64>,
+    pub status: String,
+    pub create_date: i64,
+    pub update_date: i64,
+}
+
+fn from_row(r: &Row) -> Connection {
+    Connection {
+        id: r.text("id").unwrap_or_default(),
+        tenant_id: r.text("tenant_id").unwrap_or_default(),
+        factory: r.text("factory").unwrap_or_default(),
+        llm_name: r.text("llm_name").unwrap_or_default(),
+        model_type: r.text("model_type"),
+        api_base: r.text("api_base"),
+        settings: r.text("settings").unwrap_or_else(|| "{}".into()),
+        key_version: r.int("key_version"),
+        credential: r.text("credential"),
+        credential_hint: r.text("credential_hint"),
+        max_tokens: r.int("max_tokens"),
+        status: r.text("status").unwrap_or_default(),
+        create_date: r.int("create_date").unwrap_or_default(),
+        update_date: r.int("update_date").unwrap_or_default(),
+    }
+}
+
+/// Insert, or replace the credential and fields of the same (tenant, factory, model), keeping the
+/// row (and so the defaults and usage that point at it).
+pub fn upsert(c: &Connection) -> Stmt {
+    stmt!(
+        "INSERT INTO provider_connections (id, tenant_id, factory, llm_name, model_type, api_base, settings, \
+         key_version, credential, credential_hint, max_tokens, status, create_date, update_date) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+         ON CONFLICT(tenant_id, factory, llm_name) DO UPDATE SET model_type = excluded.model_type, \
+         api_base = excluded.api_base, settings = excluded.settings, key_version = excluded.key_version, \
+         credential = excluded.credential, credential_hint = excluded.credential_hint, \
+         max_tokens = excluded.max_tokens, status = excluded.status, update_date = excluded.update_date",
+        &c.id,
+        &c.tenant_id,
+        &c.factory,
+        &c.llm_name,
+        c.model_type.as_deref(),
+        c.api_base.as_deref(),
+        &c.settings,
+        c.key_version,
+        c.credential.as_deref(),
+        c.credential_hint.as_deref(),
+        c.max_tokens,
+        &c.status,
+        c.create_date,
+        c.update_date
+    )
+}
+
+pub async fn list_for_tenant(db: &impl Db, tenant_id: &str) -> Result<Vec<Connection>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
+             credential, credential_hint, max_tokens, status, create_date, update_date \
+             FROM provider_connections WHERE tenant_id = ?1 ORDER BY factory, llm_name",
+            tenant_id
+        ))
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Tokens used per (connection, model) for one tenant.
+pub async fn usage_for_tenant(
+    db: &impl Db,
+    tenant_id: &str,
+) -> Result<Vec<(String, String, i64)>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT u.connection_id, u.llm_name, u.used_token FROM model_usage u \
+             JOIN provider_connections c ON c.id = u.connection_id WHERE c.tenant_id = ?1",
+            tenant_id
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.text("connection_id").unwrap_or_default(),
+                r.text("llm_name").unwrap_or_default(),
+                r.int("used_token").unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Add tokens to a model's counter.
+pub fn add_usage(connection_id: &str, llm_name: &str, tokens: i64) -> Stmt {
+    stmt!(
+        "INSERT INTO model_usage (connection_id, llm_name, used_token) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(connection_id, llm_name) DO UPDATE SET used_token = used_token + excluded.used_token",
+        connection_id,
+        llm_name,
+        tokens
+    )
+}
+
+/// Remove connections of a factory (all of them when `llm_name` is `None`, else that model's row)
+/// with the defaults and usage that hang off them. The connections delete is last.
+pub fn delete(tenant_id: &str, factory: &str, llm_name: Option<&str>) -> Vec<Stmt> {
+    vec![
+        stmt!(
+            "DELETE FROM tenant_defaults WHERE connection_id IN (SELECT id FROM provider_connections \
+             WHERE tenant_id = ?1 AND factory = ?2 AND (?3 IS NULL OR llm_name = ?3))",
+            tenant_id,
+            factory,
+            llm_name
+        ),
+        stmt!(
+            "DELETE FROM model_usage WHERE connection_id IN (SELECT id FROM provider_connections \
+             WHERE tenant_id = ?1 AND factory = ?2 AND (?3 IS NULL OR llm_name = ?3))",
+            tenant_id,
+            factory,
+            llm_name
+        ),
+        stmt!(
+            "DELETE FROM provider_connections WHERE tenant_id = ?1 AND factory = ?2 \
+             AND (?3 IS NULL OR llm_name = ?3)",
+            tenant_id,
+            factory,
+            llm_name
+        ),
+    ]
+}

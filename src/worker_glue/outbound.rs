@@ -1,0 +1,105 @@
+//! The outbound port over the Workers runtime: `fetch` with a timeout and a bounded body, and
+//! RS256 signatures through WebCrypto (so no RSA code ships in the bundle).
+
+use crate::store::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use std::time::Duration;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{AbortController, Delay, Fetch, Headers, Method, RequestInit};
+
+pub struct FetchOutbound;
+
+async fn fetch_bounded(
+    req: worker::Request,
+    signal: &worker::AbortSignal,
+    max: usize,
+) -> Result<OutboundResponse, OutboundError> {
+    let mut resp = Fetch::Request(req)
+        .send_with_signal(signal)
+        .await
+        .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+    let headers: Vec<(String, String)> = resp.headers().entries().collect();
+    let mut body = Vec::new();
+    let mut stream = resp
+        .stream()
+        .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+        if body.len() + chunk.len() > max {
+            return Err(OutboundError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(OutboundResponse {
+        status: resp.status_code(),
+        headers,
+        body,
+    })
+}
+
+impl Outbound for FetchOutbound {
+    async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        let headers = Headers::new();
+        for (n, v) in &req.headers {
+            headers
+                .set(n, v)
+                .map_err(|_| OutboundError::Unreachable(format!("invalid header {n}")))?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::from(req.method.to_owned()))
+            .with_headers(headers);
+        if let Some(b) = &req.body {
+            init.with_body(Some(Uint8Array::from(b.as_slice()).into()));
+        }
+        let request = worker::Request::new_with_init(&req.url, &init)
+            .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let work = Box::pin(fetch_bounded(request, &signal, req.max_response_bytes));
+        let timer = Delay::from(Duration::from_millis(req.timeout_ms));
+        let outcome = match select(work, timer).await {
+            Either::Left((outcome, _)) => outcome,
+            Either::Right(_) => {
+                controller.abort();
+                Err(OutboundError::Timeout)
+            }
+        };
+        outcome
+    }
+
+    async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+        let js = |e: JsValue| format!("{e:?}");
+        let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
+            .and_then(|c| Reflect::get(&c, &"subtle".into()))
+            .map_err(js)?;
+        let algo = Object::new();
+        Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).map_err(js)?;
+        Reflect::set(&algo, &"hash".into(), &"SHA-256".into()).map_err(js)?;
+        let method = |name: &str| -> Result<Function, String> {
+            Reflect::get(&subtle, &name.into())
+                .map_err(js)?
+                .dyn_into::<Function>()
+                .map_err(js)
+        };
+        let args = Array::of5(
+            &"pkcs8".into(),
+            &Uint8Array::from(pkcs8_der).into(),
+            &algo,
+            &false.into(),
+            &Array::of1(&"sign".into()),
+        );
+        let key = JsFuture::from(Promise::from(
+            method("importKey")?.apply(&subtle, &args).map_err(js)?,
+        ))
+        .await
+        .map_err(js)?;
+        let sig = method("sign")?
+            .call3(&subtle, &algo, &key, &Uint8Array::from(data))
+            .map_err(js)?;
+        let sig = JsFuture::from(Promise::from(sig)).await.map_err(js)?;
+        Ok(Uint8Array::new(&sig).to_vec())
+    }
+}

@@ -92,7 +92,7 @@ pub fn resolve<'a>(
     };
     let wrong_type = |a: &Available| {
         format!(
-            "{shown} is a {} model, not {}",
+            "{shown} is a model of type {}, not {}",
             a.model_type.as_str(),
             want.as_str()
         )

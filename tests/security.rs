@@ -503,3 +503,71 @@ fn no_secret_appears_after_its_creation_response() {
     }
     assert!(!logs.contains(ADMIN_TOKEN));
 }
+
+/// Item 6: brute force from one client is throttled; the block covers correct guesses too.
+#[test]
+fn repeated_bad_credentials_from_one_client_get_429_with_retry_after() {
+    let t = T::new();
+    t.app.platform.limiter.budget.set(5);
+    let (_, k) = t.user_with_key("target");
+    let good = token(&k);
+    let forged = format!(
+        "{}:{}",
+        k["access_key"].as_str().unwrap(),
+        keyward::domain::keys::Secret::generate(&|b| getrandom::getrandom(b).unwrap()).expose()
+    );
+    let from = |ip: &str, tok: &str| {
+        t.send(
+            Request::new("GET", "/api/v1/me")
+                .header("authorization", &format!("Bearer {tok}"))
+                .header("cf-connecting-ip", ip),
+        )
+    };
+    for i in 0..5 {
+        assert_eq!(from("203.0.113.9", &forged).status, 401, "attempt {i}");
+    }
+    let r = from("203.0.113.9", &forged);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("60"));
+    assert_eq!(r.json_body()["code"], 429);
+    // While blocked, even the right key is refused, before any storage read.
+    let reads = t.db().calls.get();
+    assert_eq!(from("203.0.113.9", &good).status, 429);
+    assert_eq!(t.db().calls.get(), reads);
+    // Other clients are unaffected; the block ends after its window.
+    assert_eq!(from("198.51.100.7", &good).status, 200);
+    t.advance_ms(60_000);
+    assert_eq!(from("203.0.113.9", &good).status, 200);
+}
+
+/// Item 6: unknown, revoked and expired keys take the same path: one read, one hash, one body.
+#[test]
+fn unknown_revoked_and_expired_keys_take_the_same_path() {
+    let t = T::new();
+    t.create_user("paths", None, None);
+    let revoked = t.issue_key("paths", json!({}));
+    t.admin(
+        "DELETE",
+        &format!(
+            "/api/v1/admin/users/paths/api_key/{}",
+            revoked["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    let expired = t.issue_key("paths", json!({"ttl_minutes": 1}));
+    let unknown = format!(
+        "kwa_{}:{}",
+        "Z".repeat(16),
+        keyward::domain::keys::Secret::generate(&|b| getrandom::getrandom(b).unwrap()).expose()
+    );
+    t.advance_minutes(2);
+    let mut bodies = Vec::new();
+    for tok in [unknown, token(&revoked), token(&expired)] {
+        let before = t.db().calls.get();
+        let r = t.user(&tok, "GET", "/api/v1/me", None);
+        assert_eq!(r.status, 401);
+        assert_eq!(t.db().calls.get() - before, 1, "exactly one storage read");
+        bodies.push(r.body.clone());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+}

@@ -5,7 +5,7 @@ use super::http::Request;
 use super::App;
 use crate::domain::keys::{self, Secret};
 use crate::domain::names::Role;
-use crate::store::{keys as key_store, Platform, Stmt};
+use crate::store::{keys as key_store, Limiter, Platform, Stmt};
 use base64::Engine;
 
 /// `last_used_at` is written at most this often per key, so verification costs no write.
@@ -22,6 +22,11 @@ pub struct Caller {
     pub expires_at: Option<i64>,
     /// The tenant's defaults version, read with the key (names the KV entry of its defaults).
     pub defaults_version: i64,
+}
+
+/// The client a request comes from, as the edge reports it.
+pub fn client_of(req: &Request) -> &str {
+    req.first_header("cf-connecting-ip").unwrap_or("unknown")
 }
 
 /// The credential in the request, before it is checked against storage.
@@ -90,6 +95,7 @@ impl<P: Platform> App<P> {
 
     /// Require the admin. A valid user key is told 403, anything else 401.
     pub(crate) async fn require_admin(&self, req: &Request) -> Result<(), ApiError> {
+        self.check_not_blocked(req)?;
         if self.is_admin(req) {
             return Ok(());
         }
@@ -101,12 +107,36 @@ impl<P: Platform> App<P> {
         }
     }
 
-    /// Verify a user key. Malformed credentials are refused before any read; unknown, expired,
-    /// revoked, rotated-out and disabled ones all take one read and one hash and fail alike.
+    /// 429 if this client is blocked after too many failures.
+    fn check_not_blocked(&self, req: &Request) -> Result<(), ApiError> {
+        let now = self.platform.now_ms();
+        match self.platform.limiter().blocked_for(client_of(req), now) {
+            Some(s) => Err(ApiError::RateLimited(s)),
+            None => Ok(()),
+        }
+    }
+
+    /// Verify a user key; every failure counts against the client's budget (brute force).
     pub(crate) async fn authenticate(
         &self,
         req: &Request,
     ) -> Result<(Caller, Option<Stmt>), ApiError> {
+        self.check_not_blocked(req)?;
+        match self.verify_key(req).await {
+            Err(ApiError::Unauthorized) => {
+                let now = self.platform.now_ms();
+                match self.platform.limiter().failure(client_of(req), now).await {
+                    Some(s) => Err(ApiError::RateLimited(s)),
+                    None => Err(ApiError::Unauthorized),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Malformed credentials are refused before any read; unknown, expired, revoked, rotated-out
+    /// and disabled ones all take one read and one hash and fail alike.
+    async fn verify_key(&self, req: &Request) -> Result<(Caller, Option<Stmt>), ApiError> {
         let (access_key, secret) = presented(req)
             .as_ref()
             .and_then(user_token)

@@ -41,7 +41,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let why = scrub(&e.inner().to_string());
+        let why = scrub_message(&e.inner().to_string());
         if path.is_empty() || path == "." {
             ApiError::BadRequest(format!("Invalid JSON body: {why}"))
         } else {
@@ -53,7 +53,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// serde echoes offending string values (`invalid type: string "..."`); a client may have put a
 /// secret in the wrong field, so the value is cut from the message.
-fn scrub(msg: &str) -> String {
+pub fn scrub_message(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
     while let Some(i) = rest.find("string \"") {
@@ -75,9 +75,12 @@ mod tests {
     #[test]
     fn offending_string_values_are_not_echoed() {
         assert_eq!(
-            scrub(r#"invalid type: string "kws_abc", expected i64 at line 1 column 9"#),
+            scrub_message(r#"invalid type: string "kws_abc", expected i64 at line 1 column 9"#),
             "invalid type: string, expected i64 at line 1 column 9"
         );
-        assert_eq!(scrub("missing field `name`"), "missing field `name`");
+        assert_eq!(
+            scrub_message("missing field `name`"),
+            "missing field `name`"
+        );
     }
 }

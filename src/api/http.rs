@@ -1,6 +1,9 @@
 //! The core's own request and response types: plain data, no runtime behind them.
 
 use crate::store::Stmt;
+use futures_channel::oneshot;
+use futures_util::Stream;
+use std::pin::Pin;
 
 /// An HTTP request as the core sees it.
 #[derive(Debug, Clone, Default)]
@@ -67,14 +70,32 @@ impl Request {
     }
 }
 
+/// A response body produced chunk by chunk (the relay's server-sent events).
+pub type BodyStream = Pin<Box<dyn Stream<Item = Vec<u8>>>>;
+
 /// An HTTP response, plus the writes to run after it is sent (the glue hands them to `wait_until`).
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// Best-effort writes that must not delay the response (e.g. `last_used_at`).
+    /// When set, the body is this stream instead of `body`.
+    pub stream: Option<BodyStream>,
+    /// Best-effort writes that must not delay the response (e.g. `last_used_at`), run as one batch.
     pub deferred: Vec<Stmt>,
+    /// Writes known only once `stream` has ended (usage of a streamed completion).
+    pub deferred_after_stream: Option<oneshot::Receiver<Vec<Stmt>>>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("streamed", &self.stream.is_some())
+            .finish()
+    }
 }
 
 impl Response {
@@ -83,7 +104,7 @@ impl Response {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
-            deferred: Vec::new(),
+            ..Default::default()
         }
     }
 

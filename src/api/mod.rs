@@ -1,6 +1,7 @@
 //! The HTTP API: routing, the envelope, and one handler module per resource.
 
 pub mod admin;
+pub mod ai_keys;
 pub mod auth;
 pub mod body;
 pub mod defaults;
@@ -9,6 +10,7 @@ pub mod http;
 pub mod keys;
 pub mod me;
 pub mod models;
+pub mod relay;
 pub mod routes;
 
 use crate::domain::crypto::Keyring;
@@ -115,8 +117,13 @@ impl<P: Platform> App<P> {
             }
             _ => {}
         }
+        if route.is_relay() {
+            return self.relay(&method, route, &req).await;
+        }
         let result = if route.is_admin() {
             self.admin(&method, route, &req).await
+        } else if route.is_ai_keys() {
+            self.ai_keys(&method, route, &req).await
         } else if route.is_models() {
             self.models(&method, route, &req).await
         } else {

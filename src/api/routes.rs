@@ -22,9 +22,27 @@ pub enum Route {
     Factories,
     Models,
     Defaults,
+    AiKeys,
+    AiKey(String),
+    RelayModels,
+    RelayChat,
+    RelayEmbeddings,
 }
 
 impl Route {
+    /// The OpenAI-compatible relay under `/v1`.
+    pub fn is_relay(&self) -> bool {
+        matches!(
+            self,
+            Route::RelayModels | Route::RelayChat | Route::RelayEmbeddings
+        )
+    }
+
+    /// Gateway keys.
+    pub fn is_ai_keys(&self) -> bool {
+        matches!(self, Route::AiKeys | Route::AiKey(_))
+    }
+
     /// Provider connections and the catalog.
     pub fn is_models(&self) -> bool {
         matches!(self, Route::Factories | Route::Models | Route::Defaults)
@@ -66,6 +84,11 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("/api/v1/factories", GET),
     ("/api/v1/models", GET_POST_DELETE),
     ("/api/v1/models/default", GET_POST),
+    ("/api/v1/ai_keys", GET_POST),
+    ("/api/v1/ai_keys/{id}", GET_PUT_DELETE),
+    ("/v1/models", GET),
+    ("/v1/chat/completions", POST),
+    ("/v1/embeddings", POST),
 ];
 
 const GET: &[&str] = &["GET"];
@@ -75,6 +98,7 @@ const GET_POST: &[&str] = &["GET", "POST"];
 const GET_PUT: &[&str] = &["GET", "PUT"];
 const GET_DELETE: &[&str] = &["GET", "DELETE"];
 const GET_POST_DELETE: &[&str] = &["GET", "POST", "DELETE"];
+const GET_PUT_DELETE: &[&str] = &["GET", "PUT", "DELETE"];
 const GET_PATCH_DELETE: &[&str] = &["GET", "PATCH", "DELETE"];
 
 /// Match a raw (percent-encoded) path. Empty segments (`//`, a trailing `/`) and segments that
@@ -94,6 +118,9 @@ pub fn resolve(raw: &str) -> Option<(Route, &'static [&'static str])> {
     let found = match s.as_slice() {
         ["health"] => (Route::Health, GET),
         ["openapi.json"] => (Route::OpenApi, GET),
+        ["v1", "models"] => (Route::RelayModels, GET),
+        ["v1", "chat", "completions"] => (Route::RelayChat, POST),
+        ["v1", "embeddings"] => (Route::RelayEmbeddings, POST),
         ["api", "v1", rest @ ..] => match rest {
             ["admin", "tenants"] => (Route::Tenants, GET_POST),
             ["admin", "tenants", id] => (Route::Tenant(own(id)), GET_DELETE),
@@ -112,6 +139,8 @@ pub fn resolve(raw: &str) -> Option<(Route, &'static [&'static str])> {
             ["factories"] => (Route::Factories, GET),
             ["models"] => (Route::Models, GET_POST_DELETE),
             ["models", "default"] => (Route::Defaults, GET_POST),
+            ["ai_keys"] => (Route::AiKeys, GET_POST),
+            ["ai_keys", id] => (Route::AiKey(own(id)), GET_PUT_DELETE),
             _ => return None,
         },
         _ => return None,

@@ -2,6 +2,7 @@
 //! uses them. The Worker glue implements the ports over D1 and KV; native tests implement them over
 //! real SQLite (loading the same `schema.sql`) and an in-memory map.
 
+pub mod ai_keys;
 pub mod audit;
 pub mod defaults;
 pub mod keys;
@@ -144,11 +145,24 @@ pub trait Cache {
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
 }
 
+/// Throttles clients that keep failing to authenticate (brute force). Production counts with the
+/// Workers rate-limiting binding, whose counters are per Cloudflare location.
+#[allow(async_fn_in_trait)]
+pub trait Limiter {
+    /// Seconds `client` must still wait, if a recent run of failures blocked it. Checked before any
+    /// credential work, so a blocked client learns nothing, not even from a correct guess.
+    fn blocked_for(&self, client: &str, now_ms: i64) -> Option<u64>;
+    /// Count one failure; `Some(seconds)` when it puts the client over its budget (now blocked).
+    async fn failure(&self, client: &str, now_ms: i64) -> Option<u64>;
+}
+
 /// Everything the core takes from the platform it runs on.
 pub trait Platform {
     type Db: Db;
     type Cache: Cache;
     type Outbound: outbound::Outbound;
+    type Limiter: Limiter;
+    fn limiter(&self) -> &Self::Limiter;
     fn db(&self) -> &Self::Db;
     fn cache(&self) -> &Self::Cache;
     fn outbound(&self) -> &Self::Outbound;

@@ -1,6 +1,9 @@
 //! The outbound HTTP port: how the core calls model providers. Worker `fetch` in the glue, a real
 //! HTTP client against a loopback stand-in in native tests.
 
+use futures_util::Stream;
+use std::pin::Pin;
+
 /// A request to a provider. Every call carries its own timeout and response-size bound.
 #[derive(Clone, PartialEq)]
 pub struct OutboundRequest {
@@ -38,10 +41,26 @@ pub enum OutboundError {
     TooLarge,
 }
 
+/// A response body arriving chunk by chunk.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, OutboundError>>>>;
+
+/// A response whose body is read as it arrives (server-sent events).
+pub struct StreamingResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ChunkStream,
+}
+
 /// Outbound HTTP and the one signature the core needs for provider auth (Vertex service accounts).
 #[allow(async_fn_in_trait)]
 pub trait Outbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError>;
+    /// Send and return once the headers are in; `timeout_ms` bounds the wait for them, and each
+    /// chunk may be at most `max_response_bytes` long.
+    async fn send_streaming(
+        &self,
+        req: OutboundRequest,
+    ) -> Result<StreamingResponse, OutboundError>;
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `data`, with a PKCS#8 DER private key.
     async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String>;
 }

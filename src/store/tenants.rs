@@ -57,6 +57,7 @@ pub fn delete(id: &str) -> Vec<Stmt> {
             id
         ),
         stmt!("DELETE FROM provider_connections WHERE tenant_id = ?1", id),
+        stmt!("DELETE FROM ai_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM api_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM users WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM tenants WHERE id = ?1", id),

@@ -1,6 +1,7 @@
 //! `worker::Request` to the core's request, the core's response to `worker::Response`.
 
 use crate::api::http::{Request, Response};
+use futures_util::StreamExt;
 
 pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Result<Request> {
     let url = req.url()?;
@@ -32,9 +33,12 @@ pub fn response(resp: Response) -> worker::Result<worker::Response> {
     for (n, v) in &resp.headers {
         headers.append(n, v)?;
     }
-    Ok(worker::Response::from_bytes(resp.body)?
-        .with_status(resp.status)
-        .with_headers(headers))
+    let out = match resp.stream {
+        // Each chunk is handed to the client as soon as the core yields it.
+        Some(stream) => worker::Response::from_stream(stream.map(Ok::<_, worker::Error>))?,
+        None => worker::Response::from_bytes(resp.body)?,
+    };
+    Ok(out.with_status(resp.status).with_headers(headers))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! Kept thin on purpose: everything it does not have to do lives in the natively tested core.
 
 mod convert;
+mod limiter;
 mod outbound;
 mod ports;
 
@@ -55,11 +56,17 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     let core_req = convert::request(req, READ_LIMIT).await?;
     let mut resp = app.handle(core_req).await;
     let deferred = std::mem::take(&mut resp.deferred);
-    if !deferred.is_empty() {
+    let after_stream = resp.deferred_after_stream.take();
+    if !deferred.is_empty() || after_stream.is_some() {
         let db = D1Db(env.d1("DB")?);
         ctx.wait_until(async move {
-            for stmt in deferred {
-                if let Err(e) = crate::store::Db::execute(&db, stmt).await {
+            let mut stmts = deferred;
+            if let Some(rx) = after_stream {
+                // Resolves when the streamed body has ended (or was abandoned by the client).
+                stmts.extend(rx.await.unwrap_or_default());
+            }
+            if !stmts.is_empty() {
+                if let Err(e) = crate::store::Db::batch(&db, stmts).await {
                     log::warn!("deferred write failed: {e}");
                 }
             }

@@ -1,7 +1,9 @@
 //! The outbound port over the Workers runtime: `fetch` with a timeout and a bounded body, and
 //! RS256 signatures through WebCrypto (so no RSA code ships in the bundle).
 
-use crate::store::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+use crate::store::outbound::{
+    Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
+};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
@@ -11,6 +13,27 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{AbortController, Delay, Fetch, Headers, Method, RequestInit};
 
 pub struct FetchOutbound;
+
+fn unreachable(e: worker::Error) -> OutboundError {
+    OutboundError::Unreachable(e.to_string())
+}
+
+/// A `worker::Request` for the core's outbound request.
+fn build(req: &OutboundRequest) -> Result<worker::Request, OutboundError> {
+    let headers = Headers::new();
+    for (n, v) in &req.headers {
+        headers
+            .set(n, v)
+            .map_err(|_| OutboundError::Unreachable(format!("invalid header {n}")))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(req.method.to_owned()))
+        .with_headers(headers);
+    if let Some(b) = &req.body {
+        init.with_body(Some(Uint8Array::from(b.as_slice()).into()));
+    }
+    worker::Request::new_with_init(&req.url, &init).map_err(unreachable)
+}
 
 async fn fetch_bounded(
     req: worker::Request,
@@ -42,20 +65,7 @@ async fn fetch_bounded(
 
 impl Outbound for FetchOutbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
-        let headers = Headers::new();
-        for (n, v) in &req.headers {
-            headers
-                .set(n, v)
-                .map_err(|_| OutboundError::Unreachable(format!("invalid header {n}")))?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(Method::from(req.method.to_owned()))
-            .with_headers(headers);
-        if let Some(b) = &req.body {
-            init.with_body(Some(Uint8Array::from(b.as_slice()).into()));
-        }
-        let request = worker::Request::new_with_init(&req.url, &init)
-            .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+        let request = build(&req)?;
         let controller = AbortController::default();
         let signal = controller.signal();
         let work = Box::pin(fetch_bounded(request, &signal, req.max_response_bytes));
@@ -68,6 +78,35 @@ impl Outbound for FetchOutbound {
             }
         };
         outcome
+    }
+
+    async fn send_streaming(
+        &self,
+        req: OutboundRequest,
+    ) -> Result<StreamingResponse, OutboundError> {
+        let request = build(&req)?;
+        let timer = Delay::from(Duration::from_millis(req.timeout_ms));
+        let fetch =
+            Box::pin(async move { Fetch::Request(request).send().await.map_err(unreachable) });
+        let mut resp = match select(fetch, timer).await {
+            Either::Left((outcome, _)) => outcome?,
+            Either::Right(_) => return Err(OutboundError::Timeout),
+        };
+        let headers: Vec<(String, String)> = resp.headers().entries().collect();
+        let max = req.max_response_bytes;
+        let body = resp
+            .stream()
+            .map_err(unreachable)?
+            .map(move |chunk| match chunk {
+                Ok(c) if c.len() > max => Err(OutboundError::TooLarge),
+                Ok(c) => Ok(c),
+                Err(e) => Err(unreachable(e)),
+            });
+        Ok(StreamingResponse {
+            status: resp.status_code(),
+            headers,
+            body: Box::pin(body),
+        })
     }
 
     async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {

@@ -1,5 +1,6 @@
 //! The core's ports over the Workers runtime: D1, KV, `Date.now()`, `crypto.getRandomValues`, console.
 
+use super::limiter::BindingLimiter;
 use super::outbound::FetchOutbound;
 use crate::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
 use wasm_bindgen::JsValue;
@@ -80,6 +81,7 @@ pub struct WorkerPlatform {
     db: D1Db,
     cache: KvCache,
     outbound: FetchOutbound,
+    limiter: BindingLimiter,
 }
 
 impl WorkerPlatform {
@@ -88,6 +90,7 @@ impl WorkerPlatform {
             db: D1Db(env.d1("DB")?),
             cache: KvCache(env.kv("CACHE")?),
             outbound: FetchOutbound,
+            limiter: BindingLimiter(env.rate_limiter("AUTH_FAILURES").ok()),
         })
     }
 }
@@ -96,6 +99,10 @@ impl Platform for WorkerPlatform {
     type Db = D1Db;
     type Cache = KvCache;
     type Outbound = FetchOutbound;
+    type Limiter = BindingLimiter;
+    fn limiter(&self) -> &BindingLimiter {
+        &self.limiter
+    }
     fn db(&self) -> &D1Db {
         &self.db
     }

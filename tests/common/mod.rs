@@ -5,8 +5,10 @@
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
 use keyward::domain::crypto::{Keyring, MasterKey};
-use keyward::store::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
-use keyward::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
+use keyward::store::outbound::{
+    Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
+};
+use keyward::store::{Cache, CacheError, Db, DbError, Limiter, Platform, Row, Stmt, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
@@ -239,6 +241,63 @@ impl Outbound for HttpOutbound {
         })
     }
 
+    async fn send_streaming(
+        &self,
+        req: OutboundRequest,
+    ) -> Result<StreamingResponse, OutboundError> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_millis(req.timeout_ms))
+            .timeout_read(Duration::from_millis(req.timeout_ms))
+            .build();
+        let mut r = agent.request(req.method, &req.url);
+        for (n, v) in &req.headers {
+            r = r.set(n, v);
+        }
+        let result = match &req.body {
+            Some(b) => r.send_bytes(b),
+            None => r.call(),
+        };
+        let resp = match result {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => {
+                let text = t.to_string();
+                return Err(if text.contains("timed out") {
+                    OutboundError::Timeout
+                } else {
+                    OutboundError::Unreachable(text)
+                });
+            }
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_owned())))
+            .collect();
+        let max = req.max_response_bytes;
+        // Each poll does one blocking read: fine on the tests' single-threaded executor, and the
+        // chunks still arrive one by one as the stand-in sends them.
+        let reader = resp.into_reader();
+        let body = futures::stream::unfold(Some(reader), move |state| async move {
+            let mut reader = state?;
+            let mut buf = vec![0u8; 16 * 1024];
+            match reader.read(&mut buf) {
+                Ok(0) => None,
+                Ok(n) if n > max => Some((Err(OutboundError::TooLarge), None)),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(buf), Some(reader)))
+                }
+                Err(e) => Some((Err(OutboundError::Unreachable(e.to_string())), None)),
+            }
+        });
+        Ok(StreamingResponse {
+            status,
+            headers,
+            body: Box::pin(body),
+        })
+    }
+
     async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
         use rsa::pkcs8::DecodePrivateKey;
         use rsa::signature::{SignatureEncoding, Signer};
@@ -248,17 +307,64 @@ impl Outbound for HttpOutbound {
     }
 }
 
+/// A failure counter with a fixed window, standing in for the rate-limiting binding natively.
+/// The budget is large by default so bad-input tables do not trip it; brute-force tests lower it.
+pub struct MemLimiter {
+    pub budget: Cell<u32>,
+    pub window_ms: i64,
+    counts: RefCell<HashMap<String, (i64, u32)>>,
+    blocked: RefCell<HashMap<String, i64>>,
+}
+
+impl Default for MemLimiter {
+    fn default() -> Self {
+        MemLimiter {
+            budget: Cell::new(1_000_000),
+            window_ms: 60_000,
+            counts: RefCell::default(),
+            blocked: RefCell::default(),
+        }
+    }
+}
+
+impl Limiter for MemLimiter {
+    fn blocked_for(&self, client: &str, now_ms: i64) -> Option<u64> {
+        let until = *self.blocked.borrow().get(client)?;
+        (until > now_ms).then(|| ((until - now_ms) as u64).div_ceil(1000))
+    }
+    async fn failure(&self, client: &str, now_ms: i64) -> Option<u64> {
+        let mut counts = self.counts.borrow_mut();
+        let entry = counts.entry(client.to_owned()).or_insert((now_ms, 0));
+        if now_ms - entry.0 >= self.window_ms {
+            *entry = (now_ms, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > self.budget.get() {
+            self.blocked
+                .borrow_mut()
+                .insert(client.to_owned(), now_ms + self.window_ms);
+            return Some((self.window_ms as u64).div_ceil(1000));
+        }
+        None
+    }
+}
+
 pub struct TestPlatform {
     pub db: SqliteDb,
     pub cache: MemCache,
     pub clock: Cell<i64>,
     pub outbound: HttpOutbound,
+    pub limiter: MemLimiter,
 }
 
 impl Platform for TestPlatform {
     type Db = SqliteDb;
     type Cache = MemCache;
     type Outbound = HttpOutbound;
+    type Limiter = MemLimiter;
+    fn limiter(&self) -> &MemLimiter {
+        &self.limiter
+    }
     fn db(&self) -> &SqliteDb {
         &self.db
     }
@@ -306,6 +412,8 @@ static CAPTURE: Capture = Capture;
 pub struct T {
     pub app: App<TestPlatform>,
     pub bodies: RefCell<Vec<String>>,
+    /// For the last streamed response: when each chunk arrived (since the response) and its size.
+    pub last_chunks: RefCell<Vec<(Duration, usize)>>,
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -322,6 +430,7 @@ impl T {
             cache: MemCache::default(),
             clock: Cell::new(START_MS),
             outbound: HttpOutbound,
+            limiter: MemLimiter::default(),
         };
         let config = Config {
             admin_token: Some(ADMIN_TOKEN.into()),
@@ -333,6 +442,7 @@ impl T {
         T {
             app: App::new(platform, config),
             bodies: RefCell::new(Vec::new()),
+            last_chunks: RefCell::new(Vec::new()),
         }
     }
 
@@ -355,9 +465,26 @@ impl T {
 
     /// Send a request as the glue would, then run its deferred writes (as `wait_until` does).
     pub fn send(&self, req: Request) -> Response {
-        let resp = block_on(self.app.handle(req));
-        for stmt in resp.deferred.clone() {
-            block_on(self.app.platform.db.execute(stmt)).expect("deferred write");
+        let mut resp = block_on(self.app.handle(req));
+        // A streamed body is read to its end chunk by chunk, as a client would.
+        if let Some(mut stream) = resp.stream.take() {
+            use futures::StreamExt;
+            let start = std::time::Instant::now();
+            let mut chunks = Vec::new();
+            while let Some(chunk) = block_on(stream.next()) {
+                chunks.push((start.elapsed(), chunk.len()));
+                resp.body.extend_from_slice(&chunk);
+            }
+            drop(stream);
+            *self.last_chunks.borrow_mut() = chunks;
+        }
+        // Kept on the response so tests can see what was deferred.
+        let mut stmts = resp.deferred.clone();
+        if let Some(rx) = resp.deferred_after_stream.take() {
+            stmts.extend(block_on(rx).unwrap_or_default());
+        }
+        if !stmts.is_empty() {
+            block_on(self.app.platform.db.batch(stmts)).expect("deferred write");
         }
         self.bodies
             .borrow_mut()

@@ -1,0 +1,682 @@
+//! Gateway keys (`/api/v1/ai_keys`): a tenant's provider key for one provider/model, with
+//! per-request token limits the relay enforces. Owners and admins create, change and delete them;
+//! members read them. The provider key is sealed at rest and only its masked hint is ever shown.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::http::Request;
+use super::models::require_manager;
+use super::routes::Route;
+use super::{body, App, Reply, Result};
+use crate::catalog::{self, Factory};
+use crate::domain::crypto::{credential_aad, mask, Keyring};
+use crate::domain::new_id;
+use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::providers::{printable, MAX_SECRET_LEN};
+use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
+use crate::store::{audit, Db, DbError, Platform};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+/// Longest alias (API.md "AI API keys").
+pub const ALIAS_MAX: usize = 64;
+/// Longest model name.
+pub const MODEL_MAX: usize = 128;
+/// Largest per-request token limit; 0 means unlimited.
+pub const LIMIT_MAX: i64 = 10_000_000;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+/// Largest page a list returns.
+pub const MAX_PAGE_SIZE: i64 = 100;
+/// Longest `search` / `provider` filter accepted.
+pub const FILTER_MAX: usize = 128;
+/// The factory slot of a gateway key's associated data (`credential_aad(tenant, "ai_key", "", id)`).
+pub const AAD_KIND: &str = "ai_key";
+
+/// `POST /api/v1/ai_keys`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAiKey {
+    alias: String,
+    provider: String,
+    model: String,
+    api_key: String,
+    input_limit: i64,
+    output_limit: Option<i64>,
+    usage_limit_policy: Option<String>,
+    status: Option<String>,
+    expire_time: Option<String>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for a field not sent.
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAiKey {
+    #[serde(default, deserialize_with = "present")]
+    alias: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    provider: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    api_key: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    input_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    output_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    usage_limit_policy: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    status: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expire_time: Option<Option<String>>,
+}
+
+/// The writable fields, as a PUT with none of them is told.
+const WRITABLE: &str = "alias, provider, model, api_key, input_limit, output_limit, \
+                        usage_limit_policy, status, expire_time";
+
+/// A field that may be left out but not sent as `null`.
+fn not_null<T>(field: &str, v: Option<Option<T>>) -> Result<Option<T>> {
+    match v {
+        Some(None) => Err(ApiError::bad(field, "must not be null")),
+        Some(Some(x)) => Ok(Some(x)),
+        None => Ok(None),
+    }
+}
+
+/// 1..=64 characters of ASCII letters, digits and `._-`.
+pub fn check_alias(s: &str) -> Result<String> {
+    if s.is_empty() || s.chars().count() > ALIAS_MAX {
+        return Err(ApiError::bad(
+            "alias",
+            format!("must be 1 to {ALIAS_MAX} characters"),
+        ));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(ApiError::bad(
+            "alias",
+            "may contain only letters, digits and . _ -",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A catalog factory that takes a key: Builtin is served by the deployment and has none.
+pub fn check_provider(s: &str) -> Result<&'static Factory> {
+    let f = catalog::factory(s).ok_or_else(|| {
+        ApiError::bad(
+            "provider",
+            format!(
+                "unknown provider {}; GET /api/v1/factories lists them",
+                printable(s)
+            ),
+        )
+    })?;
+    if f.is_builtin() {
+        return Err(ApiError::bad(
+            "provider",
+            "Builtin models are served by this deployment and take no API key",
+        ));
+    }
+    Ok(f)
+}
+
+/// The shape of a model name: 1..=128 characters, no control characters.
+pub fn check_model_name(s: &str) -> Result<String> {
+    if s.trim().is_empty() || s.chars().count() > MODEL_MAX {
+        return Err(ApiError::bad(
+            "model",
+            format!("must be 1 to {MODEL_MAX} characters"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::bad(
+            "model",
+            "must not contain control characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// The provider key: not blank, at most 16 KiB, no control characters. Messages never echo it.
+pub fn check_api_key(s: &str) -> Result<&str> {
+    if s.trim().is_empty() {
+        return Err(ApiError::bad("api_key", "must not be empty"));
+    }
+    if s.len() > MAX_SECRET_LEN {
+        return Err(ApiError::bad(
+            "api_key",
+            format!("must be at most {MAX_SECRET_LEN} bytes"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::bad(
+            "api_key",
+            "must not contain control characters",
+        ));
+    }
+    Ok(s)
+}
+
+/// A per-request token limit: 0 (unlimited) to [`LIMIT_MAX`].
+pub fn check_limit(field: &str, n: i64) -> Result<i64> {
+    if (0..=LIMIT_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::bad(
+            field,
+            format!("must be 0 to {LIMIT_MAX} (0 = unlimited)"),
+        ))
+    }
+}
+
+/// What the relay does when a request exceeds a limit: `reject` or `use_anyway`.
+pub fn check_policy(s: &str) -> Result<String> {
+    match s {
+        "reject" | "use_anyway" => Ok(s.to_owned()),
+        _ => Err(ApiError::bad(
+            "usage_limit_policy",
+            "must be reject or use_anyway",
+        )),
+    }
+}
+
+/// `enabled` or `disabled`; `field` names where it came from (body or query).
+pub fn check_status(field: &str, s: &str) -> Result<String> {
+    match s {
+        "enabled" | "disabled" => Ok(s.to_owned()),
+        _ => Err(ApiError::bad(field, "must be enabled or disabled")),
+    }
+}
+
+/// An RFC 3339 time strictly after `now` (a key expires at its `expire_time`).
+pub fn check_expire_time(s: &str, now: i64) -> Result<i64> {
+    let t = parse_rfc3339(s).ok_or_else(|| {
+        ApiError::bad(
+            "expire_time",
+            "must be an RFC 3339 time such as 2030-01-01T00:00:00Z, or null",
+        )
+    })?;
+    if t <= now {
+        return Err(ApiError::BadRequest("expire_time is in the past".into()));
+    }
+    Ok(t)
+}
+
+/// How a gateway key is shown: the masked hint, never the key or its ciphertext.
+pub fn ai_key_json(k: &AiKey) -> Value {
+    json!({
+        "id": k.id,
+        "alias": k.alias,
+        "provider": k.provider,
+        "model": k.model,
+        "status": k.status,
+        "api_key_hint": k.api_key_hint,
+        "input_limit": k.input_limit,
+        "output_limit": k.output_limit,
+        "usage_limit_policy": k.usage_limit_policy,
+        "expire_time": k.expire_time.map(rfc3339),
+        "used_input_tokens": k.used_input_tokens,
+        "used_output_tokens": k.used_output_tokens,
+        "last_used_at": k.last_used_at.map(rfc3339),
+        "create_date": rfc3339(k.create_date),
+        "update_date": rfc3339(k.update_date),
+    })
+}
+
+/// The id is not echoed: a path segment is whatever the client typed, possibly a pasted secret.
+fn not_found() -> ApiError {
+    ApiError::NotFound("No AI key with this id in this tenant".into())
+}
+
+/// The `(tenant_id, alias)` UNIQUE constraint decides duplicate aliases, also between concurrent
+/// requests; its violation names the alias.
+fn alias_conflict(e: DbError, alias: Option<&str>) -> ApiError {
+    match (e, alias) {
+        (DbError::Unique(m), Some(a)) if m.contains("ai_keys.alias") => {
+            ApiError::Conflict(format!("alias {a} already exists"))
+        }
+        (other, _) => other.into(),
+    }
+}
+
+/// A query parameter, `None` when absent or empty.
+fn param(req: &Request, name: &str) -> Option<String> {
+    req.query_param(name).filter(|v| !v.is_empty())
+}
+
+fn int_param(req: &Request, name: &str, default: i64, max: Option<i64>) -> Result<i64> {
+    let why = || match max {
+        Some(m) => ApiError::bad(name, format!("must be an integer from 1 to {m}")),
+        None => ApiError::bad(name, "must be an integer of at least 1"),
+    };
+    let Some(raw) = param(req, name) else {
+        return Ok(default);
+    };
+    let n: i64 = raw.trim().parse().map_err(|_| why())?;
+    if n < 1 || max.is_some_and(|m| n > m) {
+        return Err(why());
+    }
+    Ok(n)
+}
+
+impl<P: Platform> App<P> {
+    pub(crate) async fn ai_keys(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
+        let (caller, touch) = self.authenticate(req).await?;
+        let reply = match (method, route) {
+            ("GET", Route::AiKeys) => self.list_ai_keys(&caller, req).await?,
+            ("POST", Route::AiKeys) => {
+                require_manager(&caller)?;
+                self.create_ai_key(&caller, body::parse(req)?).await?
+            }
+            ("GET", Route::AiKey(id)) => {
+                let k = store::get(self.platform.db(), &caller.tenant_id, &id)
+                    .await?
+                    .ok_or_else(not_found)?;
+                Reply::ok(ai_key_json(&k))
+            }
+            ("PUT", Route::AiKey(id)) => {
+                require_manager(&caller)?;
+                self.update_ai_key(&caller, &id, body::parse(req)?).await?
+            }
+            ("DELETE", Route::AiKey(id)) => {
+                require_manager(&caller)?;
+                self.delete_ai_key(&caller, &id).await?
+            }
+            _ => return Err(ApiError::Internal("ai_keys route without a handler".into())),
+        };
+        Ok(reply.after(touch))
+    }
+
+    fn ai_keyring(&self) -> Result<&Keyring> {
+        self.config
+            .keyring
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into()))
+    }
+
+    /// Seal a gateway key's provider key to its tenant and row: `(key_version, sealed)`.
+    fn seal_ai_key(&self, tenant_id: &str, id: &str, api_key: &str) -> Result<(i64, String)> {
+        let aad = credential_aad(tenant_id, AAD_KIND, "", id);
+        let (v, sealed) = self
+            .ai_keyring()?
+            .seal(api_key, &aad, &|b| self.platform.fill_random(b));
+        Ok((i64::from(v), sealed))
+    }
+
+    /// Open a gateway key's sealed provider key, for the relay. Any failure (no master key, a
+    /// retired key version, a tampered or moved row) is an internal error that names the row only.
+    pub fn ai_key_secret(&self, k: &AiKey) -> Result<String> {
+        let keyring = self.ai_keyring()?;
+        let aad = credential_aad(&k.tenant_id, AAD_KIND, "", &k.id);
+        let version = u32::try_from(k.key_version).unwrap_or(0);
+        keyring.open(version, &k.api_key, &aad).map_err(|e| {
+            ApiError::Internal(format!("api_key of AI key {} cannot be opened: {e}", k.id))
+        })
+    }
+
+    /// The model must be one the relay can reach with this key: a catalog model of the factory,
+    /// or one the tenant configured for it. Factories without a default base URL (Azure-OpenAI,
+    /// OpenAI-API-Compatible, the self-deployed ones, VertexAI) are reached through the tenant's
+    /// connection, so there the model must be configured.
+    async fn check_model(&self, tenant_id: &str, factory: &Factory, model: &str) -> Result<()> {
+        let configured = self
+            .available_models(tenant_id)
+            .await?
+            .iter()
+            .any(|a| a.factory.name == factory.name && a.name == model);
+        if configured {
+            return Ok(());
+        }
+        let shown = printable(model);
+        if factory.default_base_url.is_none() {
+            return Err(ApiError::bad(
+                "model",
+                format!(
+                    "{shown} is not configured for this tenant; {} models are reached through the \
+                     tenant's connection, so add it first with POST /api/v1/models",
+                    factory.name
+                ),
+            ));
+        }
+        if factory.model(model).is_none() {
+            return Err(ApiError::bad(
+                "model",
+                format!(
+                    "{shown} is not a model of {} (GET /api/v1/factories lists them) and none was \
+                     added for this tenant",
+                    factory.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn create_ai_key(&self, caller: &Caller, body: CreateAiKey) -> Result<Reply> {
+        let alias = check_alias(&body.alias)?;
+        let factory = check_provider(&body.provider)?;
+        let model = check_model_name(&body.model)?;
+        let api_key = check_api_key(&body.api_key)?;
+        let input_limit = check_limit("input_limit", body.input_limit)?;
+        let output_limit = check_limit("output_limit", body.output_limit.unwrap_or(0))?;
+        let policy = check_policy(body.usage_limit_policy.as_deref().unwrap_or("reject"))?;
+        let status = check_status("status", body.status.as_deref().unwrap_or("disabled"))?;
+        let now = self.platform.now_ms();
+        let expire_time = body
+            .expire_time
+            .as_deref()
+            .map(|s| check_expire_time(s, now))
+            .transpose()?;
+        self.check_model(&caller.tenant_id, factory, &model).await?;
+        let id = new_id(|b| self.platform.fill_random(b));
+        let (key_version, sealed) = self.seal_ai_key(&caller.tenant_id, &id, api_key)?;
+        let key = AiKey {
+            id,
+            tenant_id: caller.tenant_id.clone(),
+            alias,
+            provider: factory.name.clone(),
+            model,
+            status,
+            key_version,
+            api_key: sealed,
+            api_key_hint: mask(api_key),
+            input_limit,
+            output_limit,
+            usage_limit_policy: policy,
+            expire_time,
+            used_input_tokens: 0,
+            used_output_tokens: 0,
+            last_used_at: None,
+            create_date: now,
+            update_date: now,
+        };
+        self.platform
+            .db()
+            .batch(vec![
+                store::insert(&key),
+                audit::record(
+                    now,
+                    &caller.username,
+                    "ai_key.create",
+                    &key.id,
+                    Some(&caller.tenant_id),
+                    &format!(
+                        "alias={} provider={} model={} status={}",
+                        key.alias, key.provider, key.model, key.status
+                    ),
+                ),
+            ])
+            .await
+            .map_err(|e| alias_conflict(e, Some(&key.alias)))?;
+        Ok(Reply::ok(ai_key_json(&key)))
+    }
+
+    async fn list_ai_keys(&self, caller: &Caller, req: &Request) -> Result<Reply> {
+        let page = int_param(req, "page", 1, None)?;
+        let page_size = int_param(req, "page_size", DEFAULT_PAGE_SIZE, Some(MAX_PAGE_SIZE))?;
+        let search = param(req, "search");
+        let provider = param(req, "provider");
+        for (name, v) in [("search", &search), ("provider", &provider)] {
+            if v.as_ref().is_some_and(|s| s.chars().count() > FILTER_MAX) {
+                return Err(ApiError::bad(
+                    name,
+                    format!("must be at most {FILTER_MAX} characters"),
+                ));
+            }
+        }
+        let status = param(req, "status")
+            .map(|s| check_status("status", &s))
+            .transpose()?;
+        let filter = Filter {
+            search,
+            provider,
+            status,
+            limit: page_size,
+            // Saturating: a page far past the end is simply empty, never an overflow.
+            offset: (page - 1).saturating_mul(page_size),
+        };
+        let (total, items) = store::search(self.platform.db(), &caller.tenant_id, &filter).await?;
+        Ok(Reply::ok(json!({
+            "total": total,
+            "items": items.iter().map(ai_key_json).collect::<Vec<_>>(),
+        })))
+    }
+
+    async fn update_ai_key(&self, caller: &Caller, id: &str, body: UpdateAiKey) -> Result<Reply> {
+        let alias = not_null("alias", body.alias)?;
+        let provider = not_null("provider", body.provider)?;
+        let model = not_null("model", body.model)?;
+        let api_key = not_null("api_key", body.api_key)?;
+        let input_limit = not_null("input_limit", body.input_limit)?;
+        let output_limit = not_null("output_limit", body.output_limit)?;
+        let policy = not_null("usage_limit_policy", body.usage_limit_policy)?;
+        let status = not_null("status", body.status)?;
+        let nothing_sent = alias.is_none()
+            && provider.is_none()
+            && model.is_none()
+            && api_key.is_none()
+            && input_limit.is_none()
+            && output_limit.is_none()
+            && policy.is_none()
+            && status.is_none()
+            && body.expire_time.is_none();
+        if nothing_sent {
+            return Err(ApiError::BadRequest(format!(
+                "Send at least one of {WRITABLE}"
+            )));
+        }
+        let now = self.platform.now_ms();
+        let mut changes = Changes {
+            alias: alias.as_deref().map(check_alias).transpose()?,
+            provider: provider
+                .as_deref()
+                .map(check_provider)
+                .transpose()?
+                .map(|f| f.name.clone()),
+            model: model.as_deref().map(check_model_name).transpose()?,
+            sealed: None,
+            input_limit: input_limit
+                .map(|n| check_limit("input_limit", n))
+                .transpose()?,
+            output_limit: output_limit
+                .map(|n| check_limit("output_limit", n))
+                .transpose()?,
+            usage_limit_policy: policy.as_deref().map(check_policy).transpose()?,
+            status: status
+                .as_deref()
+                .map(|s| check_status("status", s))
+                .transpose()?,
+            expire_time: match body.expire_time {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(s)) => Some(Some(check_expire_time(&s, now)?)),
+            },
+        };
+        let api_key = api_key.as_deref().map(check_api_key).transpose()?;
+
+        let db = self.platform.db();
+        let stored = store::get(db, &caller.tenant_id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let expect = if changes.provider.is_some() || changes.model.is_some() {
+            let p = changes.provider.as_deref().unwrap_or(&stored.provider);
+            let factory = check_provider(p)?;
+            let m = changes.model.as_deref().unwrap_or(&stored.model);
+            self.check_model(&caller.tenant_id, factory, m).await?;
+            Some((stored.provider.as_str(), stored.model.as_str()))
+        } else {
+            None
+        };
+        let expires = changes.expire_time.unwrap_or(stored.expire_time);
+        if changes.status.as_deref() == Some("enabled") && expires.is_some_and(|t| t <= now) {
+            return Err(ApiError::BadRequest(
+                "expire_time is in the past: send a later expire_time (or null) to enable this key"
+                    .into(),
+            ));
+        }
+        if let Some(k) = api_key {
+            let (v, sealed) = self.seal_ai_key(&caller.tenant_id, &stored.id, k)?;
+            changes.sealed = Some((v, sealed, mask(k)));
+        }
+
+        let mut detail: Vec<String> = Vec::new();
+        let mut note = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                detail.push(format!("{name}={v}"));
+            }
+        };
+        note("alias", changes.alias.clone());
+        note("provider", changes.provider.clone());
+        note("model", changes.model.clone());
+        note(
+            "api_key",
+            changes.sealed.as_ref().map(|_| "replaced".into()),
+        );
+        note("input_limit", changes.input_limit.map(|n| n.to_string()));
+        note("output_limit", changes.output_limit.map(|n| n.to_string()));
+        note("usage_limit_policy", changes.usage_limit_policy.clone());
+        note("status", changes.status.clone());
+        note(
+            "expire_time",
+            changes
+                .expire_time
+                .map(|t| t.map_or_else(|| "null".into(), rfc3339)),
+        );
+
+        let changed = db
+            .batch(vec![
+                store::update(&caller.tenant_id, &stored.id, &changes, expect, now),
+                audit::record_if_changed(
+                    now,
+                    &caller.username,
+                    "ai_key.update",
+                    &stored.id,
+                    Some(&caller.tenant_id),
+                    &detail.join(" "),
+                ),
+            ])
+            .await
+            .map_err(|e| alias_conflict(e, changes.alias.as_deref()))?;
+        let after = store::get(db, &caller.tenant_id, &stored.id).await?;
+        match (changed.first().copied().unwrap_or(0), after) {
+            (0, None) => Err(not_found()),
+            (0, Some(_)) => Err(ApiError::Conflict(
+                "The key's provider or model was changed by another request meanwhile; nothing \
+                 was changed, try again"
+                    .into(),
+            )),
+            (_, Some(k)) => Ok(Reply::ok(ai_key_json(&k))),
+            (_, None) => Err(not_found()),
+        }
+    }
+
+    async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
+        let now = self.platform.now_ms();
+        let changed = self
+            .platform
+            .db()
+            .batch(vec![
+                store::delete(&caller.tenant_id, id),
+                audit::record_if_changed(
+                    now,
+                    &caller.username,
+                    "ai_key.delete",
+                    id,
+                    Some(&caller.tenant_id),
+                    "",
+                ),
+            ])
+            .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(not_found());
+        }
+        Ok(Reply::ok(Value::Bool(true)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn aliases_are_short_and_plain() {
+        for ok in ["a", "prod-gpt4o", "A.b_c-9", &"x".repeat(ALIAS_MAX)] {
+            assert_eq!(check_alias(ok).as_deref(), Ok(ok));
+        }
+        for (why, bad) in [
+            ("empty", String::new()),
+            ("too long", "x".repeat(ALIAS_MAX + 1)),
+            ("space", "a b".into()),
+            ("percent", "a%b".into()),
+            ("quote", "a'b".into()),
+            ("slash", "a/b".into()),
+            ("non-ascii letter", "\u{0430}lias".into()),
+            ("newline", "a\n".into()),
+        ] {
+            assert!(rejected(check_alias(&bad)).starts_with("alias: "), "{why}");
+        }
+    }
+
+    #[test]
+    fn providers_must_be_catalog_factories_that_take_a_key() {
+        assert_eq!(
+            check_provider("OpenAI").map(|f| f.name.as_str()),
+            Ok("OpenAI")
+        );
+        assert!(rejected(check_provider("Builtin")).contains("take no API key"));
+        assert!(rejected(check_provider("openai")).contains("unknown provider openai"));
+        assert!(rejected(check_provider("")).starts_with("provider: "));
+    }
+
+    #[test]
+    fn limits_are_bounded_and_zero_means_unlimited() {
+        assert_eq!(check_limit("input_limit", 0), Ok(0));
+        assert_eq!(check_limit("input_limit", LIMIT_MAX), Ok(LIMIT_MAX));
+        for bad in [-1, LIMIT_MAX + 1, i64::MIN, i64::MAX] {
+            assert!(rejected(check_limit("output_limit", bad)).starts_with("output_limit: "));
+        }
+    }
+
+    #[test]
+    fn api_key_errors_never_echo_the_key() {
+        let long = "k".repeat(MAX_SECRET_LEN + 1);
+        for bad in ["", "   ", "sk-abc\ndef", &long] {
+            let m = rejected(check_api_key(bad));
+            assert!(m.starts_with("api_key: "), "{m}");
+            assert!(bad.trim().is_empty() || !m.contains(bad.trim()), "{m}");
+        }
+        assert_eq!(check_api_key("sk-ok"), Ok("sk-ok"));
+    }
+
+    #[test]
+    fn expire_time_must_parse_and_lie_in_the_future() {
+        let now = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            check_expire_time("2026-01-01T00:00:01Z", now),
+            Ok(now + 1000)
+        );
+        assert_eq!(
+            rejected(check_expire_time("2026-01-01T00:00:00Z", now)),
+            "expire_time is in the past"
+        );
+        assert!(rejected(check_expire_time("tomorrow", now)).starts_with("expire_time: "));
+    }
+}

@@ -1,0 +1,630 @@
+//! The OpenAI-compatible relay: `GET /v1/models`, `POST /v1/chat/completions` (streaming
+//! included) and `POST /v1/embeddings`, authenticated by a user's keyward key, answering in
+//! OpenAI's shapes and errors so OpenAI's SDKs work pointed at `<worker>/v1`.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::http::{Request, Response};
+use super::models::Available;
+use super::routes::Route;
+use super::App;
+use crate::catalog::{self, ApiStyle, ModelType};
+use crate::providers::printable;
+use crate::providers::probe::{self, base_of, reason, scrub};
+use crate::relay::{
+    self, anthropic, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage, ESTIMATE_HEADER,
+    LIMIT_HEADER, MAX_RELAY_BODY,
+};
+use crate::store::ai_keys::{self, AiKey};
+use crate::store::outbound::{Outbound, OutboundError, OutboundResponse};
+use crate::store::{providers, Platform, Stmt};
+use serde_json::{json, Map, Value};
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayError {
+    pub status: u16,
+    pub message: String,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+}
+
+impl RelayError {
+    fn new(
+        status: u16,
+        kind: &'static str,
+        code: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        RelayError {
+            status,
+            message: message.into(),
+            kind,
+            code,
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", None, message)
+    }
+    fn response(&self) -> Response {
+        if self.status >= 500 {
+            log::warn!("relay answered {}: {}", self.status, self.message);
+        }
+        let body = relay::error_body(
+            &super::error::redact_secrets(&self.message),
+            self.kind,
+            self.code,
+        );
+        let r = Response::json(self.status, &body);
+        if self.status == 401 {
+            r.with_header("www-authenticate", "Bearer realm=\"keyward\"")
+        } else {
+            r
+        }
+    }
+}
+
+impl From<ApiError> for RelayError {
+    fn from(e: ApiError) -> Self {
+        let (status, _) = e.status_and_code();
+        let message = e.message();
+        let (kind, code) = match e {
+            ApiError::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
+            ApiError::Forbidden(_) => ("permission_error", None),
+            ApiError::NotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            ApiError::RateLimited(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
+            ApiError::Internal(ref detail) => {
+                log::error!("relay internal error: {detail}");
+                ("server_error", None)
+            }
+            ApiError::BadGateway(_) => ("upstream_error", None),
+            _ => ("invalid_request_error", None),
+        };
+        RelayError {
+            status,
+            message,
+            kind,
+            code,
+        }
+    }
+}
+
+type RResult<T> = std::result::Result<T, RelayError>;
+
+/// What a relay call resolved to.
+struct Target {
+    upstream: Upstream,
+    /// The gateway key whose limits apply, if the model named one.
+    gateway: Option<AiKey>,
+    /// The connection whose per-model `used_token` counts this call.
+    usage_conn: Option<(String, String)>,
+    /// The model id echoed back to the client.
+    shown: String,
+}
+
+fn wanted_type(endpoint: Endpoint) -> ModelType {
+    match endpoint {
+        Endpoint::Chat => ModelType::Chat,
+        Endpoint::Embeddings => ModelType::Embedding,
+    }
+}
+
+fn type_fits(endpoint: Endpoint, t: ModelType) -> bool {
+    match endpoint {
+        Endpoint::Chat => matches!(t, ModelType::Chat | ModelType::Image2text),
+        Endpoint::Embeddings => t == ModelType::Embedding,
+    }
+}
+
+impl<P: Platform> App<P> {
+    /// Answer a relay route. Every failure is an OpenAI-style error.
+    pub(crate) async fn relay(&self, method: &str, route: Route, req: &Request) -> Response {
+        let authed = self.authenticate(req).await.map_err(RelayError::from);
+        let (caller, touch) = match authed {
+            Ok(c) => c,
+            Err(e) => return e.response(),
+        };
+        let outcome = match (method, route) {
+            ("GET", Route::RelayModels) => self.relay_models(&caller).await,
+            ("POST", Route::RelayChat) => self.relay_call(&caller, req, Endpoint::Chat).await,
+            ("POST", Route::RelayEmbeddings) => {
+                self.relay_call(&caller, req, Endpoint::Embeddings).await
+            }
+            _ => Err(RelayError::new(
+                500,
+                "server_error",
+                None,
+                "relay route without a handler",
+            )),
+        };
+        let mut resp = outcome.unwrap_or_else(|e| e.response());
+        resp.deferred.extend(touch);
+        resp
+    }
+
+    async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
+        let models = self.available_models(&caller.tenant_id).await?;
+        let mut data: Vec<Value> = models
+            .iter()
+            .map(|m| json!({"id": m.id(), "object": "model", "created": 0, "owned_by": m.factory.name}))
+            .collect();
+        let keys = ai_keys::search(
+            self.platform.db(),
+            &caller.tenant_id,
+            &ai_keys::Filter {
+                status: Some("enabled".into()),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        data.extend(keys.1.iter().map(
+            |k| json!({"id": k.alias, "object": "model", "created": 0, "owned_by": "keyward"}),
+        ));
+        Ok(Response::json(
+            200,
+            &json!({"object": "list", "data": data}),
+        ))
+    }
+
+    /// Parse and check the request body: JSON object, within the relay's size limit.
+    fn relay_body(req: &Request) -> RResult<Map<String, Value>> {
+        if req.body.len() > MAX_RELAY_BODY || req.unread_len.is_some() {
+            return Err(RelayError::new(
+                413,
+                "invalid_request_error",
+                Some("request_too_large"),
+                format!("Request body is larger than the limit of {MAX_RELAY_BODY} bytes"),
+            ));
+        }
+        let ct = req.first_header("content-type").unwrap_or_default();
+        if !ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+        {
+            return Err(RelayError::new(
+                415,
+                "invalid_request_error",
+                None,
+                "Request body must be JSON with Content-Type: application/json",
+            ));
+        }
+        match serde_json::from_slice::<Value>(&req.body) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(RelayError::bad("Request body must be a JSON object")),
+            Err(e) => Err(RelayError::bad(format!(
+                "Invalid JSON body: {}",
+                super::body::scrub_message(&e.to_string())
+            ))),
+        }
+    }
+
+    /// Resolve the `model` field: a gateway key alias, a model id, or the tenant default.
+    async fn relay_target(
+        &self,
+        caller: &Caller,
+        model: &str,
+        endpoint: Endpoint,
+    ) -> RResult<Target> {
+        let available = self.available_models(&caller.tenant_id).await?;
+        let want = wanted_type(endpoint);
+        if model.is_empty() || model == "default" {
+            let defaults = self.read_defaults(caller).await?;
+            let field = super::defaults::FIELDS
+                .iter()
+                .find(|(_, t)| *t == want)
+                .map(|(f, _)| *f)
+                .unwrap_or("llm_id");
+            let id = defaults.get(field).and_then(Value::as_str).ok_or_else(|| {
+                RelayError::bad(format!(
+                    "No default {} model is set for this tenant; name a model or set {field} with POST /api/v1/models/default",
+                    want.as_str()
+                ))
+            })?;
+            let a = super::defaults::resolve(id, want, &available).map_err(|why| {
+                RelayError::new(404, "invalid_request_error", Some("model_not_found"), why)
+            })?;
+            return self.connection_target(a);
+        }
+        if !model.contains('@') {
+            if let Some(key) = ai_keys::get_by_alias(self.platform.db(), &caller.tenant_id, model)
+                .await
+                .map_err(ApiError::from)?
+            {
+                return self.gateway_target(key, &available, endpoint);
+            }
+        }
+        let a = super::defaults::resolve(model, want, &available).map_err(|why| {
+            // Name the endpoint's need when the model exists with another type.
+            RelayError::new(
+                404,
+                "invalid_request_error",
+                Some("model_not_found"),
+                format!(
+                    "The model `{}` does not exist or cannot be used here: {why}",
+                    printable(model)
+                ),
+            )
+        });
+        let a = match a {
+            Ok(a) => a,
+            Err(e) if endpoint == Endpoint::Chat => {
+                super::defaults::resolve(model, ModelType::Image2text, &available).map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.connection_target(a)
+    }
+
+    fn connection_target(&self, a: &Available) -> RResult<Target> {
+        let Some(conn) = &a.connection else {
+            return Err(RelayError::bad(format!(
+                "{} is a Builtin model; Builtin models are served by the platform, not through this relay",
+                a.id()
+            )));
+        };
+        let secrets = self.connection_secrets(conn)?;
+        let base = base_of(
+            conn.api_base.as_deref(),
+            a.factory.default_base_url.as_deref(),
+        )
+        .ok_or_else(|| RelayError::bad(format!("{} has no base URL", a.id())))?;
+        let settings = match serde_json::from_str(&conn.settings) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        Ok(Target {
+            upstream: Upstream {
+                style: a.factory.api_style,
+                auth: a.factory.auth,
+                base,
+                model: a.name.clone(),
+                secrets,
+                settings,
+            },
+            gateway: None,
+            usage_conn: Some((conn.id.clone(), a.name.clone())),
+            shown: a.id(),
+        })
+    }
+
+    fn gateway_target(
+        &self,
+        key: AiKey,
+        available: &[Available],
+        endpoint: Endpoint,
+    ) -> RResult<Target> {
+        let factory = catalog::factory(&key.provider).ok_or_else(|| {
+            RelayError::bad(format!(
+                "Gateway key {} names an unknown provider",
+                key.alias
+            ))
+        })?;
+        let known = available
+            .iter()
+            .find(|a| a.factory.name == factory.name && a.name == key.model);
+        let model_type = known
+            .map(|a| a.model_type)
+            .or_else(|| factory.model(&key.model).map(|m| m.model_type));
+        if let Some(t) = model_type {
+            if !type_fits(endpoint, t) {
+                return Err(RelayError::bad(format!(
+                    "Gateway key {} is for a {} model; this endpoint needs a {} model",
+                    key.alias,
+                    t.as_str(),
+                    wanted_type(endpoint).as_str()
+                )));
+            }
+        }
+        let conn = known.and_then(|a| a.connection.as_ref());
+        let base = base_of(
+            conn.and_then(|c| c.api_base.as_deref()),
+            factory.default_base_url.as_deref(),
+        )
+        .ok_or_else(|| {
+            RelayError::bad(format!(
+                "Gateway key {} has no provider base URL",
+                key.alias
+            ))
+        })?;
+        let settings = conn
+            .and_then(|c| serde_json::from_str::<Value>(&c.settings).ok())
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        let mut secrets = crate::providers::Secrets::default();
+        secrets
+            .0
+            .insert("api_key".into(), json!(self.ai_key_secret(&key)?));
+        Ok(Target {
+            upstream: Upstream {
+                style: factory.api_style,
+                auth: factory.auth,
+                base,
+                model: key.model.clone(),
+                secrets,
+                settings,
+            },
+            usage_conn: conn.map(|c| (c.id.clone(), key.model.clone())),
+            shown: key.alias.clone(),
+            gateway: Some(key),
+        })
+    }
+
+    async fn relay_call(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        endpoint: Endpoint,
+    ) -> RResult<Response> {
+        let mut body = Value::Object(Self::relay_body(req)?);
+        let model = match body.get("model") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(RelayError::bad("model: must be a string")),
+        };
+        let stream =
+            endpoint == Endpoint::Chat && body.get("stream").and_then(Value::as_bool) == Some(true);
+        let target = self.relay_target(caller, &model, endpoint).await?;
+        let estimate = match endpoint {
+            Endpoint::Chat => tokens::chat(&body),
+            Endpoint::Embeddings => tokens::embeddings(&body),
+        };
+        let mut extra_headers = vec![(ESTIMATE_HEADER.to_owned(), estimate.to_string())];
+        if let Some(key) = &target.gateway {
+            self.enforce_limits(key, endpoint, &mut body, estimate, &mut extra_headers)?;
+        }
+        let timeout = self.config.provider_timeout_ms;
+        let upstream_req = relay::upstream_request(&target.upstream, endpoint, &body, timeout)
+            .map_err(RelayError::bad)?;
+        let secrets: Vec<String> = target
+            .upstream
+            .secrets
+            .values()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let host = probe::host_of(&upstream_req.url);
+        let on_usage = usage_writes(&target, self.platform.now_ms());
+        let created = self.platform.now_ms() / 1000;
+        let mut resp = if stream {
+            let include_usage = body
+                .pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let up = self
+                .platform
+                .outbound()
+                .send_streaming(upstream_req)
+                .await
+                .map_err(|e| transport_error(e, &host, timeout))?;
+            if !(200..300).contains(&up.status) {
+                let mut bytes = Vec::new();
+                let mut body_stream = up.body;
+                use futures_util::StreamExt;
+                while let Some(Ok(chunk)) = body_stream.next().await {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > 64 * 1024 {
+                        break;
+                    }
+                }
+                return Err(upstream_status_error(up.status, &bytes, &host, &secrets));
+            }
+            let mode = match target.upstream.style {
+                ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
+                    id: "chatcmpl".into(),
+                    model: target.shown.clone(),
+                    created,
+                    include_usage,
+                    usage: Usage::default(),
+                }),
+                _ => StreamMode::PassThrough {
+                    strip_usage_chunk: !include_usage,
+                },
+            };
+            let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage);
+            let mut r = Response::json(200, &Value::Null);
+            r.body.clear();
+            r.headers = vec![
+                ("content-type".into(), "text/event-stream".into()),
+                ("cache-control".into(), "no-cache".into()),
+            ];
+            r.stream = Some(Box::pin(s));
+            r.deferred_after_stream = Some(rx);
+            r
+        } else {
+            let up = self
+                .platform
+                .outbound()
+                .send(upstream_req)
+                .await
+                .map_err(|e| transport_error(e, &host, timeout))?;
+            self.whole_answer(up, &target, estimate, created, &host, &secrets, on_usage)?
+        };
+        resp.headers.extend(extra_headers);
+        Ok(resp)
+    }
+
+    /// Apply a gateway key's status, expiry and limits; may rewrite the output cap in `body`.
+    fn enforce_limits(
+        &self,
+        key: &AiKey,
+        endpoint: Endpoint,
+        body: &mut Value,
+        estimate: u64,
+        headers: &mut Vec<(String, String)>,
+    ) -> RResult<()> {
+        if key.status != "enabled" {
+            return Err(RelayError::new(
+                403,
+                "permission_error",
+                Some("key_disabled"),
+                format!("Gateway key {} is disabled", key.alias),
+            ));
+        }
+        if key.expire_time.is_some_and(|t| t <= self.platform.now_ms()) {
+            return Err(RelayError::new(
+                403,
+                "permission_error",
+                Some("key_expired"),
+                format!("Gateway key {} has expired", key.alias),
+            ));
+        }
+        let reject = key.usage_limit_policy != "use_anyway";
+        if key.input_limit > 0 && estimate > key.input_limit as u64 {
+            if reject {
+                return Err(RelayError::new(
+                    400,
+                    "invalid_request_error",
+                    Some("input_limit_exceeded"),
+                    format!(
+                        "The input is about {estimate} tokens, over gateway key {}'s input limit of {} tokens per request",
+                        key.alias, key.input_limit
+                    ),
+                ));
+            }
+            headers.push((LIMIT_HEADER.into(), "input".into()));
+        }
+        if endpoint == Endpoint::Chat && key.output_limit > 0 {
+            let limit = key.output_limit as u64;
+            let field = if body.get("max_completion_tokens").is_some() {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            match body.get(field).and_then(Value::as_u64) {
+                Some(asked) if asked > limit && reject => return Err(RelayError::new(
+                    400,
+                    "invalid_request_error",
+                    Some("output_limit_exceeded"),
+                    format!(
+                        "{field} {asked} is over gateway key {}'s output limit of {limit} tokens",
+                        key.alias
+                    ),
+                )),
+                Some(asked) if asked <= limit => {}
+                Some(_) => {
+                    body[field] = json!(limit);
+                    headers.push((LIMIT_HEADER.into(), "output".into()));
+                }
+                None => body[field] = json!(limit),
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn whole_answer(
+        &self,
+        up: OutboundResponse,
+        target: &Target,
+        estimate: u64,
+        created: i64,
+        host: &str,
+        secrets: &[String],
+        on_usage: relay::OnUsage,
+    ) -> RResult<Response> {
+        if !(200..300).contains(&up.status) {
+            return Err(upstream_status_error(up.status, &up.body, host, secrets));
+        }
+        let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
+            RelayError::new(
+                502,
+                "upstream_error",
+                None,
+                format!("{host} answered with something that is not JSON"),
+            )
+        })?;
+        let (body, usage) = match target.upstream.style {
+            ApiStyle::Anthropic => {
+                let (b, u) = anthropic::response(&v, &target.shown, created);
+                (b.to_string().into_bytes(), u)
+            }
+            _ => (up.body, Usage::from_openai(&v).unwrap_or_default()),
+        };
+        let usage = Usage {
+            input: usage.input.or(Some(estimate)),
+            output: usage.output.or(Some(0)),
+        };
+        let mut r = Response::json(200, &Value::Null);
+        r.body = body;
+        r.deferred = on_usage(usage);
+        Ok(r)
+    }
+}
+
+/// The counter updates for one call: the gateway key's and the model's `used_token`.
+fn usage_writes(target: &Target, now: i64) -> relay::OnUsage {
+    let key_id = target.gateway.as_ref().map(|k| k.id.clone());
+    let conn = target.usage_conn.clone();
+    Box::new(move |u: Usage| {
+        let (i, o) = (u.input.unwrap_or(0) as i64, u.output.unwrap_or(0) as i64);
+        let mut out: Vec<Stmt> = Vec::new();
+        if let Some(id) = key_id {
+            out.push(ai_keys::add_usage(&id, i, o, now));
+        }
+        if let Some((cid, name)) = conn {
+            out.push(providers::add_usage(&cid, &name, i + o));
+        }
+        out
+    })
+}
+
+fn transport_error(e: OutboundError, host: &str, timeout_ms: u64) -> RelayError {
+    match e {
+        OutboundError::Timeout => RelayError::new(
+            504,
+            "upstream_error",
+            Some("upstream_timeout"),
+            format!("No answer from {host} within {} s", timeout_ms / 1000),
+        ),
+        OutboundError::TooLarge => RelayError::new(
+            502,
+            "upstream_error",
+            None,
+            format!("{host} answered with too much data"),
+        ),
+        OutboundError::Unreachable(why) => {
+            log::warn!("relay: {host} unreachable: {}", scrub(&why, &[]));
+            RelayError::new(
+                502,
+                "upstream_error",
+                None,
+                format!("Cannot connect to {host}"),
+            )
+        }
+    }
+}
+
+/// A provider's refusal, passed on without the credential. Its 401/403 are about the tenant's
+/// provider key, not the caller's keyward key, so they become 502s.
+fn upstream_status_error(status: u16, body: &[u8], host: &str, secrets: &[String]) -> RelayError {
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let why = reason(body)
+        .map(|r| scrub(&r, &refs))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        401 | 403 => RelayError::new(
+            502,
+            "upstream_error",
+            Some("upstream_auth_failed"),
+            format!("{host} refused the configured credential: {why}"),
+        ),
+        429 => RelayError::new(
+            429,
+            "rate_limit_error",
+            Some("upstream_rate_limited"),
+            format!("{host} is rate limiting: {why}"),
+        ),
+        400..=499 => RelayError::new(
+            status,
+            "invalid_request_error",
+            None,
+            format!("{host}: {why}"),
+        ),
+        _ => RelayError::new(502, "upstream_error", None, format!("{host} failed: {why}")),
+    }
+}

@@ -1,0 +1,400 @@
+//! The OpenAI-compatible relay's logic, free of I/O: which upstream call a request becomes, the
+//! limits a gateway key puts on it, and how the answer (whole or streamed) comes back with its
+//! usage counted.
+//!
+//! Translated: OpenAI-style factories (OpenAI, Mistral, DeepSeek, Jina, OpenAI-API-Compatible,
+//! LocalAI, Xinference) are forwarded as they are; Azure-OpenAI is addressed by deployment and API
+//! version; Anthropic is translated both ways (requests, responses and streams); Ollama is reached
+//! through its OpenAI-compatible `/v1` API. Gemini, Vertex AI and Cohere are refused with a clear
+//! error until they are translated.
+
+pub mod anthropic;
+pub mod sse;
+pub mod tokens;
+
+use crate::catalog::{ApiStyle, Auth};
+use crate::providers::probe::auth_headers;
+use crate::providers::Secrets;
+use crate::store::outbound::{ChunkStream, OutboundError, OutboundRequest};
+use crate::store::Stmt;
+use futures_channel::oneshot;
+use futures_util::Stream;
+use serde_json::{json, Map, Value};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Relay request bodies above this are refused (../API.md: 1 MiB).
+pub const MAX_RELAY_BODY: usize = 1024 * 1024;
+/// Non-streamed upstream answers above this are refused; each streamed chunk too.
+pub const MAX_UPSTREAM_RESPONSE: usize = 16 * 1024 * 1024;
+/// Header set when a gateway key's input limit was exceeded under the `use_anyway` policy.
+pub const LIMIT_HEADER: &str = "x-keyward-limit-exceeded";
+/// Header carrying the input-token estimate the limits were checked with.
+pub const ESTIMATE_HEADER: &str = "x-keyward-input-tokens-estimate";
+
+/// The relay's two kinds of call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Embeddings,
+}
+
+/// Tokens of one call as the provider reported them (or as estimated when it did not).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+}
+
+impl Usage {
+    /// From an OpenAI `usage` object.
+    pub fn from_openai(v: &Value) -> Option<Usage> {
+        let u = v.get("usage").filter(|u| u.is_object())?;
+        Some(Usage {
+            input: u.get("prompt_tokens").and_then(Value::as_u64),
+            output: u.get("completion_tokens").and_then(Value::as_u64),
+        })
+    }
+
+    pub fn openai_json(&self) -> Value {
+        let (i, o) = (self.input.unwrap_or(0), self.output.unwrap_or(0));
+        json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
+    }
+}
+
+/// Where a relay call goes and with what credential.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub style: ApiStyle,
+    pub auth: Auth,
+    pub base: String,
+    /// The model name the provider knows (an Azure deployment for Azure).
+    pub model: String,
+    pub secrets: Secrets,
+    /// Non-secret connection settings (`api_version`, ...).
+    pub settings: Map<String, Value>,
+}
+
+/// The upstream HTTP request for a relay call. `Err` is a message for a 400.
+pub fn upstream_request(
+    up: &Upstream,
+    endpoint: Endpoint,
+    body: &Value,
+    timeout_ms: u64,
+) -> Result<OutboundRequest, String> {
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let path = match endpoint {
+        Endpoint::Chat => "chat/completions",
+        Endpoint::Embeddings => "embeddings",
+    };
+    let mut forwarded = body.clone();
+    forwarded["model"] = json!(up.model);
+    if stream && endpoint == Endpoint::Chat {
+        // Ask for the final usage chunk so streamed calls are counted exactly.
+        forwarded["stream_options"]["include_usage"] = json!(true);
+    }
+    let (url, payload) = match up.style {
+        ApiStyle::Openai => (format!("{}/{path}", up.base), forwarded),
+        ApiStyle::Ollama => (format!("{}/v1/{path}", up.base), forwarded),
+        ApiStyle::Azure => {
+            let version = up
+                .settings
+                .get("api_version")
+                .and_then(Value::as_str)
+                .unwrap_or(crate::providers::AZURE_DEFAULT_API_VERSION);
+            (
+                format!(
+                    "{}/openai/deployments/{}/{path}?api-version={version}",
+                    up.base, up.model
+                ),
+                forwarded,
+            )
+        }
+        ApiStyle::Anthropic if endpoint == Endpoint::Chat => (
+            format!("{}/v1/messages", up.base),
+            anthropic::request(body, &up.model)?,
+        ),
+        ApiStyle::Anthropic => return Err("Anthropic models do not serve embeddings".into()),
+        ApiStyle::Gemini | ApiStyle::Vertex | ApiStyle::Cohere => return Err(format!(
+            "the relay does not translate this provider's API yet ({}); use an OpenAI-compatible \
+                 factory, Azure-OpenAI, Ollama or Anthropic",
+            match up.style {
+                ApiStyle::Gemini => "Gemini",
+                ApiStyle::Vertex => "VertexAI",
+                _ => "Cohere",
+            }
+        )),
+    };
+    let mut headers = auth_headers(up.auth, &up.secrets);
+    headers.push(("content-type".into(), "application/json".into()));
+    if stream {
+        headers.push(("accept".into(), "text/event-stream".into()));
+    }
+    Ok(OutboundRequest {
+        method: "POST",
+        url,
+        headers,
+        body: Some(payload.to_string().into_bytes()),
+        timeout_ms,
+        max_response_bytes: MAX_UPSTREAM_RESPONSE,
+    })
+}
+
+/// How a streamed answer is turned into what the client reads.
+pub enum StreamMode {
+    /// OpenAI's own events, passed on as they are; `strip_usage_chunk` drops the usage-only chunk
+    /// the relay asked for when the client did not.
+    PassThrough {
+        strip_usage_chunk: bool,
+    },
+    Anthropic(anthropic::StreamTranslator),
+}
+
+/// Writes to make once a call's usage is known.
+pub type OnUsage = Box<dyn FnOnce(Usage) -> Vec<Stmt>>;
+
+/// The client's view of an upstream event stream: events forwarded as each completes, usage
+/// collected on the way, and the usage writes handed over when the stream ends or is dropped.
+pub struct RelayStream {
+    inner: ChunkStream,
+    decoder: sse::Decoder,
+    mode: StreamMode,
+    usage: Usage,
+    /// Streamed completion text, for estimating output when the provider reports no usage.
+    completion_tokens: u64,
+    input_estimate: u64,
+    done: bool,
+    on_usage: Option<(OnUsage, oneshot::Sender<Vec<Stmt>>)>,
+}
+
+impl RelayStream {
+    pub fn new(
+        inner: ChunkStream,
+        mode: StreamMode,
+        input_estimate: u64,
+        on_usage: OnUsage,
+    ) -> (Self, oneshot::Receiver<Vec<Stmt>>) {
+        let (tx, rx) = oneshot::channel();
+        let s = RelayStream {
+            inner,
+            decoder: sse::Decoder::default(),
+            mode,
+            usage: Usage::default(),
+            completion_tokens: 0,
+            input_estimate,
+            done: false,
+            on_usage: Some((on_usage, tx)),
+        };
+        (s, rx)
+    }
+
+    fn handle(&mut self, ev: &sse::Event) -> Vec<u8> {
+        match &mut self.mode {
+            StreamMode::Anthropic(t) => {
+                let out = t.event(ev);
+                self.usage = t.usage;
+                if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+                    if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
+                        self.completion_tokens += tokens::text(text);
+                    }
+                }
+                out
+            }
+            StreamMode::PassThrough { strip_usage_chunk } => {
+                let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                    return ev.raw.clone();
+                };
+                if let Some(text) = v
+                    .pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+                {
+                    self.completion_tokens += tokens::text(text);
+                }
+                if let Some(u) = Usage::from_openai(&v) {
+                    self.usage = u;
+                    let usage_only = v
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty);
+                    if *strip_usage_chunk && usage_only {
+                        return Vec::new();
+                    }
+                }
+                ev.raw.clone()
+            }
+        }
+    }
+
+    /// Hand the usage writes over, once.
+    fn finish(&mut self) {
+        if let Some((on_usage, tx)) = self.on_usage.take() {
+            let usage = Usage {
+                input: self.usage.input.or(Some(self.input_estimate)),
+                output: self.usage.output.or(Some(self.completion_tokens)),
+            };
+            let _ = tx.send(on_usage(usage));
+        }
+    }
+}
+
+impl Stream for RelayStream {
+    type Item = Vec<u8>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let events = self.decoder.push(&chunk);
+                    let out: Vec<u8> = events.iter().flat_map(|e| self.handle(e)).collect();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(out));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    self.finish();
+                    let why = match e {
+                        OutboundError::Timeout => "the provider stopped answering",
+                        OutboundError::TooLarge => "the provider sent an oversized event",
+                        OutboundError::Unreachable(_) => "the provider closed the connection",
+                    };
+                    let err = json!({"error": {"message": why, "type": "upstream_error"}});
+                    return Poll::Ready(Some(sse::data(&err.to_string())));
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    let tail = self
+                        .decoder
+                        .finish()
+                        .map(|e| self.handle(&e))
+                        .unwrap_or_default();
+                    self.finish();
+                    return Poll::Ready((!tail.is_empty()).then_some(tail));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RelayStream {
+    /// A client that hangs up early still has what it used counted.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// A body for the relay's OpenAI-style error.
+pub fn error_body(message: &str, kind: &str, code: Option<&str>) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{FutureExt, StreamExt};
+
+    fn upstream(style: ApiStyle) -> Upstream {
+        let mut secrets = Secrets::default();
+        secrets.0.insert("api_key".into(), json!("sk-x"));
+        Upstream {
+            style,
+            auth: if style == ApiStyle::Azure {
+                Auth::Azure
+            } else {
+                Auth::Bearer
+            },
+            base: "http://p/v1".into(),
+            model: "m1".into(),
+            secrets,
+            settings: Map::new(),
+        }
+    }
+
+    #[test]
+    fn openai_requests_are_forwarded_with_the_upstream_model_and_usage_asked_for() {
+        let body = json!({"model": "alias", "messages": [], "stream": true});
+        let r = upstream_request(&upstream(ApiStyle::Openai), Endpoint::Chat, &body, 1000).unwrap();
+        assert_eq!(r.url, "http://p/v1/chat/completions");
+        let sent: Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent["model"], "m1");
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-x".into())));
+        let e = upstream_request(
+            &upstream(ApiStyle::Azure),
+            Endpoint::Embeddings,
+            &json!({"input": "x"}),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            e.url,
+            "http://p/v1/openai/deployments/m1/embeddings?api-version=2024-10-21"
+        );
+        assert!(upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).is_err());
+    }
+
+    #[test]
+    fn a_stream_passes_events_through_and_reports_usage_at_the_end() {
+        let chunks: Vec<Result<Vec<u8>, OutboundError>> = vec![
+            Ok(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choi".to_vec()),
+            Ok(b"ces\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n".to_vec()),
+        ];
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(chunks));
+        let (s, mut rx) = RelayStream::new(
+            inner,
+            StreamMode::PassThrough {
+                strip_usage_chunk: true,
+            },
+            100,
+            Box::new(|u| {
+                vec![crate::stmt!(
+                    "SELECT ?1, ?2",
+                    u.input.unwrap_or(0) as i64,
+                    u.output.unwrap_or(0) as i64
+                )]
+            }),
+        );
+        let out: Vec<Vec<u8>> = s.collect::<Vec<_>>().now_or_never().expect("ready");
+        let text = String::from_utf8(out.concat()).unwrap();
+        assert!(text.contains("\"content\":\"hi\""));
+        assert!(
+            !text.contains("prompt_tokens"),
+            "the injected usage chunk is stripped"
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        let stmts = rx.try_recv().unwrap().unwrap();
+        assert_eq!(stmts[0].params, vec![9.into(), 2.into()]);
+    }
+
+    #[test]
+    fn a_dropped_stream_still_reports_estimated_usage() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hello there\"}}]}\n\n".to_vec(),
+        )]));
+        let (mut s, mut rx) = RelayStream::new(
+            inner,
+            StreamMode::PassThrough {
+                strip_usage_chunk: false,
+            },
+            42,
+            Box::new(|u| {
+                vec![crate::stmt!(
+                    "SELECT ?1, ?2",
+                    u.input.unwrap_or(0) as i64,
+                    u.output.unwrap_or(0) as i64
+                )]
+            }),
+        );
+        let first = s.next().now_or_never().expect("ready");
+        assert!(first.is_some());
+        drop(s);
+        let stmts = rx.try_recv().unwrap().unwrap();
+        assert_eq!(stmts[0].params, vec![42.into(), 2.into()]);
+    }
+}

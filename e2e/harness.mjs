@@ -10,9 +10,11 @@
 // Environment knobs:
 //   KEYWARD_E2E_KEEP=1      keep the temp dir (D1 state and wrangler.log) and print its path
 //   KEYWARD_E2E_VERBOSE=1   echo wrangler's output to stderr as it arrives
-//   KEYWARD_E2E_PREBUILT=1  do not let wrangler run the [build] command: serve a copy of the current
-//                           build/ (from `make build`) through a generated config in the temp dir,
-//                           so edits to src/ during the run neither rebuild nor reload the worker
+//   KEYWARD_E2E_PREBUILT=0  let wrangler run the [build] command on the repo's wrangler.toml. By default
+//                           (as `make test-e2e` runs) a copy of the current build/ (from `make build`)
+//                           is served through a generated config in the temp dir, so edits to src/
+//                           during the run neither rebuild nor reload the worker, and the brute-force
+//                           budget can be raised for suites that send many bad credentials on purpose
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -186,7 +188,18 @@ export class Worker {
    * logLevel: wrangler's levels are error < warn < info < log < debug; the worker's console.log
    * (where the purge line goes) shows only from `log` on, so `info` would hide it.
    */
-  async start({ logFile = true, logLevel = 'log', prebuilt = !!process.env.KEYWARD_E2E_PREBUILT } = {}) {
+  /**
+   * authFailureLimit: the AUTH_FAILURES rate-limit budget per minute for this worker. Suites that
+   * send many bad credentials on purpose raise it (default); the brute-force suite passes null to
+   * keep wrangler.toml's production value.
+   */
+  async start({
+    logFile = true,
+    logLevel = 'log',
+    prebuilt = process.env.KEYWARD_E2E_PREBUILT !== '0',
+    authFailureLimit = 100_000,
+  } = {}) {
+    this.authFailureLimit = authFailureLimit;
     installExitHooks();
     this.dir = await mkdtemp(join(tmpdir(), 'keyward-e2e-'));
     [this.port, this.inspectorPort] = await twoFreePorts();
@@ -271,6 +284,10 @@ export class Worker {
       if (inBuild) continue;
       if (/^\s*main\s*=/.test(line)) {
         out.push(`main = ${JSON.stringify(join(snapshot, 'worker/shim.mjs'))}`);
+        continue;
+      }
+      if (this.authFailureLimit != null && /^\s*simple\s*=/.test(line)) {
+        out.push(line.replace(/limit\s*=\s*\d+/, `limit = ${this.authFailureLimit}`));
         continue;
       }
       out.push(line);

@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 ENV := source scripts/env.sh &&
 
-.PHONY: setup dev test test-native test-wasm test-e2e build lint fmt
+.PHONY: setup dev test test-native test-wasm test-e2e build lint fmt bench fuzz
 
 setup:
 	@scripts/setup.sh
@@ -33,3 +33,11 @@ test-e2e: build
 
 fmt:
 	@$(ENV) cargo fmt --all
+
+# Load figures against the local runtime, written to bench/results.md (a few minutes).
+bench: setup
+	@scripts/bench.sh
+
+# Coverage-guided fuzzing of the key parser and request bodies (FUZZ_SECONDS per target, default 60).
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)

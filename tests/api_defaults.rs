@@ -29,7 +29,11 @@ fn connect(t: &T, tok: &str, body: Value) {
 }
 
 fn openai(t: &T, tok: &str) {
-    connect(t, tok, json!({"llm_factory": "OpenAI", "api_key": "sk-test-0000000000"}));
+    connect(
+        t,
+        tok,
+        json!({"llm_factory": "OpenAI", "api_key": "sk-test-0000000000"}),
+    );
 }
 
 fn set(t: &T, tok: &str, body: Value) -> keyward::api::http::Response {
@@ -43,7 +47,10 @@ fn get(t: &T, tok: &str) -> Value {
 }
 
 fn message(r: &keyward::api::http::Response) -> String {
-    r.json_body()["message"].as_str().unwrap_or_default().to_owned()
+    r.json_body()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
@@ -76,12 +83,24 @@ fn a_builtin_model_not_enabled_here_is_refused_for_each_type() {
     for (field, model) in BUILTIN_BY_FIELD {
         let r = set(&t, &tok, json!({ field: format!("{model}@Builtin") }));
         assert_eq!(r.status, 400, "{field}");
-        assert!(message(&r).contains("not enabled for this deployment"), "{field}: {}", message(&r));
+        assert!(
+            message(&r).contains("not enabled for this deployment"),
+            "{field}: {}",
+            message(&r)
+        );
         // Bare names too.
         let r = set(&t, &tok, json!({ field: model }));
-        assert!(message(&r).contains("not enabled for this deployment"), "{field}: {}", message(&r));
+        assert!(
+            message(&r).contains("not enabled for this deployment"),
+            "{field}: {}",
+            message(&r)
+        );
     }
-    let r = set(&t, &tok, json!({"llm_id": "@cf/meta/llama-3.3-70b-instruct-fp8-fast@Builtin"}));
+    let r = set(
+        &t,
+        &tok,
+        json!({"llm_id": "@cf/meta/llama-3.3-70b-instruct-fp8-fast@Builtin"}),
+    );
     assert_eq!(r.status, 400);
 }
 
@@ -92,7 +111,11 @@ fn a_builtin_model_that_does_not_exist_is_refused_for_each_type() {
     for (field, _) in BUILTIN_BY_FIELD {
         let r = set(&t, &tok, json!({ field: "@cf/nobody/nothing@Builtin" }));
         assert_eq!(r.status, 400, "{field}");
-        assert!(message(&r).contains("unknown model"), "{field}: {}", message(&r));
+        assert!(
+            message(&r).contains("unknown model"),
+            "{field}: {}",
+            message(&r)
+        );
     }
 }
 
@@ -101,7 +124,11 @@ fn a_configured_model_of_each_type_can_be_a_default() {
     let t = T::new();
     let tok = owner(&t, "own-ok");
     openai(&t, &tok);
-    connect(&t, &tok, json!({"llm_factory": "Cohere", "api_key": "co-0000000000"}));
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "Cohere", "api_key": "co-0000000000"}),
+    );
     let ok = [
         ("llm_id", "gpt-4o@OpenAI"),
         ("embd_id", "text-embedding-3-small@OpenAI"),
@@ -126,7 +153,11 @@ fn a_catalog_model_of_an_unconnected_factory_is_refused_as_not_configured() {
     let tok = owner(&t, "own-off");
     let r = set(&t, &tok, json!({"llm_id": "gpt-4o@OpenAI"}));
     assert_eq!(r.status, 400);
-    assert!(message(&r).contains("not configured for this tenant"), "{}", message(&r));
+    assert!(
+        message(&r).contains("not configured for this tenant"),
+        "{}",
+        message(&r)
+    );
     let r = set(&t, &tok, json!({"embd_id": "text-embedding-3-small"}));
     assert!(message(&r).contains("not configured"), "{}", message(&r));
 }
@@ -150,10 +181,17 @@ fn several_valid_fields_are_set_at_once() {
     let t = T::new();
     let tok = owner(&t, "multi");
     openai(&t, &tok);
-    let r = set(&t, &tok, json!({"llm_id": "gpt-4o-mini", "embd_id": "text-embedding-3-large@OpenAI", "tts_id": "@cf/myshell-ai/melotts"}));
+    let r = set(
+        &t,
+        &tok,
+        json!({"llm_id": "gpt-4o-mini", "embd_id": "text-embedding-3-large@OpenAI", "tts_id": "@cf/myshell-ai/melotts"}),
+    );
     assert_eq!(r.status, 200, "{}", message(&r));
     let d = get(&t, &tok);
-    assert_eq!(d["llm_id"], "gpt-4o-mini@OpenAI", "bare names come back canonical");
+    assert_eq!(
+        d["llm_id"], "gpt-4o-mini@OpenAI",
+        "bare names come back canonical"
+    );
     assert_eq!(d["embd_id"], "text-embedding-3-large@OpenAI");
     assert_eq!(d["tts_id"], "@cf/myshell-ai/melotts@Builtin");
 }
@@ -165,7 +203,11 @@ fn one_invalid_field_rejects_the_whole_request_and_changes_nothing() {
     openai(&t, &tok);
     set(&t, &tok, json!({"llm_id": "gpt-4o@OpenAI"}));
     let before = get(&t, &tok);
-    let r = set(&t, &tok, json!({"llm_id": "gpt-4o-mini@OpenAI", "embd_id": "nope@OpenAI", "tts_id": null}));
+    let r = set(
+        &t,
+        &tok,
+        json!({"llm_id": "gpt-4o-mini@OpenAI", "embd_id": "nope@OpenAI", "tts_id": null}),
+    );
     assert_eq!(r.status, 400);
     assert!(message(&r).contains("embd_id"));
     assert!(message(&r).contains("nothing was changed"));
@@ -177,18 +219,31 @@ fn every_invalid_field_is_listed_with_its_reason() {
     let t = T::new();
     let tok = owner(&t, "allbad");
     openai(&t, &tok);
-    let r = set(&t, &tok, json!({
-        "llm_id": "text-embedding-3-small@OpenAI",
-        "embd_id": "ghost",
-        "rerank_id": "rerank-english-v3.0@Cohere",
-        "tts_id": "@cf/nobody/x@Builtin"
-    }));
+    let r = set(
+        &t,
+        &tok,
+        json!({
+            "llm_id": "text-embedding-3-small@OpenAI",
+            "embd_id": "ghost",
+            "rerank_id": "rerank-english-v3.0@Cohere",
+            "tts_id": "@cf/nobody/x@Builtin"
+        }),
+    );
     assert_eq!(r.status, 400);
     let m = message(&r);
-    assert!(m.contains("llm_id: text-embedding-3-small@OpenAI is a model of type embedding, not chat"), "{m}");
+    assert!(
+        m.contains("llm_id: text-embedding-3-small@OpenAI is a model of type embedding, not chat"),
+        "{m}"
+    );
     assert!(m.contains("embd_id: ghost is an unknown model"), "{m}");
-    assert!(m.contains("rerank_id: rerank-english-v3.0@Cohere is not configured"), "{m}");
-    assert!(m.contains("tts_id: @cf/nobody/x@Builtin is an unknown model"), "{m}");
+    assert!(
+        m.contains("rerank_id: rerank-english-v3.0@Cohere is not configured"),
+        "{m}"
+    );
+    assert!(
+        m.contains("tts_id: @cf/nobody/x@Builtin is an unknown model"),
+        "{m}"
+    );
     assert_eq!(get(&t, &tok)["llm_id"], Value::Null);
 }
 
@@ -196,24 +251,39 @@ fn every_invalid_field_is_listed_with_its_reason() {
 fn null_and_empty_string_clear_one_several_or_all_fields() {
     let t = T::new();
     let tok = owner(&t, "clear");
-    let all = || json!({
-        "llm_id": "@cf/meta/llama-3.1-8b-instruct", "embd_id": "@cf/baai/bge-base-en-v1.5",
-        "asr_id": "@cf/openai/whisper", "img2txt_id": "@cf/llava-hf/llava-1.5-7b-hf",
-        "rerank_id": "@cf/baai/bge-reranker-base", "tts_id": "@cf/myshell-ai/melotts"
-    });
+    let all = || {
+        json!({
+            "llm_id": "@cf/meta/llama-3.1-8b-instruct", "embd_id": "@cf/baai/bge-base-en-v1.5",
+            "asr_id": "@cf/openai/whisper", "img2txt_id": "@cf/llava-hf/llava-1.5-7b-hf",
+            "rerank_id": "@cf/baai/bge-reranker-base", "tts_id": "@cf/myshell-ai/melotts"
+        })
+    };
     for clear in [Value::Null, json!("")] {
         assert_eq!(set(&t, &tok, all()).status, 200);
         assert_eq!(set(&t, &tok, json!({"llm_id": clear})).status, 200);
         let d = get(&t, &tok);
         assert_eq!(d["llm_id"], Value::Null);
         assert!(d["embd_id"].is_string(), "fields not sent stay");
-        assert_eq!(set(&t, &tok, json!({"embd_id": clear, "asr_id": clear})).status, 200);
+        assert_eq!(
+            set(&t, &tok, json!({"embd_id": clear, "asr_id": clear})).status,
+            200
+        );
         let d = get(&t, &tok);
-        assert_eq!((d["embd_id"].clone(), d["asr_id"].clone()), (Value::Null, Value::Null));
+        assert_eq!(
+            (d["embd_id"].clone(), d["asr_id"].clone()),
+            (Value::Null, Value::Null)
+        );
         assert!(d["tts_id"].is_string());
-        let everything: serde_json::Map<String, Value> = FIELDS.iter().map(|(f, _)| (f.to_string(), clear.clone())).collect();
+        let everything: serde_json::Map<String, Value> = FIELDS
+            .iter()
+            .map(|(f, _)| (f.to_string(), clear.clone()))
+            .collect();
         assert_eq!(set(&t, &tok, Value::Object(everything)).status, 200);
-        assert!(get(&t, &tok).as_object().unwrap().values().all(Value::is_null));
+        assert!(get(&t, &tok)
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_null));
     }
 }
 
@@ -237,15 +307,34 @@ fn an_empty_request_or_a_wrong_shape_is_refused() {
 fn an_ambiguous_bare_name_is_refused_until_qualified() {
     let t = T::new();
     let tok = owner(&t, "amb");
-    connect(&t, &tok, json!({"llm_factory": "Ollama", "llm_name": "llama3", "base_url": "http://127.0.0.1:9"}));
-    connect(&t, &tok, json!({"llm_factory": "LocalAI", "llm_name": "llama3", "base_url": "http://127.0.0.1:9"}));
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "Ollama", "llm_name": "llama3", "base_url": "http://127.0.0.1:9"}),
+    );
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "LocalAI", "llm_name": "llama3", "base_url": "http://127.0.0.1:9"}),
+    );
     let r = set(&t, &tok, json!({"llm_id": "llama3"}));
     assert_eq!(r.status, 400);
-    assert!(message(&r).contains("ambiguous (llama3@LocalAI, llama3@Ollama"), "{}", message(&r));
-    assert_eq!(set(&t, &tok, json!({"llm_id": "llama3@LocalAI"})).status, 200);
+    assert!(
+        message(&r).contains("ambiguous (llama3@LocalAI, llama3@Ollama"),
+        "{}",
+        message(&r)
+    );
+    assert_eq!(
+        set(&t, &tok, json!({"llm_id": "llama3@LocalAI"})).status,
+        200
+    );
     assert_eq!(get(&t, &tok)["llm_id"], "llama3@LocalAI");
     // The same name as another type is not ambiguous.
-    connect(&t, &tok, json!({"llm_factory": "Xinference", "llm_name": "llama3", "base_url": "http://127.0.0.1:9", "model_type": "embedding"}));
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "Xinference", "llm_name": "llama3", "base_url": "http://127.0.0.1:9", "model_type": "embedding"}),
+    );
     assert_eq!(set(&t, &tok, json!({"embd_id": "llama3"})).status, 200);
 }
 
@@ -256,9 +345,21 @@ fn an_embedding_model_is_refused_as_the_chat_default() {
     openai(&t, &tok);
     let r = set(&t, &tok, json!({"llm_id": "text-embedding-3-small"}));
     assert_eq!(r.status, 400);
-    assert!(message(&r).contains("is a model of type embedding, not chat"), "{}", message(&r));
-    let r = set(&t, &tok, json!({"embd_id": "@cf/meta/llama-3.1-8b-instruct@Builtin"}));
-    assert!(message(&r).contains("is a model of type chat, not embedding"), "{}", message(&r));
+    assert!(
+        message(&r).contains("is a model of type embedding, not chat"),
+        "{}",
+        message(&r)
+    );
+    let r = set(
+        &t,
+        &tok,
+        json!({"embd_id": "@cf/meta/llama-3.1-8b-instruct@Builtin"}),
+    );
+    assert!(
+        message(&r).contains("is a model of type chat, not embedding"),
+        "{}",
+        message(&r)
+    );
 }
 
 #[test]
@@ -267,10 +368,25 @@ fn only_owners_and_admins_set_defaults_and_members_read_them() {
     let (o, ko) = t.user_with_key("boss");
     t.create_user("reader", o["tenant_id"].as_str(), None);
     let km = t.issue_key("reader", json!({}));
-    let r = set(&t, &token(&km), json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"}));
+    let r = set(
+        &t,
+        &token(&km),
+        json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"}),
+    );
     assert_eq!(r.status, 403);
-    assert_eq!(set(&t, &token(&ko), json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"})).status, 200);
-    assert_eq!(get(&t, &token(&km))["llm_id"], "@cf/meta/llama-3.1-8b-instruct@Builtin");
+    assert_eq!(
+        set(
+            &t,
+            &token(&ko),
+            json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        get(&t, &token(&km))["llm_id"],
+        "@cf/meta/llama-3.1-8b-instruct@Builtin"
+    );
 }
 
 #[test]
@@ -292,15 +408,37 @@ fn removing_a_connection_or_a_model_clears_its_defaults() {
     let t = T::new();
     let tok = owner(&t, "remove");
     openai(&t, &tok);
-    connect(&t, &tok, json!({"llm_factory": "Ollama", "llm_name": "qwen", "base_url": "http://127.0.0.1:9"}));
-    connect(&t, &tok, json!({"llm_factory": "Ollama", "llm_name": "nomic", "base_url": "http://127.0.0.1:9", "model_type": "embedding"}));
-    set(&t, &tok, json!({"llm_id": "qwen@Ollama", "embd_id": "nomic@Ollama", "tts_id": "tts-1@OpenAI", "asr_id": "@cf/openai/whisper"}));
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "Ollama", "llm_name": "qwen", "base_url": "http://127.0.0.1:9"}),
+    );
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "Ollama", "llm_name": "nomic", "base_url": "http://127.0.0.1:9", "model_type": "embedding"}),
+    );
+    set(
+        &t,
+        &tok,
+        json!({"llm_id": "qwen@Ollama", "embd_id": "nomic@Ollama", "tts_id": "tts-1@OpenAI", "asr_id": "@cf/openai/whisper"}),
+    );
     assert_eq!(get(&t, &tok)["llm_id"], "qwen@Ollama", "cached now");
-    t.user(&tok, "DELETE", "/api/v1/models", Some(json!({"llm_factory": "Ollama", "llm_name": "qwen"})));
+    t.user(
+        &tok,
+        "DELETE",
+        "/api/v1/models",
+        Some(json!({"llm_factory": "Ollama", "llm_name": "qwen"})),
+    );
     let d = get(&t, &tok);
     assert_eq!(d["llm_id"], Value::Null);
     assert_eq!(d["embd_id"], "nomic@Ollama", "other models' defaults stay");
-    t.user(&tok, "DELETE", "/api/v1/models", Some(json!({"llm_factory": "OpenAI"})));
+    t.user(
+        &tok,
+        "DELETE",
+        "/api/v1/models",
+        Some(json!({"llm_factory": "OpenAI"})),
+    );
     let d = get(&t, &tok);
     assert_eq!(d["tts_id"], Value::Null);
     assert_eq!(d["asr_id"], "@cf/openai/whisper@Builtin");
@@ -311,14 +449,21 @@ fn removing_a_connection_or_a_model_clears_its_defaults() {
 fn reads_are_served_from_the_cache_after_the_first() {
     let t = T::new();
     let tok = owner(&t, "cache");
-    set(&t, &tok, json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"}));
+    set(
+        &t,
+        &tok,
+        json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"}),
+    );
     get(&t, &tok);
     let cached: Vec<String> = t.app.platform.cache.map.borrow().keys().cloned().collect();
     assert_eq!(cached.len(), 1);
     assert!(cached[0].starts_with("defaults:"));
     // With the D1 table emptied behind its back, the cache still answers this version.
     t.db().sql("DELETE FROM tenant_defaults");
-    assert_eq!(get(&t, &tok)["llm_id"], "@cf/meta/llama-3.1-8b-instruct@Builtin");
+    assert_eq!(
+        get(&t, &tok)["llm_id"],
+        "@cf/meta/llama-3.1-8b-instruct@Builtin"
+    );
 }
 
 #[test]
@@ -330,12 +475,28 @@ fn a_stale_cache_entry_never_returns_a_cleared_default() {
     assert_eq!(get(&t, &tok)["llm_id"], "gpt-4o@OpenAI");
     // Writes never touch KV: make every cache write fail so nothing can be refreshed.
     set(&t, &tok, json!({"llm_id": null}));
-    assert_eq!(get(&t, &tok)["llm_id"], Value::Null, "old entry still in KV, but never read");
+    assert_eq!(
+        get(&t, &tok)["llm_id"],
+        Value::Null,
+        "old entry still in KV, but never read"
+    );
     set(&t, &tok, json!({"llm_id": "gpt-4o@OpenAI"}));
     get(&t, &tok);
-    t.user(&tok, "DELETE", "/api/v1/models", Some(json!({"llm_factory": "OpenAI"})));
-    assert_eq!(get(&t, &tok)["llm_id"], Value::Null, "removal retires the cached entry too");
-    assert!(t.app.platform.cache.map.borrow().len() >= 3, "old entries linger until their TTL");
+    t.user(
+        &tok,
+        "DELETE",
+        "/api/v1/models",
+        Some(json!({"llm_factory": "OpenAI"})),
+    );
+    assert_eq!(
+        get(&t, &tok)["llm_id"],
+        Value::Null,
+        "removal retires the cached entry too"
+    );
+    assert!(
+        t.app.platform.cache.map.borrow().len() >= 3,
+        "old entries linger until their TTL"
+    );
 }
 
 #[test]
@@ -343,11 +504,26 @@ fn a_failing_cache_never_fails_a_read_or_a_write() {
     let t = T::new();
     let tok = owner(&t, "failing");
     t.app.platform.cache.failing.set(true);
-    assert_eq!(set(&t, &tok, json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"})).status, 200);
-    assert_eq!(get(&t, &tok)["llm_id"], "@cf/meta/llama-3.1-8b-instruct@Builtin");
+    assert_eq!(
+        set(
+            &t,
+            &tok,
+            json!({"llm_id": "@cf/meta/llama-3.1-8b-instruct"})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        get(&t, &tok)["llm_id"],
+        "@cf/meta/llama-3.1-8b-instruct@Builtin"
+    );
     assert_eq!(set(&t, &tok, json!({"llm_id": null})).status, 200);
     assert_eq!(get(&t, &tok)["llm_id"], Value::Null);
-    assert!(log_lines().lock().unwrap().iter().any(|l| l.contains("defaults cache read failed")));
+    assert!(log_lines()
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("defaults cache read failed")));
     // A garbage entry under the current key is ignored too.
     t.app.platform.cache.failing.set(false);
     get(&t, &tok);
@@ -362,7 +538,11 @@ fn a_burst_of_writes_never_fails_on_the_cache() {
     let t = T::new();
     let tok = owner(&t, "burst");
     for i in 0..20 {
-        let id = if i % 2 == 0 { json!("@cf/meta/llama-3.1-8b-instruct") } else { Value::Null };
+        let id = if i % 2 == 0 {
+            json!("@cf/meta/llama-3.1-8b-instruct")
+        } else {
+            Value::Null
+        };
         assert_eq!(set(&t, &tok, json!({"llm_id": id})).status, 200);
     }
     assert_eq!(get(&t, &tok)["llm_id"], Value::Null);
@@ -373,15 +553,30 @@ fn a_default_cannot_be_written_for_a_connection_removed_meanwhile() {
     use keyward::store::{defaults, Db};
     let t = T::new();
     let tok = owner(&t, "race");
-    connect(&t, &tok, json!({"llm_factory": "Ollama", "llm_name": "m", "base_url": "http://127.0.0.1:9"}));
-    let tenant = t.user(&tok, "GET", "/api/v1/me", None).json_body()["data"]["tenant_id"].as_str().unwrap().to_owned();
+    connect(
+        &t,
+        &tok,
+        json!({"llm_factory": "Ollama", "llm_name": "m", "base_url": "http://127.0.0.1:9"}),
+    );
+    let tenant = t.user(&tok, "GET", "/api/v1/me", None).json_body()["data"]["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let conn = keyward::providers::connection_id(&tenant, "Ollama", "m");
     // The removal wins the race: the later default write, still naming the connection, fails whole.
-    t.user(&tok, "DELETE", "/api/v1/models", Some(json!({"llm_factory": "Ollama", "llm_name": "m"})));
+    t.user(
+        &tok,
+        "DELETE",
+        "/api/v1/models",
+        Some(json!({"llm_factory": "Ollama", "llm_name": "m"})),
+    );
     let late = block_on(t.db().batch(vec![
         defaults::set(&tenant, "chat", "Ollama", "m", Some(&conn), 0),
         defaults::bump_version(&tenant),
     ]));
-    assert!(matches!(late, Err(keyward::store::DbError::ForeignKey(_))), "{late:?}");
+    assert!(
+        matches!(late, Err(keyward::store::DbError::ForeignKey(_))),
+        "{late:?}"
+    );
     assert_eq!(t.db().count("SELECT COUNT(*) FROM tenant_defaults"), 0);
 }

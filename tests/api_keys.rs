@@ -404,3 +404,122 @@ fn many_keys_for_one_user_are_all_distinct_and_all_listed() {
         .json_body();
     assert_eq!(list["data"].as_array().unwrap().len(), 50);
 }
+
+#[test]
+fn without_the_verification_cache_a_revocation_takes_effect_on_the_next_request() {
+    let t = T::new();
+    assert_eq!(t.app.config.verify_cache_seconds, 0, "off by default");
+    let (_, k) = t.user_with_key("nocache");
+    let reads = t.db().calls.get();
+    assert_eq!(t.me_status(&token(&k)), 200);
+    assert_eq!(t.me_status(&token(&k)), 200);
+    assert!(t.db().calls.get() - reads >= 2, "every request reads D1");
+    t.admin(
+        "DELETE",
+        &format!(
+            "/api/v1/admin/users/nocache/api_key/{}",
+            k["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(t.me_status(&token(&k)), 401);
+}
+
+/// SECURITY.md promise 2: the cache's window is stated, and pinned here.
+#[test]
+fn with_the_verification_cache_a_revocation_is_honoured_late_for_at_most_the_window() {
+    let mut t = T::new();
+    t.app.config.verify_cache_seconds = 30;
+    let (_, k) = t.user_with_key("cached");
+    assert_eq!(t.me_status(&token(&k)), 200);
+    let reads = t.db().calls.get();
+    assert_eq!(t.me_status(&token(&k)), 200);
+    assert_eq!(t.db().calls.get(), reads, "a hit costs no D1 read");
+    // Revoked through another isolate (straight in D1): this isolate's cache does not know.
+    t.db().sql(&format!(
+        "DELETE FROM api_keys WHERE id = '{}'",
+        k["id"].as_str().unwrap()
+    ));
+    t.advance_ms(29_999);
+    assert_eq!(
+        t.me_status(&token(&k)),
+        200,
+        "still honoured inside the window"
+    );
+    t.advance_ms(1);
+    assert_eq!(
+        t.me_status(&token(&k)),
+        401,
+        "refused once the window has passed"
+    );
+}
+
+#[test]
+fn with_the_verification_cache_expiry_is_still_checked_against_the_clock() {
+    let mut t = T::new();
+    t.app.config.verify_cache_seconds = 600;
+    t.create_user("expiring", None, None);
+    let k = t.issue_key("expiring", json!({"ttl_minutes": 1}));
+    assert_eq!(t.me_status(&token(&k)), 200);
+    t.advance_ms(59_999);
+    assert_eq!(t.me_status(&token(&k)), 200);
+    t.advance_ms(1);
+    assert_eq!(
+        t.me_status(&token(&k)),
+        401,
+        "expired exactly on time despite the cache"
+    );
+    // A wrong secret never hits the cache.
+    let wrong = format!(
+        "{}:{}",
+        k["access_key"].as_str().unwrap(),
+        keyward::domain::keys::Secret::generate(&|b| getrandom::getrandom(b).unwrap()).expose()
+    );
+    assert_eq!(t.me_status(&wrong), 401);
+}
+
+#[test]
+fn with_the_verification_cache_a_grace_secret_ends_with_its_grace() {
+    let mut t = T::new();
+    t.app.config.verify_cache_seconds = 600;
+    let (_, k) = t.user_with_key("graceful");
+    let old = token(&k);
+    let id = k["id"].as_str().unwrap();
+    t.user(
+        &old,
+        "POST",
+        &format!("/api/v1/api_keys/{id}/rotate"),
+        Some(json!({"grace_minutes": 1})),
+    );
+    assert_eq!(t.me_status(&old), 200, "cached via its grace");
+    t.advance_ms(60_000);
+    assert_eq!(t.me_status(&old), 401);
+}
+
+#[test]
+fn with_the_verification_cache_a_change_made_here_is_seen_here_at_once() {
+    let mut t = T::new();
+    t.app.config.verify_cache_seconds = 600;
+    let (_, k) = t.user_with_key("local");
+    assert_eq!(t.me_status(&token(&k)), 200);
+    t.admin(
+        "PATCH",
+        "/api/v1/admin/users/local",
+        Some(json!({"status": "disabled"})),
+    );
+    assert_eq!(t.me_status(&token(&k)), 401);
+    t.admin(
+        "PATCH",
+        "/api/v1/admin/users/local",
+        Some(json!({"status": "active"})),
+    );
+    assert_eq!(t.me_status(&token(&k)), 200);
+    let id = k["id"].as_str().unwrap();
+    t.user(
+        &token(&k),
+        "DELETE",
+        &format!("/api/v1/api_keys/{id}"),
+        None,
+    );
+    assert_eq!(t.me_status(&token(&k)), 401);
+}

@@ -152,6 +152,7 @@ impl<P: Platform> App<P> {
         if changed.get(tenant_row).copied().unwrap_or(0) == 0 {
             return Err(ApiError::NotFound(format!("No tenant with id {id}")));
         }
+        super::auth::forget_verified(None);
         Ok(Reply::ok(Value::Bool(true)))
     }
 
@@ -255,6 +256,7 @@ impl<P: Platform> App<P> {
         if changed.first().copied().unwrap_or(0) == 0 {
             return Err(ApiError::NotFound(format!("No user named {username}")));
         }
+        super::auth::forget_verified(None);
         Ok(Reply::ok(user_json(&user)))
     }
 
@@ -274,6 +276,7 @@ impl<P: Platform> App<P> {
         if changed.get(1).copied().unwrap_or(0) == 0 {
             return Err(ApiError::NotFound(format!("No user named {username}")));
         }
+        super::auth::forget_verified(None);
         Ok(Reply::ok(Value::Bool(true)))
     }
 

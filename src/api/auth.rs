@@ -141,9 +141,16 @@ impl<P: Platform> App<P> {
             .as_ref()
             .and_then(user_token)
             .ok_or(ApiError::Unauthorized)?;
-        let row = key_store::lookup_for_auth(self.platform.db(), &access_key).await?;
         let hash = secret.hash();
         let now = self.platform.now_ms();
+        let window_ms = (self.config.verify_cache_seconds as i64).saturating_mul(1000);
+        let cache_key = format!("{access_key}:{hash}");
+        if window_ms > 0 {
+            if let Some(hit) = verified_cache::get(&cache_key, now, window_ms) {
+                return Ok(hit);
+            }
+        }
+        let row = key_store::lookup_for_auth(self.platform.db(), &access_key).await?;
         let Some(row) = row else {
             // Same work as a found key, so absence is not told apart by timing.
             let _ = keys::ct_eq(&hash, &keys::sha256_hex(b"absent"));
@@ -163,17 +170,106 @@ impl<P: Platform> App<P> {
             .last_used_at
             .is_none_or(|t| now - t >= TOUCH_INTERVAL_MS)
             .then(|| key_store::touch(&row.id, now));
-        Ok((
-            Caller {
-                username: row.username,
-                tenant_id: row.tenant_id,
-                role: role.unwrap_or(Role::Member),
-                key_id: row.id,
-                access_key: row.access_key,
-                expires_at: row.expires_at,
-                defaults_version: row.defaults_version,
-            },
-            touch,
-        ))
+        let caller = Caller {
+            username: row.username,
+            tenant_id: row.tenant_id,
+            role: role.unwrap_or(Role::Member),
+            key_id: row.id,
+            access_key: row.access_key,
+            expires_at: row.expires_at,
+            defaults_version: row.defaults_version,
+        };
+        if window_ms > 0 {
+            // A secret honoured only by its grace period is cached no longer than the grace lasts.
+            let valid_until = [
+                row.expires_at,
+                (!current).then_some(row.prev_valid_until).flatten(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            verified_cache::put(cache_key, caller.clone(), now, valid_until);
+        }
+        Ok((caller, touch))
+    }
+}
+
+/// Forget cached verifications after a revocation, rotation, or user or tenant change.
+pub(crate) fn forget_verified(key_id: Option<&str>) {
+    verified_cache::forget(key_id);
+}
+
+/// The optional verification cache (`VERIFY_CACHE_SECONDS`, off by default): successful
+/// verifications kept in this isolate's memory for the window, so a hit costs no D1 read. Within
+/// the window a revocation, a user disabled or deleted, or a changed role or defaults version may
+/// be honoured late on this isolate; expiry (and a grace period's end) is still checked against
+/// the clock on every hit. Failures are never cached.
+mod verified_cache {
+    use super::{Caller, Stmt};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Most entries kept per isolate; expired ones are dropped first when it is full.
+    const MAX_ENTRIES: usize = 10_000;
+
+    struct Entry {
+        caller: Caller,
+        cached_at: i64,
+        /// When the key (or the grace of the secret that matched) ends, if ever.
+        valid_until: Option<i64>,
+        /// Last `last_used_at` write issued from this isolate.
+        touched_at: i64,
+    }
+
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Entry>> = RefCell::new(HashMap::new());
+    }
+
+    pub fn get(key: &str, now: i64, window_ms: i64) -> Option<(Caller, Option<Stmt>)> {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            let e = c.get_mut(key)?;
+            if now - e.cached_at >= window_ms || e.valid_until.is_some_and(|t| now >= t) {
+                c.remove(key);
+                return None;
+            }
+            let touch = (now - e.touched_at >= super::TOUCH_INTERVAL_MS).then(|| {
+                e.touched_at = now;
+                crate::store::keys::touch(&e.caller.key_id, now)
+            });
+            Some((e.caller.clone(), touch))
+        })
+    }
+
+    /// Drop one key's entries (`Some(key id)`) or all of them, after a change made through this
+    /// isolate, so the change is seen here at once; other isolates still have the window.
+    pub fn forget(key_id: Option<&str>) {
+        CACHE.with(|c| match key_id {
+            Some(id) => c.borrow_mut().retain(|_, e| e.caller.key_id != id),
+            None => c.borrow_mut().clear(),
+        });
+    }
+
+    pub fn put(key: String, caller: Caller, now: i64, valid_until: Option<i64>) {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= MAX_ENTRIES {
+                c.retain(|_, e| {
+                    e.valid_until.is_none_or(|t| now < t) && now - e.cached_at < 3_600_000
+                });
+                if c.len() >= MAX_ENTRIES {
+                    c.clear();
+                }
+            }
+            c.insert(
+                key,
+                Entry {
+                    caller,
+                    cached_at: now,
+                    valid_until,
+                    touched_at: now,
+                },
+            );
+        });
     }
 }

@@ -150,6 +150,7 @@ impl<P: Platform> App<P> {
         if changed.first().copied().unwrap_or(0) == 0 {
             return Err(not_found_key(id));
         }
+        super::auth::forget_verified(Some(id));
         Ok(Reply::ok(Value::Bool(true)))
     }
 
@@ -196,6 +197,7 @@ impl<P: Platform> App<P> {
         if changed.first().copied().unwrap_or(0) == 0 {
             return Err(not_found_key(id));
         }
+        super::auth::forget_verified(Some(id));
         let record = key_store::get_for_user(self.platform.db(), id, &user.username)
             .await?
             .ok_or_else(|| not_found_key(id))?;

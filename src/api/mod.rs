@@ -37,6 +37,9 @@ pub struct Config {
     pub builtin_models: String,
     /// Timeout of each provider call (validation, relay), in milliseconds.
     pub provider_timeout_ms: u64,
+    /// Seconds a successful key verification may be reused from this isolate's memory (0 = off,
+    /// the default: every request reads D1, so a revocation takes effect at once).
+    pub verify_cache_seconds: u64,
 }
 
 /// Provider calls give up after this long (../API.md: 10 s).
@@ -50,6 +53,7 @@ impl Default for Config {
             keyring: None,
             builtin_models: String::new(),
             provider_timeout_ms: DEFAULT_PROVIDER_TIMEOUT_MS,
+            verify_cache_seconds: 0,
         }
     }
 }

@@ -496,15 +496,17 @@ impl<P: Platform> App<P> {
                 "max_tokens"
             };
             match body.get(field).and_then(Value::as_u64) {
-                Some(asked) if asked > limit && reject => return Err(RelayError::new(
-                    400,
-                    "invalid_request_error",
-                    Some("output_limit_exceeded"),
-                    format!(
+                Some(asked) if asked > limit && reject => {
+                    return Err(RelayError::new(
+                        400,
+                        "invalid_request_error",
+                        Some("output_limit_exceeded"),
+                        format!(
                         "{field} {asked} is over gateway key {}'s output limit of {limit} tokens",
                         key.alias
                     ),
-                )),
+                    ))
+                }
                 Some(asked) if asked <= limit => {}
                 Some(_) => {
                     body[field] = json!(limit);

@@ -115,7 +115,8 @@ pub fn upstream_request(
             anthropic::request(body, &up.model)?,
         ),
         ApiStyle::Anthropic => return Err("Anthropic models do not serve embeddings".into()),
-        ApiStyle::Gemini | ApiStyle::Vertex | ApiStyle::Cohere => return Err(format!(
+        ApiStyle::Gemini | ApiStyle::Vertex | ApiStyle::Cohere => {
+            return Err(format!(
             "the relay does not translate this provider's API yet ({}); use an OpenAI-compatible \
                  factory, Azure-OpenAI, Ollama or Anthropic",
             match up.style {
@@ -123,7 +124,8 @@ pub fn upstream_request(
                 ApiStyle::Vertex => "VertexAI",
                 _ => "Cohere",
             }
-        )),
+        ))
+        }
     };
     let mut headers = auth_headers(up.auth, &up.secrets);
     headers.push(("content-type".into(), "application/json".into()));

@@ -31,6 +31,9 @@ fn config(env: &Env) -> Config {
     if let Some(v) = var("PROVIDER_TIMEOUT_MS").and_then(|v| v.parse().ok()) {
         c.provider_timeout_ms = v;
     }
+    if let Some(v) = var("VERIFY_CACHE_SECONDS").and_then(|v| v.parse().ok()) {
+        c.verify_cache_seconds = v;
+    }
     c.builtin_models = var("BUILTIN_MODELS").unwrap_or_default();
     if let Some(key) = secret("KEYWARD_ENCRYPTION_KEY") {
         let version = var("KEYWARD_ENCRYPTION_KEY_VERSION")

@@ -14,6 +14,9 @@ const METHODS: &[&str] = &[
 /// Paths that answer without credentials.
 const PUBLIC: &[&str] = &["/health", "/openapi.json"];
 
+/// The OpenAI-compatible relay's paths, whose errors use OpenAI's shape instead of the envelope.
+const RELAY_PREFIX: &str = "/v1/";
+
 fn doc() -> Value {
     serde_json::from_str(OPENAPI).expect("src/api/openapi.json is valid JSON")
 }
@@ -223,6 +226,8 @@ fn every_path_template_parameter_is_declared_as_a_required_path_parameter() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Every error response uses the shared envelope (`Error`), except on the relay, which answers
+/// in OpenAI's shape (`RelayError`), 405 included.
 #[test]
 fn every_error_response_uses_the_shared_error_envelope() {
     let doc = doc();
@@ -232,6 +237,17 @@ fn every_error_response_uses_the_shared_error_envelope() {
         serde_json::json!(["code", "data", "message"]),
         "Error must require code, data and message"
     );
+    let relay_error = doc["components"]["schemas"]["RelayError"].clone();
+    assert_eq!(
+        relay_error["required"],
+        serde_json::json!(["error"]),
+        "RelayError must require error"
+    );
+    assert_eq!(
+        relay_error["properties"]["error"]["required"],
+        serde_json::json!(["message", "type", "param", "code"]),
+        "RelayError's error must require message, type, param and code"
+    );
     let mut problems = Vec::new();
     for (path, method, op) in operations(&doc) {
         let Some(responses) = op["responses"].as_object() else {
@@ -239,11 +255,19 @@ fn every_error_response_uses_the_shared_error_envelope() {
             continue;
         };
         for (status, resp) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+            let expected = if path.starts_with(RELAY_PREFIX) {
+                "RelayError"
+            } else {
+                "Error"
+            };
             let resp = deref(&doc, resp);
             let mut refs = Vec::new();
             collect_refs(&resp["content"]["application/json"]["schema"], &mut refs);
-            if !refs.iter().any(|r| r == "#/components/schemas/Error") {
-                problems.push(format!("{method} {path}: {status} does not use Error"));
+            if !refs
+                .iter()
+                .any(|r| *r == format!("#/components/schemas/{expected}"))
+            {
+                problems.push(format!("{method} {path}: {status} does not use {expected}"));
             }
         }
     }

@@ -534,6 +534,15 @@ fn repeated_bad_credentials_from_one_client_get_429_with_retry_after() {
     let reads = t.db().calls.get();
     assert_eq!(from("203.0.113.9", &good).status, 429);
     assert_eq!(t.db().calls.get(), reads);
+    // The relay answers the block in OpenAI's shape, with the same Retry-After.
+    let relay = t.send(
+        Request::new("GET", "/v1/models")
+            .header("authorization", &format!("Bearer {good}"))
+            .header("cf-connecting-ip", "203.0.113.9"),
+    );
+    assert_eq!(relay.status, 429);
+    assert_eq!(relay.header("retry-after"), Some("60"));
+    assert_eq!(relay.json_body()["error"]["code"], "rate_limit_exceeded");
     // Other clients are unaffected; the block ends after its window.
     assert_eq!(from("198.51.100.7", &good).status, 200);
     t.advance_ms(60_000);

@@ -109,8 +109,13 @@ impl<P: Platform> App<P> {
         };
         let method = req.method.to_ascii_uppercase();
         if !allowed.contains(&method.as_str()) {
-            return error_response(&ApiError::MethodNotAllowed(allowed))
-                .with_header("allow", &allowed.join(", "));
+            let e = ApiError::MethodNotAllowed(allowed);
+            let r = if route.is_relay() {
+                relay::RelayError::from(e).response()
+            } else {
+                error_response(&e)
+            };
+            return r.with_header("allow", &allowed.join(", "));
         }
         match route {
             Route::Health => return Response::json(200, &json!({"status": "ok"})),

@@ -47,7 +47,7 @@ pub fn require_manager(caller: &Caller) -> Result<()> {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
-            "Role {} may read but not change this tenant's models; owners and admins may",
+            "Role {} may read but not change this tenant's providers, default models or gateway keys; owners and admins may",
             caller.role.as_str()
         )))
     }

@@ -27,6 +27,8 @@ pub struct RelayError {
     pub message: String,
     pub kind: &'static str,
     pub code: Option<&'static str>,
+    /// Seconds for `Retry-After` (rate limiting).
+    pub retry_after: Option<u64>,
 }
 
 impl RelayError {
@@ -41,12 +43,13 @@ impl RelayError {
             message: message.into(),
             kind,
             code,
+            retry_after: None,
         }
     }
     fn bad(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", None, message)
     }
-    fn response(&self) -> Response {
+    pub fn response(&self) -> Response {
         if self.status >= 500 {
             log::warn!("relay answered {}: {}", self.status, self.message);
         }
@@ -55,12 +58,14 @@ impl RelayError {
             self.kind,
             self.code,
         );
-        let r = Response::json(self.status, &body);
+        let mut r = Response::json(self.status, &body);
         if self.status == 401 {
-            r.with_header("www-authenticate", "Bearer realm=\"keyward\"")
-        } else {
-            r
+            r = r.with_header("www-authenticate", "Bearer realm=\"keyward\"");
         }
+        if let Some(s) = self.retry_after {
+            r = r.with_header("retry-after", &s.to_string());
+        }
+        r
     }
 }
 
@@ -68,6 +73,10 @@ impl From<ApiError> for RelayError {
     fn from(e: ApiError) -> Self {
         let (status, _) = e.status_and_code();
         let message = e.message();
+        let retry_after = match e {
+            ApiError::RateLimited(s) => Some(s),
+            _ => None,
+        };
         let (kind, code) = match e {
             ApiError::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
             ApiError::Forbidden(_) => ("permission_error", None),
@@ -85,6 +94,7 @@ impl From<ApiError> for RelayError {
             message,
             kind,
             code,
+            retry_after,
         }
     }
 }
@@ -144,8 +154,10 @@ impl<P: Platform> App<P> {
 
     async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
         let models = self.available_models(&caller.tenant_id).await?;
+        // Builtin models are served by the platform, not this relay, so they are not listed here.
         let mut data: Vec<Value> = models
             .iter()
+            .filter(|m| m.connection.is_some())
             .map(|m| json!({"id": m.id(), "object": "model", "created": 0, "owned_by": m.factory.name}))
             .collect();
         let keys = ai_keys::search(

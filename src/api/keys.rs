@@ -169,6 +169,11 @@ impl<P: Platform> App<P> {
                 format!("must be between 0 and {MAX_GRACE_MINUTES}"),
             ));
         }
+        // Read first, so that once the new secret is committed nothing can fail before the caller
+        // has it: a failure after the commit would leave a key whose only valid secret nobody holds.
+        let mut record = key_store::get_for_user(self.platform.db(), id, &user.username)
+            .await?
+            .ok_or_else(|| not_found_key(id))?;
         let now = self.platform.now_ms();
         let secret = Secret::generate(&self.random());
         let until = (grace > 0).then(|| now + grace * MS_PER_MINUTE);
@@ -198,9 +203,8 @@ impl<P: Platform> App<P> {
             return Err(not_found_key(id));
         }
         super::auth::forget_verified(Some(id));
-        let record = key_store::get_for_user(self.platform.db(), id, &user.username)
-            .await?
-            .ok_or_else(|| not_found_key(id))?;
+        record.secret_hint = secret.hint();
+        record.update_date = now;
         let mut data = created_json(&record, &secret);
         data["previous_secret_valid_until"] = json!(until.map(rfc3339));
         Ok(Reply::ok(data).with_message("API key rotated successfully"))

@@ -1,0 +1,175 @@
+"""Drive keyward's OpenAI-compatible relay with the official OpenAI Python SDK.
+
+Usage:
+    KEYWARD_TOKEN=<access_key:secret> .venv/bin/python e2e/openai_sdk.py \
+        --base-url http://127.0.0.1:PORT/v1 --chat-model MODEL --embed-model MODEL \
+        [--missing-model NAME]
+
+Every option may also come from the environment: KEYWARD_BASE_URL, KEYWARD_TOKEN (or --api-key, but
+the environment keeps the token out of the process list), KEYWARD_CHAT_MODEL, KEYWARD_EMBED_MODEL,
+KEYWARD_MISSING_MODEL.
+
+Makes, with `openai.OpenAI(base_url=..., api_key=...)`: one chat completion, one streamed chat
+completion (chunks collected), one embedding, and one call naming a model that does not exist
+(expected to raise `openai.NotFoundError`). Prints ONE JSON object with what came back on stdout and
+exits 0 when every step ran (the caller judges the results); a step that raised something unexpected
+is reported in the object under "errors" and makes the exit status 1. The token is never printed: any
+text that could carry it is scrubbed before output.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base-url", default=os.environ.get("KEYWARD_BASE_URL"))
+    p.add_argument("--api-key", default=os.environ.get("KEYWARD_TOKEN"))
+    p.add_argument("--chat-model", default=os.environ.get("KEYWARD_CHAT_MODEL"))
+    p.add_argument("--embed-model", default=os.environ.get("KEYWARD_EMBED_MODEL"))
+    p.add_argument(
+        "--missing-model",
+        default=os.environ.get("KEYWARD_MISSING_MODEL", "no-such-model@OpenAI-API-Compatible"),
+    )
+    p.add_argument("--prompt", default="hello from the python sdk")
+    p.add_argument("--timeout", type=float, default=30.0)
+    a = p.parse_args()
+    missing = [n for n in ("base_url", "api_key", "chat_model", "embed_model") if not getattr(a, n)]
+    if missing:
+        p.error("missing: " + ", ".join(missing))
+    return a
+
+
+def main():
+    args = parse_args()
+    secret_parts = [args.api_key] + [s for s in args.api_key.split(":") if len(s) >= 8]
+
+    def scrub(text):
+        text = str(text)
+        for s in secret_parts:
+            text = text.replace(s, "[redacted]")
+        return text
+
+    import openai
+
+    out = {"sdk_version": openai.__version__, "errors": {}}
+    client = openai.OpenAI(
+        base_url=args.base_url,
+        api_key=args.api_key,
+        max_retries=0,
+        timeout=args.timeout,
+    )
+
+    def step(name, fn):
+        started = time.monotonic()
+        try:
+            out[name] = fn()
+        except Exception as e:  # reported, not raised: the caller asserts on the JSON
+            out["errors"][name] = scrub(f"{type(e).__name__}: {e}")
+            out[name] = None
+            tb = scrub(traceback.format_exc())
+            sys.stderr.write(f"openai_sdk.py: step {name} failed:\n{tb}\n")
+        if isinstance(out.get(name), dict):
+            out[name]["elapsed_ms"] = round((time.monotonic() - started) * 1000)
+
+    def chat():
+        r = client.chat.completions.create(
+            model=args.chat_model,
+            messages=[{"role": "user", "content": args.prompt}],
+        )
+        return {
+            "type": type(r).__name__,
+            "id": r.id,
+            "object": r.object,
+            "model": r.model,
+            "content": r.choices[0].message.content,
+            "role": r.choices[0].message.role,
+            "finish_reason": r.choices[0].finish_reason,
+            "usage": r.usage.model_dump() if r.usage is not None else None,
+        }
+
+    def stream():
+        chunks = 0
+        objects = set()
+        parts = []
+        finish = None
+        usage = None
+        first_at = last_at = None
+        s = client.chat.completions.create(
+            model=args.chat_model,
+            messages=[{"role": "user", "content": args.prompt + " streamed"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in s:
+            now = time.monotonic()
+            first_at = first_at if first_at is not None else now
+            last_at = now
+            chunks += 1
+            objects.add(chunk.object)
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump()
+            for c in chunk.choices:
+                if c.delta is not None and c.delta.content:
+                    parts.append(c.delta.content)
+                if c.finish_reason:
+                    finish = c.finish_reason
+        return {
+            "chunks": chunks,
+            "objects": sorted(objects),
+            "content": "".join(parts),
+            "content_parts": len(parts),
+            "finish_reason": finish,
+            "usage": usage,
+            "spread_ms": round(((last_at or 0) - (first_at or 0)) * 1000),
+        }
+
+    def embeddings():
+        r = client.embeddings.create(model=args.embed_model, input=["first text", "second text here"])
+        return {
+            "type": type(r).__name__,
+            "object": r.object,
+            "count": len(r.data),
+            "indexes": [d.index for d in r.data],
+            "dims": [len(d.embedding) for d in r.data],
+            "all_floats": all(isinstance(x, float) for d in r.data for x in d.embedding),
+            "usage": r.usage.model_dump() if r.usage is not None else None,
+        }
+
+    def not_found():
+        try:
+            client.chat.completions.create(
+                model=args.missing_model,
+                messages=[{"role": "user", "content": "x"}],
+            )
+        except openai.NotFoundError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            return {
+                "raised": type(e).__name__,
+                "status_code": e.status_code,
+                "code": body.get("code", getattr(e, "code", None)),
+                "type": body.get("type", getattr(e, "type", None)),
+                "message": scrub(body.get("message", str(e))),
+            }
+        except openai.APIStatusError as e:
+            return {"raised": type(e).__name__, "status_code": e.status_code, "message": scrub(str(e))}
+        return {"raised": None}
+
+    step("chat", chat)
+    step("stream", stream)
+    step("embeddings", embeddings)
+    step("not_found", not_found)
+
+    text = json.dumps(out, sort_keys=True)
+    for s in secret_parts:
+        assert s not in text
+    print(text)
+    return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,7 +2,7 @@
 //! disabling of gateway keys past their `expire_time` (kept, with their usage counters, for the record).
 
 use crate::api::App;
-use crate::store::{ai_keys, keys, Db, DbError, Platform};
+use crate::store::{ai_keys, keys, Db, DbError, Platform, Stmt};
 
 /// Rows one statement touches. Each statement binds two parameters (D1 allows 100) and deletes by
 /// the primary key through an index range, far inside D1's 30 s per query.
@@ -22,44 +22,38 @@ pub struct PurgeReport {
 }
 
 impl<P: Platform> App<P> {
+    /// Run one chunked statement until it changes fewer rows than a chunk, at most
+    /// [`PURGE_MAX_CHUNKS`] times. Returns the rows changed and whether rows may remain.
+    async fn drain(&self, chunk: impl Fn() -> Stmt) -> Result<(u64, bool), DbError> {
+        let mut total = 0;
+        for _ in 0..PURGE_MAX_CHUNKS {
+            let n = self.platform.db().execute(chunk()).await?;
+            total += n;
+            if n < PURGE_CHUNK as u64 {
+                return Ok((total, false));
+            }
+        }
+        Ok((total, true))
+    }
+
     /// Purge what has expired by now. Idempotent; two overlapping runs may select the same rows,
     /// and a row's second delete changes nothing.
     pub async fn purge(&self) -> Result<PurgeReport, DbError> {
         let now = self.platform.now_ms();
-        let db = self.platform.db();
-        let mut report = PurgeReport::default();
-        let mut more_keys = true;
-        for _ in 0..PURGE_MAX_CHUNKS {
-            let n = db.execute(keys::purge_expired(now, PURGE_CHUNK)).await?;
-            report.expired_keys += n;
-            if n < PURGE_CHUNK as u64 {
-                more_keys = false;
-                break;
-            }
-        }
-        let mut more_grace = true;
-        for _ in 0..PURGE_MAX_CHUNKS {
-            let n = db
-                .execute(keys::purge_ended_grace(now, PURGE_CHUNK))
-                .await?;
-            report.ended_grace += n;
-            if n < PURGE_CHUNK as u64 {
-                more_grace = false;
-                break;
-            }
-        }
-        let mut more_gateway = true;
-        for _ in 0..PURGE_MAX_CHUNKS {
-            let n = db
-                .execute(ai_keys::disable_expired(now, PURGE_CHUNK))
-                .await?;
-            report.disabled_gateway_keys += n;
-            if n < PURGE_CHUNK as u64 {
-                more_gateway = false;
-                break;
-            }
-        }
-        report.more = more_keys || more_grace || more_gateway;
+        let (expired_keys, more_keys) =
+            self.drain(|| keys::purge_expired(now, PURGE_CHUNK)).await?;
+        let (ended_grace, more_grace) = self
+            .drain(|| keys::purge_ended_grace(now, PURGE_CHUNK))
+            .await?;
+        let (disabled_gateway_keys, more_gateway) = self
+            .drain(|| ai_keys::disable_expired(now, PURGE_CHUNK))
+            .await?;
+        let report = PurgeReport {
+            expired_keys,
+            ended_grace,
+            disabled_gateway_keys,
+            more: more_keys || more_grace || more_gateway,
+        };
         log::info!(
             "purge: removed {} expired keys, cleared {} ended grace secrets, disabled {} expired gateway keys{}",
             report.expired_keys,

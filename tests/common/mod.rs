@@ -188,38 +188,53 @@ impl Cache for MemCache {
 /// Outbound HTTP with a real client (ureq), so provider calls cross a real socket to a stand-in.
 pub struct HttpOutbound;
 
+/// Send with ureq and return the answer's status, headers and body reader. `whole` bounds the
+/// whole exchange by the timeout; otherwise only connecting and each read are bounded (streams).
+fn exchange(
+    req: &OutboundRequest,
+    whole: bool,
+) -> Result<(u16, Vec<(String, String)>, Box<dyn Read + Send + Sync>), OutboundError> {
+    let limit = Duration::from_millis(req.timeout_ms);
+    let agent = if whole {
+        ureq::AgentBuilder::new().timeout(limit)
+    } else {
+        ureq::AgentBuilder::new()
+            .timeout_connect(limit)
+            .timeout_read(limit)
+    }
+    .build();
+    let mut r = agent.request(req.method, &req.url);
+    for (n, v) in &req.headers {
+        r = r.set(n, v);
+    }
+    let result = match &req.body {
+        Some(b) => r.send_bytes(b),
+        None => r.call(),
+    };
+    let resp = match result {
+        Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+        Err(ureq::Error::Transport(t)) => {
+            let text = t.to_string();
+            return Err(if text.contains("timed out") || text.contains("Timeout") {
+                OutboundError::Timeout
+            } else {
+                OutboundError::Unreachable(text)
+            });
+        }
+    };
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_owned())))
+        .collect();
+    Ok((resp.status(), headers, resp.into_reader()))
+}
+
 impl Outbound for HttpOutbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_millis(req.timeout_ms))
-            .build();
-        let mut r = agent.request(req.method, &req.url);
-        for (n, v) in &req.headers {
-            r = r.set(n, v);
-        }
-        let result = match &req.body {
-            Some(b) => r.send_bytes(b),
-            None => r.call(),
-        };
-        let resp = match result {
-            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => {
-                let text = t.to_string();
-                return Err(if text.contains("timed out") || text.contains("Timeout") {
-                    OutboundError::Timeout
-                } else {
-                    OutboundError::Unreachable(text)
-                });
-            }
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_owned())))
-            .collect();
+        let (status, headers, reader) = exchange(&req, true)?;
         let mut body = Vec::new();
-        resp.into_reader()
+        reader
             .take(req.max_response_bytes as u64 + 1)
             .read_to_end(&mut body)
             .map_err(|e| {
@@ -245,39 +260,10 @@ impl Outbound for HttpOutbound {
         &self,
         req: OutboundRequest,
     ) -> Result<StreamingResponse, OutboundError> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_millis(req.timeout_ms))
-            .timeout_read(Duration::from_millis(req.timeout_ms))
-            .build();
-        let mut r = agent.request(req.method, &req.url);
-        for (n, v) in &req.headers {
-            r = r.set(n, v);
-        }
-        let result = match &req.body {
-            Some(b) => r.send_bytes(b),
-            None => r.call(),
-        };
-        let resp = match result {
-            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => {
-                let text = t.to_string();
-                return Err(if text.contains("timed out") {
-                    OutboundError::Timeout
-                } else {
-                    OutboundError::Unreachable(text)
-                });
-            }
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_owned())))
-            .collect();
+        let (status, headers, reader) = exchange(&req, false)?;
         let max = req.max_response_bytes;
         // Each poll does one blocking read: fine on the tests' single-threaded executor, and the
         // chunks still arrive one by one as the stand-in sends them.
-        let reader = resp.into_reader();
         let body = futures::stream::unfold(Some(reader), move |state| async move {
             let mut reader = state?;
             let mut buf = vec![0u8; 16 * 1024];

@@ -188,12 +188,12 @@ impl Cache for MemCache {
 /// Outbound HTTP with a real client (ureq), so provider calls cross a real socket to a stand-in.
 pub struct HttpOutbound;
 
+/// An answer's status, headers and body reader.
+type Exchanged = (u16, Vec<(String, String)>, Box<dyn Read + Send + Sync>);
+
 /// Send with ureq and return the answer's status, headers and body reader. `whole` bounds the
 /// whole exchange by the timeout; otherwise only connecting and each read are bounded (streams).
-fn exchange(
-    req: &OutboundRequest,
-    whole: bool,
-) -> Result<(u16, Vec<(String, String)>, Box<dyn Read + Send + Sync>), OutboundError> {
+fn exchange(req: &OutboundRequest, whole: bool) -> Result<Exchanged, OutboundError> {
     let limit = Duration::from_millis(req.timeout_ms);
     let agent = if whole {
         ureq::AgentBuilder::new().timeout(limit)

@@ -73,6 +73,15 @@ impl SetDefaults {
     }
 }
 
+/// Split an id into its name and, when it ends in `@<a catalog factory>`, that factory. Anything
+/// else (a bare name, or a name such as `@cf/...` whose `@` is its own) is a bare name.
+pub fn split_id(id: &str) -> (&str, Option<&str>) {
+    match id.rsplit_once('@') {
+        Some((n, f)) if !n.is_empty() && catalog::factory(f).is_some() => (n, Some(f)),
+        _ => (id, None),
+    }
+}
+
 /// Find the model an id names for a type, or say why it names none. Ids are `name@factory`; a bare
 /// name is accepted when exactly one usable model of that type has it.
 pub fn resolve<'a>(
@@ -81,10 +90,7 @@ pub fn resolve<'a>(
     available: &'a [Available],
 ) -> std::result::Result<&'a Available, String> {
     let shown = printable(id);
-    let (name, factory) = match id.rsplit_once('@') {
-        Some((n, f)) if !n.is_empty() && catalog::factory(f).is_some() => (n, Some(f)),
-        _ => (id, None),
-    };
+    let (name, factory) = split_id(id);
     let builtin_has = |n: &str| {
         catalog::factory(catalog::BUILTIN)
             .and_then(|b| b.model(n))

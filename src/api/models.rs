@@ -109,7 +109,16 @@ impl<P: Platform> App<P> {
 
     /// Every model the tenant can use right now, in factory order.
     pub(crate) async fn available_models(&self, tenant_id: &str) -> Result<Vec<Available>> {
-        let conns = providers::list_for_tenant(self.platform.db(), tenant_id).await?;
+        self.available_models_of(tenant_id, None).await
+    }
+
+    /// The models the tenant can use from one factory (`Some`), or from all (`None`).
+    pub(crate) async fn available_models_of(
+        &self,
+        tenant_id: &str,
+        factory: Option<&str>,
+    ) -> Result<Vec<Available>> {
+        let conns = providers::list_for_tenant(self.platform.db(), tenant_id, factory).await?;
         let mut out: Vec<Available> = Vec::new();
         for c in conns {
             let Some(f) = catalog::factory(&c.factory) else {
@@ -145,7 +154,8 @@ impl<P: Platform> App<P> {
                 });
             }
         }
-        if let Some(builtin) = catalog::factory(catalog::BUILTIN) {
+        let wants_builtin = factory.is_none_or(|f| f == catalog::BUILTIN);
+        if let Some(builtin) = catalog::factory(catalog::BUILTIN).filter(|_| wants_builtin) {
             for m in catalog::enabled_builtin(&self.config.builtin_models) {
                 out.push(Available {
                     factory: builtin,

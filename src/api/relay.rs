@@ -222,8 +222,15 @@ impl<P: Platform> App<P> {
         model: &str,
         endpoint: Endpoint,
     ) -> RResult<Target> {
-        let available = self.available_models(&caller.tenant_id).await?;
         let want = wanted_type(endpoint);
+        // Only the named factory's connections are read when the id names one.
+        let available_for = |id: &str| {
+            let factory = super::defaults::split_id(id).1.map(str::to_owned);
+            async move {
+                self.available_models_of(&caller.tenant_id, factory.as_deref())
+                    .await
+            }
+        };
         if model.is_empty() || model == "default" {
             let defaults = self.read_defaults(caller).await?;
             let field = super::defaults::FIELDS
@@ -237,6 +244,7 @@ impl<P: Platform> App<P> {
                     want.as_str()
                 ))
             })?;
+            let available = available_for(id).await?;
             let a = super::defaults::resolve(id, want, &available).map_err(|why| {
                 RelayError::new(404, "invalid_request_error", Some("model_not_found"), why)
             })?;
@@ -247,9 +255,13 @@ impl<P: Platform> App<P> {
                 .await
                 .map_err(ApiError::from)?
             {
+                let available = self
+                    .available_models_of(&caller.tenant_id, Some(&key.provider))
+                    .await?;
                 return self.gateway_target(key, &available, endpoint);
             }
         }
+        let available = available_for(model).await?;
         let a = super::defaults::resolve(model, want, &available).map_err(|why| {
             // Name the endpoint's need when the model exists with another type.
             RelayError::new(

@@ -71,13 +71,20 @@ pub fn upsert(c: &Connection) -> Stmt {
     )
 }
 
-pub async fn list_for_tenant(db: &impl Db, tenant_id: &str) -> Result<Vec<Connection>, DbError> {
+/// A tenant's connections, all of them or those of one factory.
+pub async fn list_for_tenant(
+    db: &impl Db,
+    tenant_id: &str,
+    factory: Option<&str>,
+) -> Result<Vec<Connection>, DbError> {
     let rows = db
         .query(stmt!(
             "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
              credential, credential_hint, max_tokens, status, create_date, update_date \
-             FROM provider_connections WHERE tenant_id = ?1 ORDER BY factory, llm_name",
-            tenant_id
+             FROM provider_connections WHERE tenant_id = ?1 AND (?2 IS NULL OR factory = ?2) \
+             ORDER BY factory, llm_name",
+            tenant_id,
+            factory
         ))
         .await?;
     Ok(rows.iter().map(from_row).collect())

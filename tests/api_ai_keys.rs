@@ -1841,3 +1841,35 @@ fn no_provider_key_appears_in_any_response_or_log_line() {
     assert!(t.bodies.borrow().len() >= 11);
     assert_no_key_leaked(&t);
 }
+
+#[test]
+fn a_long_search_term_is_matched_literally_and_never_fails() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("long-search");
+    let tok = token(&k);
+    let r = t.user(
+        &tok,
+        "POST",
+        "/api/v1/models",
+        Some(json!({"llm_factory": "OpenAI", "api_key": "sk-test-0000000000", "verify": false})),
+    );
+    assert_eq!(r.status, 200);
+    let r = t.user(&tok, "POST", "/api/v1/ai_keys", Some(json!({"alias": "findme", "provider": "OpenAI", "model": "gpt-4o", "api_key": "sk-test-1111111111", "input_limit": 0})));
+    assert_eq!(r.status, 200);
+    for term in ["0".repeat(128), "%".repeat(128), "_\\%".repeat(40)] {
+        let r = t.user(
+            &tok,
+            "GET",
+            &format!("/api/v1/ai_keys?search={}", term.replace('%', "%25")),
+            None,
+        );
+        assert_eq!(r.status, 200, "{term}");
+        assert_eq!(r.json_body()["data"]["total"], 0, "{term}");
+    }
+    let r = t.user(&tok, "GET", "/api/v1/ai_keys?search=FINDM", None);
+    assert_eq!(
+        r.json_body()["data"]["total"],
+        1,
+        "substring, ASCII case folded"
+    );
+}

@@ -474,6 +474,14 @@ fn bad_relay_requests_get_openai_shaped_errors() {
         r.post("/v1/chat/completions", json!({"model": 7})).status,
         400
     );
+    for bad in [json!(-3), json!(0), json!(1.5), json!("10")] {
+        let resp = r.chat("standin-chat", "x", json!({ "max_tokens": bad }));
+        assert_eq!(resp.status, 400, "max_tokens {bad}");
+        assert!(error_of(&resp)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("max_tokens"));
+    }
     let resp = r.chat("@cf/meta/llama-3.1-8b-instruct@Builtin", "x", json!({}));
     assert_eq!(resp.status, 400);
     assert_eq!(

@@ -162,8 +162,11 @@ impl<P: Platform> App<P> {
         let mut batch = Vec::new();
         let (tenant_id, role) = match body.tenant_id {
             Some(tid) => {
-                self.tenant(&tid).await.map_err(|_| {
-                    ApiError::NotFound(format!("tenant_id: no tenant with id {tid}"))
+                self.tenant(&tid).await.map_err(|e| match e {
+                    ApiError::NotFound(_) => {
+                        ApiError::NotFound(format!("tenant_id: no tenant with id {tid}"))
+                    }
+                    other => other,
                 })?;
                 (tid, body.role.unwrap_or(Role::Member))
             }
@@ -309,7 +312,8 @@ impl<P: Platform> App<P> {
                 ),
             ])
             .await?;
-        self.settings().await
+        // Answer from the value written: nothing may fail after the commit.
+        Ok(Reply::ok(json!({ settings::MAX_TTL: v })))
     }
 
     async fn audit(&self, req: &Request) -> Result<Reply> {

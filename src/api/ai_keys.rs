@@ -568,16 +568,18 @@ impl<P: Platform> App<P> {
             ])
             .await
             .map_err(|e| alias_conflict(e, changes.alias.as_deref()))?;
-        let after = store::get(db, &caller.tenant_id, &stored.id).await?;
-        match (changed.first().copied().unwrap_or(0), after) {
-            (0, None) => Err(not_found()),
-            (0, Some(_)) => Err(ApiError::Conflict(
+        if changed.first().copied().unwrap_or(0) > 0 {
+            // Answer from what was read and changed: nothing may fail after the commit.
+            return Ok(Reply::ok(ai_key_json(&changes.applied_to(&stored, now))));
+        }
+        // Nothing changed: the key is gone, or its provider/model moved under us.
+        match store::get(db, &caller.tenant_id, &stored.id).await? {
+            None => Err(not_found()),
+            Some(_) => Err(ApiError::Conflict(
                 "The key's provider or model was changed by another request meanwhile; nothing \
                  was changed, try again"
                     .into(),
             )),
-            (_, Some(k)) => Ok(Reply::ok(ai_key_json(&k))),
-            (_, None) => Err(not_found()),
         }
     }
 

@@ -390,6 +390,17 @@ impl<P: Platform> App<P> {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(RelayError::bad("model: must be a string")),
         };
+        for field in ["max_tokens", "max_completion_tokens"] {
+            match body.get(field) {
+                None | Some(Value::Null) => {}
+                Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
+                Some(_) => {
+                    return Err(RelayError::bad(format!(
+                        "{field}: must be a positive integer"
+                    )))
+                }
+            }
+        }
         let stream =
             endpoint == Endpoint::Chat && body.get("stream").and_then(Value::as_bool) == Some(true);
         let target = self.relay_target(caller, &model, endpoint).await?;

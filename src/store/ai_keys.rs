@@ -44,12 +44,14 @@ macro_rules! columns {
     };
 }
 
-/// The WHERE clause of a search: tenant, optional LIKE term (already escaped and wrapped in `%`),
-/// optional exact provider and status.
+/// The WHERE clause of a search: tenant, optional substring of alias or provider (ASCII case
+/// folded), optional exact provider and status. `instr` matches the term literally, so `%`, `_`
+/// and `\` are plain characters, and unlike `LIKE` it has no pattern-length limit (D1 refuses
+/// LIKE patterns over 50 bytes).
 macro_rules! search_where {
     () => {
         " FROM ai_keys WHERE tenant_id = ?1 \
-         AND (?2 IS NULL OR alias LIKE ?2 ESCAPE '\\' OR provider LIKE ?2 ESCAPE '\\') \
+         AND (?2 IS NULL OR instr(lower(alias), lower(?2)) > 0 OR instr(lower(provider), lower(?2)) > 0) \
          AND (?3 IS NULL OR provider = ?3) AND (?4 IS NULL OR status = ?4)"
     };
 }
@@ -155,18 +157,6 @@ pub struct Filter {
     pub offset: i64,
 }
 
-/// Escape `\`, `%` and `_` for `LIKE ... ESCAPE '\'`, so the term matches literally.
-pub fn escape_like(term: &str) -> String {
-    let mut out = String::with_capacity(term.len() + 2);
-    for c in term.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `(total matching, this page)`, newest first (ties by alias, which is unique per tenant, so
 /// pages never overlap or skip).
 pub async fn search(
@@ -174,12 +164,11 @@ pub async fn search(
     tenant_id: &str,
     f: &Filter,
 ) -> Result<(i64, Vec<AiKey>), DbError> {
-    let like = f.search.as_deref().map(|s| format!("%{}%", escape_like(s)));
     let total = db
         .query(stmt!(
             concat!("SELECT COUNT(*) AS n", search_where!()),
             tenant_id,
-            like.as_deref(),
+            f.search.as_deref(),
             f.provider.as_deref(),
             f.status.as_deref()
         ))
@@ -196,7 +185,7 @@ pub async fn search(
                 " ORDER BY create_date DESC, alias LIMIT ?5 OFFSET ?6"
             ),
             tenant_id,
-            like.as_deref(),
+            f.search.as_deref(),
             f.provider.as_deref(),
             f.status.as_deref(),
             f.limit,
@@ -220,6 +209,33 @@ pub struct Changes {
     pub usage_limit_policy: Option<String>,
     /// `Some(None)` clears the expiry.
     pub expire_time: Option<Option<i64>>,
+}
+
+impl Changes {
+    /// The record as it is once these changes are applied to `k` at `now`.
+    pub fn applied_to(&self, k: &AiKey, now: i64) -> AiKey {
+        let mut out = k.clone();
+        let set = |dst: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                dst.clone_from(v);
+            }
+        };
+        set(&mut out.alias, &self.alias);
+        set(&mut out.provider, &self.provider);
+        set(&mut out.model, &self.model);
+        set(&mut out.status, &self.status);
+        set(&mut out.usage_limit_policy, &self.usage_limit_policy);
+        if let Some((v, sealed, hint)) = &self.sealed {
+            out.key_version = *v;
+            out.api_key.clone_from(sealed);
+            out.api_key_hint.clone_from(hint);
+        }
+        out.input_limit = self.input_limit.unwrap_or(out.input_limit);
+        out.output_limit = self.output_limit.unwrap_or(out.output_limit);
+        out.expire_time = self.expire_time.unwrap_or(out.expire_time);
+        out.update_date = now;
+        out
+    }
 }
 
 /// Change only the given columns of a tenant's key, so concurrent updates of other fields (and the
@@ -308,18 +324,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_wildcards_and_the_escape_character_are_escaped() {
-        assert_eq!(escape_like("abc"), "abc");
-        assert_eq!(escape_like("a%b_c"), "a\\%b\\_c");
-        assert_eq!(escape_like("\\"), "\\\\");
-        assert_eq!(escape_like("%_\\x"), "\\%\\_\\\\x");
-        assert_eq!(escape_like("ключ"), "ключ");
-    }
-
-    #[test]
-    fn search_sql_escapes_with_a_single_backslash() {
-        assert!(search_where!().contains("ESCAPE '\\'"));
-        assert!(!search_where!().contains("ESCAPE '\\\\'"));
+    fn search_matches_by_substring_without_like_patterns() {
+        // LIKE would give `%` and `_` meaning and hit D1's 50-byte pattern limit.
+        assert!(!search_where!().contains("LIKE"));
+        assert!(search_where!().contains("instr(lower(alias), lower(?2))"));
     }
 
     #[test]

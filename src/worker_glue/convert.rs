@@ -19,7 +19,8 @@ pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Resul
         _ => (req.bytes().await.unwrap_or_default(), None),
     };
     Ok(Request {
-        method: req.method().to_string(),
+        // The raw method: `worker::Method` maps every method it does not know to GET.
+        method: req.inner().method(),
         path: url.path().to_owned(),
         query: url.query().unwrap_or("").to_owned(),
         headers,

@@ -26,7 +26,7 @@ test-wasm:
 	@$(ENV) cargo test --target wasm32-unknown-unknown
 
 build:
-	@$(ENV) worker-build --release
+	@scripts/build.sh
 
 test-e2e: build
 	@$(ENV) node --test --test-concurrency=1 'e2e/*.test.mjs'

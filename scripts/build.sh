@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build the release Worker into build/ (what `wrangler dev` and `wrangler deploy` serve).
+# worker-build compiles and binds the wasm; wasm-opt then shrinks it without the names section,
+# which worker-build's own pass always keeps (about 140 KiB, and the bundle must stay small).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+worker-build --release
+# The features workerd supports, as worker-build enables them; no newer encodings.
+wasm-opt build/index_bg.wasm -Oz --strip-debug --strip-producers \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
+  -o build/index_bg.wasm

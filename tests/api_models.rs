@@ -826,7 +826,7 @@ fn sealed_credentials_open_only_in_their_own_row_with_their_own_key() {
             json!({"llm_factory": "OpenAI", "api_key": GOOD_KEY, "base_url": format!("{}/v1", s.base())}),
         );
     }
-    let rows = |tenant: &str| block_on(providers::list_for_tenant(t.db(), tenant, None)).unwrap();
+    let rows = |tenant: &str| block_on(providers::list_for_tenant(t.db(), tenant)).unwrap();
     let a = rows(ua["tenant_id"].as_str().unwrap()).remove(0);
     let b = rows(ub["tenant_id"].as_str().unwrap()).remove(0);
     // Round trip.

@@ -151,12 +151,17 @@ impl<P: Platform> App<P> {
         format!("defaults:{}:{}", caller.tenant_id, caller.defaults_version)
     }
 
-    /// The six defaults, from KV when it has this version, else from D1 (then cached).
+    /// The six defaults: from this isolate's memory, else KV, else D1 (then cached in both). An
+    /// entry under a version never changes, so every layer is exact for the version it is asked.
     pub(crate) async fn read_defaults(&self, caller: &Caller) -> Result<Map<String, Value>> {
         let key = Self::defaults_key(caller);
+        if let Some(m) = memo::get(&key) {
+            return Ok(m);
+        }
         match self.platform.cache().get(&key).await {
             Ok(Some(text)) => {
                 if let Ok(Value::Object(m)) = serde_json::from_str(&text) {
+                    memo::put(key, m.clone());
                     return Ok(m);
                 }
                 log::warn!("defaults cache entry {key} is not an object; reading D1");
@@ -251,5 +256,33 @@ impl<P: Platform> App<P> {
             other => other.into(),
         })?;
         Ok(Reply::ok(Value::Bool(true)))
+    }
+}
+
+/// Defaults already read by this isolate, by versioned key. Bounded; cleared when full.
+mod memo {
+    use serde_json::{Map, Value};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Most tenants' defaults kept per isolate.
+    const MAX_ENTRIES: usize = 1_000;
+
+    thread_local! {
+        static MEMO: RefCell<HashMap<String, Map<String, Value>>> = RefCell::new(HashMap::new());
+    }
+
+    pub fn get(key: &str) -> Option<Map<String, Value>> {
+        MEMO.with(|m| m.borrow().get(key).cloned())
+    }
+
+    pub fn put(key: String, value: Map<String, Value>) {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(key, value);
+        });
     }
 }

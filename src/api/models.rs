@@ -109,16 +109,35 @@ impl<P: Platform> App<P> {
 
     /// Every model the tenant can use right now, in factory order.
     pub(crate) async fn available_models(&self, tenant_id: &str) -> Result<Vec<Available>> {
-        self.available_models_of(tenant_id, None).await
+        let conns = providers::list_for_tenant(self.platform.db(), tenant_id).await?;
+        Ok(self.expand(conns, true))
     }
 
-    /// The models the tenant can use from one factory (`Some`), or from all (`None`).
-    pub(crate) async fn available_models_of(
+    /// The models named `name` of `factory` the tenant can use: a primary-key read of the at most
+    /// two connections that can provide it (its own row and the factory's organization row).
+    pub(crate) async fn available_named(
         &self,
         tenant_id: &str,
-        factory: Option<&str>,
+        factory: &str,
+        name: &str,
     ) -> Result<Vec<Available>> {
-        let conns = providers::list_for_tenant(self.platform.db(), tenant_id, factory).await?;
+        let conns = if factory == catalog::BUILTIN {
+            Vec::new()
+        } else {
+            let ids = [
+                connection_id(tenant_id, factory, name),
+                connection_id(tenant_id, factory, ""),
+            ];
+            providers::get_by_ids(self.platform.db(), tenant_id, &ids).await?
+        };
+        let mut out = self.expand(conns, factory == catalog::BUILTIN);
+        out.retain(|a| a.factory.name == factory && a.name == name);
+        Ok(out)
+    }
+
+    /// Connection rows as usable models: an organization row gives its factory's catalog, a
+    /// single-model row itself (overriding the same catalog model); then the enabled Builtins.
+    fn expand(&self, conns: Vec<Connection>, with_builtin: bool) -> Vec<Available> {
         let mut out: Vec<Available> = Vec::new();
         for c in conns {
             let Some(f) = catalog::factory(&c.factory) else {
@@ -126,6 +145,7 @@ impl<P: Platform> App<P> {
             };
             if c.llm_name.is_empty() {
                 for m in &f.models {
+                    // Rows come ordered by llm_name, so '' comes first: later single rows win.
                     out.push(Available {
                         factory: f,
                         name: m.name.clone(),
@@ -154,8 +174,7 @@ impl<P: Platform> App<P> {
                 });
             }
         }
-        let wants_builtin = factory.is_none_or(|f| f == catalog::BUILTIN);
-        if let Some(builtin) = catalog::factory(catalog::BUILTIN).filter(|_| wants_builtin) {
+        if let Some(builtin) = catalog::factory(catalog::BUILTIN).filter(|_| with_builtin) {
             for m in catalog::enabled_builtin(&self.config.builtin_models) {
                 out.push(Available {
                     factory: builtin,
@@ -166,7 +185,7 @@ impl<P: Platform> App<P> {
                 });
             }
         }
-        Ok(out)
+        out
     }
 
     async fn list_models(&self, caller: &Caller, req: &Request) -> Result<Reply> {

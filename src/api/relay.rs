@@ -223,12 +223,15 @@ impl<P: Platform> App<P> {
         endpoint: Endpoint,
     ) -> RResult<Target> {
         let want = wanted_type(endpoint);
-        // Only the named factory's connections are read when the id names one.
+        // An id naming its factory costs a primary-key read; only a bare name needs the list.
         let available_for = |id: &str| {
-            let factory = super::defaults::split_id(id).1.map(str::to_owned);
+            let (name, factory) = super::defaults::split_id(id);
+            let (name, factory) = (name.to_owned(), factory.map(str::to_owned));
             async move {
-                self.available_models_of(&caller.tenant_id, factory.as_deref())
-                    .await
+                match factory {
+                    Some(f) => self.available_named(&caller.tenant_id, &f, &name).await,
+                    None => self.available_models(&caller.tenant_id).await,
+                }
             }
         };
         if model.is_empty() || model == "default" {
@@ -256,7 +259,7 @@ impl<P: Platform> App<P> {
                 .map_err(ApiError::from)?
             {
                 let available = self
-                    .available_models_of(&caller.tenant_id, Some(&key.provider))
+                    .available_named(&caller.tenant_id, &key.provider, &key.model)
                     .await?;
                 return self.gateway_target(key, &available, endpoint);
             }

@@ -71,20 +71,34 @@ pub fn upsert(c: &Connection) -> Stmt {
     )
 }
 
-/// A tenant's connections, all of them or those of one factory.
-pub async fn list_for_tenant(
+/// A tenant's connections.
+pub async fn list_for_tenant(db: &impl Db, tenant_id: &str) -> Result<Vec<Connection>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
+             credential, credential_hint, max_tokens, status, create_date, update_date \
+             FROM provider_connections WHERE tenant_id = ?1 ORDER BY factory, llm_name",
+            tenant_id
+        ))
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// The tenant's connections among `ids` (primary-key reads), ordered like [`list_for_tenant`].
+pub async fn get_by_ids(
     db: &impl Db,
     tenant_id: &str,
-    factory: Option<&str>,
+    ids: &[String; 2],
 ) -> Result<Vec<Connection>, DbError> {
     let rows = db
         .query(stmt!(
             "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
              credential, credential_hint, max_tokens, status, create_date, update_date \
-             FROM provider_connections WHERE tenant_id = ?1 AND (?2 IS NULL OR factory = ?2) \
+             FROM provider_connections WHERE id IN (?2, ?3) AND tenant_id = ?1 \
              ORDER BY factory, llm_name",
             tenant_id,
-            factory
+            &ids[0],
+            &ids[1]
         ))
         .await?;
     Ok(rows.iter().map(from_row).collect())

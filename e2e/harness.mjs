@@ -198,6 +198,7 @@ export class Worker {
     logLevel = 'log',
     prebuilt = process.env.KEYWARD_E2E_PREBUILT !== '0',
     authFailureLimit = 100_000,
+    vars = {},
   } = {}) {
     this.authFailureLimit = authFailureLimit;
     installExitHooks();
@@ -223,6 +224,8 @@ export class Worker {
       `--log-level=${logLevel}`,
     ];
     if (prebuilt) args.push('--config', this.prebuiltConfig(), '--env-file', join(ROOT, '.dev.vars'));
+    // Vars that override wrangler.toml's for this worker only (e.g. VERIFY_CACHE_SECONDS).
+    for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
     // Own process group (detached), so stopping reaches workerd and a running build, and nothing else.
     this.child = spawn(NODE, args, {
       cwd: ROOT,

@@ -11,7 +11,9 @@ cat <<MSG
   admin token (.dev.vars): $ADMIN_TOKEN
 
   try:  curl -s http://127.0.0.1:$PORT/health
-        curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" http://127.0.0.1:$PORT/api/v1/admin/tenants
+        curl -s -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$PORT/api/v1/admin/tenants
+
+  README.md walks through creating a user and a key, and calling the relay.
 
 MSG
 exec wrangler dev --local --ip 127.0.0.1 --port "$PORT" --test-scheduled \

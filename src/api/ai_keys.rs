@@ -15,7 +15,7 @@ use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::providers::{printable, MAX_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
 use crate::store::{audit, Db, DbError, Platform};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Longest alias (API.md "AI API keys").
@@ -48,34 +48,27 @@ struct CreateAiKey {
     expire_time: Option<String>,
 }
 
-/// `Some(None)` for an explicit `null`, `None` for a field not sent.
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateAiKey {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     alias: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     provider: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     model: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     api_key: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     input_limit: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     output_limit: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     usage_limit_policy: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     status: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     expire_time: Option<Option<String>>,
 }
 

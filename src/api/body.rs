@@ -51,6 +51,14 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// For `#[serde(default, deserialize_with = "present")]`: `Some(None)` for an explicit `null`,
+/// `None` for a field not sent, so a PATCH-like body can tell "clear" from "leave".
+pub fn present<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// serde echoes offending string values (`invalid type: string "..."`); a client may have put a
 /// secret in the wrong field, so the value is cut from the message.
 pub fn scrub_message(msg: &str) -> String {

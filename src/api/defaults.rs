@@ -14,7 +14,7 @@ use super::{body, App, Reply, Result};
 use crate::catalog::{self, ModelType};
 use crate::providers::printable;
 use crate::store::{audit, defaults, Cache, Db, Platform};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// KV keeps an entry this long; entries of retired versions simply expire.
@@ -30,27 +30,20 @@ pub const FIELDS: [(&str, ModelType); 6] = [
     ("tts_id", ModelType::Tts),
 ];
 
-/// `Some(None)` for an explicit `null`, `None` for a field not sent.
-fn present<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetDefaults {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     llm_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     embd_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     asr_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     img2txt_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     rerank_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     tts_id: Option<Option<String>>,
 }
 

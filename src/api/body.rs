@@ -17,13 +17,17 @@ pub fn parse<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if req.body.is_empty() && content_type.is_none() {
         return decode(b"{}");
     }
-    let is_json = content_type
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if !is_json(req) {
         return Err(ApiError::UnsupportedMediaType);
     }
     decode(&req.body)
+}
+
+/// Whether the request says its body is JSON (`application/json`, parameters allowed).
+pub fn is_json(req: &Request) -> bool {
+    req.first_header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

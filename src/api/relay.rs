@@ -190,14 +190,7 @@ impl<P: Platform> App<P> {
                 format!("Request body is larger than the limit of {MAX_RELAY_BODY} bytes"),
             ));
         }
-        let ct = req.first_header("content-type").unwrap_or_default();
-        if !ct
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .eq_ignore_ascii_case("application/json")
-        {
+        if !super::body::is_json(req) {
             return Err(RelayError::new(
                 415,
                 "invalid_request_error",

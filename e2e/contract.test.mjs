@@ -50,6 +50,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ok } from './checks.mjs';
 import { ROOT, STANDIN_GOOD_KEY, useStandIn, useWorker } from './harness.mjs';
 
 const w = useWorker();
@@ -101,12 +102,6 @@ const seeded = {}; // filled by the seed test
 const runs = []; // {name, code, stdout, failures, requests, statuses, tested, selected, ms}
 
 // ---------------------------------------------------------------- helpers
-
-function ok(r, what = '') {
-  assert.equal(r.status, 200, `${what} expected 200, got ${r.status}: ${r.text}`);
-  assert.equal(r.json?.code, 0, `${what}: ${r.text}`);
-  return r.json.data;
-}
 
 function unescapeXml(s) {
   return s

@@ -4,6 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { checksum, fails, forgedToken, leakProblems, ok } from './checks.mjs';
 import { useWorker } from './harness.mjs';
 
 const w = useWorker();
@@ -19,30 +20,6 @@ const auditExpect = []; // {action, target}
 let graceEndedKeyId = null; // a rotated key whose grace period the rotation test ended in D1
 
 // ---------------------------------------------------------------- helpers
-
-/** Check the envelope of a success and return its data. */
-function ok(r, what = '') {
-  assert.equal(r.status, 200, `${what} expected 200, got ${r.status}: ${r.text}`);
-  assert.ok(r.json, `${what} body is not JSON: ${r.text}`);
-  assert.deepEqual(Object.keys(r.json).sort(), ['code', 'data', 'message'], `${what} envelope keys: ${r.text}`);
-  assert.equal(r.json.code, 0, `${what} code: ${r.text}`);
-  assert.equal(typeof r.json.message, 'string');
-  assert.match(r.headers.get('content-type') || '', /^application\/json/);
-  return r.json.data;
-}
-
-/** Check an error envelope: real HTTP status, {code, data: null, message}. */
-function fails(r, status, code, what = '') {
-  assert.equal(r.status, status, `${what} expected ${status}, got ${r.status}: ${r.text}`);
-  assert.ok(r.json, `${what} body is not JSON: ${r.text}`);
-  assert.deepEqual(Object.keys(r.json).sort(), ['code', 'data', 'message'], `${what} envelope keys: ${r.text}`);
-  assert.equal(r.json.code, code, `${what} code: ${r.text}`);
-  assert.equal(r.json.data, null, `${what} data must be null: ${r.text}`);
-  assert.equal(typeof r.json.message, 'string');
-  assert.ok(r.json.message.length > 0, `${what} message must not be empty`);
-  assert.match(r.headers.get('content-type') || '', /^application\/json/);
-  return r.json.message;
-}
 
 /** A 401, recorded under `kind` for the identical-bodies test. */
 function unauth(r, kind) {
@@ -80,35 +57,6 @@ function assertTokenShape(k) {
   assert.match(k.access_key, /^kwa_[0-9A-Za-z]{16}$/);
   assert.match(k.secret_key, /^kws_[0-9A-Za-z]{38}$/);
   assert.equal(k.token, `${k.access_key}:${k.secret_key}`);
-}
-
-/** A well-formed token no server ever issued (right checksum, CRC32 base62 as the worker computes). */
-function crc32(s) {
-  let c = ~0;
-  for (const b of Buffer.from(s)) {
-    c ^= b;
-    for (let i = 0; i < 8; i++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
-  }
-  return ~c >>> 0;
-}
-const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-function randB62(n) {
-  let s = '';
-  for (let i = 0; i < n; i++) s += B62[Math.floor(Math.random() * 62)];
-  return s;
-}
-function checksum(random) {
-  let n = crc32(random);
-  const out = [];
-  for (let i = 0; i < 6; i++) {
-    out.unshift(B62[n % 62]);
-    n = Math.floor(n / 62);
-  }
-  return out.join('');
-}
-function forgedToken() {
-  const random = randB62(32);
-  return `kwa_${randB62(16)}:kws_${random}${checksum(random)}`;
 }
 
 // ---------------------------------------------------------------- tests
@@ -572,42 +520,9 @@ test('no secret or token is ever seen again: not in a later response, not in the
   ok(await w.admin('GET', '/api/v1/admin/tenants'));
   await new Promise((r) => setTimeout(r, 500)); // let the last log lines arrive
 
-  // Every creation or rotation response, found from the record of all responses.
-  const issued = [];
-  for (const resp of w.responses) {
-    let body;
-    try {
-      body = JSON.parse(resp.text);
-    } catch {
-      continue;
-    }
-    const d = body && body.data;
-    if (d && typeof d === 'object' && !Array.isArray(d) && (d.secret_key || d.token)) {
-      assert.equal(resp.status, 200);
-      assert.match(resp.path, /\/api_key$|\/keys$|\/api_keys$|\/rotate$/, `a secret in the response to ${resp.path}`);
-      issued.push({ seq: resp.seq, path: resp.path, secret: d.secret_key, token: d.token });
-    }
-  }
+  // Every creation or rotation response, its secret in no later response and nowhere in the log.
+  const { problems, issued } = leakProblems(w);
   assert.ok(issued.length >= 20, `expected many issued secrets, found ${issued.length}`);
-
-  const problems = [];
-  for (const { seq, path, secret, token } of issued) {
-    assert.match(secret, /^kws_[0-9A-Za-z]{38}$/);
-    const needles = [secret, token, secret.slice(4, 36)]; // the random part alone too
-    for (const later of w.responsesAfter(seq)) {
-      for (const n of needles) {
-        if (later.text.includes(n)) problems.push(`secret from #${seq} ${path} in later response #${later.seq} ${later.method} ${later.path}`);
-      }
-    }
-    for (const n of needles) {
-      if (w.output.includes(n)) problems.push(`secret from #${seq} ${path} in the worker log`);
-    }
-  }
-  // The admin token is a secret too: never in a response, never in the log.
-  for (const resp of w.responses) {
-    if (resp.text.includes(w.adminToken)) problems.push(`admin token in response #${resp.seq} ${resp.path}`);
-  }
-  if (w.output.includes(w.adminToken)) problems.push('admin token in the worker log');
   assert.deepEqual(problems, []);
   assert.ok(w.output.includes('purge: removed'), 'the captured log is the worker’s (sanity check)');
 });

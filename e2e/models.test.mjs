@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fails, leakProblems, ok } from './checks.mjs';
 import { ROOT, STANDIN_GOOD_KEY, freePort, kv, kvGet, kvList, useStandIn, useWorker } from './harness.mjs';
 
 const w = useWorker();
@@ -38,30 +39,6 @@ const ENABLED_BUILTIN = (() => {
 const users = {}; // name -> {username, tenant_id, role, token}
 
 // ---------------------------------------------------------------- helpers
-
-/** Check the envelope of a success and return its data. */
-function ok(r, what = '') {
-  assert.equal(r.status, 200, `${what} expected 200, got ${r.status}: ${r.text}`);
-  assert.ok(r.json, `${what} body is not JSON: ${r.text}`);
-  assert.deepEqual(Object.keys(r.json).sort(), ['code', 'data', 'message'], `${what} envelope keys: ${r.text}`);
-  assert.equal(r.json.code, 0, `${what} code: ${r.text}`);
-  assert.equal(typeof r.json.message, 'string');
-  assert.match(r.headers.get('content-type') || '', /^application\/json/);
-  return r.json.data;
-}
-
-/** Check an error envelope: real HTTP status, {code, data: null, message}; returns the message. */
-function fails(r, status, code, what = '') {
-  assert.equal(r.status, status, `${what} expected ${status}, got ${r.status}: ${r.text}`);
-  assert.ok(r.json, `${what} body is not JSON: ${r.text}`);
-  assert.deepEqual(Object.keys(r.json).sort(), ['code', 'data', 'message'], `${what} envelope keys: ${r.text}`);
-  assert.equal(r.json.code, code, `${what} code: ${r.text}`);
-  assert.equal(r.json.data, null, `${what} data must be null: ${r.text}`);
-  assert.equal(typeof r.json.message, 'string');
-  assert.ok(r.json.message.length > 0, `${what} message must not be empty`);
-  assert.match(r.headers.get('content-type') || '', /^application\/json/);
-  return r.json.message;
-}
 
 /** A request as one of the users made by the first test. */
 function as(name, method, path, body) {
@@ -482,16 +459,10 @@ test('10. no provider key or user secret is ever seen again: not in a later resp
   ok(await w.admin('GET', '/api/v1/admin/users'));
   await new Promise((r) => setTimeout(r, 500)); // let the last log lines arrive
 
-  const problems = [];
-  // Provider credentials only ever travel in requests: no response, no log line, no KV value.
-  for (const c of CREDENTIALS) {
-    for (const needle of [c, c.slice(3, -4)]) {
-      for (const resp of w.responses) {
-        if (resp.text.includes(needle)) problems.push(`provider key ${c.slice(0, 8)}… in response #${resp.seq} ${resp.method} ${resp.path}`);
-      }
-      if (w.output.includes(needle)) problems.push(`provider key ${c.slice(0, 8)}… in the worker log`);
-    }
-  }
+  // Provider credentials only ever travel in requests; every user secret is only in the response
+  // that created it: no later response, no log line (checks.mjs), no KV value, no D1 row in plaintext.
+  const { problems, issued } = leakProblems(w, { credentials: CREDENTIALS });
+  assert.equal(issued.length, Object.keys(users).length, 'one key per user was issued');
   const kvKeys = await kvList(w);
   assert.ok(kvKeys.length >= 2, `the defaults of both tenants were cached: ${JSON.stringify(kvKeys)}`);
   for (const k of kvKeys) {
@@ -501,34 +472,6 @@ test('10. no provider key or user secret is ever seen again: not in a later resp
   const rows = await w.sql('SELECT * FROM provider_connections');
   for (const c of CREDENTIALS) if (JSON.stringify(rows).includes(c)) problems.push('provider key in plaintext in D1');
 
-  // Every user secret: only in the response that created it.
-  const issued = [];
-  for (const resp of w.responses) {
-    const d = resp.json?.data ?? (() => {
-      try {
-        return JSON.parse(resp.text).data;
-      } catch {
-        return null;
-      }
-    })();
-    if (d && typeof d === 'object' && !Array.isArray(d) && (d.secret_key || d.token)) {
-      issued.push({ seq: resp.seq, path: resp.path, secret: d.secret_key, token: d.token });
-    }
-  }
-  assert.equal(issued.length, Object.keys(users).length, 'one key per user was issued');
-  for (const { seq, path, secret, token } of issued) {
-    assert.match(secret, /^kws_[0-9A-Za-z]{38}$/);
-    for (const n of [secret, token, secret.slice(4, 36)]) {
-      for (const later of w.responsesAfter(seq)) {
-        if (later.text.includes(n)) problems.push(`secret from #${seq} ${path} in later response #${later.seq} ${later.method} ${later.path}`);
-      }
-      if (w.output.includes(n)) problems.push(`secret from #${seq} ${path} in the worker log`);
-    }
-  }
-  for (const resp of w.responses) {
-    if (resp.text.includes(w.adminToken)) problems.push(`admin token in response #${resp.seq} ${resp.path}`);
-  }
-  if (w.output.includes(w.adminToken)) problems.push('admin token in the worker log');
   assert.deepEqual(problems, []);
   assert.ok(w.output.length > 0, 'the worker log was captured (sanity check)');
 });

@@ -15,17 +15,12 @@
 
 mod common;
 
-use common::{
-    block_on, token, HttpOutbound, MemCache, MemLimiter, SqliteDb, ADMIN_TOKEN, BUILTIN_ENABLED,
-    START_MS, T, TEST_MASTER_KEY,
-};
+use common::{block_on, test_config, token, SqliteDb, TestPlatform, ADMIN_TOKEN, T};
 use keyward::api::http::{Request, Response};
-use keyward::api::{App, Config};
-use keyward::domain::crypto::{Keyring, MasterKey};
+use keyward::api::App;
 use keyward::jobs::{PurgeReport, PURGE_CHUNK};
 use keyward::store::{ai_keys, keys as key_store, providers, Db, DbError, Platform};
 use serde_json::{json, Value as Json};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -56,56 +51,9 @@ const LEAKS: [&str; 9] = [
 const PROVIDER_KEY: &str = "sk-faults-provider-0123456789";
 const GATEWAY_KEY: &str = "sk-faults-gateway-abcdef012345";
 
-// ---------------------------------------------------------------------------------------------
-// A platform whose randomness is a seeded generator, so every fresh instance is the same.
-// ---------------------------------------------------------------------------------------------
-
-struct SeededPlatform {
-    db: SqliteDb,
-    cache: MemCache,
-    clock: Cell<i64>,
-    outbound: HttpOutbound,
-    limiter: MemLimiter,
-    seed: Cell<u64>,
-}
-
-impl Platform for SeededPlatform {
-    type Db = SqliteDb;
-    type Cache = MemCache;
-    type Outbound = HttpOutbound;
-    type Limiter = MemLimiter;
-    fn limiter(&self) -> &MemLimiter {
-        &self.limiter
-    }
-    fn db(&self) -> &SqliteDb {
-        &self.db
-    }
-    fn cache(&self) -> &MemCache {
-        self.cache.now.set(self.clock.get());
-        &self.cache
-    }
-    fn outbound(&self) -> &HttpOutbound {
-        &self.outbound
-    }
-    fn now_ms(&self) -> i64 {
-        self.clock.get()
-    }
-    /// SplitMix64: deterministic, and plenty for ids and secrets nobody attacks.
-    fn fill_random(&self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let mut z = self.seed.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            self.seed.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
-        }
-    }
-}
-
 /// One fresh service instance over a fresh in-memory SQLite database.
 struct Rig {
-    app: App<SeededPlatform>,
+    app: App<TestPlatform>,
 }
 
 /// Every table's rows, rendered and sorted: what "the database" is for the comparisons.
@@ -113,21 +61,10 @@ type Snapshot = BTreeMap<String, Vec<String>>;
 
 impl Rig {
     fn new() -> Self {
-        let platform = SeededPlatform {
-            db: SqliteDb::new(),
-            cache: MemCache::default(),
-            clock: Cell::new(START_MS),
-            outbound: HttpOutbound,
-            limiter: MemLimiter::default(),
-            seed: Cell::new(0x6b65_7977_6172_6421),
-        };
-        let config = Config {
-            admin_token: Some(ADMIN_TOKEN.into()),
-            keyring: Some(Keyring::new(MasterKey::new(1, TEST_MASTER_KEY), vec![])),
-            builtin_models: BUILTIN_ENABLED.into(),
-            provider_timeout_ms: 2_000,
-            ..Config::default()
-        };
+        // Seeded randomness, so every fresh instance has the same ids, secrets and audit rows.
+        let platform = TestPlatform::new();
+        platform.seed.set(Some(0x6b65_7977_6172_6421));
+        let config = test_config();
         Rig {
             app: App::new(platform, config),
         }

@@ -341,6 +341,33 @@ pub struct TestPlatform {
     pub clock: Cell<i64>,
     pub outbound: HttpOutbound,
     pub limiter: MemLimiter,
+    /// `Some`: randomness from a SplitMix64 generator with this state, so runs replay exactly.
+    pub seed: Cell<Option<u64>>,
+}
+
+impl TestPlatform {
+    /// A fresh platform over a fresh database, with OS randomness.
+    pub fn new() -> Self {
+        TestPlatform {
+            db: SqliteDb::new(),
+            cache: MemCache::default(),
+            clock: Cell::new(START_MS),
+            outbound: HttpOutbound,
+            limiter: MemLimiter::default(),
+            seed: Cell::new(None),
+        }
+    }
+}
+
+/// The deployment configuration every test service starts with.
+pub fn test_config() -> Config {
+    Config {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        keyring: Some(Keyring::new(MasterKey::new(1, TEST_MASTER_KEY), vec![])),
+        builtin_models: BUILTIN_ENABLED.into(),
+        provider_timeout_ms: 2_000,
+        ..Config::default()
+    }
 }
 
 impl Platform for TestPlatform {
@@ -365,7 +392,20 @@ impl Platform for TestPlatform {
         self.clock.get()
     }
     fn fill_random(&self, buf: &mut [u8]) {
-        getrandom::getrandom(buf).expect("os randomness");
+        let Some(mut state) = self.seed.get() else {
+            getrandom::getrandom(buf).expect("os randomness");
+            return;
+        };
+        // SplitMix64: deterministic, and plenty for ids and secrets nobody attacks.
+        for chunk in buf.chunks_mut(8) {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+        self.seed.set(Some(state));
     }
 }
 
@@ -411,22 +451,8 @@ impl T {
         if log::set_logger(&CAPTURE).is_ok() {
             log::set_max_level(log::LevelFilter::Trace);
         }
-        let platform = TestPlatform {
-            db: SqliteDb::new(),
-            cache: MemCache::default(),
-            clock: Cell::new(START_MS),
-            outbound: HttpOutbound,
-            limiter: MemLimiter::default(),
-        };
-        let config = Config {
-            admin_token: Some(ADMIN_TOKEN.into()),
-            keyring: Some(Keyring::new(MasterKey::new(1, TEST_MASTER_KEY), vec![])),
-            builtin_models: BUILTIN_ENABLED.into(),
-            provider_timeout_ms: 2_000,
-            ..Config::default()
-        };
         T {
-            app: App::new(platform, config),
+            app: App::new(TestPlatform::new(), test_config()),
             bodies: RefCell::new(Vec::new()),
             last_chunks: RefCell::new(Vec::new()),
         }

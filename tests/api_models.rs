@@ -146,7 +146,7 @@ fn an_api_service_connects_with_a_good_key_and_lists_its_catalog_models() {
     assert_eq!(m["api_base"], format!("{}/v1", s.base()));
     assert_eq!(m["max_tokens"], 128000);
     assert_eq!(m["status"], "valid");
-    assert_eq!(m["credential_hint"], "sk-...6789");
+    assert_eq!(m["credential_hint"], "sk...6789");
     for body in t.bodies.borrow().iter() {
         assert!(!body.contains(GOOD_KEY), "credential in a response");
     }
@@ -223,14 +223,14 @@ fn verify_false_skips_the_live_call_and_adding_again_replaces_the_key() {
     assert_eq!(r.status, 200);
     assert!(s.requests().is_empty(), "no call made");
     let hint = |t: &T| list(t, &tok, true)["OpenAI"]["llm"][0]["credential_hint"].clone();
-    assert_eq!(hint(&t), "sk-...3210");
+    assert_eq!(hint(&t), "s...3210");
     let r = add(
         &t,
         &tok,
         json!({"llm_factory": "OpenAI", "api_key": GOOD_KEY, "base_url": format!("{}/v1", s.base())}),
     );
     assert_eq!(r.status, 200);
-    assert_eq!(hint(&t), "sk-...6789");
+    assert_eq!(hint(&t), "sk...6789");
     assert_eq!(
         t.db().count("SELECT COUNT(*) FROM provider_connections"),
         1,

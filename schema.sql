@@ -49,15 +49,18 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 
 -- Every admin and key mutation, written in the same batch as the change. Never a secret.
--- No foreign keys: entries outlive the rows they describe.
+-- No foreign keys: entries outlive the rows they describe. actor_kind says who acted (the admin
+-- token, or a user named in actor), so no user name can pass for the admin; 'unknown' marks older
+-- entries that could not be told apart when the kind was added.
 CREATE TABLE IF NOT EXISTS audit (
-  id        INTEGER PRIMARY KEY AUTOINCREMENT,
-  at        INTEGER NOT NULL,
-  actor     TEXT NOT NULL,
-  action    TEXT NOT NULL,
-  target    TEXT NOT NULL,
-  tenant_id TEXT,
-  detail    TEXT NOT NULL DEFAULT ''
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  at         INTEGER NOT NULL,
+  actor      TEXT NOT NULL,
+  action     TEXT NOT NULL,
+  target     TEXT NOT NULL,
+  tenant_id  TEXT,
+  detail     TEXT NOT NULL DEFAULT '',
+  actor_kind TEXT NOT NULL DEFAULT 'user' CHECK (actor_kind IN ('admin', 'user', 'unknown'))
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE INDEX IF NOT EXISTS audit_tenant_at ON audit(tenant_id, at);

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value as Json};
 
 #[test]
 fn an_admin_creates_lists_gets_and_deletes_a_tenant() {
@@ -272,4 +272,57 @@ fn without_an_admin_token_configured_the_admin_api_is_closed() {
     t.app.config.admin_token = None;
     let r = t.admin("GET", "/api/v1/admin/tenants", None);
     assert_eq!(r.status, 401);
+}
+
+#[test]
+fn a_user_named_admin_is_a_user_in_the_audit_log_never_the_admin_token() {
+    let t = T::new();
+    // `admin` is a valid username; before the actor's kind was recorded, its key's entries read
+    // `actor=admin`, exactly like the admin token's.
+    let (_, k) = t.user_with_key("admin");
+    t.advance_minutes(1);
+    let r = t.user(
+        &token(&k),
+        "POST",
+        "/api/v1/api_keys",
+        Some(json!({"description": "made by the user named admin"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    t.advance_minutes(1);
+    t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"auth_token_max_ttl_minutes": 10})),
+    );
+
+    let entries = t.admin("GET", "/api/v1/admin/audit", None).json_body()["data"].clone();
+    let by_action = |a: &str| -> Vec<Json> {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == a)
+            .cloned()
+            .collect()
+    };
+    let settings = &by_action("settings.update")[0];
+    assert_eq!(settings["actor_kind"], "admin", "{settings}");
+    assert_eq!(settings["actor"], Json::Null, "the admin token has no name");
+    let created = by_action("api_key.create");
+    assert_eq!(created.len(), 2, "{entries}");
+    // Newest first: the user's own creation, then the admin's issuing of the first key.
+    assert_eq!(created[0]["actor_kind"], "user", "{}", created[0]);
+    assert_eq!(
+        created[0]["actor"], "admin",
+        "the user's name, shown as a user"
+    );
+    assert_eq!(created[1]["actor_kind"], "admin", "{}", created[1]);
+    assert_eq!(created[1]["actor"], Json::Null);
+    // The stored rows say the same: the kind is a column, not a reserved name.
+    assert_eq!(
+        t.db().count(
+            "SELECT COUNT(*) FROM audit WHERE actor_kind = 'admin' AND action = 'api_key.create'"
+        ),
+        1
+    );
 }

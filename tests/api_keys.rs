@@ -523,3 +523,254 @@ fn with_the_verification_cache_a_change_made_here_is_seen_here_at_once() {
     );
     assert_eq!(t.me_status(&token(&k)), 401);
 }
+
+// ------------------------------------------------------------------ lifetime escalation and limits
+
+#[test]
+fn a_short_lived_key_cannot_mint_itself_a_longer_lived_key() {
+    let t = T::new();
+    t.create_user("eve", None, None);
+    let short = t.issue_key("eve", json!({"ttl_minutes": 5}));
+    let own_expiry = short["expires_at"].as_str().unwrap().to_owned();
+    let tok = token(&short);
+
+    // Asking for more than the creating key has left is refused, naming the field and the bound.
+    let r = t.user(
+        &tok,
+        "POST",
+        "/api/v1/api_keys",
+        Some(json!({"ttl_minutes": 129_600})),
+    );
+    assert_eq!(r.status, 400, "{}", r.json_body());
+    let msg = r.json_body()["message"].as_str().unwrap().to_owned();
+    assert!(msg.starts_with("ttl_minutes: must be at most 5"), "{msg}");
+    assert!(msg.contains(&own_expiry), "{msg}");
+    let r = t.user(
+        &tok,
+        "POST",
+        "/api/v1/api_keys",
+        Some(json!({"ttl_minutes": 6})),
+    );
+    assert_eq!(r.status, 400);
+
+    // No lifetime asked for: the admin default (90 days) is cut to the creating key's own expiry.
+    let r = t.user(&tok, "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(r.json_body()["data"]["expires_at"], own_expiry.as_str());
+    // Asking for less is fine.
+    let r = t.user(
+        &tok,
+        "POST",
+        "/api/v1/api_keys",
+        Some(json!({"ttl_minutes": 3})),
+    );
+    assert_eq!(r.status, 200, "{}", r.json_body());
+
+    // A child of a child is bounded the same way: nothing in the chain outlives the first key.
+    let child = token(&r.json_body()["data"]);
+    let r = t.user(&child, "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 200);
+    let grandchild = r.json_body()["data"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(grandchild <= own_expiry, "{grandchild} <= {own_expiry}");
+
+    // Once the first key has expired, it and everything it made are gone together.
+    t.advance_minutes(6);
+    for tok in [&tok, &child] {
+        assert_eq!(t.me_status(tok), 401);
+    }
+}
+
+#[test]
+fn a_key_without_expiry_may_still_create_keys_within_the_admin_maximum() {
+    let t = T::new();
+    t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"auth_token_max_ttl_minutes": 0})),
+    );
+    let (_, k) = t.user_with_key("forever");
+    assert_eq!(k["expires_at"], serde_json::Value::Null);
+    let r = t.user(&token(&k), "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json_body()["data"]["expires_at"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_short_lived_key_cannot_rotate_a_longer_lived_key_of_its_user() {
+    let t = T::new();
+    t.create_user("mallory", None, None);
+    let long = t.issue_key("mallory", json!({"ttl_minutes": 129_600}));
+    let short = t.issue_key("mallory", json!({"ttl_minutes": 5}));
+    let long_id = long["id"].as_str().unwrap();
+    let short_id = short["id"].as_str().unwrap();
+
+    // Rotating the long-lived key would hand its new secret (and its 90 days) to the short one.
+    let r = t.user(
+        &token(&short),
+        "POST",
+        &format!("/api/v1/api_keys/{long_id}/rotate"),
+        Some(json!({})),
+    );
+    assert_eq!(r.status, 403, "{}", r.json_body());
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("may rotate only itself or keys that expire no later"));
+    assert_eq!(t.me_status(&token(&long)), 200, "the long key is untouched");
+
+    // It may rotate itself; the long key may rotate the short one.
+    let r = t.user(
+        &token(&short),
+        "POST",
+        &format!("/api/v1/api_keys/{short_id}/rotate"),
+        Some(json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(r.json_body()["data"]["expires_at"], short["expires_at"]);
+    let rotated = token(&r.json_body()["data"]);
+    let r = t.user(
+        &token(&long),
+        "POST",
+        &format!("/api/v1/api_keys/{short_id}/rotate"),
+        Some(json!({})),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(t.me_status(&rotated), 401, "rotated out without grace");
+}
+
+#[test]
+fn self_service_key_creation_can_be_turned_off_by_the_admin() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("frank");
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"self_service_keys": false})),
+    );
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(r.json_body()["data"]["self_service_keys"], false);
+    assert_eq!(
+        r.json_body()["data"]["auth_token_max_ttl_minutes"],
+        129_600,
+        "settings not sent keep their value"
+    );
+    let r = t.user(&token(&k), "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 403, "{}", r.json_body());
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("self_service_keys"));
+    // The admin still issues keys; the user still lists, rotates and deletes their own.
+    let k2 = t.issue_key("frank", json!({}));
+    assert_eq!(t.me_status(&token(&k2)), 200);
+    assert_eq!(
+        t.user(&token(&k), "GET", "/api/v1/api_keys", None).status,
+        200
+    );
+    let limits = t
+        .user(&token(&k), "GET", "/api/v1/me/limits", None)
+        .json_body();
+    assert_eq!(limits["data"]["self_service_keys"], false);
+    // And on again.
+    t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"self_service_keys": true})),
+    );
+    let r = t.user(&token(&k), "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_user_holds_at_most_max_keys_per_user_unexpired_keys() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("grace");
+    let tok = token(&k);
+    // The default is 50: 49 more are accepted, the 51st is a 409 naming the setting.
+    for i in 0..49 {
+        let r = t.user(
+            &tok,
+            "POST",
+            "/api/v1/api_keys",
+            Some(json!({"ttl_minutes": 10})),
+        );
+        assert_eq!(r.status, 200, "key {i}: {}", r.json_body());
+    }
+    let before = t.db().count("SELECT COUNT(*) FROM audit");
+    let r = t.user(&tok, "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 409, "{}", r.json_body());
+    let msg = r.json_body()["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("50 unexpired keys") && msg.contains("max_keys_per_user"),
+        "{msg}"
+    );
+    assert_eq!(
+        t.db().count("SELECT COUNT(*) FROM audit"),
+        before,
+        "a refused creation leaves no audit entry"
+    );
+    // The admin API is bound by the same limit.
+    let r = t.admin("POST", "/api/v1/admin/users/grace/api_key", Some(json!({})));
+    assert_eq!(r.status, 409);
+    let limits = t.user(&tok, "GET", "/api/v1/me/limits", None).json_body();
+    assert_eq!(limits["data"]["active_keys"], 50);
+    assert_eq!(limits["data"]["max_keys_per_user"], 50);
+    // Expired keys do not count: once the 49 ten-minute keys expire, there is room again.
+    t.advance_minutes(11);
+    let r = t.user(&tok, "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    // The admin can raise or lower the limit; 0 and over 10,000 are refused.
+    for bad in [0, 10_001, -1] {
+        let r = t.admin(
+            "PUT",
+            "/api/v1/admin/settings",
+            Some(json!({"max_keys_per_user": bad})),
+        );
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json_body()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("max_keys_per_user: "));
+    }
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"max_keys_per_user": 2})),
+    );
+    assert_eq!(r.json_body()["data"]["max_keys_per_user"], 2);
+    let r = t.user(&tok, "POST", "/api/v1/api_keys", Some(json!({})));
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        t.admin("PUT", "/api/v1/admin/settings", Some(json!({})))
+            .status,
+        400,
+        "a PUT with no setting is refused"
+    );
+}
+
+#[test]
+fn my_limits_say_how_long_my_next_key_may_live() {
+    let t = T::new();
+    t.create_user("henry", None, None);
+    let k = t.issue_key("henry", json!({"ttl_minutes": 90}));
+    let r = t.user(&token(&k), "GET", "/api/v1/me/limits", None);
+    assert_eq!(r.status, 200);
+    let d = &r.json_body()["data"];
+    assert_eq!(
+        d["max_ttl_minutes"], 90,
+        "bounded by the key's own expiry: {d}"
+    );
+    assert_eq!(d["admin_max_ttl_minutes"], 129_600);
+    assert_eq!(d["self_service_keys"], true);
+    assert_eq!(d["active_keys"], 1);
+    t.advance_minutes(30);
+    let d = t
+        .user(&token(&k), "GET", "/api/v1/me/limits", None)
+        .json_body()["data"]
+        .clone();
+    assert_eq!(d["max_ttl_minutes"], 60);
+    assert_eq!(t.send(Request::new("GET", "/api/v1/me/limits")).status, 401);
+}

@@ -2,19 +2,20 @@
 
 use super::error::ApiError;
 use super::http::Request;
-use super::keys::ABSOLUTE_MAX_TTL_MINUTES;
+use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::domain::names::{self, Role, UserStatus, Username};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::store::settings::{self, KeyPolicy};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
-use crate::store::{audit, settings, Db, Platform};
+use crate::store::{audit, Db, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "admin";
+const ADMIN: audit::Actor<'static> = audit::Actor::Admin;
 /// Most audit entries one call returns.
 pub const MAX_AUDIT_LIMIT: i64 = 1000;
 
@@ -42,7 +43,17 @@ struct PatchUser {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutSettings {
-    auth_token_max_ttl_minutes: i64,
+    auth_token_max_ttl_minutes: Option<i64>,
+    self_service_keys: Option<bool>,
+    max_keys_per_user: Option<i64>,
+}
+
+pub fn settings_json(p: &KeyPolicy) -> Value {
+    json!({
+        settings::MAX_TTL: p.max_ttl_minutes,
+        settings::SELF_SERVICE_KEYS: p.self_service_keys,
+        settings::MAX_KEYS_PER_USER: p.max_keys_per_user,
+    })
 }
 
 pub fn tenant_json(t: &Tenant) -> Value {
@@ -81,7 +92,8 @@ impl<P: Platform> App<P> {
             ("DELETE", Route::User(u)) => self.delete_user(&u).await,
             ("POST", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
-                self.issue_key(ADMIN, &user, body::parse(req)?).await
+                self.issue_key(Issuer::Admin, &user, body::parse(req)?)
+                    .await
             }
             ("GET", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
@@ -89,7 +101,7 @@ impl<P: Platform> App<P> {
             }
             ("DELETE", Route::UserKey(u, id)) => {
                 let user = self.user(&u).await?;
-                self.revoke_key(ADMIN, &user, &id).await
+                self.revoke_key(Issuer::Admin, &user, &id).await
             }
             ("GET", Route::Settings) => self.settings().await,
             ("PUT", Route::Settings) => self.put_settings(body::parse(req)?).await,
@@ -284,36 +296,74 @@ impl<P: Platform> App<P> {
     }
 
     async fn settings(&self) -> Result<Reply> {
-        Ok(Reply::ok(
-            json!({"auth_token_max_ttl_minutes": self.max_ttl_minutes().await?}),
-        ))
+        Ok(Reply::ok(settings_json(&self.key_policy().await?)))
     }
 
+    /// Change any of the settings; those not sent keep their value.
     async fn put_settings(&self, body: PutSettings) -> Result<Reply> {
-        let v = body.auth_token_max_ttl_minutes;
-        if !(0..=ABSOLUTE_MAX_TTL_MINUTES).contains(&v) {
-            return Err(ApiError::bad(
-                "auth_token_max_ttl_minutes",
-                format!("must be between 0 (no limit) and {ABSOLUTE_MAX_TTL_MINUTES}"),
-            ));
-        }
-        let now = self.platform.now_ms();
-        self.platform
-            .db()
-            .batch(vec![
-                settings::put_int(settings::MAX_TTL, v),
-                audit::record(
-                    now,
-                    ADMIN,
-                    "settings.update",
+        if let Some(v) = body.auth_token_max_ttl_minutes {
+            if !(0..=ABSOLUTE_MAX_TTL_MINUTES).contains(&v) {
+                return Err(ApiError::bad(
                     settings::MAX_TTL,
-                    None,
-                    &format!("{}={v}", settings::MAX_TTL),
-                ),
-            ])
-            .await?;
-        // Answer from the value written: nothing may fail after the commit.
-        Ok(Reply::ok(json!({ settings::MAX_TTL: v })))
+                    format!("must be between 0 (no limit) and {ABSOLUTE_MAX_TTL_MINUTES}"),
+                ));
+            }
+        }
+        if let Some(v) = body.max_keys_per_user {
+            if !(1..=settings::MAX_KEYS_PER_USER_LIMIT).contains(&v) {
+                return Err(ApiError::bad(
+                    settings::MAX_KEYS_PER_USER,
+                    format!(
+                        "must be between 1 and {}",
+                        settings::MAX_KEYS_PER_USER_LIMIT
+                    ),
+                ));
+            }
+        }
+        let mut batch = Vec::new();
+        let mut changed = Vec::new();
+        if let Some(v) = body.auth_token_max_ttl_minutes {
+            batch.push(settings::put_int(settings::MAX_TTL, v));
+            changed.push(format!("{}={v}", settings::MAX_TTL));
+        }
+        if let Some(v) = body.self_service_keys {
+            batch.push(settings::put_bool(settings::SELF_SERVICE_KEYS, v));
+            changed.push(format!("{}={v}", settings::SELF_SERVICE_KEYS));
+        }
+        if let Some(v) = body.max_keys_per_user {
+            batch.push(settings::put_int(settings::MAX_KEYS_PER_USER, v));
+            changed.push(format!("{}={v}", settings::MAX_KEYS_PER_USER));
+        }
+        if batch.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "Send at least one of {}, {}, {}",
+                settings::MAX_TTL,
+                settings::SELF_SERVICE_KEYS,
+                settings::MAX_KEYS_PER_USER
+            )));
+        }
+        // Read before writing, so the answer can be built without a read after the commit.
+        let mut policy = self.key_policy().await?;
+        let names: Vec<&str> = changed
+            .iter()
+            .map(|c| c.split('=').next().unwrap_or_default())
+            .collect();
+        let now = self.platform.now_ms();
+        batch.push(audit::record(
+            now,
+            ADMIN,
+            "settings.update",
+            &names.join(","),
+            None,
+            &changed.join(" "),
+        ));
+        self.platform.db().batch(batch).await?;
+        policy.max_ttl_minutes = body
+            .auth_token_max_ttl_minutes
+            .unwrap_or(policy.max_ttl_minutes);
+        policy.self_service_keys = body.self_service_keys.unwrap_or(policy.self_service_keys);
+        policy.max_keys_per_user = body.max_keys_per_user.unwrap_or(policy.max_keys_per_user);
+        Ok(Reply::ok(settings_json(&policy)))
     }
 
     async fn audit(&self, req: &Request) -> Result<Reply> {
@@ -348,7 +398,12 @@ impl<P: Platform> App<P> {
                     json!({
                         "id": e.id,
                         "at": rfc3339(e.at),
-                        "actor": e.actor,
+                        "actor_kind": e.actor_kind.as_str(),
+                        // The admin token has no name: a user called `admin` stays a user.
+                        "actor": match e.actor_kind {
+                            audit::ActorKind::Admin => Value::Null,
+                            audit::ActorKind::User | audit::ActorKind::Unknown => json!(e.actor),
+                        },
                         "action": e.action,
                         "target": e.target,
                         "tenant_id": e.tenant_id,

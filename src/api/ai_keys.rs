@@ -28,6 +28,9 @@ pub const LIMIT_MAX: i64 = 10_000_000;
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 /// Largest page a list returns.
 pub const MAX_PAGE_SIZE: i64 = 100;
+/// Highest page number accepted: with the largest page size, offsets stay below 10^8, exact as
+/// the JavaScript numbers D1 receives parameters as (which hold integers exactly only to 2^53).
+pub const MAX_PAGE: i64 = 1_000_000;
 /// Longest `search` / `provider` filter accepted.
 pub const FILTER_MAX: usize = 128;
 /// The factory slot of a gateway key's associated data (`credential_aad(tenant, "ai_key", "", id)`).
@@ -249,16 +252,13 @@ fn param(req: &Request, name: &str) -> Option<String> {
     req.query_param(name).filter(|v| !v.is_empty())
 }
 
-fn int_param(req: &Request, name: &str, default: i64, max: Option<i64>) -> Result<i64> {
-    let why = || match max {
-        Some(m) => ApiError::bad(name, format!("must be an integer from 1 to {m}")),
-        None => ApiError::bad(name, "must be an integer of at least 1"),
-    };
+fn int_param(req: &Request, name: &str, default: i64, max: i64) -> Result<i64> {
+    let why = || ApiError::bad(name, format!("must be an integer from 1 to {max}"));
     let Some(raw) = param(req, name) else {
         return Ok(default);
     };
     let n: i64 = raw.trim().parse().map_err(|_| why())?;
-    if n < 1 || max.is_some_and(|m| n > m) {
+    if !(1..=max).contains(&n) {
         return Err(why());
     }
     Ok(n)
@@ -400,7 +400,7 @@ impl<P: Platform> App<P> {
                 store::insert(&key),
                 audit::record(
                     now,
-                    &caller.username,
+                    audit::Actor::User(&caller.username),
                     "ai_key.create",
                     &key.id,
                     Some(&caller.tenant_id),
@@ -416,8 +416,8 @@ impl<P: Platform> App<P> {
     }
 
     async fn list_ai_keys(&self, caller: &Caller, req: &Request) -> Result<Reply> {
-        let page = int_param(req, "page", 1, None)?;
-        let page_size = int_param(req, "page_size", DEFAULT_PAGE_SIZE, Some(MAX_PAGE_SIZE))?;
+        let page = int_param(req, "page", 1, MAX_PAGE)?;
+        let page_size = int_param(req, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let search = param(req, "search");
         let provider = param(req, "provider");
         for (name, v) in [("search", &search), ("provider", &provider)] {
@@ -436,8 +436,10 @@ impl<P: Platform> App<P> {
             provider,
             status,
             limit: page_size,
-            // Saturating: a page far past the end is simply empty, never an overflow.
-            offset: (page - 1).saturating_mul(page_size),
+            // Both bounded above, so the offset is at most 10^8: a page past the end is empty.
+            offset: (page - 1)
+                .checked_mul(page_size)
+                .ok_or_else(|| ApiError::bad("page", "is too large"))?,
         };
         let (total, items) = store::search(self.platform.db(), &caller.tenant_id, &filter).await?;
         Ok(Reply::ok(json!({
@@ -552,7 +554,7 @@ impl<P: Platform> App<P> {
                 store::update(&caller.tenant_id, &stored.id, &changes, expect, now),
                 audit::record_if_changed(
                     now,
-                    &caller.username,
+                    audit::Actor::User(&caller.username),
                     "ai_key.update",
                     &stored.id,
                     Some(&caller.tenant_id),
@@ -585,7 +587,7 @@ impl<P: Platform> App<P> {
                 store::delete(&caller.tenant_id, id),
                 audit::record_if_changed(
                     now,
-                    &caller.username,
+                    audit::Actor::User(&caller.username),
                     "ai_key.delete",
                     id,
                     Some(&caller.tenant_id),

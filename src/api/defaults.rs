@@ -236,7 +236,7 @@ impl<P: Platform> App<P> {
         batch.push(defaults::bump_version(&caller.tenant_id));
         batch.push(audit::record(
             now,
-            &caller.username,
+            audit::Actor::User(&caller.username),
             "defaults.set",
             &caller.tenant_id,
             Some(&caller.tenant_id),

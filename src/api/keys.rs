@@ -6,7 +6,8 @@ use crate::domain::keys::{generate_access_key, Secret};
 use crate::domain::time::{rfc3339, MS_PER_MINUTE};
 use crate::domain::{names, new_id};
 use crate::store::keys::{self as key_store, KeyRecord};
-use crate::store::{audit, settings, users::User, Db, Platform};
+use crate::store::settings::{self, KeyPolicy};
+use crate::store::{audit, users::User, Db, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,6 +16,28 @@ use serde_json::{json, Value};
 pub const ABSOLUTE_MAX_TTL_MINUTES: i64 = 100 * 365 * 24 * 60;
 /// Longest grace period a rotation may leave the old secret valid for (../API.md).
 pub const MAX_GRACE_MINUTES: i64 = 1440;
+
+/// Who asks for a key change, and so what bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer<'a> {
+    /// The admin token: bounded by the settings only.
+    Admin,
+    /// A user through one of their own keys, which expires at `expires_at`: what it creates or
+    /// rotates may not outlive it.
+    SelfService {
+        username: &'a str,
+        expires_at: Option<i64>,
+    },
+}
+
+impl<'a> Issuer<'a> {
+    pub fn actor(self) -> audit::Actor<'a> {
+        match self {
+            Issuer::Admin => audit::Actor::Admin,
+            Issuer::SelfService { username, .. } => audit::Actor::User(username),
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,23 +72,34 @@ impl<P: Platform> App<P> {
         move |b: &mut [u8]| self.platform.fill_random(b)
     }
 
-    /// The current `auth_token_max_ttl_minutes` (0 = no limit).
-    pub(crate) async fn max_ttl_minutes(&self) -> Result<i64> {
-        Ok(settings::get_int(self.platform.db(), settings::MAX_TTL)
-            .await?
-            .unwrap_or(self.config.default_max_ttl_minutes))
+    /// The settings that govern issuing keys (one read).
+    pub(crate) async fn key_policy(&self) -> Result<KeyPolicy> {
+        Ok(settings::key_policy(self.platform.db(), self.config.default_max_ttl_minutes).await?)
     }
 
-    /// Issue a key for `user`, recording `actor` in the audit log in the same batch.
+    /// Issue a key for `user`, recording who asked in the audit log in the same batch. A user's own
+    /// key may only create keys that expire no later than itself, and only while self-service is
+    /// on; nobody may give a user more than `max_keys_per_user` unexpired keys.
     pub(crate) async fn issue_key(
         &self,
-        actor: &str,
+        issuer: Issuer<'_>,
         user: &User,
         body: CreateKey,
     ) -> Result<Reply> {
         let description = names::description(body.description.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad("description", e))?;
-        let max = self.max_ttl_minutes().await?;
+        let policy = self.key_policy().await?;
+        let now = self.platform.now_ms();
+        if let Issuer::SelfService { .. } = issuer {
+            if !policy.self_service_keys {
+                return Err(ApiError::Forbidden(
+                    "Creating keys for yourself is turned off on this deployment \
+                     (self_service_keys); ask an administrator to issue one"
+                        .into(),
+                ));
+            }
+        }
+        let max = policy.max_ttl_minutes;
         let ttl = match body.ttl_minutes {
             Some(t) if t < 1 => {
                 return Err(ApiError::bad(
@@ -89,7 +123,31 @@ impl<P: Platform> App<P> {
             None if max > 0 => Some(max),
             None => None,
         };
-        let now = self.platform.now_ms();
+        let mut expires_at = ttl.map(|t| now + t * MS_PER_MINUTE);
+        if let Issuer::SelfService {
+            expires_at: Some(own),
+            ..
+        } = issuer
+        {
+            match (body.ttl_minutes, expires_at) {
+                // Asked for more than the creating key has left.
+                (Some(_), Some(e)) if e > own => {
+                    return Err(ApiError::bad(
+                        "ttl_minutes",
+                        format!(
+                            "must be at most {} here: the key making this request expires at {}, \
+                             and a key cannot create a key that outlives it",
+                            (own - now).max(0) / MS_PER_MINUTE,
+                            rfc3339(own)
+                        ),
+                    ))
+                }
+                // No lifetime asked for: the default, but never past the creating key.
+                (None, Some(e)) if e > own => expires_at = Some(own),
+                (None, None) => expires_at = Some(own),
+                _ => {}
+            }
+        }
         let rand = self.random();
         let secret = Secret::generate(&rand);
         let record = KeyRecord {
@@ -101,16 +159,22 @@ impl<P: Platform> App<P> {
             description,
             create_date: now,
             update_date: now,
-            expires_at: ttl.map(|t| now + t * MS_PER_MINUTE),
+            expires_at,
             last_used_at: None,
         };
-        self.platform
+        let changed = self
+            .platform
             .db()
             .batch(vec![
-                key_store::insert(&record, &secret.hash()),
-                audit::record(
+                key_store::insert_within_limit(
+                    &record,
+                    &secret.hash(),
+                    policy.max_keys_per_user,
                     now,
-                    actor,
+                ),
+                audit::record_if_changed(
+                    now,
+                    issuer.actor(),
                     "api_key.create",
                     &format!("{}/{}", user.username, record.id),
                     Some(&user.tenant_id),
@@ -118,10 +182,42 @@ impl<P: Platform> App<P> {
                 ),
             ])
             .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(ApiError::Conflict(format!(
+                "{} already holds {} unexpired keys, the most allowed (max_keys_per_user); \
+                 delete one first",
+                user.username, policy.max_keys_per_user
+            )));
+        }
         Ok(
             Reply::ok(created_json(&record, &secret))
                 .with_message("API key generated successfully"),
         )
+    }
+
+    /// What `GET /api/v1/me/limits` shows: how long a key made now by this caller may live, and
+    /// how many more the caller may hold.
+    pub(crate) async fn key_limits(
+        &self,
+        username: &str,
+        own_expiry: Option<i64>,
+    ) -> Result<Reply> {
+        let policy = self.key_policy().await?;
+        let now = self.platform.now_ms();
+        let active = key_store::count_active(self.platform.db(), username, now).await?;
+        let by_setting = (policy.max_ttl_minutes > 0).then_some(policy.max_ttl_minutes);
+        let by_own_key = own_expiry.map(|e| (e - now).max(0) / MS_PER_MINUTE);
+        let max_ttl = match (by_setting, by_own_key) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Reply::ok(json!({
+            "max_ttl_minutes": max_ttl,
+            "admin_max_ttl_minutes": policy.max_ttl_minutes,
+            "self_service_keys": policy.self_service_keys,
+            "max_keys_per_user": policy.max_keys_per_user,
+            "active_keys": active,
+        })))
     }
 
     pub(crate) async fn list_keys(&self, username: &str) -> Result<Reply> {
@@ -130,7 +226,12 @@ impl<P: Platform> App<P> {
     }
 
     /// Revoke one of `user`'s keys; 404 if it is not theirs.
-    pub(crate) async fn revoke_key(&self, actor: &str, user: &User, id: &str) -> Result<Reply> {
+    pub(crate) async fn revoke_key(
+        &self,
+        issuer: Issuer<'_>,
+        user: &User,
+        id: &str,
+    ) -> Result<Reply> {
         let now = self.platform.now_ms();
         let changed = self
             .platform
@@ -139,7 +240,7 @@ impl<P: Platform> App<P> {
                 key_store::delete_for_user(id, &user.username),
                 audit::record_if_changed(
                     now,
-                    actor,
+                    issuer.actor(),
                     "api_key.delete",
                     &format!("{}/{id}", user.username),
                     Some(&user.tenant_id),
@@ -157,7 +258,7 @@ impl<P: Platform> App<P> {
     /// Give a key a new secret; the old one keeps working for `grace_minutes`.
     pub(crate) async fn rotate_key(
         &self,
-        actor: &str,
+        issuer: Issuer<'_>,
         user: &User,
         id: &str,
         body: Rotate,
@@ -174,6 +275,21 @@ impl<P: Platform> App<P> {
         let mut record = key_store::get_for_user(self.platform.db(), id, &user.username)
             .await?
             .ok_or_else(|| not_found_key(id))?;
+        // A key may rotate itself, or a key that ends no later than it does: rotating a longer-lived
+        // key would hand its new secret, and so its lifetime, to the shorter-lived one.
+        if let Issuer::SelfService {
+            expires_at: Some(own),
+            ..
+        } = issuer
+        {
+            if record.expires_at.is_none_or(|e| e > own) {
+                return Err(ApiError::Forbidden(format!(
+                    "The key making this request expires at {}, before key {id}; a key may rotate \
+                     only itself or keys that expire no later than it does",
+                    rfc3339(own)
+                )));
+            }
+        }
         let now = self.platform.now_ms();
         let secret = Secret::generate(&self.random());
         let until = (grace > 0).then(|| now + grace * MS_PER_MINUTE);
@@ -191,7 +307,7 @@ impl<P: Platform> App<P> {
                 ),
                 audit::record_if_changed(
                     now,
-                    actor,
+                    issuer.actor(),
                     "api_key.rotate",
                     &format!("{}/{id}", user.username),
                     Some(&user.tenant_id),

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::http::Request;
+use super::keys::Issuer;
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::domain::time::rfc3339;
@@ -28,12 +29,18 @@ impl<P: Platform> App<P> {
                 },
             })),
             ("GET", Route::MyKeys) => self.list_keys(&caller.username).await?,
+            ("GET", Route::MyLimits) => {
+                self.key_limits(&caller.username, caller.expires_at).await?
+            }
             (method, route) => {
                 // Writes need the user row itself (tenant, current state).
                 let user = users::get(self.platform.db(), &caller.username)
                     .await?
                     .ok_or(ApiError::Unauthorized)?;
-                let actor = caller.username.as_str();
+                let actor = Issuer::SelfService {
+                    username: &caller.username,
+                    expires_at: caller.expires_at,
+                };
                 match (method, route) {
                     ("POST", Route::MyKeys) => {
                         self.issue_key(actor, &user, body::parse(req)?).await?

@@ -287,7 +287,7 @@ impl<P: Platform> App<P> {
                 providers::upsert(&conn),
                 audit::record(
                     now,
-                    &caller.username,
+                    audit::Actor::User(&caller.username),
                     "model.add",
                     &format!("{}/{}", conn.factory, conn.llm_name),
                     Some(&caller.tenant_id),
@@ -379,7 +379,7 @@ impl<P: Platform> App<P> {
         let now = self.platform.now_ms();
         batch.push(audit::record_if_changed(
             now,
-            &caller.username,
+            audit::Actor::User(&caller.username),
             "model.remove",
             &format!("{}/{}", factory.name, name.unwrap_or("")),
             Some(&caller.tenant_id),

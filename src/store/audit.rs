@@ -3,11 +3,68 @@
 use super::{Db, DbError, Row, RowExt, Stmt};
 use crate::stmt;
 
+/// Who made a change. The kind is stored in its own column, so no user name (a user may be called
+/// `admin`) can pass for the deployment's admin token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor<'a> {
+    /// The holder of the deployment's admin token.
+    Admin,
+    /// A user, through one of their keys, by name.
+    User(&'a str),
+}
+
+impl<'a> Actor<'a> {
+    /// The `actor_kind` column.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Actor::Admin => ActorKind::Admin.as_str(),
+            Actor::User(_) => ActorKind::User.as_str(),
+        }
+    }
+    /// The `actor` column: the user's name, empty for the admin token.
+    pub fn name(self) -> &'a str {
+        match self {
+            Actor::Admin => "",
+            Actor::User(name) => name,
+        }
+    }
+}
+
+/// The stored kind of an entry's actor. `Unknown` marks entries written before the kind was
+/// recorded whose actor cannot be told apart (see migrations: the name `admin` on an action both
+/// the admin and a user could take).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    Admin,
+    User,
+    Unknown,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Admin => "admin",
+            ActorKind::User => "user",
+            ActorKind::Unknown => "unknown",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(ActorKind::Admin),
+            "user" => Some(ActorKind::User),
+            "unknown" => Some(ActorKind::Unknown),
+            _ => None,
+        }
+    }
+}
+
 /// One audit entry as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub id: i64,
     pub at: i64,
+    pub actor_kind: ActorKind,
+    /// The user's name; empty for the admin token.
     pub actor: String,
     pub action: String,
     pub target: String,
@@ -19,6 +76,11 @@ fn from_row(r: &Row) -> Entry {
     Entry {
         id: r.int("id").unwrap_or_default(),
         at: r.int("at").unwrap_or_default(),
+        actor_kind: r
+            .text("actor_kind")
+            .as_deref()
+            .and_then(ActorKind::parse)
+            .unwrap_or(ActorKind::Unknown),
         actor: r.text("actor").unwrap_or_default(),
         action: r.text("action").unwrap_or_default(),
         target: r.text("target").unwrap_or_default(),
@@ -30,16 +92,18 @@ fn from_row(r: &Row) -> Entry {
 /// The statement recording one mutation; callers put it in the same batch as the change.
 pub fn record(
     at: i64,
-    actor: &str,
+    actor: Actor<'_>,
     action: &str,
     target: &str,
     tenant_id: Option<&str>,
     detail: &str,
 ) -> Stmt {
     stmt!(
-        "INSERT INTO audit (at, actor, action, target, tenant_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (at, actor_kind, actor, action, target, tenant_id, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         at,
-        actor,
+        actor.kind(),
+        actor.name(),
         action,
         target,
         tenant_id,
@@ -56,7 +120,7 @@ pub async fn list(
 ) -> Result<Vec<Entry>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT id, at, actor, action, target, tenant_id, detail FROM audit \
+            "SELECT id, at, actor_kind, actor, action, target, tenant_id, detail FROM audit \
              WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at >= ?2) \
              ORDER BY at DESC, id DESC LIMIT ?3",
             tenant_id,
@@ -71,17 +135,18 @@ pub async fn list(
 /// row (SQLite's `changes()`), so a no-op delete or rotate leaves no entry.
 pub fn record_if_changed(
     at: i64,
-    actor: &str,
+    actor: Actor<'_>,
     action: &str,
     target: &str,
     tenant_id: Option<&str>,
     detail: &str,
 ) -> Stmt {
     stmt!(
-        "INSERT INTO audit (at, actor, action, target, tenant_id, detail) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE changes() > 0",
+        "INSERT INTO audit (at, actor_kind, actor, action, target, tenant_id, detail) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE changes() > 0",
         at,
-        actor,
+        actor.kind(),
+        actor.name(),
         action,
         target,
         tenant_id,

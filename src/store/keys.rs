@@ -51,6 +51,43 @@ pub fn insert(k: &KeyRecord, secret_hash: &str) -> Stmt {
     )
 }
 
+/// A new key, written only while its user holds fewer than `max_keys` unexpired keys at `now`.
+/// The count and the insert are one statement, so concurrent creations cannot overshoot: D1 runs a
+/// database's statements one at a time. Changes 0 rows when the user is at the limit.
+pub fn insert_within_limit(k: &KeyRecord, secret_hash: &str, max_keys: i64, now: i64) -> Stmt {
+    stmt!(
+        "INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, description, \
+         create_date, update_date, expires_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
+         WHERE (SELECT COUNT(*) FROM api_keys WHERE username = ?5 \
+         AND (expires_at IS NULL OR expires_at > ?11)) < ?12",
+        &k.id,
+        &k.access_key,
+        secret_hash,
+        &k.secret_hint,
+        &k.username,
+        &k.tenant_id,
+        &k.description,
+        k.create_date,
+        k.update_date,
+        k.expires_at,
+        now,
+        max_keys
+    )
+}
+
+/// How many unexpired keys `username` holds at `now`.
+pub async fn count_active(db: &impl Db, username: &str, now: i64) -> Result<i64, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE username = ?1 \
+             AND (expires_at IS NULL OR expires_at > ?2)",
+            username,
+            now
+        ))
+        .await?;
+    Ok(rows.first().and_then(|r| r.int("n")).unwrap_or(0))
+}
+
 pub async fn list_for_user(db: &impl Db, username: &str) -> Result<Vec<KeyRecord>, DbError> {
     let rows = db
         .query(stmt!(

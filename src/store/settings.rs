@@ -1,26 +1,77 @@
-//! SQL for run-time settings.
+//! SQL for run-time settings: name/value rows an admin changes with `PUT /api/v1/admin/settings`.
+//! A setting without a row has its default (from a Worker var, or the constant beside it).
 
 use super::{Db, DbError, RowExt, Stmt};
 use crate::stmt;
 
 /// The setting bounding user keys' lifetime, in minutes (0 = no limit).
 pub const MAX_TTL: &str = "auth_token_max_ttl_minutes";
+/// Whether users may create keys for themselves (`POST /api/v1/api_keys`); `true` or `false`.
+pub const SELF_SERVICE_KEYS: &str = "self_service_keys";
+/// The most unexpired keys one user may hold, however they were issued.
+pub const MAX_KEYS_PER_USER: &str = "max_keys_per_user";
 
-pub async fn get_int(db: &impl Db, name: &str) -> Result<Option<i64>, DbError> {
+/// `max_keys_per_user` until an admin sets it: room for a key per device and per deploy, far below
+/// what a runaway script would create.
+pub const DEFAULT_MAX_KEYS_PER_USER: i64 = 50;
+/// The largest `max_keys_per_user` an admin may set.
+pub const MAX_KEYS_PER_USER_LIMIT: i64 = 10_000;
+
+/// The settings that govern issuing user keys, read together in one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// Longest lifetime of a new key in minutes; 0 = no limit.
+    pub max_ttl_minutes: i64,
+    pub self_service_keys: bool,
+    pub max_keys_per_user: i64,
+}
+
+/// The key policy, each setting falling back to its default; `default_max_ttl` comes from the
+/// deployment's `AUTH_TOKEN_MAX_TTL_MINUTES` var.
+pub async fn key_policy(db: &impl Db, default_max_ttl: i64) -> Result<KeyPolicy, DbError> {
     let rows = db
-        .query(stmt!("SELECT value FROM settings WHERE name = ?1", name))
+        .query(stmt!(
+            "SELECT name, value FROM settings WHERE name IN (?1, ?2, ?3)",
+            MAX_TTL,
+            SELF_SERVICE_KEYS,
+            MAX_KEYS_PER_USER
+        ))
         .await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.text("value"))
-        .and_then(|v| v.parse().ok()))
+    let mut policy = KeyPolicy {
+        max_ttl_minutes: default_max_ttl,
+        self_service_keys: true,
+        max_keys_per_user: DEFAULT_MAX_KEYS_PER_USER,
+    };
+    for r in &rows {
+        let (Some(name), Some(value)) = (r.text("name"), r.text("value")) else {
+            continue;
+        };
+        // Values are written only by put_int/put_bool below; anything else keeps the default.
+        match name.as_str() {
+            MAX_TTL => policy.max_ttl_minutes = value.parse().unwrap_or(policy.max_ttl_minutes),
+            SELF_SERVICE_KEYS => policy.self_service_keys = value != "false",
+            MAX_KEYS_PER_USER => {
+                policy.max_keys_per_user = value.parse().unwrap_or(policy.max_keys_per_user)
+            }
+            _ => {}
+        }
+    }
+    Ok(policy)
 }
 
 pub fn put_int(name: &str, value: i64) -> Stmt {
+    put(name, value.to_string())
+}
+
+pub fn put_bool(name: &str, value: bool) -> Stmt {
+    put(name, value.to_string())
+}
+
+fn put(name: &str, value: String) -> Stmt {
     stmt!(
         "INSERT INTO settings (name, value) VALUES (?1, ?2) \
          ON CONFLICT(name) DO UPDATE SET value = excluded.value",
         name,
-        value.to_string()
+        value
     )
 }

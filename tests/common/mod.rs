@@ -72,11 +72,19 @@ impl SqliteDb {
     }
 }
 
+/// `Number.MAX_SAFE_INTEGER`: the largest integer a JavaScript number holds exactly.
+const JS_MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 fn bind(params: &[Value]) -> Vec<rusqlite::types::Value> {
     params
         .iter()
         .map(|p| match p {
             Value::Null => rusqlite::types::Value::Null,
+            // D1 receives parameters as JavaScript numbers (worker_glue/ports.rs): beyond 2^53 an
+            // integer arrives as an inexact float, so bind it as SQLite sees it there.
+            Value::Int(i) if i.unsigned_abs() > JS_MAX_SAFE_INTEGER => {
+                rusqlite::types::Value::Real(*i as f64)
+            }
             Value::Int(i) => rusqlite::types::Value::Integer(*i),
             Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
         })

@@ -107,6 +107,8 @@ export function issuedSecrets(w) {
  */
 export function leakProblems(w, { label = '', credentials = [], texts = {} } = {}) {
   const pre = label ? `${label}: ` : '';
+  // A response is scanned whole: its header lines and its body.
+  const seen = (resp) => `${resp.headers ?? ''}\n${resp.text}`;
   const logs = { 'the worker log': w.output, ...texts };
   const problems = [];
   const issued = issuedSecrets(w);
@@ -115,7 +117,7 @@ export function leakProblems(w, { label = '', credentials = [], texts = {} } = {
     const needles = [secret, token, secret.slice(4, 36)]; // the random part alone too
     for (const later of w.responsesAfter(seq)) {
       for (const n of needles) {
-        if (later.text.includes(n)) {
+        if (seen(later).includes(n)) {
           problems.push(`${pre}secret from #${seq} ${path} in later response #${later.seq} ${later.method} ${later.path}`);
         }
       }
@@ -128,7 +130,7 @@ export function leakProblems(w, { label = '', credentials = [], texts = {} } = {
   for (const c of credentials) {
     for (const needle of [c, c.slice(3, -4)]) {
       for (const resp of w.responses) {
-        if (resp.text.includes(needle)) {
+        if (seen(resp).includes(needle)) {
           problems.push(`${pre}provider key ${c.slice(0, 8)}… in response #${resp.seq} ${resp.method} ${resp.path}`);
         }
       }
@@ -139,10 +141,34 @@ export function leakProblems(w, { label = '', credentials = [], texts = {} } = {
   }
   // The admin token is a secret too: never in a response, never in the log.
   for (const resp of w.responses) {
-    if (resp.text.includes(w.adminToken)) problems.push(`${pre}admin token in response #${resp.seq} ${resp.path}`);
+    if (seen(resp).includes(w.adminToken)) problems.push(`${pre}admin token in response #${resp.seq} ${resp.path}`);
   }
   for (const [where, text] of Object.entries(logs)) {
     if (text.includes(w.adminToken)) problems.push(`${pre}admin token in ${where}`);
   }
   return { problems, issued };
+}
+
+// ---------------------------------------------------------------- the worker log is the worker's
+
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Problems with the claim that `w.output` is the worker's own log (so a leak scan over it means
+ * something): for each of the last `last` requests recorded, the runtime's access line
+ * (`[wrangler:info] METHOD PATH STATUS ...`) must be in it, and each regexp of `own` (lines the
+ * worker's code writes, e.g. `[INFO] purge: ...`) must match. Wait a moment for late lines first.
+ */
+export function workerLogProblems(w, { last = 5, own = [] } = {}) {
+  const problems = [];
+  const requests = w.responses.filter((r) => !r.path.includes(' ')).slice(-last);
+  if (requests.length === 0) problems.push('no request was recorded');
+  for (const r of requests) {
+    // The runtime logs the path without its query string.
+    const path = r.path.split('?')[0];
+    const re = new RegExp(`\\[wrangler:info\\] ${escapeRe(r.method)} ${escapeRe(path)} ${r.status} `);
+    if (!re.test(w.output)) problems.push(`no access line for #${r.seq} ${r.method} ${path} ${r.status}`);
+  }
+  for (const re of own) if (!re.test(w.output)) problems.push(`no worker line matching ${re}`);
+  return problems;
 }

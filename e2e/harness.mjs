@@ -172,7 +172,7 @@ export class Worker {
   constructor() {
     this.adminToken = readAdminToken();
     this.output = ''; // all of wrangler's stdout and stderr
-    this.responses = []; // {seq, method, path, status, text}, in order
+    this.responses = []; // {seq, method, path, status, headers, text}, in order (headers: text lines)
     this.child = null;
     this.dir = null;
     this.port = null;
@@ -408,8 +408,7 @@ export class Worker {
     } catch {
       // not JSON
     }
-    const seq = this.responses.length;
-    this.responses.push({ seq, method, path, status: r.status, text });
+    const seq = this.record(method, path, r.status, r.headers, text);
     return { status: r.status, headers: r.headers, text, json, seq };
   }
 
@@ -439,17 +438,11 @@ export class Worker {
             } catch {
               // not JSON
             }
-            const seq = this.responses.length;
-            this.responses.push({ seq, method, path, status: resp.statusCode, text });
-            res({
-              status: resp.statusCode,
-              headers: new Headers(
-                Object.entries(resp.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
-              ),
-              text,
-              json,
-              seq,
-            });
+            const headers = new Headers(
+              Object.entries(resp.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
+            );
+            const seq = this.record(method, path, resp.statusCode, headers, text);
+            res({ status: resp.statusCode, headers, text, json, seq });
           });
           resp.on('error', rej);
         },
@@ -481,7 +474,7 @@ export class Worker {
     const path = `/__scheduled?cron=${encodeURIComponent(cron).replace(/%20/g, '+')}`;
     const r = await fetch(this.base + path, { signal: AbortSignal.timeout(30_000) });
     const text = await r.text();
-    this.responses.push({ seq: this.responses.length, method: 'GET', path, status: r.status, text });
+    this.record('GET', path, r.status, r.headers, text);
     return { status: r.status, text };
   }
 
@@ -496,6 +489,17 @@ export class Worker {
       await sleep(50);
     }
     return true;
+  }
+
+  /**
+   * Keep a response for the leak scan: its status, every header (as `name: value` lines, so a
+   * secret echoed in a header is found like one in a body) and its whole body. Returns its seq.
+   */
+  record(method, path, status, headers, text) {
+    const seq = this.responses.length;
+    const lines = [...new Headers(headers || {}).entries()].map(([n, v]) => `${n}: ${v}`).join('\n');
+    this.responses.push({ seq, method, path, status, headers: lines, text });
+    return seq;
   }
 
   /** Responses received after the one numbered `seq`. */

@@ -13,8 +13,13 @@ Makes, with `openai.OpenAI(base_url=..., api_key=...)`: one chat completion, one
 completion (chunks collected), one embedding, and one call naming a model that does not exist
 (expected to raise `openai.NotFoundError`). Prints ONE JSON object with what came back on stdout and
 exits 0 when every step ran (the caller judges the results); a step that raised something unexpected
-is reported in the object under "errors" and makes the exit status 1. The token is never printed: any
-text that could carry it is scrubbed before output.
+is reported in the object under "errors" and makes the exit status 1.
+
+Nothing is scrubbed: what the SDK raised and returned is printed as it is, so the caller's leak scan
+sees exactly what a user of the SDK would. With --traffic FILE (or KEYWARD_SDK_TRAFFIC) every HTTP
+response the SDK received is appended to FILE as it arrives: a `--- METHOD PATH -> STATUS` line,
+the header lines, then the body bytes exactly as read (streamed bodies chunk by chunk, without
+delaying them).
 """
 
 import argparse
@@ -36,6 +41,7 @@ def parse_args():
         default=os.environ.get("KEYWARD_MISSING_MODEL", "no-such-model@OpenAI-API-Compatible"),
     )
     p.add_argument("--prompt", default="hello from the python sdk")
+    p.add_argument("--traffic", default=os.environ.get("KEYWARD_SDK_TRAFFIC"))
     p.add_argument("--timeout", type=float, default=30.0)
     a = p.parse_args()
     missing = [n for n in ("base_url", "api_key", "chat_model", "embed_model") if not getattr(a, n)]
@@ -44,24 +50,67 @@ def parse_args():
     return a
 
 
+def RecordingTransport(httpx2, path):
+    """A transport that appends every response (status, headers, body as read) to `path`."""
+
+    class Tee(httpx2.SyncByteStream):
+        def __init__(self, inner, sink):
+            self.inner, self.sink = inner, sink
+
+        def __iter__(self):
+            for chunk in self.inner:
+                self.sink.write(chunk)
+                self.sink.flush()
+                yield chunk
+
+        def close(self):
+            self.inner.close()
+
+    class Recording(httpx2.BaseTransport):
+        def __init__(self):
+            self.inner = httpx2.HTTPTransport()
+            self.sink = open(path, "ab")
+
+        def handle_request(self, request):
+            resp = self.inner.handle_request(request)
+            self.sink.write(f"\n--- {request.method} {request.url.raw_path.decode()} -> {resp.status_code}\n".encode())
+            for name, value in resp.headers.raw:
+                self.sink.write(name + b": " + value + b"\n")
+            self.sink.write(b"\n")
+            return httpx2.Response(
+                status_code=resp.status_code,
+                headers=resp.headers,
+                stream=Tee(resp.stream, self.sink),
+                extensions=resp.extensions,
+            )
+
+        def close(self):
+            self.inner.close()
+            self.sink.close()
+
+    return Recording()
+
+
 def main():
     args = parse_args()
-    secret_parts = [args.api_key] + [s for s in args.api_key.split(":") if len(s) >= 8]
-
-    def scrub(text):
-        text = str(text)
-        for s in secret_parts:
-            text = text.replace(s, "[redacted]")
-        return text
-
     import openai
 
     out = {"sdk_version": openai.__version__, "errors": {}}
+    http_client = None
+    if args.traffic:
+        import httpx2
+
+        # identity: the recording holds the bytes as sent, readable without decompressing.
+        http_client = httpx2.Client(
+            transport=RecordingTransport(httpx2, args.traffic),
+            headers={"accept-encoding": "identity"},
+        )
     client = openai.OpenAI(
         base_url=args.base_url,
         api_key=args.api_key,
         max_retries=0,
         timeout=args.timeout,
+        http_client=http_client,
     )
 
     def step(name, fn):
@@ -69,9 +118,9 @@ def main():
         try:
             out[name] = fn()
         except Exception as e:  # reported, not raised: the caller asserts on the JSON
-            out["errors"][name] = scrub(f"{type(e).__name__}: {e}")
+            out["errors"][name] = f"{type(e).__name__}: {e}"
             out[name] = None
-            tb = scrub(traceback.format_exc())
+            tb = traceback.format_exc()
             sys.stderr.write(f"openai_sdk.py: step {name} failed:\n{tb}\n")
         if isinstance(out.get(name), dict):
             out[name]["elapsed_ms"] = round((time.monotonic() - started) * 1000)
@@ -153,10 +202,10 @@ def main():
                 "status_code": e.status_code,
                 "code": body.get("code", getattr(e, "code", None)),
                 "type": body.get("type", getattr(e, "type", None)),
-                "message": scrub(body.get("message", str(e))),
+                "message": body.get("message", str(e)),
             }
         except openai.APIStatusError as e:
-            return {"raised": type(e).__name__, "status_code": e.status_code, "message": scrub(str(e))}
+            return {"raised": type(e).__name__, "status_code": e.status_code, "message": str(e)}
         return {"raised": None}
 
     step("chat", chat)
@@ -164,10 +213,7 @@ def main():
     step("embeddings", embeddings)
     step("not_found", not_found)
 
-    text = json.dumps(out, sort_keys=True)
-    for s in secret_parts:
-        assert s not in text
-    print(text)
+    print(json.dumps(out, sort_keys=True))
     return 1 if out["errors"] else 0
 
 

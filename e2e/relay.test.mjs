@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { leakProblems, ok } from './checks.mjs';
+import { leakProblems, ok, workerLogProblems } from './checks.mjs';
 import { ROOT, STANDIN_GOOD_KEY, freePort, useStandIn, useWorker } from './harness.mjs';
 
 const w = useWorker();
@@ -58,6 +58,7 @@ function standinUsage(messages, maxTokens) {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 let sdkOutput = ''; // the SDK script's stdout and stderr, for the leak check
+let sdkTraffic = ''; // every response the SDK received, headers and raw body bytes
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -163,7 +164,7 @@ async function streamChat(who, body) {
     text += piece;
   }
   text += decoder.decode();
-  w.responses.push({ seq: w.responses.length, method: 'POST', path: '/v1/chat/completions (stream)', status: r.status, text });
+  w.record('POST', '/v1/chat/completions (stream)', r.status, r.headers, text);
   return { status: r.status, headers: r.headers, reads, text };
 }
 
@@ -576,13 +577,17 @@ test('8. relay errors are OpenAI-shaped: no credential, wrong content type, bad 
 test('9. the official OpenAI Python SDK works against the relay: chat, stream, embeddings, NotFoundError', { timeout: 90_000 }, async (t) => {
   assert.ok(existsSync(PYTHON), `${PYTHON} exists (run \`make setup\`)`);
   const started = Date.now();
+  const trafficFile = join(w.dir, 'sdk-traffic.txt');
   const res = await runSdk({
+    KEYWARD_SDK_TRAFFIC: trafficFile,
     KEYWARD_BASE_URL: `${w.base}/v1`,
     KEYWARD_TOKEN: users['rl-owner'].token,
     KEYWARD_CHAT_MODEL: 'team-chat',
     KEYWARD_EMBED_MODEL: EMBED_ID,
     KEYWARD_MISSING_MODEL: 'no-such-model@OpenAI-API-Compatible',
   });
+  // What the SDK printed, unscrubbed, and every response it received (headers and raw bytes).
+  sdkTraffic = existsSync(trafficFile) ? readFileSync(trafficFile, 'utf8') : '';
   sdkOutput = res.stdout + res.stderr;
   const what = `openai_sdk.py exited ${res.code ?? res.signal} after ${Date.now() - started} ms\n--- stdout ---\n${res.stdout}\n--- stderr ---\n${res.stderr}`;
   let out;
@@ -619,8 +624,20 @@ test('9. the official OpenAI Python SDK works against the relay: chat, stream, e
   assert.equal(out.not_found.status_code, 404);
   assert.equal(out.not_found.code, 'model_not_found');
 
+  // The recording holds the SDK's real traffic: each call's response, the streamed events as bytes.
+  for (const [what, re] of [
+    ['the chat answer', /--- POST \/v1\/chat\/completions -> 200\n[^]*content-type: application\/json[^]*"object":"chat\.completion"/],
+    ['the streamed events', /content-type: text\/event-stream[^]*data: \{[^]*"chat\.completion\.chunk"[^]*data: \[DONE\]/],
+    ['the embeddings', /--- POST \/v1\/embeddings -> 200\n/],
+    ['the 404', /--- POST \/v1\/chat\/completions -> 404\n[^]*model_not_found/],
+  ]) {
+    assert.match(sdkTraffic, re, `the SDK traffic recording holds ${what}:\n${sdkTraffic.slice(0, 2000)}`);
+  }
   const token = users['rl-owner'].token;
-  for (const s of [token, token.split(':')[1]]) assert.ok(!sdkOutput.includes(s), 'the SDK script never prints the token');
+  for (const s of [token, token.split(':')[1]]) {
+    assert.ok(!sdkOutput.includes(s), 'the SDK script never prints the token');
+    assert.ok(!sdkTraffic.includes(s), 'no response the SDK received carries the token');
+  }
 });
 
 test('10. upstream failures become OpenAI errors without the credential; Ollama; an expired gateway key', { timeout: 60_000 }, async () => {
@@ -684,13 +701,14 @@ test('11. no provider key or user secret is ever seen again: not in a later resp
   await sleep(500); // let the last log lines arrive
 
   // No provider key or user secret in a later response, the worker log or the SDK script's output.
-  const { problems, issued } = leakProblems(w, { credentials: CREDENTIALS, texts: { 'the SDK script output': sdkOutput } });
+  const { problems, issued } = leakProblems(w, { credentials: CREDENTIALS, texts: { 'the SDK script output': sdkOutput, "the SDK's received traffic": sdkTraffic } });
   assert.equal(issued.length, Object.keys(users).length, 'one key per user was issued');
   const rows = await w.sql('SELECT * FROM ai_keys');
   assert.ok(rows.length >= 5, `the gateway keys are in D1: ${rows.length}`);
   for (const c of CREDENTIALS) if (JSON.stringify(rows).includes(c)) problems.push('provider key in plaintext in D1 ai_keys');
 
   assert.deepEqual(problems, []);
-  assert.ok(w.output.length > 0, 'the worker log was captured (sanity check)');
+  // The scanned log is the worker's: the runtime's line for each recent request, and its own lines.
+  assert.deepEqual(workerLogProblems(w, { own: [/\[WARN\] relay answered 50\d: /] }), []);
   assert.ok(w.responses.some((r) => r.path.includes('(stream)')), 'streamed bodies were checked too');
 });

@@ -192,6 +192,57 @@ fn the_purge_is_bounded_per_run_and_finishes_over_several_runs() {
 }
 
 #[test]
+fn two_purges_interleaved_statement_by_statement_remove_each_expired_key_once() {
+    use keyward::jobs::PURGE_CHUNK;
+    let t = T::new();
+    let u = t.create_user("overlap", None, None);
+    let tid = u["tenant_id"].as_str().unwrap();
+    // 2.4 chunks of expired keys, so each run needs several statements and the runs can meet.
+    let expired = PURGE_CHUNK * 2 + 2_000;
+    let valid = 200;
+    t.db().sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total}) \
+         INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, create_date, update_date, expires_at) \
+         SELECT 'k' || i, 'kwa_' || i, 'h', 'kws_...', 'overlap', '{tid}', 0, 0, \
+         CASE WHEN i <= {expired} THEN 1 ELSE {future} END FROM n",
+        total = expired + valid,
+        future = START_MS + 3_600_000,
+    ));
+    // Every database call yields first, so the two runs driven together alternate call by call.
+    t.db().yield_each_call.set(true);
+    *t.db().trace.borrow_mut() = Some(Vec::new());
+    let (a, b) = block_on(async { futures::future::join(t.app.purge(), t.app.purge()).await });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let trace = t.db().trace.borrow_mut().take().unwrap();
+
+    // They did overlap: the deletes alternate between the runs and both removed rows.
+    let deletes: Vec<u64> = trace
+        .iter()
+        .filter(|(sql, _)| sql.starts_with("DELETE FROM api_keys"))
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(
+        deletes,
+        [5_000, 5_000, 2_000, 0],
+        "run A, run B, run A, run B: {trace:?}"
+    );
+    assert!(a.expired_keys > 0 && b.expired_keys > 0, "{a:?} {b:?}");
+    // Each expired key was removed exactly once, and no valid key was touched.
+    assert_eq!((a.expired_keys + b.expired_keys) as i64, expired);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM api_keys WHERE username = 'overlap'"),
+        valid
+    );
+    assert_eq!(
+        t.db().count(&format!(
+            "SELECT COUNT(*) FROM api_keys WHERE username = 'overlap' AND expires_at > {START_MS}"
+        )),
+        valid
+    );
+}
+
+#[test]
 fn rotation_with_grace_keeps_the_old_secret_until_the_grace_ends() {
     let t = T::new();
     let (_, k) = t.user_with_key("frank");
@@ -723,6 +774,20 @@ fn a_user_holds_at_most_max_keys_per_user_unexpired_keys() {
     let r = t.user(&tok, "POST", "/api/v1/api_keys", Some(json!({})));
     assert_eq!(r.status, 200, "{}", r.json_body());
     // The admin can raise or lower the limit; 0 and over 10,000 are refused.
+    for bad in [json!(null), json!("x")] {
+        let r = t.admin(
+            "PUT",
+            "/api/v1/admin/settings",
+            Some(json!({ "max_keys_per_user": bad })),
+        );
+        assert_eq!(r.status, 400, "{bad}: a setting sent must be a value");
+        let r = t.admin(
+            "PUT",
+            "/api/v1/admin/settings",
+            Some(json!({ "self_service_keys": bad })),
+        );
+        assert_eq!(r.status, 400, "{bad}");
+    }
     for bad in [0, 10_001, -1] {
         let r = t.admin(
             "PUT",

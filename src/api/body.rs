@@ -63,6 +63,14 @@ pub fn present<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
+/// For `#[serde(default, deserialize_with = "not_null")]`: a field that may be left out, but when
+/// sent must be a value of its type (`null` is refused like any other wrong type).
+pub fn not_null<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// serde echoes offending string values (`invalid type: string "..."`); a client may have put a
 /// secret in the wrong field, so the value is cut from the message.
 pub fn scrub_message(msg: &str) -> String {

@@ -33,6 +33,29 @@ pub struct SqliteDb {
     /// Fail the nth call (1-based) to query/execute/batch with this message, once.
     pub fail_on_call: Cell<Option<(usize, &'static str)>>,
     pub calls: Cell<usize>,
+    /// When set, every call first yields once to the executor, so two futures driven together
+    /// (`futures::join!`) run their statements alternately, as concurrent requests do on D1.
+    pub yield_each_call: Cell<bool>,
+    /// When set, each `execute` appends (its first SQL words, rows changed) here.
+    pub trace: RefCell<Option<Vec<(String, u64)>>>,
+}
+
+/// A future that is pending once, then ready: one turn given back to the executor.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 impl SqliteDb {
@@ -44,6 +67,8 @@ impl SqliteDb {
             conn: RefCell::new(conn),
             fail_on_call: Cell::new(None),
             calls: Cell::new(0),
+            yield_each_call: Cell::new(false),
+            trace: RefCell::new(None),
         }
     }
 
@@ -128,16 +153,30 @@ fn run(conn: &Connection, stmt: &Stmt) -> Result<(Vec<Row>, u64), DbError> {
 
 impl Db for SqliteDb {
     async fn query(&self, stmt: Stmt) -> Result<Vec<Row>, DbError> {
+        if self.yield_each_call.get() {
+            YieldOnce(false).await;
+        }
         self.tick()?;
         Ok(run(&self.conn.borrow(), &stmt)?.0)
     }
 
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError> {
+        if self.yield_each_call.get() {
+            YieldOnce(false).await;
+        }
         self.tick()?;
-        Ok(run(&self.conn.borrow(), &stmt)?.1)
+        let changed = run(&self.conn.borrow(), &stmt)?.1;
+        if let Some(trace) = self.trace.borrow_mut().as_mut() {
+            let words: Vec<&str> = stmt.sql.split_whitespace().take(3).collect();
+            trace.push((words.join(" "), changed));
+        }
+        Ok(changed)
     }
 
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError> {
+        if self.yield_each_call.get() {
+            YieldOnce(false).await;
+        }
         self.tick()?;
         let mut conn = self.conn.borrow_mut();
         let tx = conn.transaction().map_err(err)?;

@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS users (
   update_date INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS users_tenant ON users(tenant_id);
+-- The admin list pages through users and tenants in creation order (keyset paging).
+CREATE INDEX IF NOT EXISTS users_created ON users(create_date, username);
+CREATE INDEX IF NOT EXISTS tenants_created ON tenants(create_date, id);
 
 -- A user's API key. Only the SHA-256 of a secret is kept; during a rotation's grace period the
 -- previous secret's hash is kept too, until prev_valid_until.

@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::http::Request;
 use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
+use super::page::{Cursor, PageRequest};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::domain::names::{self, Role, UserStatus, Username};
@@ -16,8 +17,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 const ADMIN: audit::Actor<'static> = audit::Actor::Admin;
-/// Most audit entries one call returns.
-pub const MAX_AUDIT_LIMIT: i64 = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +42,11 @@ struct PatchUser {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutSettings {
+    #[serde(default, deserialize_with = "body::not_null")]
     auth_token_max_ttl_minutes: Option<i64>,
+    #[serde(default, deserialize_with = "body::not_null")]
     self_service_keys: Option<bool>,
+    #[serde(default, deserialize_with = "body::not_null")]
     max_keys_per_user: Option<i64>,
 }
 
@@ -77,15 +79,27 @@ impl<P: Platform> App<P> {
         match (method, route) {
             ("POST", Route::Tenants) => self.create_tenant(body::parse(req)?).await,
             ("GET", Route::Tenants) => {
-                let all = tenants::list(self.platform.db()).await?;
-                Ok(Reply::ok(all.iter().map(tenant_json).collect()))
+                let page = PageRequest::parse(req)?;
+                let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+                let rows = tenants::list(self.platform.db(), after, page.fetch()).await?;
+                let (rows, next) = page.cut(rows, |t| Cursor {
+                    int: t.create_date,
+                    text: t.id.clone(),
+                });
+                Ok(Reply::ok(rows.iter().map(tenant_json).collect()).next_page(req, next))
             }
             ("GET", Route::Tenant(id)) => Ok(Reply::ok(tenant_json(&self.tenant(&id).await?))),
             ("DELETE", Route::Tenant(id)) => self.delete_tenant(&id).await,
             ("POST", Route::Users) => self.create_user(body::parse(req)?).await,
             ("GET", Route::Users) => {
-                let all = users::list(self.platform.db()).await?;
-                Ok(Reply::ok(all.iter().map(user_json).collect()))
+                let page = PageRequest::parse(req)?;
+                let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+                let rows = users::list(self.platform.db(), after, page.fetch()).await?;
+                let (rows, next) = page.cut(rows, |u| Cursor {
+                    int: u.create_date,
+                    text: u.username.clone(),
+                });
+                Ok(Reply::ok(rows.iter().map(user_json).collect()).next_page(req, next))
             }
             ("GET", Route::User(u)) => Ok(Reply::ok(user_json(&self.user(&u).await?))),
             ("PATCH", Route::User(u)) => self.patch_user(&u, body::parse(req)?).await,
@@ -97,7 +111,7 @@ impl<P: Platform> App<P> {
             }
             ("GET", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
-                self.list_keys(&user.username).await
+                self.list_keys(&user.username, req).await
             }
             ("DELETE", Route::UserKey(u, id)) => {
                 let user = self.user(&u).await?;
@@ -377,20 +391,29 @@ impl<P: Platform> App<P> {
             })?),
             None => None,
         };
-        let limit = match req.query_param("limit").filter(|s| !s.is_empty()) {
-            Some(l) => l
-                .parse::<i64>()
-                .ok()
-                .filter(|l| (1..=MAX_AUDIT_LIMIT).contains(l))
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_AUDIT_LIMIT}"),
-                    )
-                })?,
-            None => 100,
+        // `limit` keeps its old bound (the page size, at most 1000); `cursor` continues.
+        let page = PageRequest::parse(req)?;
+        let before = match &page.after {
+            None => None,
+            Some(c) => Some((
+                c.int,
+                c.text
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad("cursor", "is not a cursor this API gave out"))?,
+            )),
         };
-        let entries = audit::list(self.platform.db(), tenant_id.as_deref(), since, limit).await?;
+        let entries = audit::list(
+            self.platform.db(),
+            tenant_id.as_deref(),
+            since,
+            before,
+            page.fetch(),
+        )
+        .await?;
+        let (entries, next) = page.cut(entries, |e| Cursor {
+            int: e.at,
+            text: e.id.to_string(),
+        });
         Ok(Reply::ok(
             entries
                 .iter()
@@ -411,6 +434,7 @@ impl<P: Platform> App<P> {
                     })
                 })
                 .collect(),
-        ))
+        )
+        .next_page(req, next))
     }
 }

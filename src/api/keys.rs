@@ -1,6 +1,8 @@
 //! User API keys as both the admin and the user manage them: issue, list, revoke, rotate.
 
 use super::error::ApiError;
+use super::http::Request;
+use super::page::{Cursor, PageRequest};
 use super::{App, Reply, Result};
 use crate::domain::keys::{generate_access_key, Secret};
 use crate::domain::time::{rfc3339, MS_PER_MINUTE};
@@ -220,9 +222,17 @@ impl<P: Platform> App<P> {
         })))
     }
 
-    pub(crate) async fn list_keys(&self, username: &str) -> Result<Reply> {
-        let keys = key_store::list_for_user(self.platform.db(), username).await?;
-        Ok(Reply::ok(Value::Array(keys.iter().map(key_json).collect())))
+    /// One page of `username`'s keys, oldest first.
+    pub(crate) async fn list_keys(&self, username: &str, req: &Request) -> Result<Reply> {
+        let page = PageRequest::parse(req)?;
+        let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+        let rows =
+            key_store::list_for_user(self.platform.db(), username, after, page.fetch()).await?;
+        let (rows, next) = page.cut(rows, |k| Cursor {
+            int: k.create_date,
+            text: k.id.clone(),
+        });
+        Ok(Reply::ok(Value::Array(rows.iter().map(key_json).collect())).next_page(req, next))
     }
 
     /// Revoke one of `user`'s keys; 404 if it is not theirs.

@@ -28,7 +28,7 @@ impl<P: Platform> App<P> {
                     "expires_at": caller.expires_at.map(rfc3339),
                 },
             })),
-            ("GET", Route::MyKeys) => self.list_keys(&caller.username).await?,
+            ("GET", Route::MyKeys) => self.list_keys(&caller.username, req).await?,
             ("GET", Route::MyLimits) => {
                 self.key_limits(&caller.username, caller.expires_at).await?
             }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod keys;
 pub mod me;
 pub mod models;
+pub mod page;
 pub mod relay;
 pub mod routes;
 
@@ -69,6 +70,8 @@ pub struct Reply {
     pub data: Value,
     pub message: &'static str,
     pub deferred: Vec<Stmt>,
+    /// Extra response headers (the next page's `Link`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -77,6 +80,7 @@ impl Reply {
             data,
             message: "success",
             deferred: Vec::new(),
+            headers: Vec::new(),
         }
     }
     pub fn with_message(mut self, message: &'static str) -> Self {
@@ -145,6 +149,7 @@ impl<P: Platform> App<P> {
                     &json!({"code": 0, "data": reply.data, "message": reply.message}),
                 );
                 r.deferred = reply.deferred;
+                r.headers.extend(reply.headers);
                 r
             }
             Err(e) => error_response(&e),

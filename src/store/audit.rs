@@ -111,20 +111,26 @@ pub fn record(
     )
 }
 
-/// Newest first, optionally for one tenant and since a time.
+/// Newest first, optionally for one tenant and since a time, after the entry with sort key
+/// `before` (`(at, id)`: the last entry of the previous page).
 pub async fn list(
     db: &impl Db,
     tenant_id: Option<&str>,
     since: Option<i64>,
+    before: Option<(i64, i64)>,
     limit: i64,
 ) -> Result<Vec<Entry>, DbError> {
+    let (at, id) = before.unzip();
     let rows = db
         .query(stmt!(
             "SELECT id, at, actor_kind, actor, action, target, tenant_id, detail FROM audit \
              WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at >= ?2) \
-             ORDER BY at DESC, id DESC LIMIT ?3",
+             AND (?3 IS NULL OR at < ?3 OR (at = ?3 AND id < ?4)) \
+             ORDER BY at DESC, id DESC LIMIT ?5",
             tenant_id,
             since,
+            at,
+            id,
             limit
         ))
         .await?;

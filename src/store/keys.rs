@@ -88,12 +88,24 @@ pub async fn count_active(db: &impl Db, username: &str, now: i64) -> Result<i64,
     Ok(rows.first().and_then(|r| r.int("n")).unwrap_or(0))
 }
 
-pub async fn list_for_user(db: &impl Db, username: &str) -> Result<Vec<KeyRecord>, DbError> {
+/// Up to `limit` of a user's keys in creation order, after the one with sort key `after`
+/// (`(create_date, id)`).
+pub async fn list_for_user(
+    db: &impl Db,
+    username: &str,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<KeyRecord>, DbError> {
+    let (at, id) = after.unzip();
     let rows = db
         .query(stmt!(
             "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
-             expires_at, last_used_at FROM api_keys WHERE username = ?1 ORDER BY create_date, id",
-            username
+             expires_at, last_used_at FROM api_keys WHERE username = ?1 \
+             AND (?2 IS NULL OR (create_date, id) > (?2, ?3)) ORDER BY create_date, id LIMIT ?4",
+            username,
+            at,
+            id,
+            limit
         ))
         .await?;
     Ok(rows.iter().map(record_from_row).collect())

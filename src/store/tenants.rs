@@ -37,10 +37,21 @@ pub async fn get(db: &impl Db, id: &str) -> Result<Option<Tenant>, DbError> {
     Ok(rows.first().map(from_row))
 }
 
-pub async fn list(db: &impl Db) -> Result<Vec<Tenant>, DbError> {
+/// Up to `limit` tenants in creation order, after the one with sort key `after`
+/// (`(create_date, id)`); the `tenants_created` index serves it.
+pub async fn list(
+    db: &impl Db,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<Tenant>, DbError> {
+    let (at, id) = after.unzip();
     let rows = db
         .query(stmt!(
-            "SELECT id, name, create_date FROM tenants ORDER BY create_date, id"
+            "SELECT id, name, create_date FROM tenants \
+             WHERE ?1 IS NULL OR (create_date, id) > (?1, ?2) ORDER BY create_date, id LIMIT ?3",
+            at,
+            id,
+            limit
         ))
         .await?;
     Ok(rows.iter().map(from_row).collect())

@@ -47,10 +47,22 @@ pub async fn get(db: &impl Db, username: &str) -> Result<Option<User>, DbError> 
     Ok(rows.first().map(from_row))
 }
 
-pub async fn list(db: &impl Db) -> Result<Vec<User>, DbError> {
+/// Up to `limit` users in creation order, after the one with sort key `after`
+/// (`(create_date, username)`); the `users_created` index serves it.
+pub async fn list(
+    db: &impl Db,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<User>, DbError> {
+    let (at, name) = after.unzip();
     let rows = db
         .query(stmt!(
-            "SELECT username, tenant_id, role, status, create_date, update_date FROM users ORDER BY create_date, username"
+            "SELECT username, tenant_id, role, status, create_date, update_date FROM users \
+             WHERE ?1 IS NULL OR (create_date, username) > (?1, ?2) \
+             ORDER BY create_date, username LIMIT ?3",
+            at,
+            name,
+            limit
         ))
         .await?;
     Ok(rows.iter().map(from_row).collect())

@@ -626,8 +626,9 @@ test('9. the official OpenAI Python SDK works against the relay: chat, stream, e
 
   // The recording holds the SDK's real traffic: each call's response, the streamed events as bytes.
   for (const [what, re] of [
-    ['the chat answer', /--- POST \/v1\/chat\/completions -> 200\n[^]*content-type: application\/json[^]*"object":"chat\.completion"/],
-    ['the streamed events', /content-type: text\/event-stream[^]*data: \{[^]*"chat\.completion\.chunk"[^]*data: \[DONE\]/],
+    // Header names as the worker sent them (any case).
+    ['the chat answer', /--- POST \/v1\/chat\/completions -> 200\n[^]*content-type: application\/json[^]*"object":"chat\.completion"/i],
+    ['the streamed events', /content-type: text\/event-stream[^]*data: \{[^]*"chat\.completion\.chunk"[^]*data: \[DONE\]/i],
     ['the embeddings', /--- POST \/v1\/embeddings -> 200\n/],
     ['the 404', /--- POST \/v1\/chat\/completions -> 404\n[^]*model_not_found/],
   ]) {

@@ -207,7 +207,9 @@ describe('races (worker with the raised failure budget)', () => {
         }
       };
       const hammers = Array.from({ length: HAMMERS }, hammer);
-      await sleep(150 + round * 40); // let some succeed first
+      // Let some succeed first: a fixed wait alone is not enough on a busy machine.
+      await sleep(150 + round * 40);
+      while (results.length < HAMMERS) await sleep(10);
       const delStart = performance.now();
       const d = await w.admin('DELETE', `/api/v1/admin/users/race-del/api_key/${k.id}`);
       const delEnd = performance.now();

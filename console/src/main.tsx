@@ -11,7 +11,7 @@ import { ModelsPage } from './pages/models';
 import { SignInPage } from './pages/signin';
 import { navigate, onLinkClick, path } from './router';
 import { me, useSession } from './session';
-import { ConfirmHost, Notices } from './ui/kit';
+import { ConfirmHost, Notices, notices } from './ui/kit';
 import './styles.css';
 
 const USER_PAGES = [
@@ -81,7 +81,13 @@ function Who() {
       <span data-testid="who">
         {c.kind === 'admin' ? 'Admin' : m ? `${m.username} · ${m.role}` : 'Signed in'}
       </span>
-      <button type="button" onClick={() => signOut()}>
+      <button
+        type="button"
+        onClick={() => {
+          notices.value = [];
+          signOut();
+        }}
+      >
         Sign out
       </button>
     </div>

@@ -2,9 +2,18 @@
 // for the whole run, with e2e/harness.mjs, the same harness as the end-to-end suite; the returned
 // teardown stops both, whatever the tests did. What the tests need goes through the environment.
 // @ts-expect-error: the harness is plain JavaScript without types
+
+import { existsSync } from 'node:fs';
 import { readAdminToken, STANDIN_GOOD_KEY, startStandIn, Worker } from '../../e2e/harness.mjs';
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
+  const chromium = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  if (!existsSync(chromium)) {
+    throw new Error(
+      `The browser tests drive Debian's Chromium at ${chromium}, which is missing: run \`make setup\` as root ` +
+        '(it installs it), or install it with `sudo apt-get update && sudo apt-get install -y chromium`',
+    );
+  }
   const started: Array<{ stop: () => Promise<void> }> = [];
   const stopAll = async () => {
     for (const s of started.reverse()) await s.stop().catch(() => {});

@@ -19,13 +19,16 @@ function expectSecurityHeaders(h: Record<string, string>, what: string) {
   for (const [k, v] of Object.entries(SECURITY)) expect(h[k], `${what}: ${k}`).toBe(v);
 }
 
-test('every console page, the fallback for any path included, carries the security headers', async ({ page }) => {
+test('every console page, the fallback for any path included, carries the security headers', async ({
+  page,
+}) => {
   const w = watch(page);
   for (const path of ['/', '/account', '/models', '/admin/users/someone', '/no/such/page']) {
     const r = await page.goto(env.base + path);
-    expect(r?.status(), path).toBe(200);
-    expect(await r?.headerValue('content-type'), path).toMatch(/^text\/html/);
-    expectSecurityHeaders(await r!.allHeaders(), path);
+    if (!r) throw new Error(`no response for ${path}`);
+    expect(r.status(), path).toBe(200);
+    expect(await r.headerValue('content-type'), path).toMatch(/^text\/html/);
+    expectSecurityHeaders(await r.allHeaders(), path);
     await expect(page.getByRole('heading', { name: 'Sign in to keyward' })).toBeVisible();
   }
   // The hashed script and style the page loads carry them too.
@@ -50,10 +53,14 @@ test('the API, the relay, /health and /openapi.json still reach the worker, not 
   const doc = await rawCall('GET', '/openapi.json');
   expect(doc.status).toBe(200);
   expect((doc.json as { openapi: string }).openapi).toMatch(/^3\.1/);
-  const me = await rawCall('GET', '/api/v1/me', { headers: { accept: 'text/html', 'sec-fetch-mode': 'navigate' } });
+  const me = await rawCall('GET', '/api/v1/me', {
+    headers: { accept: 'text/html', 'sec-fetch-mode': 'navigate' },
+  });
   expect(me.status).toBe(401);
   expect(me.json).toMatchObject({ code: 109, data: null });
-  const unknown = await rawCall('GET', '/api/v1/no-such-route', { headers: { 'sec-fetch-mode': 'navigate' } });
+  const unknown = await rawCall('GET', '/api/v1/no-such-route', {
+    headers: { 'sec-fetch-mode': 'navigate' },
+  });
   expect(unknown.status).toBe(404);
   expect(unknown.json).toMatchObject({ data: null });
   const relay = await rawCall('GET', '/v1/models', { headers: { 'sec-fetch-mode': 'navigate' } });

@@ -83,7 +83,11 @@ export async function userWithKey(
   const body: Record<string, unknown> = { username };
   if (opts.tenant_id) body.tenant_id = opts.tenant_id;
   if (opts.role) body.role = opts.role;
-  const user = await admin<{ username: string; tenant_id: string; role: string }>('POST', '/api/v1/admin/users', body);
+  const user = await admin<{ username: string; tenant_id: string; role: string }>(
+    'POST',
+    '/api/v1/admin/users',
+    body,
+  );
   const key = await admin<Created>('POST', `/api/v1/admin/users/${encodeURIComponent(username)}/api_key`, {
     description: opts.description ?? 'browser test',
     ttl_minutes: 1440,
@@ -136,9 +140,9 @@ export async function checkPage(page: Page, name: string): Promise<void> {
 /** No secret in localStorage, cookies, the URL, or the page's text, markup and field values. */
 export async function expectNoSecrets(page: Page, context: BrowserContext, secrets: string[]): Promise<void> {
   const seen = await page.evaluate(() => {
-    const fields = Array.from(document.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('input, textarea')).map(
-      (e) => e.value,
-    );
+    const fields = Array.from(
+      document.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('input, textarea'),
+    ).map((e) => e.value);
     const local: string[] = [];
     for (let i = 0; i < localStorage.length; i++) {
       const k = localStorage.key(i) as string;
@@ -146,9 +150,8 @@ export async function expectNoSecrets(page: Page, context: BrowserContext, secre
     }
     return {
       url: location.href,
-      history: String(history.length),
       html: document.documentElement.outerHTML,
-      text: document.body.innerText,
+      text: document.body.textContent ?? '',
       fields: fields.join('\n'),
       local: local.join('\n'),
       cookie: document.cookie,

@@ -76,7 +76,9 @@ test('the admin signs in with the admin token, creates a user and issues a key s
   await expect(d.getByLabel('Tenant')).toHaveValue(''); // a new tenant of their own
   await d.getByRole('button', { name: 'Create', exact: true }).click();
   await expect(d).toHaveCount(0);
-  await expect(page.getByTestId('user-row').filter({ hasText: USER }).getByLabel(`Role of ${USER}`)).toHaveValue('owner');
+  await expect(
+    page.getByTestId('user-row').filter({ hasText: USER }).getByLabel(`Role of ${USER}`),
+  ).toHaveValue('owner');
   await checkPage(page, 'admin-users');
 
   await page.getByRole('link', { name: USER }).click();
@@ -106,11 +108,14 @@ test('the admin pages: key lifetime setting and the audit log, filtered and page
   await expect(rows.filter({ hasText: 'user.create' }).filter({ hasText: USER })).toHaveCount(1);
   await checkPage(page, 'admin-audit');
   // Filter by the walker's tenant: only its entries.
-  const tenant = (await admin<{ tenant_id: string }>('GET', `/api/v1/admin/users/${encodeURIComponent(USER)}`)).tenant_id;
+  const tenant = (
+    await admin<{ tenant_id: string }>('GET', `/api/v1/admin/users/${encodeURIComponent(USER)}`)
+  ).tenant_id;
   await page.getByLabel('Tenant').selectOption(tenant);
   await expect(rows.first()).toBeVisible();
   await expect(rows.filter({ hasText: 'tenant.create' })).toHaveCount(1);
-  for (const t of await rows.allTextContents()) expect(t).toMatch(new RegExp(`${USER.replace(/[.@-]/g, '\\$&')}|${tenant}`));
+  for (const t of await rows.allTextContents())
+    expect(t).toMatch(new RegExp(`${USER.replace(/[.@-]/g, '\\$&')}|${tenant}`));
   await signOut(page);
 });
 
@@ -184,7 +189,11 @@ test('rotating the key of the session keeps the user signed in with its new secr
   await expect(page.getByRole('heading', { name: 'Added models' })).toBeVisible();
   await page.getByRole('link', { name: 'Account & API Keys' }).click();
   await expect(page.getByTestId('key-row')).toHaveCount(1);
-  await expectNoSecrets(page, context, secrets.filter((s) => !currentToken.includes(s) && s !== currentToken));
+  await expectNoSecrets(
+    page,
+    context,
+    secrets.filter((s) => !currentToken.includes(s) && s !== currentToken),
+  );
 });
 
 test('the user connects a provider through "Add the model": a refused key shows the reason, a good one is saved', async () => {
@@ -200,7 +209,10 @@ test('the user connects a provider through "Add the model": a refused key shows 
   await page.getByLabel('Tag').selectOption('');
   await checkPage(page, 'models');
 
-  await catalog.filter({ has: page.getByRole('heading', { name: COMPAT, exact: true }) }).getByRole('button', { name: 'Add the model' }).click();
+  await catalog
+    .filter({ has: page.getByRole('heading', { name: COMPAT, exact: true }) })
+    .getByRole('button', { name: 'Add the model' })
+    .click();
   const d = page.getByTestId('add-model');
   await d.getByLabel('Model name').fill(CHAT);
   await d.getByLabel('Endpoint URL').fill(`${env.standin}/v1`);
@@ -232,12 +244,20 @@ test('the user sets and clears default models, all six at once', async () => {
   await checkPage(page, 'defaults');
   await page.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByRole('status')).toContainText('Default models saved');
-  const set = await call<Record<string, string | null>>('GET', '/api/v1/models/default', { token: currentToken });
+  const set = await call<Record<string, string | null>>('GET', '/api/v1/models/default', {
+    token: currentToken,
+  });
   expect(set.llm_id).toBe(`${CHAT}@${COMPAT}`);
 
   await chat.selectOption('');
   await page.getByRole('button', { name: 'Save' }).click();
-  await expect.poll(async () => (await call<Record<string, string | null>>('GET', '/api/v1/models/default', { token: currentToken })).llm_id).toBeNull();
+  await expect
+    .poll(
+      async () =>
+        (await call<Record<string, string | null>>('GET', '/api/v1/models/default', { token: currentToken }))
+          .llm_id,
+    )
+    .toBeNull();
   await expect(chat).toHaveValue('');
 });
 
@@ -300,13 +320,16 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   const usage = (relay.json as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
   expect(usage.prompt_tokens).toBeGreaterThan(0);
   await expect
-    .poll(async () => {
-      await page.getByRole('button', { name: 'Details of walk-chat' }).click();
-      const v = page.getByTestId('aikey-details');
-      const text = (await v.getByTestId('used-input').textContent()) ?? '';
-      await v.getByRole('button', { name: 'Close' }).first().click();
-      return text;
-    }, { timeout: 15_000 })
+    .poll(
+      async () => {
+        await page.getByRole('button', { name: 'Details of walk-chat' }).click();
+        const v = page.getByTestId('aikey-details');
+        const text = (await v.getByTestId('used-input').textContent()) ?? '';
+        await v.getByRole('button', { name: 'Close' }).first().click();
+        return text;
+      },
+      { timeout: 15_000 },
+    )
     .toBe(String(usage.prompt_tokens));
   await page.getByRole('button', { name: 'Details of walk-chat' }).click();
   const v = page.getByTestId('aikey-details');

@@ -91,7 +91,7 @@ export function ModelsPage() {
         </p>
       )}
       <h2>Added models</h2>
-      <div class="cards">
+      <div class="cards added">
         {added.map(([name, cf]) => {
           const f = byName.get(name);
           const builtin = name === 'Builtin';

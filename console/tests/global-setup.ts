@@ -1,7 +1,6 @@
 // Starts the provider stand-in and the built worker (with the console as its static assets) once
 // for the whole run, with e2e/harness.mjs, the same harness as the end-to-end suite; the returned
 // teardown stops both, whatever the tests did. What the tests need goes through the environment.
-// @ts-expect-error: the harness is plain JavaScript without types
 
 import { existsSync } from 'node:fs';
 import { readAdminToken, STANDIN_GOOD_KEY, startStandIn, Worker } from '../../e2e/harness.mjs';
@@ -22,12 +21,17 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     const standin = await startStandIn();
     started.push(standin);
     // The production brute-force budget (wrangler.toml), so the 429 test meets the real limiter.
-    const worker = new Worker();
+    // The harness is plain JavaScript: its fields start as null, so name what is used here.
+    const worker = new Worker() as unknown as {
+      start(opts: { authFailureLimit: number | null; logLevel: string }): Promise<unknown>;
+      stop(): Promise<void>;
+      base: string;
+    };
     started.push(worker);
     await worker.start({ authFailureLimit: null, logLevel: 'warn' });
     process.env.KEYWARD_BASE = worker.base;
     process.env.KEYWARD_ADMIN_TOKEN = readAdminToken();
-    process.env.KEYWARD_STANDIN = standin.base;
+    process.env.KEYWARD_STANDIN = String(standin.base);
     process.env.KEYWARD_STANDIN_KEY = STANDIN_GOOD_KEY;
   } catch (e) {
     await stopAll();

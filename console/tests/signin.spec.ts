@@ -2,7 +2,6 @@
 // again (the real rate-limiting binding, production budget), and a key that stops working while
 // signed in ends the session with the API's message.
 import { expect, test } from '@playwright/test';
-// @ts-expect-error: plain JavaScript without types
 import { forgedToken } from '../../e2e/checks.mjs';
 import { admin, checkPage, env, rawCall, signInUser, userWithKey, watch } from './support';
 

@@ -67,7 +67,9 @@ test('the API, the relay, /health and /openapi.json still reach the worker, not 
   expect(relay.status).toBe(401);
   expect(relay.json).toHaveProperty('error');
   // wrangler dev's cron trigger, not the console's fallback page.
-  const cron = await rawCall('GET', '/__scheduled?cron=*/15+*+*+*+*', { headers: { 'sec-fetch-mode': 'navigate' } });
+  const cron = await rawCall('GET', '/__scheduled?cron=*/15+*+*+*+*', {
+    headers: { 'sec-fetch-mode': 'navigate' },
+  });
   expect(cron.status).toBe(200);
   expect(cron.text).not.toContain('<html');
 });

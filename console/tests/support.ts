@@ -31,6 +31,23 @@ function must(name: string): string {
 
 export const SCREENSHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'screenshots');
 
+/**
+ * The pages the README shows: with CONSOLE_DOCS_SHOTS=1 a run also writes them, the size of the
+ * window rather than the whole page (small PNGs), to docs/console/ for committing.
+ */
+const DOCS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'console');
+const DOC_PAGES = [
+  'signin',
+  'account',
+  'account-create-key',
+  'models-added',
+  'models-add',
+  'defaults',
+  'aikeys-details',
+  'admin-users',
+  'member-models',
+];
+
 /** One call to the API from the test itself; returns the envelope's data or throws with the body. */
 export async function call<T = unknown>(
   method: string,
@@ -129,6 +146,11 @@ export async function checkPage(page: Page, name: string): Promise<void> {
   await expect(page.locator('[aria-busy="true"]')).toHaveCount(0);
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  if (process.env.CONSOLE_DOCS_SHOTS === '1' && DOC_PAGES.includes(name)) {
+    mkdirSync(DOCS, { recursive: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(DOCS, `${name}.png`), clip: { x: 0, y: 0, width: 1280, height: 720 } });
+  }
   const result = await new AxeBuilder({ page }).analyze();
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   expect(

@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 ENV := source scripts/env.sh &&
 
-.PHONY: setup dev test test-native test-wasm test-e2e build lint fmt bench fuzz
+.PHONY: setup dev test test-native test-wasm test-e2e test-console build lint fmt bench fuzz
 
 setup:
 	@scripts/setup.sh
@@ -11,7 +11,7 @@ setup:
 dev: setup
 	@scripts/dev.sh
 
-test: setup lint test-native test-wasm test-e2e
+test: setup lint test-native test-wasm test-e2e test-console
 	@echo "all tests passed"
 
 lint:
@@ -30,6 +30,12 @@ build:
 
 test-e2e: build
 	@$(ENV) node --test --test-concurrency=1 'e2e/*.test.mjs'
+
+# The console: its types against the committed OpenAPI document, Biome, the size budget, then the
+# browser tests (Playwright driving Debian's Chromium) against the built worker and the stand-in.
+test-console: build
+	@$(ENV) cd console && npm run --silent typecheck && npm run --silent lint && npm run --silent size
+	@$(ENV) cd console && npx playwright test
 
 fmt:
 	@$(ENV) cargo fmt --all

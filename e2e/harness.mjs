@@ -272,10 +272,16 @@ export class Worker {
     return this;
   }
 
-  /** Copy build/ into the temp dir and write a wrangler.toml for it without the [build] section. */
+  /**
+   * Copy build/ (the worker and the console) into the temp dir and write a wrangler.toml for it
+   * without the [build] section, serving the copied console as the static assets.
+   */
   prebuiltConfig() {
     const shim = join(ROOT, 'build/worker/shim.mjs');
     if (!existsSync(shim)) throw new Error('KEYWARD_E2E_PREBUILT needs build/ (run `make build`)');
+    if (!existsSync(join(ROOT, 'build/console/index.html'))) {
+      throw new Error('KEYWARD_E2E_PREBUILT needs build/console (run `make build`)');
+    }
     const snapshot = join(this.dir, 'build');
     cpSync(join(ROOT, 'build'), snapshot, { recursive: true, filter: (src) => !src.includes('/.tmp') });
     const lines = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8').split('\n');
@@ -287,6 +293,11 @@ export class Worker {
       if (inBuild) continue;
       if (/^\s*main\s*=/.test(line)) {
         out.push(`main = ${JSON.stringify(join(snapshot, 'worker/shim.mjs'))}`);
+        continue;
+      }
+      // [assets]: the console from the same snapshot, so a rebuild during the run changes nothing.
+      if (/^\s*directory\s*=/.test(line)) {
+        out.push(`directory = ${JSON.stringify(join(snapshot, 'console'))}`);
         continue;
       }
       if (this.authFailureLimit != null && /^\s*simple\s*=/.test(line)) {

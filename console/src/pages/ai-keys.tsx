@@ -1,0 +1,426 @@
+// AI API keys (gateway keys), as APIPark's page: a paged table with search and filters, create and
+// update with their rules, a details view with the usage counters, delete after "Confirm Delete?".
+import { useEffect, useState } from 'preact/hooks';
+import { type AiKey, api, type CreateAiKeyRequest, type UpdateAiKeyRequest, unwrap } from '../api/client';
+import { canManage } from '../session';
+import { Action, ask, Dialog, Form, SelectField, TextField, when } from '../ui/kit';
+import { PagedView, serverPaged, usePaged } from '../ui/list';
+import { type Configured, loadConfigured } from './models';
+
+interface Filters {
+  search: string;
+  provider: string;
+  status: '' | 'enabled' | 'disabled';
+}
+
+const source = serverPaged<AiKey, Filters>(async ({ page, pageSize, filters }) =>
+  unwrap(
+    api.GET('/api/v1/ai_keys', {
+      params: {
+        query: {
+          page,
+          page_size: pageSize,
+          ...(filters.search.trim() ? { search: filters.search.trim() } : {}),
+          ...(filters.provider ? { provider: filters.provider } : {}),
+          ...(filters.status ? { status: filters.status } : {}),
+        },
+      },
+    }),
+  ),
+);
+
+const limitText = (n: number) => (n === 0 ? 'unlimited' : n.toLocaleString('en'));
+
+export function AiKeysPage() {
+  const [filters, setFilters] = useState<Filters>({ search: '', provider: '', status: '' });
+  const [search, setSearch] = useState('');
+  const list = usePaged(source, filters, 10);
+  const [configured, setConfigured] = useState<Configured | null>(null);
+  const [editing, setEditing] = useState<AiKey | 'new' | null>(null);
+  const [viewing, setViewing] = useState<AiKey | null>(null);
+  const manage = canManage();
+
+  useEffect(() => {
+    loadConfigured()
+      .then(setConfigured)
+      .catch(() => setConfigured({}));
+  }, []);
+  // Search as the user types, a moment after the last key.
+  useEffect(() => {
+    const t = setTimeout(() => setFilters((f) => (f.search === search ? f : { ...f, search })), 250);
+    return () => clearTimeout(t);
+  }, [search]);
+
+  const providers = Object.keys(configured ?? {})
+    .filter((p) => p !== 'Builtin')
+    .sort();
+
+  return (
+    <section aria-labelledby="aikeys-title">
+      <div class="section-head">
+        <h1 id="aikeys-title">AI API keys</h1>
+        {manage && (
+          <button
+            type="button"
+            class="primary"
+            onClick={() => setEditing('new')}
+            disabled={providers.length === 0}
+          >
+            Create
+          </button>
+        )}
+      </div>
+      {manage && configured && providers.length === 0 && (
+        <p class="muted">Add a model provider first: a gateway key calls one of the tenant's models.</p>
+      )}
+      {!manage && (
+        <p class="muted" data-testid="read-only">
+          Your role can read the tenant's gateway keys; owners and admins change them.
+        </p>
+      )}
+      <div class="filters">
+        <TextField
+          label="Search"
+          type="search"
+          value={search}
+          onValue={setSearch}
+          placeholder="Alias or provider"
+        />
+        <SelectField
+          label="Provider"
+          value={filters.provider}
+          onValue={(provider) => setFilters((f) => ({ ...f, provider }))}
+          options={[['', 'All providers'], ...providers.map((p) => [p, p] as const)]}
+        />
+        <SelectField
+          label="Status"
+          value={filters.status}
+          onValue={(s) => setFilters((f) => ({ ...f, status: s as Filters['status'] }))}
+          options={[
+            ['', 'Any status'],
+            ['enabled', 'Enabled'],
+            ['disabled', 'Disabled'],
+          ]}
+        />
+      </div>
+      <PagedView list={list} what="gateway keys" empty="No gateway keys match.">
+        {(items) => (
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Alias</th>
+                <th scope="col">Provider / model</th>
+                <th scope="col">Status</th>
+                <th scope="col">Key</th>
+                <th scope="col">Limits (in / out)</th>
+                <th scope="col">Expires</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((k) => (
+                <tr key={k.id} data-testid="aikey-row">
+                  <td>{k.alias}</td>
+                  <td>
+                    {k.provider} / {k.model}
+                  </td>
+                  <td>
+                    <span class={`status ${k.status}`}>{k.status}</span>
+                  </td>
+                  <td>
+                    <code>{k.api_key_hint}</code>
+                  </td>
+                  <td>
+                    {limitText(k.input_limit)} / {limitText(k.output_limit)}
+                  </td>
+                  <td>{when(k.expire_time, 'never')}</td>
+                  <td class="row-actions">
+                    <Action
+                      label="Details"
+                      busy="Loading…"
+                      title={`Details of ${k.alias}`}
+                      run={async () =>
+                        setViewing(
+                          await unwrap(api.GET('/api/v1/ai_keys/{id}', { params: { path: { id: k.id } } })),
+                        )
+                      }
+                    />
+                    {manage && (
+                      <>
+                        <button type="button" onClick={() => setEditing(k)} aria-label={`Update ${k.alias}`}>
+                          Update
+                        </button>
+                        <Action
+                          class="danger"
+                          label="Delete"
+                          busy="Deleting…"
+                          title={`Delete ${k.alias}`}
+                          done={`Deleted ${k.alias}`}
+                          run={async () => {
+                            if (
+                              !(await ask(
+                                'Confirm Delete?',
+                                `The gateway key ${k.alias} is deleted; the relay refuses it at once.`,
+                              ))
+                            )
+                              return;
+                            await unwrap(
+                              api.DELETE('/api/v1/ai_keys/{id}', { params: { path: { id: k.id } } }),
+                            );
+                            await list.reload();
+                          }}
+                        />
+                      </>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </PagedView>
+      {editing && (
+        <AiKeyDialog
+          existing={editing === 'new' ? null : editing}
+          configured={configured ?? {}}
+          onClose={() => setEditing(null)}
+          onSaved={async () => {
+            setEditing(null);
+            await list.reload();
+          }}
+        />
+      )}
+      {viewing && <DetailsDialog k={viewing} onClose={() => setViewing(null)} />}
+    </section>
+  );
+}
+
+/** `datetime-local` value (local time, minutes) of an RFC 3339 time, and back. */
+function toLocalInput(s: string | null): string {
+  if (!s) return '';
+  const d = new Date(s);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+function fromLocalInput(s: string): string | null {
+  if (!s) return null;
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new Error('The expiry is not a valid date and time');
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function AiKeyDialog(props: {
+  existing: AiKey | null;
+  configured: Configured;
+  onClose: () => void;
+  onSaved: () => Promise<void>;
+}) {
+  const e = props.existing;
+  const providers = Object.keys(props.configured)
+    .filter((p) => p !== 'Builtin')
+    .sort();
+  const [alias, setAlias] = useState(e?.alias ?? '');
+  const [provider, setProvider] = useState(e?.provider ?? providers[0] ?? '');
+  const modelsOf = (p: string) => Array.from(new Set((props.configured[p]?.llm ?? []).map((m) => m.name)));
+  const [model, setModel] = useState(e?.model ?? modelsOf(provider)[0] ?? '');
+  const [status, setStatus] = useState<'enabled' | 'disabled'>(e?.status ?? 'disabled');
+  const [apiKey, setApiKey] = useState('');
+  const [inputLimit, setInputLimit] = useState(e ? String(e.input_limit) : '');
+  const [outputLimit, setOutputLimit] = useState(e ? String(e.output_limit) : '0');
+  const [policy, setPolicy] = useState<'reject' | 'use_anyway'>(e?.usage_limit_policy ?? 'reject');
+  const [expire, setExpire] = useState(toLocalInput(e?.expire_time ?? null));
+
+  const models = modelsOf(provider);
+  if (model && !models.includes(model)) models.unshift(model);
+
+  const limit = (s: string, name: string, required: boolean) => {
+    if (!s.trim()) {
+      if (required) throw new Error(`${name} is required (0 means unlimited)`);
+      return 0;
+    }
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 0 || n > 10_000_000) throw new Error(`${name} is 0 to 10000000 tokens`);
+    return n;
+  };
+
+  const submit = async () => {
+    const input_limit = limit(inputLimit, 'Input limit', true);
+    const output_limit = limit(outputLimit, 'Output limit', false);
+    const expire_time = fromLocalInput(expire);
+    if (!e) {
+      const body: CreateAiKeyRequest = {
+        alias: alias.trim(),
+        provider,
+        model,
+        api_key: apiKey,
+        input_limit,
+        output_limit,
+        usage_limit_policy: policy,
+        status,
+        expire_time,
+      };
+      await unwrap(api.POST('/api/v1/ai_keys', { body }));
+    } else {
+      // Only what changed, so a concurrent change of another field is not overwritten.
+      const body: UpdateAiKeyRequest = {};
+      if (alias.trim() !== e.alias) body.alias = alias.trim();
+      if (provider !== e.provider) body.provider = provider;
+      if (model !== e.model) body.model = model;
+      if (apiKey) body.api_key = apiKey;
+      if (input_limit !== e.input_limit) body.input_limit = input_limit;
+      if (output_limit !== e.output_limit) body.output_limit = output_limit;
+      if (policy !== e.usage_limit_policy) body.usage_limit_policy = policy;
+      if (status !== e.status) body.status = status;
+      if (expire_time !== (e.expire_time ? fromLocalInput(toLocalInput(e.expire_time)) : null))
+        body.expire_time = expire_time;
+      if (Object.keys(body).length === 0) throw new Error('Nothing was changed');
+      await unwrap(api.PUT('/api/v1/ai_keys/{id}', { params: { path: { id: e.id } }, body }));
+    }
+    await props.onSaved();
+  };
+
+  return (
+    <Dialog
+      title={e ? `Update ${e.alias}` : 'Create AI API key'}
+      onClose={props.onClose}
+      wide
+      testId="aikey-form"
+    >
+      <Form
+        onSubmit={submit}
+        submit={e ? 'Save' : 'Create'}
+        busy="Saving…"
+        onCancel={props.onClose}
+        label={e ? 'Update AI API key' : 'Create AI API key'}
+      >
+        <div class="grid2">
+          <TextField
+            label="Alias"
+            value={alias}
+            onValue={setAlias}
+            required
+            maxLength={64}
+            pattern="[A-Za-z0-9._\-]{1,64}"
+            hint="1 to 64 letters, digits and . _ -; the relay's model field names the key by it."
+            autofocus
+          />
+          <SelectField
+            label="Status"
+            value={status}
+            onValue={(s) => setStatus(s as 'enabled' | 'disabled')}
+            options={[
+              ['disabled', 'Disabled'],
+              ['enabled', 'Enabled'],
+            ]}
+          />
+          <SelectField
+            label="Provider"
+            value={provider}
+            onValue={(p) => {
+              setProvider(p);
+              setModel(modelsOf(p)[0] ?? '');
+            }}
+            options={providers.map((p) => [p, p] as const)}
+            required
+          />
+          <SelectField
+            label="Model"
+            value={model}
+            onValue={setModel}
+            options={models.map((m) => [m, m] as const)}
+            required
+          />
+          <TextField
+            label={e ? 'API key (leave empty to keep)' : 'API key'}
+            type="password"
+            value={apiKey}
+            onValue={setApiKey}
+            required={!e}
+            autocomplete="new-password"
+            hint={
+              e ? `Now ${e.api_key_hint}` : 'The provider key this gateway key calls with; never shown again.'
+            }
+          />
+          <TextField
+            label="Input limit"
+            type="number"
+            min={0}
+            value={inputLimit}
+            onValue={setInputLimit}
+            required
+            hint="Most input tokens per request; 0 = unlimited."
+          />
+          <TextField
+            label="Output limit"
+            type="number"
+            min={0}
+            value={outputLimit}
+            onValue={setOutputLimit}
+            hint="Most output tokens per request; 0 = unlimited."
+          />
+          <SelectField
+            label="Usage limit policy"
+            value={policy}
+            onValue={(p) => setPolicy(p as 'reject' | 'use_anyway')}
+            options={[
+              ['reject', 'Reject'],
+              ['use_anyway', 'Use Anyway'],
+            ]}
+          />
+          <TextField
+            label="Expires (optional)"
+            type="datetime-local"
+            value={expire}
+            onValue={setExpire}
+            hint="Empty: never."
+          />
+        </div>
+      </Form>
+    </Dialog>
+  );
+}
+
+function DetailsDialog(props: { k: AiKey; onClose: () => void }) {
+  const k = props.k;
+  return (
+    <Dialog title={`Gateway key ${k.alias}`} onClose={props.onClose} testId="aikey-details">
+      <dl class="facts">
+        <dt>Provider / model</dt>
+        <dd>
+          {k.provider} / {k.model}
+        </dd>
+        <dt>Status</dt>
+        <dd>{k.status}</dd>
+        <dt>Key</dt>
+        <dd>
+          <code>{k.api_key_hint}</code>
+        </dd>
+        <dt>Input limit</dt>
+        <dd>{limitText(k.input_limit)}</dd>
+        <dt>Output limit</dt>
+        <dd>{limitText(k.output_limit)}</dd>
+        <dt>Usage limit policy</dt>
+        <dd>{k.usage_limit_policy === 'reject' ? 'Reject' : 'Use Anyway'}</dd>
+        <dt>Used input tokens</dt>
+        <dd data-testid="used-input">{k.used_input_tokens.toLocaleString('en')}</dd>
+        <dt>Used output tokens</dt>
+        <dd data-testid="used-output">{k.used_output_tokens.toLocaleString('en')}</dd>
+        <dt>Last used</dt>
+        <dd data-testid="last-used">{when(k.last_used_at, 'never')}</dd>
+        <dt>Expires</dt>
+        <dd>{when(k.expire_time, 'never')}</dd>
+        <dt>Created</dt>
+        <dd>{when(k.create_date)}</dd>
+        <dt>Updated</dt>
+        <dd>{when(k.update_date)}</dd>
+      </dl>
+      <div class="actions">
+        <button type="button" class="primary" onClick={props.onClose}>
+          Close
+        </button>
+      </div>
+    </Dialog>
+  );
+}

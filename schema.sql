@@ -1,4 +1,6 @@
--- keyward schema: the one file D1 (wrangler d1 execute) and the native SQLite tests both load.
+-- keyward schema, whole: what the native SQLite tests load. D1 gets it from migrations/ (applied by
+-- `wrangler d1 migrations apply`); tests/migrations.rs proves that applying every migration in
+-- order gives exactly this schema, so a change here needs a new migration too.
 -- Idempotent: safe to apply again. Times are integer milliseconds since the Unix epoch (UTC).
 
 -- defaults_version increases with every change to the tenant's default models; it is read with

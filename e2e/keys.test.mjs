@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checksum, fails, forgedToken, leakProblems, ok } from './checks.mjs';
-import { useWorker } from './harness.mjs';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, useWorker } from './harness.mjs';
 
 const w = useWorker();
 
@@ -100,6 +102,13 @@ test('admin creates a tenant, a user in it, and a user without tenant_id (own te
 
   fails(await w.admin('POST', '/api/v1/admin/users', { username: 'bob' }), 409, 409, 'duplicate user');
   fails(await w.admin('POST', '/api/v1/admin/users', { username: 'dave', tenant_id: 'nope' }), 404, 404);
+});
+
+test('the worker\'s database was made by applying every migration, recorded in d1_migrations', async () => {
+  const files = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
+  assert.ok(files.length >= 1, JSON.stringify(files));
+  const applied = (await w.sql('SELECT name FROM d1_migrations ORDER BY id')).map((r) => r.name);
+  assert.deepEqual(applied, files);
 });
 
 test('a key works as Bearer access:secret and as Basic base64(access:secret)', async () => {

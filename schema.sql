@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS users (
   update_date INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS users_tenant ON users(tenant_id);
+-- Usernames are unique without regard to letter case (they are ASCII; lower() folds ASCII), and
+-- looked up through this index: WHERE lower(username) = lower(?1). `username` keeps the spelling
+-- the admin gave.
+CREATE UNIQUE INDEX IF NOT EXISTS users_username_folded ON users(lower(username));
 
 -- A user's API key. Only the SHA-256 of a secret is kept; during a rotation's grace period the
 -- previous secret's hash is kept too, until prev_valid_until.

@@ -111,6 +111,21 @@ test('the worker\'s database was made by applying every migration, recorded in d
   assert.deepEqual(applied, files);
 });
 
+test('usernames differing only in case are one user on D1: 409 for the second, found by any spelling', async () => {
+  const u = await mkUser('Grace@Example.com');
+  auditExpect.push({ action: 'tenant.create', target: u.tenant_id });
+  const msg = fails(await w.admin('POST', '/api/v1/admin/users', { username: 'grace@example.com' }), 409, 409, 'other case');
+  assert.match(msg, /grace@example\.com already exists as Grace@Example\.com/);
+  const got = ok(await w.admin('GET', '/api/v1/admin/users/GRACE@EXAMPLE.COM'), 'any spelling');
+  assert.equal(got.username, 'Grace@Example.com');
+  const r = await w.admin('POST', '/api/v1/admin/users/grace@example.com/api_key', {});
+  const k = ok(r, 'issue by another spelling');
+  auditExpect.push({ action: 'api_key.create', target: `Grace@Example.com/${k.id}` });
+  assert.equal(ok(await me(k.token), 'me').username, 'Grace@Example.com');
+  const rows = await w.sql("SELECT username FROM api_keys WHERE username = 'Grace@Example.com'");
+  assert.equal(rows.length, 1, 'the key refers to the stored spelling');
+});
+
 test('a key works as Bearer access:secret and as Basic base64(access:secret)', async () => {
   await mkUser('erin');
   const k = await issue('erin', { description: 'laptop' });

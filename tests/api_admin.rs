@@ -273,3 +273,166 @@ fn without_an_admin_token_configured_the_admin_api_is_closed() {
     let r = t.admin("GET", "/api/v1/admin/tenants", None);
     assert_eq!(r.status, 401);
 }
+
+// Usernames are compared without regard to letter case; the spelling the admin gave is kept.
+
+#[test]
+fn a_username_differing_only_in_case_is_the_same_user_and_creating_it_again_is_a_409() {
+    let t = T::new();
+    let first = t.create_user("Alice@Example.com", None, None);
+    let tenants = t.db().count("SELECT COUNT(*) FROM tenants");
+    for (again, tenant) in [
+        ("alice@example.com", None),
+        ("ALICE@EXAMPLE.COM", None),
+        ("alice@Example.COM", first["tenant_id"].as_str()),
+    ] {
+        let mut body = json!({ "username": again });
+        if let Some(tid) = tenant {
+            body["tenant_id"] = json!(tid);
+        }
+        let r = t.admin("POST", "/api/v1/admin/users", Some(body));
+        assert_eq!(r.status, 409, "{again}");
+        assert_eq!(r.json_body()["code"], 409);
+        let msg = r.json_body()["message"].as_str().unwrap().to_owned();
+        assert!(
+            msg.contains(again) && msg.contains("Alice@Example.com") && msg.contains("letter case"),
+            "names both spellings and the rule: {msg}"
+        );
+    }
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM users"), 1);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), tenants);
+}
+
+#[test]
+fn the_spelling_the_admin_gave_is_the_one_shown_everywhere() {
+    let t = T::new();
+    let u = t.create_user("Alice@Example.com", None, None);
+    assert_eq!(u["username"], "Alice@Example.com");
+    let list = t.admin("GET", "/api/v1/admin/users", None).json_body();
+    assert_eq!(list["data"][0]["username"], "Alice@Example.com");
+    let got = t.admin("GET", "/api/v1/admin/users/aLiCe@eXaMpLe.CoM", None);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json_body()["data"]["username"], "Alice@Example.com");
+    let tenant = t.admin(
+        "GET",
+        &format!("/api/v1/admin/tenants/{}", u["tenant_id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(tenant.json_body()["data"]["name"], "Alice@Example.com");
+    let k = t.issue_key("alice@example.com", json!({}));
+    let me = t.user(&token(&k), "GET", "/api/v1/me", None).json_body();
+    assert_eq!(me["data"]["username"], "Alice@Example.com");
+}
+
+#[test]
+fn every_admin_route_finds_a_user_by_any_spelling_of_their_name() {
+    let t = T::new();
+    let owner = t.create_user("Owner@Example.com", None, None);
+    t.create_user("Bob@Example.com", owner["tenant_id"].as_str(), None);
+
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/bob@example.com",
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json_body()["data"]["username"], "Bob@Example.com");
+    assert_eq!(r.json_body()["data"]["role"], "admin");
+
+    // Keys issued, listed and revoked through three other spellings are the one user's keys.
+    let k = t.issue_key("BOB@EXAMPLE.COM", json!({"description": "upper"}));
+    let k2 = t.issue_key("bob@example.com", json!({"description": "lower"}));
+    let listed = t
+        .admin("GET", "/api/v1/admin/users/bOB@example.com/api_key", None)
+        .json_body();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM api_keys WHERE username = 'Bob@Example.com'"),
+        2,
+        "keys refer to the stored spelling"
+    );
+    assert_eq!(t.me_status(&token(&k)), 200);
+    let revoked = t.admin(
+        "DELETE",
+        &format!(
+            "/api/v1/admin/users/bob@EXAMPLE.com/keys/{}",
+            k2["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(revoked.status, 200);
+    assert_eq!(t.me_status(&token(&k2)), 401);
+
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/BOB@example.com",
+        Some(json!({"status": "disabled"})),
+    );
+    assert_eq!(r.json_body()["data"]["status"], "disabled");
+    assert_eq!(t.me_status(&token(&k)), 401);
+
+    let del = t.admin("DELETE", "/api/v1/admin/users/bob@example.COM", None);
+    assert_eq!(del.status, 200, "{}", String::from_utf8_lossy(&del.body));
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM users"), 1);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM api_keys WHERE username = 'Bob@Example.com'"),
+        0
+    );
+    let audit = t.admin("GET", "/api/v1/admin/audit", None).json_body();
+    let targets: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("user."))
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets
+            .iter()
+            .all(|t| *t == "Owner@Example.com" || *t == "Bob@Example.com"),
+        "the audit names the stored spelling: {targets:?}"
+    );
+    let gone = t.admin("GET", "/api/v1/admin/users/Bob@Example.com", None);
+    assert_eq!(gone.status, 404);
+}
+
+#[test]
+fn the_database_itself_refuses_a_second_spelling_of_a_username() {
+    let t = T::new();
+    let u = t.create_user("carol@example.com", None, None);
+    let conn = t.db().conn.borrow();
+    let err = conn
+        .execute(
+            "INSERT INTO users (username, tenant_id, role, status, create_date, update_date) \
+             VALUES ('Carol@Example.com', ?1, 'member', 'active', 0, 0)",
+            [u["tenant_id"].as_str().unwrap()],
+        )
+        .expect_err("the unique index on the folded form");
+    assert!(err.to_string().contains("users_username_folded"), "{err}");
+}
+
+/// Two creations of one name in different spellings at once: both pass the check, the unique
+/// index on the folded form refuses the second insert, and the answer is the same 409.
+#[test]
+fn a_creation_that_loses_a_race_to_another_spelling_is_a_409_naming_the_username() {
+    let t = T::new();
+    let db = t.db();
+    // The check is the first call, the batch the second; the batch fails as SQLite fails it.
+    db.fail_on_call.set(Some((
+        db.calls.get() + 2,
+        "UNIQUE constraint failed: index 'users_username_folded'",
+    )));
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/users",
+        Some(json!({"username": "Dave@Example.com"})),
+    );
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json_body()["message"],
+        "username Dave@Example.com already exists"
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+}

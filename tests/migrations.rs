@@ -746,3 +746,81 @@ fn a_database_created_from_schema_sql_before_migrations_is_upgraded_in_place() {
         diff(&want, "schema.sql", &got, "upgraded")
     );
 }
+
+// The case-insensitive usernames migration.
+
+/// The database just before the case-folding migration, with two users differing only in case,
+/// each with a key, in one tenant, and a third user who collides with nobody.
+fn before_folding(ms: &[Migration]) -> (Connection, usize) {
+    let fold = ms
+        .iter()
+        .position(|m| m.name.contains("usernames_case_insensitive"))
+        .expect("the case-folding migration");
+    let mut conn = empty_db();
+    apply_all(&mut conn, &ms[..fold]);
+    conn.execute_batch(
+        "INSERT INTO tenants (id, name, create_date) VALUES ('t1', 'acme', 1);
+         INSERT INTO users (username, tenant_id, role, status, create_date, update_date) VALUES
+           ('Alice@Example.com', 't1', 'owner', 'active', 1, 1),
+           ('alice@example.com', 't1', 'member', 'active', 2, 2),
+           ('bob@example.com', 't1', 'member', 'active', 3, 3);
+         INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id,
+                               create_date, update_date) VALUES
+           ('k1', 'kwa_1', 'h1', 'x', 'Alice@Example.com', 't1', 1, 1),
+           ('k2', 'kwa_2', 'h2', 'y', 'alice@example.com', 't1', 2, 2);",
+    )
+    .expect("rows before the migration");
+    (conn, fold)
+}
+
+#[test]
+fn the_case_folding_migration_stops_on_usernames_differing_only_in_case_and_changes_nothing() {
+    let ms = migrations();
+    let (mut conn, fold) = before_folding(&ms);
+    let shape_before = shape(&conn);
+    let data_before = data(&conn);
+    let ledger_before = applied_names(&conn);
+
+    let err = apply(&mut conn, &ms[fold]).expect_err("two spellings of one username");
+    assert!(
+        err.contains("two usernames differ only in letter case"),
+        "the error says why: {err}"
+    );
+    assert_eq!(shape(&conn), shape_before, "no index, no leftover table");
+    assert_eq!(data(&conn), data_before, "no row changed");
+    assert_eq!(
+        applied_names(&conn),
+        ledger_before,
+        "not recorded as applied"
+    );
+}
+
+#[test]
+fn the_case_folding_migration_applies_once_the_collision_is_resolved_and_then_refuses_new_ones() {
+    let ms = migrations();
+    let (mut conn, fold) = before_folding(&ms);
+    // What the README says to do: remove one of the pair (here the later one, with its key).
+    conn.execute_batch(
+        "DELETE FROM api_keys WHERE username = 'alice@example.com';
+         DELETE FROM users WHERE username = 'alice@example.com';",
+    )
+    .unwrap();
+    let kept = data(&conn);
+    apply_all(&mut conn, &ms[fold..]);
+    assert_nothing_lost(&kept, &data(&conn), "after resolving the collision");
+    let stored: String = conn
+        .query_row(
+            "SELECT username FROM users WHERE lower(username) = lower('ALICE@example.COM')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("found by any spelling");
+    assert_eq!(stored, "Alice@Example.com", "the given spelling is kept");
+    let again = conn.execute(
+        "INSERT INTO users (username, tenant_id, role, status, create_date, update_date) \
+         VALUES ('ALICE@EXAMPLE.COM', 't1', 'member', 'active', 4, 4)",
+        [],
+    );
+    let msg = again.expect_err("a second spelling is refused").to_string();
+    assert!(msg.contains("UNIQUE constraint failed"), "{msg}");
+}

@@ -10,7 +10,7 @@ use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
-use crate::store::{audit, settings, Db, Platform};
+use crate::store::{audit, settings, Db, DbError, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -43,6 +43,17 @@ struct PatchUser {
 #[serde(deny_unknown_fields)]
 struct PutSettings {
     auth_token_max_ttl_minutes: i64,
+}
+
+/// 409 for a username that exists in some spelling; names the stored one when it differs.
+fn username_taken(asked: &str, stored: &str) -> ApiError {
+    if asked == stored {
+        ApiError::Conflict(format!("username {asked} already exists"))
+    } else {
+        ApiError::Conflict(format!(
+            "username {asked} already exists as {stored} (usernames are compared without regard to letter case)"
+        ))
+    }
 }
 
 pub fn tenant_json(t: &Tenant) -> Value {
@@ -203,15 +214,10 @@ impl<P: Platform> App<P> {
             update_date: now,
         };
         // Check the username before inserting a tenant for it: a 409 must leave no tenant behind
-        // (the batch is atomic anyway; this only gives the clearer error first).
-        if users::get(self.platform.db(), &user.username)
-            .await?
-            .is_some()
-        {
-            return Err(ApiError::Conflict(format!(
-                "username {} already exists",
-                user.username
-            )));
+        // (the batch is atomic anyway; this only gives the clearer error first). The lookup and
+        // the unique index behind it ignore letter case, so another spelling is the same user.
+        if let Some(existing) = users::get(self.platform.db(), &user.username).await? {
+            return Err(username_taken(&user.username, &existing.username));
         }
         batch.push(users::insert(&user));
         batch.push(audit::record(
@@ -222,7 +228,12 @@ impl<P: Platform> App<P> {
             Some(&user.tenant_id),
             &format!("role={}", user.role),
         ));
-        self.platform.db().batch(batch).await?;
+        // A concurrent creation of the same name in any spelling fails the unique index on the
+        // folded form (SQLite names the index, not the column, so say which field it is).
+        self.platform.db().batch(batch).await.map_err(|e| match e {
+            DbError::Unique(_) => username_taken(&user.username, &user.username),
+            other => other.into(),
+        })?;
         Ok(Reply::ok(user_json(&user)))
     }
 
@@ -266,12 +277,13 @@ impl<P: Platform> App<P> {
     async fn delete_user(&self, username: &str) -> Result<Reply> {
         let user = self.user(username).await?;
         let now = self.platform.now_ms();
-        let mut batch = users::delete(username);
+        // By the stored spelling: the path may spell the name in any case.
+        let mut batch = users::delete(&user.username);
         batch.push(audit::record_if_changed(
             now,
             ADMIN,
             "user.delete",
-            username,
+            &user.username,
             Some(&user.tenant_id),
             "",
         ));

@@ -137,3 +137,19 @@ CREATE TABLE IF NOT EXISTS ai_keys (
   UNIQUE (tenant_id, alias)
 );
 CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;
+
+-- Requests made with an Idempotency-Key header, remembered for an hour (store/idempotency.rs), so
+-- that the same request sent again is answered from what the first attempt did instead of making
+-- a second tenant or key. scope is 'admin' or 'user:' and the caller's username; key_hash,
+-- request (operation, target and body) and caller_hash (a rotation's authenticating secret) are
+-- SHA-256. No foreign keys: an entry outlives what it names by at most the hour.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+  scope       TEXT NOT NULL,
+  key_hash    TEXT NOT NULL,
+  request     TEXT NOT NULL,
+  target      TEXT NOT NULL,
+  caller_hash TEXT,
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (scope, key_hash)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created_at);

@@ -436,3 +436,219 @@ fn a_creation_that_loses_a_race_to_another_spelling_is_a_409_naming_the_username
     );
     assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
 }
+
+// Idempotency-Key on tenant creation: a retry is answered from the first attempt.
+
+#[test]
+fn a_tenant_creation_sent_again_with_its_idempotency_key_answers_the_first_tenant() {
+    let t = T::new();
+    let first = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "tenant-1",
+    );
+    assert_eq!(first.status, 200);
+    t.advance_minutes(30);
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "tenant-1",
+    );
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(again.json_body()["data"], first.json_body()["data"]);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 1);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM audit WHERE action = 'tenant.create'"),
+        1,
+        "the replay changed nothing, so it is not in the audit log"
+    );
+    // The draft's structured-field form ("...") names the same key.
+    let quoted = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "\"tenant-1\"",
+    );
+    assert_eq!(
+        quoted.json_body()["data"]["id"],
+        first.json_body()["data"]["id"]
+    );
+    // Another key is another request.
+    let other = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "tenant-2",
+    );
+    assert_ne!(
+        other.json_body()["data"]["id"],
+        first.json_body()["data"]["id"]
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 2);
+}
+
+#[test]
+fn an_idempotency_key_sent_with_another_request_is_a_409_and_changes_nothing() {
+    let t = T::new();
+    t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "reused",
+    );
+    let before = t.db().count("SELECT COUNT(*) FROM tenants");
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Other"}),
+        "reused",
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Idempotency-Key: this key was sent with another request"));
+    // The same key on another route is another request too.
+    t.create_user("erin", None, None);
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/users/erin/api_key",
+        json!({}),
+        "reused",
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), before + 1);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM api_keys"), 0);
+}
+
+#[test]
+fn an_idempotency_key_is_remembered_for_an_hour_then_forgotten_and_purged() {
+    let t = T::new();
+    let first = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "hourly",
+    );
+    t.advance_minutes(59);
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "hourly",
+    );
+    assert_eq!(
+        again.json_body()["data"]["id"],
+        first.json_body()["data"]["id"]
+    );
+    t.advance_minutes(1);
+    let later = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "hourly",
+    );
+    assert_eq!(later.status, 200);
+    assert_ne!(
+        later.json_body()["data"]["id"],
+        first.json_body()["data"]["id"],
+        "after the hour the key names a new request"
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM idempotency_keys"), 1);
+    t.advance_minutes(60);
+    let report = block_on(t.app.purge()).unwrap();
+    assert_eq!(report.forgotten_requests, 1);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM idempotency_keys"), 0);
+}
+
+#[test]
+fn a_replayed_creation_of_a_tenant_deleted_since_is_a_404_not_a_new_tenant() {
+    let t = T::new();
+    let first = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "gone",
+    );
+    let id = first.json_body()["data"]["id"].as_str().unwrap().to_owned();
+    t.admin("DELETE", &format!("/api/v1/admin/tenants/{id}"), None);
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "gone",
+    );
+    assert_eq!(again.status, 404);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+}
+
+#[test]
+fn a_malformed_idempotency_key_is_a_400_naming_the_header_and_creates_nothing() {
+    let t = T::new();
+    let long = "k".repeat(256);
+    for (why, value) in [
+        ("empty", ""),
+        ("empty quoted", "\"\""),
+        ("space inside", "a b"),
+        ("non-ASCII", "clé"),
+        ("too long", long.as_str()),
+        ("quote inside", "a\"b"),
+    ] {
+        let r = t.keyed(None, "/api/v1/admin/tenants", json!({"name": "x"}), value);
+        assert_eq!(r.status, 400, "{why}: {}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.json_body()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Idempotency-Key: "),
+            "{why}"
+        );
+    }
+    let two = t.send(
+        keyward::api::http::Request::new("POST", "/api/v1/admin/tenants")
+            .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .header("idempotency-key", "one")
+            .header("idempotency-key", "two")
+            .json(&json!({"name": "x"})),
+    );
+    assert_eq!(two.status, 400, "two headers");
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+    let fine = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "x"}),
+        &"k".repeat(255),
+    );
+    assert_eq!(fine.status, 200);
+}
+
+#[test]
+fn a_keyed_request_racing_its_twin_is_a_409_asking_to_send_it_again() {
+    let t = T::new();
+    let db = t.db();
+    // The lookup is the first call, the batch the second; the twin's row is there by then.
+    db.fail_on_call.set(Some((
+        db.calls.get() + 2,
+        "UNIQUE constraint failed: idempotency_keys.scope, idempotency_keys.key_hash",
+    )));
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "twin",
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("send it again for its answer"));
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+}

@@ -7,8 +7,8 @@
 //! committed. The database must afterwards hold either the whole change or none of it
 //! (SECURITY.md promises 4 and 5: multi-row writes are one atomic D1 batch). After a lost answer
 //! the client sends the same request again, and the retry must make nothing twice and leave the
-//! client a key that works, except for the writes marked `Retry::Unsafe`, which a retry
-//! repeats. The cron purge is a sequence of single atomic
+//! client a key that works: writes that a retry would repeat are also run with an
+//! Idempotency-Key, which makes their retry safe. The cron purge is a sequence of single atomic
 //! statements, so a failure leaves a prefix of them applied and the next run completes it. Every
 //! read answers a database failure with a 500, never a 404 or an empty list. A failing cache
 //! never fails setting or reading the default models.
@@ -26,7 +26,7 @@ use common::{block_on, test_config, token, SqliteDb, TestPlatform, ADMIN_TOKEN, 
 use keyward::api::http::{Request, Response};
 use keyward::api::App;
 use keyward::jobs::{PurgeReport, PURGE_CHUNK};
-use keyward::store::{ai_keys, keys as key_store, providers, Db, DbError, Platform};
+use keyward::store::{ai_keys, idempotency, keys as key_store, providers, Db, DbError, Platform};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -107,6 +107,17 @@ impl Rig {
             req = req.json(&b);
         }
         self.send(req)
+    }
+
+    /// A request with an `Idempotency-Key`, as the admin (`tok` None) or with a user token.
+    fn keyed(&self, tok: Option<&str>, path: &str, body: Json, key: &str) -> Response {
+        let bearer = tok.map_or_else(|| ADMIN_TOKEN.to_owned(), str::to_owned);
+        self.send(
+            Request::new("POST", path)
+                .header("authorization", &format!("Bearer {bearer}"))
+                .header("idempotency-key", key)
+                .json(&body),
+        )
     }
 
     fn user(&self, tok: &str, method: &str, path: &str, body: Option<Json>) -> Response {
@@ -347,7 +358,7 @@ enum Retry {
     /// Without an Idempotency-Key the server cannot tell the retry from a new request and does
     /// it again: a second tenant or key, or for a rotation without grace a 401 (the rotation
     /// ended the only secret the client has). Checked only to be a clean answer on a consistent
-    /// database.
+    /// database; each such write has a keyed twin (`KEYED`) whose retry is checked in full.
     Unsafe,
 }
 
@@ -530,6 +541,93 @@ const ROTATE_KEY_NO_GRACE: Write = Write {
     retry: Retry::Unsafe,
     holder: Holder::Nobody,
 };
+
+// The same writes as a careful client sends them, with an Idempotency-Key: the retry after a lost
+// answer is answered from what the first attempt did.
+
+const KEYED_CREATE_TENANT: Write = Write {
+    name: "create a tenant, with an Idempotency-Key",
+    setup: CREATE_TENANT.setup,
+    op: |rig, _| {
+        rig.keyed(
+            None,
+            "/api/v1/admin/tenants",
+            json!({"name": "acme"}),
+            "k-tenant",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Nobody,
+};
+
+const KEYED_ISSUE_KEY: Write = Write {
+    name: "issue a key (admin), with an Idempotency-Key",
+    setup: alice,
+    op: |rig, _| {
+        rig.keyed(
+            None,
+            "/api/v1/admin/users/alice/api_key",
+            json!({"description": "ci", "ttl_minutes": 60}),
+            "k-issue",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+const KEYED_ISSUE_OWN_KEY: Write = Write {
+    name: "issue a key (self-service), with an Idempotency-Key",
+    setup: alice,
+    op: |rig, c| {
+        rig.keyed(
+            Some(&c.token),
+            "/api/v1/api_keys",
+            json!({"description": "laptop"}),
+            "k-own",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+const KEYED_ROTATE_KEY: Write = Write {
+    name: "rotate a key with a grace period, with an Idempotency-Key",
+    setup: alice,
+    op: |rig, c| {
+        rig.keyed(
+            Some(&c.token),
+            &format!("/api/v1/api_keys/{}/rotate", c.key_id),
+            json!({"grace_minutes": 10}),
+            "k-rotate",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+const KEYED_ROTATE_KEY_NO_GRACE: Write = Write {
+    name: "rotate a key without a grace period, with an Idempotency-Key",
+    setup: alice,
+    op: |rig, c| {
+        rig.keyed(
+            Some(&c.token),
+            &format!("/api/v1/api_keys/{}/rotate", c.key_id),
+            json!({"grace_minutes": 0}),
+            "k-rotate-now",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+/// The writes a retry would repeat, each with an Idempotency-Key.
+const KEYED: &[&Write] = &[
+    &KEYED_CREATE_TENANT,
+    &KEYED_ISSUE_KEY,
+    &KEYED_ISSUE_OWN_KEY,
+    &KEYED_ROTATE_KEY,
+    &KEYED_ROTATE_KEY_NO_GRACE,
+];
 
 const REVOKE_KEY: Write = Write {
     name: "revoke a key (admin)",
@@ -1182,6 +1280,24 @@ fn creating_updating_and_deleting_a_gateway_key_survive_a_failure_at_each_databa
     check(&DELETE_AI_KEY);
 }
 
+#[test]
+fn retrying_a_tenant_creation_with_its_idempotency_key_after_a_lost_answer_makes_no_second_tenant()
+{
+    check(&KEYED_CREATE_TENANT);
+}
+
+#[test]
+fn retrying_a_key_issue_with_its_idempotency_key_after_a_lost_answer_makes_no_second_key() {
+    check(&KEYED_ISSUE_KEY);
+    check(&KEYED_ISSUE_OWN_KEY);
+}
+
+#[test]
+fn retrying_a_rotation_with_its_idempotency_key_after_a_lost_answer_leaves_a_working_secret() {
+    check(&KEYED_ROTATE_KEY);
+    check(&KEYED_ROTATE_KEY_NO_GRACE);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cron purge: single statements, each atomic, run in order; idempotent.
 // ---------------------------------------------------------------------------------------------
@@ -1210,11 +1326,25 @@ fn purge_setup(rig: &Rig) {
         "lasting",
         json!({"status": "enabled", "expire_time": "2030-01-01T00:00:00Z"}),
     );
+    // An Idempotency-Key request made now, which stays, and one from before its window ended.
+    data(
+        rig.send(
+            Request::new("POST", "/api/v1/admin/tenants")
+                .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                .header("idempotency-key", "purge-stays")
+                .json(&json!({"name": "keyed"})),
+        ),
+    );
+    rig.db().sql(&format!(
+        "INSERT INTO idempotency_keys (scope, key_hash, request, target, created_at) \
+         VALUES ('admin', 'old', 'r', 't', {})",
+        rig.app.platform.now_ms() - idempotency::WINDOW_MS
+    ));
     rig.advance_minutes(5);
 }
 
-/// The states after the first 0, 1, 2 and 3 of the purge's statements, computed by running the
-/// statements by hand.
+/// The states after the first 0, 1, 2, 3 and 4 of the purge's statements, computed by running
+/// the statements by hand.
 fn purge_prefix_states() -> Vec<Snapshot> {
     let rig = Rig::new();
     purge_setup(&rig);
@@ -1224,6 +1354,7 @@ fn purge_prefix_states() -> Vec<Snapshot> {
         key_store::purge_expired(now, PURGE_CHUNK),
         key_store::purge_ended_grace(now, PURGE_CHUNK),
         ai_keys::disable_expired(now, PURGE_CHUNK),
+        idempotency::purge(now - idempotency::WINDOW_MS, PURGE_CHUNK),
     ] {
         block_on(rig.db().execute(stmt)).expect("purge statement");
         states.push(rig.snapshot());
@@ -1256,12 +1387,13 @@ fn inject_purge_faults() -> (usize, usize) {
         (
             report.expired_keys,
             report.ended_grace,
-            report.disabled_gateway_keys
+            report.disabled_gateway_keys,
+            report.forgotten_requests
         ),
-        (2, 1, 1)
+        (2, 1, 1, 1)
     );
-    assert_eq!(calls, 3, "one statement per kind when each fits one chunk");
-    assert_eq!(rig.snapshot(), states[3]);
+    assert_eq!(calls, 4, "one statement per kind when each fits one chunk");
+    assert_eq!(rig.snapshot(), states[4]);
 
     let mut faults = 0;
     for msg in FAULTS {
@@ -1285,17 +1417,18 @@ fn inject_purge_faults() -> (usize, usize) {
             let again = purge(&rig).expect("the next run");
             assert_eq!(
                 rig.snapshot(),
-                states[3],
+                states[4],
                 "the next run after a fault at {at}"
             );
             // What the failed run had done before the failing statement is not done again.
-            let mut expect_now = vec![2, 1, 1];
+            let mut expect_now = vec![2, 1, 1, 1];
             expect_now.iter_mut().take(at - 1).for_each(|n| *n = 0);
             assert_eq!(
                 vec![
                     again.expired_keys,
                     again.ended_grace,
-                    again.disabled_gateway_keys
+                    again.disabled_gateway_keys,
+                    again.forgotten_requests
                 ],
                 expect_now,
                 "the next run after a fault at {at} does only what was left"
@@ -1327,16 +1460,17 @@ fn inject_purge_faults() -> (usize, usize) {
             let again = purge(&rig).expect("the next run");
             assert_eq!(
                 rig.snapshot(),
-                states[3],
+                states[4],
                 "the next run after a lost answer at {at}"
             );
-            let mut expect_now = vec![2, 1, 1];
+            let mut expect_now = vec![2, 1, 1, 1];
             expect_now.iter_mut().take(at).for_each(|n| *n = 0);
             assert_eq!(
                 vec![
                     again.expired_keys,
                     again.ended_grace,
-                    again.disabled_gateway_keys
+                    again.disabled_gateway_keys,
+                    again.forgotten_requests
                 ],
                 expect_now,
                 "the next run after a lost answer at {at} does only what was left"
@@ -1548,6 +1682,7 @@ fn every_multi_step_write_takes_a_failure_at_each_database_call_and_the_total_is
     let (tallies, (purge, purge_lost), reads) = std::thread::scope(|s| {
         let writes: Vec<_> = ALL
             .iter()
+            .chain(KEYED)
             .map(|w| s.spawn(move || inject_every_fault(w)))
             .collect();
         let purge = s.spawn(inject_purge_faults);

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::http::Request;
+use super::idempotency::{self, twin_or, Idem, ADMIN_SCOPE};
 use super::keys::ABSOLUTE_MAX_TTL_MINUTES;
 use super::routes::Route;
 use super::{body, App, Reply, Result};
@@ -75,7 +76,12 @@ impl<P: Platform> App<P> {
     pub(crate) async fn admin(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
         self.require_admin(req).await?;
         match (method, route) {
-            ("POST", Route::Tenants) => self.create_tenant(body::parse(req)?).await,
+            ("POST", Route::Tenants) => {
+                let body = body::parse(req)?;
+                let idem = idempotency::key_of(req)?
+                    .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
+                self.create_tenant(body, idem).await
+            }
             ("GET", Route::Tenants) => {
                 let all = tenants::list(self.platform.db()).await?;
                 Ok(Reply::ok(all.iter().map(tenant_json).collect()))
@@ -92,7 +98,17 @@ impl<P: Platform> App<P> {
             ("DELETE", Route::User(u)) => self.delete_user(&u).await,
             ("POST", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
-                self.issue_key(ADMIN, &user, body::parse(req)?).await
+                let body = body::parse(req)?;
+                let idem = idempotency::key_of(req)?.map(|k| {
+                    Idem::new(
+                        ADMIN_SCOPE,
+                        &k,
+                        idempotency::KEY_ISSUE,
+                        &user.username,
+                        &req.body,
+                    )
+                });
+                self.issue_key(ADMIN, &user, body, idem).await
             }
             ("GET", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
@@ -121,28 +137,45 @@ impl<P: Platform> App<P> {
             .ok_or_else(|| ApiError::NotFound(format!("No user named {username}")))
     }
 
-    async fn create_tenant(&self, body: CreateTenant) -> Result<Reply> {
+    /// Create a tenant. With an Idempotency-Key this request already carried out, the tenant it
+    /// made is answered again: never a second tenant.
+    async fn create_tenant(&self, body: CreateTenant, idem: Option<Idem>) -> Result<Reply> {
         let name = names::tenant_name(&body.name).map_err(|e| ApiError::bad("name", e))?;
         let now = self.platform.now_ms();
+        let db = self.platform.db();
+        if let Some(i) = &idem {
+            if let Some(earlier) = i.earlier(db, now).await? {
+                return match tenants::get(db, &earlier.target).await? {
+                    Some(t) => Ok(Reply::ok(tenant_json(&t))),
+                    None => Err(ApiError::NotFound(format!(
+                        "The tenant this Idempotency-Key request made ({}) has been deleted since",
+                        earlier.target
+                    ))),
+                };
+            }
+        }
         let tenant = Tenant {
             id: new_id(|b| self.platform.fill_random(b)),
             name,
             create_date: now,
         };
-        self.platform
-            .db()
-            .batch(vec![
-                tenants::insert(&tenant),
-                audit::record(
-                    now,
-                    ADMIN,
-                    "tenant.create",
-                    &tenant.id,
-                    Some(&tenant.id),
-                    "",
-                ),
-            ])
-            .await?;
+        let mut batch = vec![
+            tenants::insert(&tenant),
+            audit::record(
+                now,
+                ADMIN,
+                "tenant.create",
+                &tenant.id,
+                Some(&tenant.id),
+                "",
+            ),
+        ];
+        if let Some(i) = &idem {
+            batch.extend(i.record(&tenant.id, None, now));
+        }
+        db.batch(batch)
+            .await
+            .map_err(|e| twin_or(e, ApiError::from))?;
         Ok(Reply::ok(tenant_json(&tenant)))
     }
 

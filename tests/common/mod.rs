@@ -541,6 +541,17 @@ impl T {
         self.send(req)
     }
 
+    /// A POST with an `Idempotency-Key`, as the admin (`token` None) or with a user token.
+    pub fn keyed(&self, token: Option<&str>, path: &str, body: Json, key: &str) -> Response {
+        let bearer = token.unwrap_or(ADMIN_TOKEN);
+        self.send(
+            Request::new("POST", path)
+                .header("authorization", &format!("Bearer {bearer}"))
+                .header("idempotency-key", key)
+                .json(&body),
+        )
+    }
+
     /// Create a user (and tenant) and return the user's JSON.
     pub fn create_user(&self, username: &str, tenant_id: Option<&str>, role: Option<&str>) -> Json {
         let mut body = json!({"username": username});

@@ -230,6 +230,38 @@ test('rotate with grace 0 kills the old secret at once', async () => {
   ok(await me(n2.token), 'a refused rotation changes nothing');
 });
 
+test('Idempotency-Key on D1: a retried issue and a retried grace-0 rotation make no second key and leave a working secret', async () => {
+  await mkUser('retrier');
+  const idem = (key) => ({ 'idempotency-key': key });
+  const path = '/api/v1/admin/users/retrier/api_key';
+  const first = ok(await w.admin('POST', path, { description: 'retried' }, { headers: idem('issue-e2e') }));
+  auditExpect.push({ action: 'api_key.create', target: `retrier/${first.id}` });
+  const again = ok(await w.admin('POST', path, { description: 'retried' }, { headers: idem('issue-e2e') }), 'replayed issue');
+  assert.equal(again.id, first.id);
+  unauth(await me(first.token), 'the replaced secret of a replayed issue');
+  ok(await me(again.token));
+  fails(await w.admin('POST', path, { description: 'other' }, { headers: idem('issue-e2e') }), 409, 409, 'key reused');
+  const keys = ok(await w.admin('GET', path));
+  assert.equal(keys.length, 1, 'one key');
+
+  const rotate = `/api/v1/api_keys/${again.id}/rotate`;
+  const lost = ok(await w.call('POST', rotate, { token: again.token, body: { grace_minutes: 0 }, headers: idem('rotate-e2e') }));
+  unauth(await me(again.token), 'ended by the rotation');
+  const replay = ok(
+    await w.call('POST', rotate, { token: again.token, body: { grace_minutes: 0 }, headers: idem('rotate-e2e') }),
+    'replayed with the ended secret',
+  );
+  assert.equal(replay.id, again.id);
+  unauth(await me(lost.token), 'the lost answer\'s secret');
+  ok(await me(replay.token), 'the replay\'s secret works');
+  unauth(
+    await w.call('POST', rotate, { token: again.token, body: { grace_minutes: 0 }, headers: idem('another') }),
+    'the ended secret with another key',
+  );
+  const rows = await w.sql("SELECT COUNT(*) AS n FROM idempotency_keys WHERE scope IN ('admin', 'user:retrier')");
+  assert.equal(rows[0].n, 2);
+});
+
 test('deleting a key makes it fail with 401 at once; deleting it again is 404', async () => {
   await mkUser('henry');
   const k = await issue('henry');

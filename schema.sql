@@ -1,4 +1,6 @@
--- keyward schema: the one file D1 (wrangler d1 execute) and the native SQLite tests both load.
+-- keyward schema, whole: what the native SQLite tests load. D1 gets it from migrations/ (applied by
+-- `wrangler d1 migrations apply`); tests/migrations.rs proves that applying every migration in
+-- order gives exactly this schema, so a change here needs a new migration too.
 -- Idempotent: safe to apply again. Times are integer milliseconds since the Unix epoch (UTC).
 
 -- defaults_version increases with every change to the tenant's default models; it is read with
@@ -19,6 +21,10 @@ CREATE TABLE IF NOT EXISTS users (
   update_date INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS users_tenant ON users(tenant_id);
+-- Usernames are unique without regard to letter case (they are ASCII; lower() folds ASCII), and
+-- looked up through this index: WHERE lower(username) = lower(?1). `username` keeps the spelling
+-- the admin gave.
+CREATE UNIQUE INDEX IF NOT EXISTS users_username_folded ON users(lower(username));
 -- The admin list pages through users and tenants in creation order (keyset paging).
 CREATE INDEX IF NOT EXISTS users_created ON users(create_date, username);
 CREATE INDEX IF NOT EXISTS tenants_created ON tenants(create_date, id);
@@ -137,3 +143,19 @@ CREATE TABLE IF NOT EXISTS ai_keys (
   UNIQUE (tenant_id, alias)
 );
 CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;
+
+-- Requests made with an Idempotency-Key header, remembered for an hour (store/idempotency.rs), so
+-- that the same request sent again is answered from what the first attempt did instead of making
+-- a second tenant or key. scope is 'admin' or 'user:' and the caller's username; key_hash,
+-- request (operation, target and body) and caller_hash (a rotation's authenticating secret) are
+-- SHA-256. No foreign keys: an entry outlives what it names by at most the hour.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+  scope       TEXT NOT NULL,
+  key_hash    TEXT NOT NULL,
+  request     TEXT NOT NULL,
+  target      TEXT NOT NULL,
+  caller_hash TEXT,
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (scope, key_hash)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created_at);

@@ -184,7 +184,7 @@ export class Worker {
   }
 
   /**
-   * Apply schema.sql, start wrangler dev and wait for /health.
+   * Apply migrations/, start wrangler dev and wait for /health.
    * logLevel: wrangler's levels are error < warn < info < log < debug; the worker's console.log
    * (where the purge line goes) shows only from `log` on, so `info` would hide it.
    */
@@ -207,8 +207,9 @@ export class Worker {
     this.base = `http://127.0.0.1:${this.port}`;
     live.add(this);
 
+    // The schema the way make dev and a deployment get it: every migration, recorded in d1_migrations.
     await runWrangler(
-      ['d1', 'execute', DB_NAME, '--local', '--persist-to', this.dir, '--file', 'schema.sql'],
+      ['d1', 'migrations', 'apply', DB_NAME, '--local', '--persist-to', this.dir],
       { timeoutMs: 90_000 },
     );
 

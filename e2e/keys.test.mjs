@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checksum, fails, forgedToken, leakProblems, ok } from './checks.mjs';
-import { useWorker } from './harness.mjs';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, useWorker } from './harness.mjs';
 
 const w = useWorker();
 
@@ -100,6 +102,28 @@ test('admin creates a tenant, a user in it, and a user without tenant_id (own te
 
   fails(await w.admin('POST', '/api/v1/admin/users', { username: 'bob' }), 409, 409, 'duplicate user');
   fails(await w.admin('POST', '/api/v1/admin/users', { username: 'dave', tenant_id: 'nope' }), 404, 404);
+});
+
+test('the worker\'s database was made by applying every migration, recorded in d1_migrations', async () => {
+  const files = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
+  assert.ok(files.length >= 1, JSON.stringify(files));
+  const applied = (await w.sql('SELECT name FROM d1_migrations ORDER BY id')).map((r) => r.name);
+  assert.deepEqual(applied, files);
+});
+
+test('usernames differing only in case are one user on D1: 409 for the second, found by any spelling', async () => {
+  const u = await mkUser('Grace@Example.com');
+  auditExpect.push({ action: 'tenant.create', target: u.tenant_id });
+  const msg = fails(await w.admin('POST', '/api/v1/admin/users', { username: 'grace@example.com' }), 409, 409, 'other case');
+  assert.match(msg, /grace@example\.com already exists as Grace@Example\.com/);
+  const got = ok(await w.admin('GET', '/api/v1/admin/users/GRACE@EXAMPLE.COM'), 'any spelling');
+  assert.equal(got.username, 'Grace@Example.com');
+  const r = await w.admin('POST', '/api/v1/admin/users/grace@example.com/api_key', {});
+  const k = ok(r, 'issue by another spelling');
+  auditExpect.push({ action: 'api_key.create', target: `Grace@Example.com/${k.id}` });
+  assert.equal(ok(await me(k.token), 'me').username, 'Grace@Example.com');
+  const rows = await w.sql("SELECT username FROM api_keys WHERE username = 'Grace@Example.com'");
+  assert.equal(rows.length, 1, 'the key refers to the stored spelling');
 });
 
 test('a key works as Bearer access:secret and as Basic base64(access:secret)', async () => {
@@ -204,6 +228,38 @@ test('rotate with grace 0 kills the old secret at once', async () => {
     400, 101, 'grace above 1440',
   );
   ok(await me(n2.token), 'a refused rotation changes nothing');
+});
+
+test('Idempotency-Key on D1: a retried issue and a retried grace-0 rotation make no second key and leave a working secret', async () => {
+  await mkUser('retrier');
+  const idem = (key) => ({ 'idempotency-key': key });
+  const path = '/api/v1/admin/users/retrier/api_key';
+  const first = ok(await w.admin('POST', path, { description: 'retried' }, { headers: idem('issue-e2e') }));
+  auditExpect.push({ action: 'api_key.create', target: `retrier/${first.id}` });
+  const again = ok(await w.admin('POST', path, { description: 'retried' }, { headers: idem('issue-e2e') }), 'replayed issue');
+  assert.equal(again.id, first.id);
+  unauth(await me(first.token), 'the replaced secret of a replayed issue');
+  ok(await me(again.token));
+  fails(await w.admin('POST', path, { description: 'other' }, { headers: idem('issue-e2e') }), 409, 409, 'key reused');
+  const keys = ok(await w.admin('GET', path));
+  assert.equal(keys.length, 1, 'one key');
+
+  const rotate = `/api/v1/api_keys/${again.id}/rotate`;
+  const lost = ok(await w.call('POST', rotate, { token: again.token, body: { grace_minutes: 0 }, headers: idem('rotate-e2e') }));
+  unauth(await me(again.token), 'ended by the rotation');
+  const replay = ok(
+    await w.call('POST', rotate, { token: again.token, body: { grace_minutes: 0 }, headers: idem('rotate-e2e') }),
+    'replayed with the ended secret',
+  );
+  assert.equal(replay.id, again.id);
+  unauth(await me(lost.token), 'the lost answer\'s secret');
+  ok(await me(replay.token), 'the replay\'s secret works');
+  unauth(
+    await w.call('POST', rotate, { token: again.token, body: { grace_minutes: 0 }, headers: idem('another') }),
+    'the ended secret with another key',
+  );
+  const rows = await w.sql("SELECT COUNT(*) AS n FROM idempotency_keys WHERE scope IN ('admin', 'user:retrier')");
+  assert.equal(rows[0].n, 2);
 });
 
 test('deleting a key makes it fail with 401 at once; deleting it again is 404', async () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what is missing, skip what is present; prepare .dev.vars and the local database.
+# Install what is missing, skip what is present; prepare .dev.vars and migrate the local database.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -74,5 +74,12 @@ if [ ! -f .dev.vars ]; then
   } > .dev.vars
 fi
 
-say "applying schema.sql to the local D1 database"
-wrangler d1 execute keyward --local --file schema.sql >/dev/null
+# The local database (.wrangler/state) gets migrations/ the way a deployment does. One created from
+# schema.sql before migrations existed needs nothing special: 0001 is that schema.sql with
+# IF NOT EXISTS, so it applies as a no-op, is recorded, and the later migrations follow.
+say "applying migrations/ to the local D1 database"
+if ! out=$(wrangler d1 migrations apply keyward --local </dev/null 2>&1); then
+  printf '%s\n' "$out" >&2
+  echo "setup: a migration failed (above); the local database is as it was before it" >&2
+  exit 1
+fi

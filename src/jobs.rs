@@ -1,8 +1,9 @@
-//! Scheduled work: the cron purge of expired user keys and ended rotation grace periods, and the
-//! disabling of gateway keys past their `expire_time` (kept, with their usage counters, for the record).
+//! Scheduled work: the cron purge of expired user keys and ended rotation grace periods, the
+//! disabling of gateway keys past their `expire_time` (kept, with their usage counters, for the
+//! record), and forgetting Idempotency-Key requests older than their window.
 
 use crate::api::App;
-use crate::store::{ai_keys, keys, Db, DbError, Platform, Stmt};
+use crate::store::{ai_keys, idempotency, keys, Db, DbError, Platform, Stmt};
 
 /// Rows one statement touches. Each statement binds two parameters (D1 allows 100) and deletes by
 /// the primary key through an index range, far inside D1's 30 s per query.
@@ -17,6 +18,8 @@ pub struct PurgeReport {
     pub ended_grace: u64,
     /// Gateway keys past their `expire_time` that were switched to `disabled`.
     pub disabled_gateway_keys: u64,
+    /// Idempotency-Key requests older than [`idempotency::WINDOW_MS`], forgotten.
+    pub forgotten_requests: u64,
     /// Whether a kind still had rows left when the run hit its bound.
     pub more: bool,
 }
@@ -48,17 +51,22 @@ impl<P: Platform> App<P> {
         let (disabled_gateway_keys, more_gateway) = self
             .drain(|| ai_keys::disable_expired(now, PURGE_CHUNK))
             .await?;
+        let (forgotten_requests, more_requests) = self
+            .drain(|| idempotency::purge(now - idempotency::WINDOW_MS, PURGE_CHUNK))
+            .await?;
         let report = PurgeReport {
             expired_keys,
             ended_grace,
             disabled_gateway_keys,
-            more: more_keys || more_grace || more_gateway,
+            forgotten_requests,
+            more: more_keys || more_grace || more_gateway || more_requests,
         };
         log::info!(
-            "purge: removed {} expired keys, cleared {} ended grace secrets, disabled {} expired gateway keys{}",
+            "purge: removed {} expired keys, cleared {} ended grace secrets, disabled {} expired gateway keys, forgot {} idempotency keys{}",
             report.expired_keys,
             report.ended_grace,
             report.disabled_gateway_keys,
+            report.forgotten_requests,
             if report.more {
                 "; more remain for the next run"
             } else {

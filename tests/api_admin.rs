@@ -326,3 +326,382 @@ fn a_user_named_admin_is_a_user_in_the_audit_log_never_the_admin_token() {
         1
     );
 }
+
+// Usernames are compared without regard to letter case; the spelling the admin gave is kept.
+
+#[test]
+fn a_username_differing_only_in_case_is_the_same_user_and_creating_it_again_is_a_409() {
+    let t = T::new();
+    let first = t.create_user("Alice@Example.com", None, None);
+    let tenants = t.db().count("SELECT COUNT(*) FROM tenants");
+    for (again, tenant) in [
+        ("alice@example.com", None),
+        ("ALICE@EXAMPLE.COM", None),
+        ("alice@Example.COM", first["tenant_id"].as_str()),
+    ] {
+        let mut body = json!({ "username": again });
+        if let Some(tid) = tenant {
+            body["tenant_id"] = json!(tid);
+        }
+        let r = t.admin("POST", "/api/v1/admin/users", Some(body));
+        assert_eq!(r.status, 409, "{again}");
+        assert_eq!(r.json_body()["code"], 409);
+        let msg = r.json_body()["message"].as_str().unwrap().to_owned();
+        assert!(
+            msg.contains(again) && msg.contains("Alice@Example.com") && msg.contains("letter case"),
+            "names both spellings and the rule: {msg}"
+        );
+    }
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM users"), 1);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), tenants);
+}
+
+#[test]
+fn the_spelling_the_admin_gave_is_the_one_shown_everywhere() {
+    let t = T::new();
+    let u = t.create_user("Alice@Example.com", None, None);
+    assert_eq!(u["username"], "Alice@Example.com");
+    let list = t.admin("GET", "/api/v1/admin/users", None).json_body();
+    assert_eq!(list["data"][0]["username"], "Alice@Example.com");
+    let got = t.admin("GET", "/api/v1/admin/users/aLiCe@eXaMpLe.CoM", None);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json_body()["data"]["username"], "Alice@Example.com");
+    let tenant = t.admin(
+        "GET",
+        &format!("/api/v1/admin/tenants/{}", u["tenant_id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(tenant.json_body()["data"]["name"], "Alice@Example.com");
+    let k = t.issue_key("alice@example.com", json!({}));
+    let me = t.user(&token(&k), "GET", "/api/v1/me", None).json_body();
+    assert_eq!(me["data"]["username"], "Alice@Example.com");
+}
+
+#[test]
+fn every_admin_route_finds_a_user_by_any_spelling_of_their_name() {
+    let t = T::new();
+    let owner = t.create_user("Owner@Example.com", None, None);
+    t.create_user("Bob@Example.com", owner["tenant_id"].as_str(), None);
+
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/bob@example.com",
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json_body()["data"]["username"], "Bob@Example.com");
+    assert_eq!(r.json_body()["data"]["role"], "admin");
+
+    // Keys issued, listed and revoked through three other spellings are the one user's keys.
+    let k = t.issue_key("BOB@EXAMPLE.COM", json!({"description": "upper"}));
+    let k2 = t.issue_key("bob@example.com", json!({"description": "lower"}));
+    let listed = t
+        .admin("GET", "/api/v1/admin/users/bOB@example.com/api_key", None)
+        .json_body();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM api_keys WHERE username = 'Bob@Example.com'"),
+        2,
+        "keys refer to the stored spelling"
+    );
+    assert_eq!(t.me_status(&token(&k)), 200);
+    let revoked = t.admin(
+        "DELETE",
+        &format!(
+            "/api/v1/admin/users/bob@EXAMPLE.com/keys/{}",
+            k2["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(revoked.status, 200);
+    assert_eq!(t.me_status(&token(&k2)), 401);
+
+    let r = t.admin(
+        "PATCH",
+        "/api/v1/admin/users/BOB@example.com",
+        Some(json!({"status": "disabled"})),
+    );
+    assert_eq!(r.json_body()["data"]["status"], "disabled");
+    assert_eq!(t.me_status(&token(&k)), 401);
+
+    let del = t.admin("DELETE", "/api/v1/admin/users/bob@example.COM", None);
+    assert_eq!(del.status, 200, "{}", String::from_utf8_lossy(&del.body));
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM users"), 1);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM api_keys WHERE username = 'Bob@Example.com'"),
+        0
+    );
+    let audit = t.admin("GET", "/api/v1/admin/audit", None).json_body();
+    let targets: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("user."))
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets
+            .iter()
+            .all(|t| *t == "Owner@Example.com" || *t == "Bob@Example.com"),
+        "the audit names the stored spelling: {targets:?}"
+    );
+    let gone = t.admin("GET", "/api/v1/admin/users/Bob@Example.com", None);
+    assert_eq!(gone.status, 404);
+}
+
+#[test]
+fn the_database_itself_refuses_a_second_spelling_of_a_username() {
+    let t = T::new();
+    let u = t.create_user("carol@example.com", None, None);
+    let conn = t.db().conn.borrow();
+    let err = conn
+        .execute(
+            "INSERT INTO users (username, tenant_id, role, status, create_date, update_date) \
+             VALUES ('Carol@Example.com', ?1, 'member', 'active', 0, 0)",
+            [u["tenant_id"].as_str().unwrap()],
+        )
+        .expect_err("the unique index on the folded form");
+    assert!(err.to_string().contains("users_username_folded"), "{err}");
+}
+
+/// Two creations of one name in different spellings at once: both pass the check, the unique
+/// index on the folded form refuses the second insert, and the answer is the same 409.
+#[test]
+fn a_creation_that_loses_a_race_to_another_spelling_is_a_409_naming_the_username() {
+    let t = T::new();
+    let db = t.db();
+    // The check is the first call, the batch the second; the batch fails as SQLite fails it.
+    db.fail_on_call.set(Some((
+        db.calls.get() + 2,
+        "UNIQUE constraint failed: index 'users_username_folded'",
+    )));
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/users",
+        Some(json!({"username": "Dave@Example.com"})),
+    );
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json_body()["message"],
+        "username Dave@Example.com already exists"
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+}
+
+// Idempotency-Key on tenant creation: a retry is answered from the first attempt.
+
+#[test]
+fn a_tenant_creation_sent_again_with_its_idempotency_key_answers_the_first_tenant() {
+    let t = T::new();
+    let first = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "tenant-1",
+    );
+    assert_eq!(first.status, 200);
+    t.advance_minutes(30);
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "tenant-1",
+    );
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(again.json_body()["data"], first.json_body()["data"]);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 1);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM audit WHERE action = 'tenant.create'"),
+        1,
+        "the replay changed nothing, so it is not in the audit log"
+    );
+    // The draft's structured-field form ("...") names the same key.
+    let quoted = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "\"tenant-1\"",
+    );
+    assert_eq!(
+        quoted.json_body()["data"]["id"],
+        first.json_body()["data"]["id"]
+    );
+    // Another key is another request.
+    let other = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "tenant-2",
+    );
+    assert_ne!(
+        other.json_body()["data"]["id"],
+        first.json_body()["data"]["id"]
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 2);
+}
+
+#[test]
+fn an_idempotency_key_sent_with_another_request_is_a_409_and_changes_nothing() {
+    let t = T::new();
+    t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "reused",
+    );
+    let before = t.db().count("SELECT COUNT(*) FROM tenants");
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Other"}),
+        "reused",
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Idempotency-Key: this key was sent with another request"));
+    // The same key on another route is another request too.
+    t.create_user("erin", None, None);
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/users/erin/api_key",
+        json!({}),
+        "reused",
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), before + 1);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM api_keys"), 0);
+}
+
+#[test]
+fn an_idempotency_key_is_remembered_for_an_hour_then_forgotten_and_purged() {
+    let t = T::new();
+    let first = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "hourly",
+    );
+    t.advance_minutes(59);
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "hourly",
+    );
+    assert_eq!(
+        again.json_body()["data"]["id"],
+        first.json_body()["data"]["id"]
+    );
+    t.advance_minutes(1);
+    let later = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "hourly",
+    );
+    assert_eq!(later.status, 200);
+    assert_ne!(
+        later.json_body()["data"]["id"],
+        first.json_body()["data"]["id"],
+        "after the hour the key names a new request"
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM idempotency_keys"), 1);
+    t.advance_minutes(60);
+    let report = block_on(t.app.purge()).unwrap();
+    assert_eq!(report.forgotten_requests, 1);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM idempotency_keys"), 0);
+}
+
+#[test]
+fn a_replayed_creation_of_a_tenant_deleted_since_is_a_404_not_a_new_tenant() {
+    let t = T::new();
+    let first = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "gone",
+    );
+    let id = first.json_body()["data"]["id"].as_str().unwrap().to_owned();
+    t.admin("DELETE", &format!("/api/v1/admin/tenants/{id}"), None);
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "gone",
+    );
+    assert_eq!(again.status, 404);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+}
+
+#[test]
+fn a_malformed_idempotency_key_is_a_400_naming_the_header_and_creates_nothing() {
+    let t = T::new();
+    let long = "k".repeat(256);
+    for (why, value) in [
+        ("empty", ""),
+        ("empty quoted", "\"\""),
+        ("space inside", "a b"),
+        ("non-ASCII", "clé"),
+        ("too long", long.as_str()),
+        ("quote inside", "a\"b"),
+    ] {
+        let r = t.keyed(None, "/api/v1/admin/tenants", json!({"name": "x"}), value);
+        assert_eq!(r.status, 400, "{why}: {}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.json_body()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Idempotency-Key: "),
+            "{why}"
+        );
+    }
+    let two = t.send(
+        keyward::api::http::Request::new("POST", "/api/v1/admin/tenants")
+            .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .header("idempotency-key", "one")
+            .header("idempotency-key", "two")
+            .json(&json!({"name": "x"})),
+    );
+    assert_eq!(two.status, 400, "two headers");
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+    let fine = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "x"}),
+        &"k".repeat(255),
+    );
+    assert_eq!(fine.status, 200);
+}
+
+#[test]
+fn a_keyed_request_racing_its_twin_is_a_409_asking_to_send_it_again() {
+    let t = T::new();
+    let db = t.db();
+    // The lookup is the first call, the batch the second; the twin's row is there by then.
+    db.fail_on_call.set(Some((
+        db.calls.get() + 2,
+        "UNIQUE constraint failed: idempotency_keys.scope, idempotency_keys.key_hash",
+    )));
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "Acme"}),
+        "twin",
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("send it again for its answer"));
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
+}

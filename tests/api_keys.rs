@@ -839,3 +839,193 @@ fn my_limits_say_how_long_my_next_key_may_live() {
     assert_eq!(d["max_ttl_minutes"], 60);
     assert_eq!(t.send(Request::new("GET", "/api/v1/me/limits")).status, 401);
 }
+
+// Idempotency-Key on issuing and rotating: a retry after a lost answer makes no second key and
+// leaves the client a secret that works.
+
+fn data_of(r: &keyward::api::http::Response) -> serde_json::Value {
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json_body()["data"].clone()
+}
+
+#[test]
+fn a_key_issue_sent_again_with_its_idempotency_key_hands_over_the_same_key_with_a_new_secret() {
+    let t = T::new();
+    let (_, own) = t.user_with_key("alice");
+    for (who, path, tok) in [
+        ("admin", "/api/v1/admin/users/alice/api_key", None),
+        ("self-service", "/api/v1/api_keys", Some(token(&own))),
+    ] {
+        let body = json!({"description": who, "ttl_minutes": 60});
+        let first = data_of(&t.keyed(tok.as_deref(), path, body.clone(), "issue-1"));
+        t.advance_minutes(1);
+        let again = t.keyed(tok.as_deref(), path, body, "issue-1");
+        assert_eq!(
+            again.json_body()["message"],
+            "API key generated successfully"
+        );
+        let again = data_of(&again);
+        assert_eq!(again["id"], first["id"], "{who}: the same key");
+        assert_eq!(again["access_key"], first["access_key"], "{who}");
+        assert_eq!(
+            again["expires_at"], first["expires_at"],
+            "{who}: the same lifetime"
+        );
+        assert_ne!(
+            again["secret_key"], first["secret_key"],
+            "{who}: a new secret"
+        );
+        assert_eq!(
+            t.me_status(&token(&first)),
+            401,
+            "{who}: the lost answer's secret"
+        );
+        assert_eq!(
+            t.me_status(&token(&again)),
+            200,
+            "{who}: the replay's secret"
+        );
+    }
+    assert_eq!(
+        t.db().count("SELECT COUNT(*) FROM api_keys"),
+        3,
+        "one key each, beside the first"
+    );
+}
+
+#[test]
+fn a_rotation_without_grace_sent_again_with_its_idempotency_key_is_accepted_with_the_old_secret() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("bob");
+    let (old, id) = (token(&k), k["id"].as_str().unwrap().to_owned());
+    let path = format!("/api/v1/api_keys/{id}/rotate");
+    let body = json!({"grace_minutes": 0});
+    let lost = data_of(&t.keyed(Some(&old), &path, body.clone(), "rotate-1"));
+    assert_eq!(t.me_status(&old), 401, "the rotation ended the old secret");
+
+    // The answer never arrived; the client sends the same request with what it has.
+    let again = t.keyed(Some(&old), &path, body.clone(), "rotate-1");
+    assert_eq!(again.json_body()["message"], "API key rotated successfully");
+    let again = data_of(&again);
+    assert_eq!(again["id"], json!(id));
+    assert_eq!(
+        again["previous_secret_valid_until"],
+        serde_json::Value::Null
+    );
+    assert_eq!(t.me_status(&token(&again)), 200);
+    assert_eq!(
+        t.me_status(&token(&lost)),
+        401,
+        "the lost secret works for nobody"
+    );
+    assert_eq!(
+        t.me_status(&old),
+        401,
+        "the old secret is still ended for everything else"
+    );
+    let keys = t
+        .user(&token(&again), "GET", "/api/v1/api_keys", None)
+        .json_body();
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_ended_secret_buys_a_replay_only_with_its_own_rotations_idempotency_key_and_within_the_hour()
+{
+    let t = T::new();
+    let (_, k) = t.user_with_key("carol");
+    let (old, id) = (token(&k), k["id"].as_str().unwrap().to_owned());
+    let path = format!("/api/v1/api_keys/{id}/rotate");
+    let body = json!({"grace_minutes": 0});
+    data_of(&t.keyed(Some(&old), &path, body.clone(), "rotate-c"));
+    let other = t.issue_key("carol", json!({}));
+    let other_path = format!("/api/v1/api_keys/{}/rotate", other["id"].as_str().unwrap());
+    for (why, r) in [
+        (
+            "another key",
+            t.keyed(Some(&old), &path, body.clone(), "guess"),
+        ),
+        (
+            "another body",
+            t.keyed(Some(&old), &path, json!({"grace_minutes": 5}), "rotate-c"),
+        ),
+        (
+            "another route",
+            t.keyed(Some(&old), "/api/v1/api_keys", json!({}), "rotate-c"),
+        ),
+        (
+            "another key id",
+            t.keyed(Some(&old), &other_path, body.clone(), "rotate-c"),
+        ),
+    ] {
+        assert_eq!(r.status, 401, "{why}: {}", String::from_utf8_lossy(&r.body));
+    }
+    t.advance_minutes(60);
+    let late = t.keyed(Some(&old), &path, body, "rotate-c");
+    assert_eq!(late.status, 401, "after the hour");
+}
+
+#[test]
+fn a_rotation_with_grace_sent_again_keeps_the_grace_the_first_attempt_granted() {
+    let t = T::new();
+    let (_, k) = t.user_with_key("dave");
+    let (old, id) = (token(&k), k["id"].as_str().unwrap().to_owned());
+    let path = format!("/api/v1/api_keys/{id}/rotate");
+    let body = json!({"grace_minutes": 10});
+    let first = data_of(&t.keyed(Some(&old), &path, body.clone(), "rotate-d"));
+    t.advance_minutes(3);
+    let again = data_of(&t.keyed(Some(&old), &path, body, "rotate-d"));
+    assert_eq!(
+        again["previous_secret_valid_until"], first["previous_secret_valid_until"],
+        "the grace is not restarted"
+    );
+    assert_eq!(t.me_status(&old), 200, "the old secret keeps its grace");
+    assert_eq!(t.me_status(&token(&first)), 401);
+    assert_eq!(t.me_status(&token(&again)), 200);
+    t.advance_minutes(8);
+    assert_eq!(
+        t.me_status(&old),
+        401,
+        "and loses it when the first attempt said"
+    );
+}
+
+#[test]
+fn idempotency_keys_belong_to_the_user_or_admin_who_sent_them() {
+    let t = T::new();
+    let (_, a) = t.user_with_key("erin");
+    let (_, b) = t.user_with_key("frank");
+    let body = json!({"description": "same key, other senders"});
+    let ka = data_of(&t.keyed(Some(&token(&a)), "/api/v1/api_keys", body.clone(), "shared"));
+    let kb = data_of(&t.keyed(Some(&token(&b)), "/api/v1/api_keys", body, "shared"));
+    let kadmin = data_of(&t.keyed(
+        None,
+        "/api/v1/admin/users/erin/api_key",
+        json!({}),
+        "shared",
+    ));
+    assert_ne!(ka["id"], kb["id"]);
+    assert_ne!(ka["id"], kadmin["id"]);
+    assert_eq!(t.me_status(&token(&ka)), 200);
+    assert_eq!(t.me_status(&token(&kb)), 200);
+    assert_eq!(t.me_status(&token(&kadmin)), 200);
+}
+
+#[test]
+fn a_replayed_issue_of_a_key_revoked_since_is_a_404_not_a_new_key() {
+    let t = T::new();
+    t.create_user("gina", None, None);
+    let k = data_of(&t.keyed(None, "/api/v1/admin/users/gina/api_key", json!({}), "once"));
+    let del = t.admin(
+        "DELETE",
+        &format!(
+            "/api/v1/admin/users/gina/api_key/{}",
+            k["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(del.status, 200);
+    let again = t.keyed(None, "/api/v1/admin/users/gina/api_key", json!({}), "once");
+    assert_eq!(again.status, 404);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM api_keys"), 0);
+}

@@ -1,10 +1,17 @@
 //! Fault injection over real SQLite: every multi-step write is run once to count its database
-//! calls, then once per call index with that call failing, on a fresh instance each time. The
-//! answer must be a clean 5xx (500, code 100, a generic message, no SQL or driver text) or a 4xx,
-//! never a panic, and the database must afterwards hold either the whole change or none of it
-//! (SECURITY.md promises 4 and 5: multi-row writes are one atomic D1 batch). The cron purge is a
-//! sequence of single atomic statements, so a failure leaves a prefix of them applied and the next
-//! run completes it. A failing cache never fails setting or reading the default models.
+//! calls, then once per call index with that call failing, on a fresh instance each time, in two
+//! ways: before the call runs, and after it ran and committed with its answer lost (D1 can commit
+//! a batch and fail to return). The answer must be a clean 5xx (500, code 100, a generic message,
+//! no SQL or driver text) or, for a constraint failure only, a 4xx; an unexpected database failure
+//! answered with a 4xx fails the suite, and so does a 500 after a change the server knew it had
+//! committed. The database must afterwards hold either the whole change or none of it
+//! (SECURITY.md promises 4 and 5: multi-row writes are one atomic D1 batch). After a lost answer
+//! the client sends the same request again, and the retry must make nothing twice and leave the
+//! client a key that works: writes that a retry would repeat are also run with an
+//! Idempotency-Key, which makes their retry safe. The cron purge is a sequence of single atomic
+//! statements, so a failure leaves a prefix of them applied and the next run completes it. Every
+//! read answers a database failure with a 500, never a 404 or an empty list. A failing cache
+//! never fails setting or reading the default models.
 //!
 //! Each instance draws its randomness from a fixed seed, so the ids, secrets and audit rows of the
 //! fault-free run and of every faulty run are identical, and "the whole change" is compared
@@ -19,7 +26,7 @@ use common::{block_on, test_config, token, SqliteDb, TestPlatform, ADMIN_TOKEN, 
 use keyward::api::http::{Request, Response};
 use keyward::api::App;
 use keyward::jobs::{PurgeReport, PURGE_CHUNK};
-use keyward::store::{ai_keys, keys as key_store, providers, Db, DbError, Platform};
+use keyward::store::{ai_keys, idempotency, keys as key_store, providers, Db, DbError, Platform};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,6 +40,10 @@ const FAULTS: [&str; 4] = [
     "UNIQUE constraint failed: users.username",
     "FOREIGN KEY constraint failed",
 ];
+
+/// What a call whose answer is lost after it committed says: only the unexpected failures, since a
+/// batch that committed broke no constraint.
+const LOST: [&str; 2] = [FAULTS[0], FAULTS[1]];
 
 /// Fragments of the injected messages that a response body must never contain.
 const LEAKS: [&str; 9] = [
@@ -96,6 +107,17 @@ impl Rig {
             req = req.json(&b);
         }
         self.send(req)
+    }
+
+    /// A request with an `Idempotency-Key`, as the admin (`tok` None) or with a user token.
+    fn keyed(&self, tok: Option<&str>, path: &str, body: Json, key: &str) -> Response {
+        let bearer = tok.map_or_else(|| ADMIN_TOKEN.to_owned(), str::to_owned);
+        self.send(
+            Request::new("POST", path)
+                .header("authorization", &format!("Bearer {bearer}"))
+                .header("idempotency-key", key)
+                .json(&body),
+        )
     }
 
     fn user(&self, tok: &str, method: &str, path: &str, body: Option<Json>) -> Response {
@@ -202,8 +224,77 @@ impl Rig {
         self.db().fail_on_call.set(Some((self.calls() + i, msg)));
     }
 
+    /// Let the `i`th database call from now on run and commit, then fail it with `msg`, once.
+    fn lose_answer_at(&self, i: usize, msg: &'static str) {
+        self.db()
+            .lose_answer_on_call
+            .set(Some((self.calls() + i, msg)));
+    }
+
     fn fault_pending(&self) -> bool {
-        self.db().fail_on_call.get().is_some()
+        self.db().fail_on_call.get().is_some() || self.db().lose_answer_on_call.get().is_some()
+    }
+
+    /// Every table's primary keys (the rowid where a table declares none), sorted, without the
+    /// audit log (each successful write adds to it) and SQLite's AUTOINCREMENT counters.
+    fn keys(&self) -> Snapshot {
+        let conn = self.db().conn.borrow();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .expect("list tables")
+            .query_map([], |r| r.get(0))
+            .expect("list tables")
+            .collect::<Result<_, _>>()
+            .expect("table names");
+        let mut out = Snapshot::new();
+        for t in tables
+            .into_iter()
+            .filter(|t| t != "audit" && t != "sqlite_sequence")
+        {
+            let mut pk: Vec<(i64, String)> = conn
+                .prepare(&format!("PRAGMA table_info(\"{t}\")"))
+                .expect("table info")
+                .query_map([], |r| Ok((r.get::<_, i64>(5)?, r.get::<_, String>(1)?)))
+                .expect("columns")
+                .collect::<Result<_, _>>()
+                .expect("columns");
+            pk.retain(|(n, _)| *n > 0);
+            pk.sort();
+            let cols = if pk.is_empty() {
+                "rowid".to_owned()
+            } else {
+                pk.iter()
+                    .map(|(_, c)| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut stmt = conn
+                .prepare(&format!("SELECT {cols} FROM \"{t}\""))
+                .expect("select keys");
+            let n = stmt.column_count();
+            let mut rows: Vec<String> = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).expect("column")))
+                        .collect::<Vec<_>>()
+                        .join(" | "))
+                })
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("row");
+            rows.sort();
+            out.insert(t, rows);
+        }
+        out
+    }
+
+    /// Row counts per table, the audit log included.
+    fn counts(&self) -> BTreeMap<String, usize> {
+        self.snapshot()
+            .into_iter()
+            .filter(|(t, _)| t != "sqlite_sequence")
+            .map(|(t, rows)| (t, rows.len()))
+            .collect()
     }
 }
 
@@ -249,6 +340,37 @@ struct Write {
     name: &'static str,
     setup: fn(&Rig) -> Ctx,
     op: fn(&Rig, &Ctx) -> Response,
+    /// What the client gets when it sends the same request again after losing the answer to one
+    /// that committed.
+    retry: Retry,
+    /// Whose key must work once the retry is answered.
+    holder: Holder,
+}
+
+/// The answer to a retry of a write whose first attempt committed but whose answer was lost.
+#[derive(Clone, Copy, Debug)]
+enum Retry {
+    /// 200, and every table but the audit log holds the same rows (by primary key) as after one
+    /// run: nothing was made twice.
+    Repeats,
+    /// Refused with this status (the change is there already), and nothing at all changed.
+    Refused(u16),
+    /// Without an Idempotency-Key the server cannot tell the retry from a new request and does
+    /// it again: a second tenant or key, or for a rotation without grace a 401 (the rotation
+    /// ended the only secret the client has). Checked only to be a clean answer on a consistent
+    /// database; each such write has a keyed twin (`KEYED`) whose retry is checked in full.
+    Unsafe,
+}
+
+/// The user key the client holds after the retry, which must work.
+#[derive(Clone, Copy, Debug)]
+enum Holder {
+    /// The caller's own key, which the write leaves alone.
+    Caller,
+    /// The token in the retry's answer (issuing or rotating a key).
+    Answer,
+    /// None to check: the write disables or removes the caller, or the caller is the admin.
+    Nobody,
 }
 
 /// A bystander tenant with a user, key, connection, default and gateway key: none of it may
@@ -298,6 +420,8 @@ const CREATE_USER: Write = Write {
             Some(json!({"username": "newcomer"})),
         )
     },
+    retry: Retry::Refused(409),
+    holder: Holder::Nobody,
 };
 
 const CREATE_MEMBER: Write = Write {
@@ -310,6 +434,8 @@ const CREATE_MEMBER: Write = Write {
             Some(json!({"username": "bob", "tenant_id": c.tenant_id, "role": "member"})),
         )
     },
+    retry: Retry::Refused(409),
+    holder: Holder::Caller,
 };
 
 const CREATE_TENANT: Write = Write {
@@ -325,6 +451,8 @@ const CREATE_TENANT: Write = Write {
             Some(json!({"name": "acme"})),
         )
     },
+    retry: Retry::Unsafe,
+    holder: Holder::Nobody,
 };
 
 const PATCH_USER: Write = Write {
@@ -337,6 +465,8 @@ const PATCH_USER: Write = Write {
             Some(json!({"status": "disabled", "role": "admin"})),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Nobody,
 };
 
 const PUT_SETTINGS: Write = Write {
@@ -349,6 +479,8 @@ const PUT_SETTINGS: Write = Write {
             Some(json!({"auth_token_max_ttl_minutes": 600})),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Caller,
 };
 
 const ISSUE_KEY: Write = Write {
@@ -361,6 +493,8 @@ const ISSUE_KEY: Write = Write {
             Some(json!({"description": "ci", "ttl_minutes": 60})),
         )
     },
+    retry: Retry::Unsafe,
+    holder: Holder::Answer,
 };
 
 const ISSUE_OWN_KEY: Write = Write {
@@ -374,6 +508,8 @@ const ISSUE_OWN_KEY: Write = Write {
             Some(json!({"description": "laptop"})),
         )
     },
+    retry: Retry::Unsafe,
+    holder: Holder::Answer,
 };
 
 const ROTATE_KEY: Write = Write {
@@ -387,6 +523,8 @@ const ROTATE_KEY: Write = Write {
             Some(json!({"grace_minutes": 10})),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
 };
 
 const ROTATE_KEY_NO_GRACE: Write = Write {
@@ -400,7 +538,96 @@ const ROTATE_KEY_NO_GRACE: Write = Write {
             Some(json!({"grace_minutes": 0})),
         )
     },
+    retry: Retry::Unsafe,
+    holder: Holder::Nobody,
 };
+
+// The same writes as a careful client sends them, with an Idempotency-Key: the retry after a lost
+// answer is answered from what the first attempt did.
+
+const KEYED_CREATE_TENANT: Write = Write {
+    name: "create a tenant, with an Idempotency-Key",
+    setup: CREATE_TENANT.setup,
+    op: |rig, _| {
+        rig.keyed(
+            None,
+            "/api/v1/admin/tenants",
+            json!({"name": "acme"}),
+            "k-tenant",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Nobody,
+};
+
+const KEYED_ISSUE_KEY: Write = Write {
+    name: "issue a key (admin), with an Idempotency-Key",
+    setup: alice,
+    op: |rig, _| {
+        rig.keyed(
+            None,
+            "/api/v1/admin/users/alice/api_key",
+            json!({"description": "ci", "ttl_minutes": 60}),
+            "k-issue",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+const KEYED_ISSUE_OWN_KEY: Write = Write {
+    name: "issue a key (self-service), with an Idempotency-Key",
+    setup: alice,
+    op: |rig, c| {
+        rig.keyed(
+            Some(&c.token),
+            "/api/v1/api_keys",
+            json!({"description": "laptop"}),
+            "k-own",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+const KEYED_ROTATE_KEY: Write = Write {
+    name: "rotate a key with a grace period, with an Idempotency-Key",
+    setup: alice,
+    op: |rig, c| {
+        rig.keyed(
+            Some(&c.token),
+            &format!("/api/v1/api_keys/{}/rotate", c.key_id),
+            json!({"grace_minutes": 10}),
+            "k-rotate",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+const KEYED_ROTATE_KEY_NO_GRACE: Write = Write {
+    name: "rotate a key without a grace period, with an Idempotency-Key",
+    setup: alice,
+    op: |rig, c| {
+        rig.keyed(
+            Some(&c.token),
+            &format!("/api/v1/api_keys/{}/rotate", c.key_id),
+            json!({"grace_minutes": 0}),
+            "k-rotate-now",
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Answer,
+};
+
+/// The writes a retry would repeat, each with an Idempotency-Key.
+const KEYED: &[&Write] = &[
+    &KEYED_CREATE_TENANT,
+    &KEYED_ISSUE_KEY,
+    &KEYED_ISSUE_OWN_KEY,
+    &KEYED_ROTATE_KEY,
+    &KEYED_ROTATE_KEY_NO_GRACE,
+];
 
 const REVOKE_KEY: Write = Write {
     name: "revoke a key (admin)",
@@ -416,6 +643,8 @@ const REVOKE_KEY: Write = Write {
             None,
         )
     },
+    retry: Retry::Refused(404),
+    holder: Holder::Nobody,
 };
 
 const REVOKE_OWN_KEY: Write = Write {
@@ -434,6 +663,8 @@ const REVOKE_OWN_KEY: Write = Write {
             None,
         )
     },
+    retry: Retry::Refused(404),
+    holder: Holder::Caller,
 };
 
 const DELETE_USER: Write = Write {
@@ -446,6 +677,8 @@ const DELETE_USER: Write = Write {
         c
     },
     op: |rig, _| rig.admin("DELETE", "/api/v1/admin/users/bob", None),
+    retry: Retry::Refused(404),
+    holder: Holder::Caller,
 };
 
 const DELETE_TENANT: Write = Write {
@@ -476,6 +709,8 @@ const DELETE_TENANT: Write = Write {
             None,
         )
     },
+    retry: Retry::Refused(404),
+    holder: Holder::Nobody,
 };
 
 const ADD_CONNECTION: Write = Write {
@@ -489,6 +724,8 @@ const ADD_CONNECTION: Write = Write {
             Some(json!({"llm_factory": "OpenAI", "api_key": PROVIDER_KEY, "verify": false})),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Caller,
 };
 
 const REPLACE_CONNECTION: Write = Write {
@@ -502,6 +739,8 @@ const REPLACE_CONNECTION: Write = Write {
             Some(json!({"llm_factory": "OpenAI", "api_key": "sk-faults-replaced-999", "verify": false})),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Caller,
 };
 
 const REMOVE_CONNECTION: Write = Write {
@@ -532,6 +771,8 @@ const REMOVE_CONNECTION: Write = Write {
             Some(json!({"llm_factory": "OpenAI"})),
         )
     },
+    retry: Retry::Refused(404),
+    holder: Holder::Caller,
 };
 
 const SET_DEFAULTS: Write = Write {
@@ -558,6 +799,8 @@ const SET_DEFAULTS: Write = Write {
             })),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Caller,
 };
 
 const CREATE_AI_KEY: Write = Write {
@@ -575,6 +818,8 @@ const CREATE_AI_KEY: Write = Write {
             ),
         )
     },
+    retry: Retry::Refused(409),
+    holder: Holder::Caller,
 };
 
 const UPDATE_AI_KEY: Write = Write {
@@ -591,6 +836,8 @@ const UPDATE_AI_KEY: Write = Write {
             ),
         )
     },
+    retry: Retry::Repeats,
+    holder: Holder::Caller,
 };
 
 const DELETE_AI_KEY: Write = Write {
@@ -604,6 +851,8 @@ const DELETE_AI_KEY: Write = Write {
             None,
         )
     },
+    retry: Retry::Refused(404),
+    holder: Holder::Caller,
 };
 
 const ALL: &[&Write] = &[
@@ -637,11 +886,10 @@ const ALL: &[&Write] = &[
 struct Tally {
     /// Database calls the fault-free run makes.
     calls: usize,
+    /// Faults injected before a call ran.
     faults: usize,
-    /// Fault index and message of answers that were 5xx although the change was committed.
-    committed_but_failed: Vec<(usize, &'static str)>,
-    /// Fault index and status of unexpected database failures answered with a 4xx.
-    answered_4xx: Vec<(usize, u16)>,
+    /// Faults injected after a call ran and committed (its answer lost), each followed by a retry.
+    lost: usize,
     /// How many faulty runs got each status.
     statuses: BTreeMap<u16, usize>,
     /// Faults raised inside the batch, by a trigger on one of the tables the write changes.
@@ -650,7 +898,14 @@ struct Tally {
     tables: Vec<String>,
 }
 
-/// The answer to a request whose database call failed: a clean 500 or a 4xx, never a leak.
+/// Whether the core sees `msg` as an unexpected failure (not a constraint it maps to a 4xx).
+fn unexpected(msg: &str) -> bool {
+    matches!(DbError::from_message(msg), DbError::Other(_))
+}
+
+/// The answer to a request whose database call failed: a clean 500 or a 4xx, never a leak. An
+/// unexpected database failure is never a 4xx: that would tell the client its request was wrong
+/// (or its target absent) when the database only failed to answer.
 fn assert_clean_failure(name: &str, at: usize, msg: &str, r: &Response) {
     let body = String::from_utf8_lossy(&r.body);
     let v = r.json_body();
@@ -669,6 +924,12 @@ fn assert_clean_failure(name: &str, at: usize, msg: &str, r: &Response) {
     } else {
         assert_eq!(v["data"], Json::Null, "{name}: fault at call {at}: {body}");
         assert!(v["code"].is_i64(), "{name}: fault at call {at}: {body}");
+        assert!(
+            !unexpected(msg),
+            "{name}: the unexpected database failure at call {at} ({msg}) was answered {}, \
+             a client error: {body}",
+            r.status
+        );
     }
     for leak in LEAKS {
         assert!(
@@ -676,6 +937,99 @@ fn assert_clean_failure(name: &str, at: usize, msg: &str, r: &Response) {
             "{name}: fault at call {at} ({msg}) leaks {leak:?}: {body}"
         );
     }
+}
+
+/// The user key the client holds after `answer` (the retry's), which must work.
+fn assert_holder_can_work(w: &Write, rig: &Rig, ctx: &Ctx, answer: &Response, context: &str) {
+    let held = match w.holder {
+        Holder::Nobody => return,
+        Holder::Caller => ctx.token.clone(),
+        Holder::Answer => {
+            assert_eq!(
+                answer.status,
+                200,
+                "{}: {context}: the retry carries no token, so the client holds none that works: {}",
+                w.name,
+                String::from_utf8_lossy(&answer.body)
+            );
+            token(&answer.json_body()["data"])
+        }
+    };
+    let me = rig.user(&held, "GET", "/api/v1/me", None);
+    assert_eq!(
+        me.status,
+        200,
+        "{}: {context}: the key the client holds does not work: {}",
+        w.name,
+        String::from_utf8_lossy(&me.body)
+    );
+}
+
+/// Send the same request again on a database that holds `committed` (the state the lost attempt
+/// left) and check what the retry did against the fault-free run (`full`, `full_keys`,
+/// `full_counts`).
+fn retry_after_lost_answer(
+    w: &Write,
+    rig: &Rig,
+    ctx: &Ctx,
+    committed: bool,
+    (full, full_keys, full_counts): (&Snapshot, &Snapshot, &BTreeMap<String, usize>),
+    at: usize,
+) -> u16 {
+    let context = format!(
+        "retry after the answer to call {at} was lost ({})",
+        if committed {
+            "the change had committed"
+        } else {
+            "nothing had committed"
+        }
+    );
+    let again = catch_unwind(AssertUnwindSafe(|| (w.op)(rig, ctx)))
+        .unwrap_or_else(|_| panic!("{}: {context}: panicked", w.name));
+    let body = String::from_utf8_lossy(&again.body).into_owned();
+    match (committed, w.retry) {
+        // Nothing happened yet: the retry is the first run, made with other random ids.
+        (false, _) => {
+            assert_eq!(again.status, 200, "{}: {context}: {body}", w.name);
+            assert_eq!(
+                &rig.counts(),
+                full_counts,
+                "{}: {context}: not the rows one run makes",
+                w.name
+            );
+        }
+        (true, Retry::Refused(status)) => {
+            assert_eq!(again.status, status, "{}: {context}: {body}", w.name);
+            assert_eq!(
+                &rig.snapshot(),
+                full,
+                "{}: {context}: the refused retry changed something",
+                w.name
+            );
+        }
+        (true, Retry::Unsafe) => {
+            assert!(again.status < 500, "{}: {context}: {body}", w.name);
+            let conn = rig.db().conn.borrow();
+            let broken: i64 = conn
+                .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .expect("foreign key check");
+            assert_eq!(broken, 0, "{}: {context}: dangling references", w.name);
+        }
+        (true, Retry::Repeats) => {
+            assert_eq!(again.status, 200, "{}: {context}: {body}", w.name);
+            let keys = rig.keys();
+            assert!(
+                &keys == full_keys,
+                "{}: {context}: rows made twice or lost; tables that differ from one run: {}",
+                w.name,
+                changed_tables(full_keys, &keys)
+            );
+        }
+    }
+    assert_holder_can_work(w, rig, ctx, &again, &context);
+    again.status
 }
 
 fn inject_every_fault(w: &Write) -> Tally {
@@ -699,6 +1053,8 @@ fn inject_every_fault(w: &Write) -> Tally {
     );
     let calls = rig.calls() - start;
     let full = rig.snapshot();
+    let full_keys = rig.keys();
+    let full_counts = rig.counts();
     assert_ne!(
         before, full,
         "{}: the fault-free run changed nothing",
@@ -707,8 +1063,7 @@ fn inject_every_fault(w: &Write) -> Tally {
     let mut tally = Tally {
         calls,
         faults: 0,
-        committed_but_failed: Vec::new(),
-        answered_4xx: Vec::new(),
+        lost: 0,
         statuses: BTreeMap::new(),
         in_batch: 0,
         tables: before
@@ -718,6 +1073,7 @@ fn inject_every_fault(w: &Write) -> Tally {
             .collect(),
     };
 
+    // Before the call: the database never ran it.
     for msg in FAULTS {
         for at in 1..=calls {
             let rig = Rig::new();
@@ -739,14 +1095,16 @@ fn inject_every_fault(w: &Write) -> Tally {
             tally.faults += 1;
             assert_clean_failure(w.name, at, msg, &r);
             *tally.statuses.entry(r.status).or_default() += 1;
-            if r.status < 500 && DbError::from_message(msg) == DbError::Other(msg.into()) {
-                tally.answered_4xx.push((at, r.status));
-            }
             let after = rig.snapshot();
             if after == full {
-                if r.status >= 500 {
-                    tally.committed_but_failed.push((at, msg));
-                }
+                // The change committed, then a later call failed: the server knew it had
+                // committed, and a 500 would tell the client it may not have.
+                assert!(
+                    r.status < 500,
+                    "{}: fault at call {at} ({msg}) was answered 500 after the change had \
+                     committed; answer from what was written instead of failing after the commit",
+                    w.name
+                );
             } else {
                 assert_eq!(
                     after,
@@ -756,6 +1114,48 @@ fn inject_every_fault(w: &Write) -> Tally {
                     changed_tables(&before, &after)
                 );
             }
+        }
+    }
+    // After the call: it ran and committed, and its answer was lost, as D1 may lose the answer
+    // to a batch it committed. The server cannot know, so the answer is the generic 500; the
+    // client then sends the same request again, which must not make anything twice or leave
+    // the client without a working key.
+    for msg in LOST {
+        for at in 1..=calls {
+            let rig = Rig::new();
+            let ctx = (w.setup)(&rig);
+            rig.lose_answer_at(at, msg);
+            let r = catch_unwind(AssertUnwindSafe(|| (w.op)(&rig, &ctx))).unwrap_or_else(|_| {
+                panic!("{}: lost answer at call {at} ({msg}) panicked", w.name)
+            });
+            assert!(
+                !rig.fault_pending(),
+                "{}: lost answer at call {at} never fired",
+                w.name
+            );
+            tally.lost += 1;
+            assert_clean_failure(w.name, at, msg, &r);
+            assert_eq!(
+                r.status, 500,
+                "{}: a lost answer at call {at} is a failure the client cannot tell from any other",
+                w.name
+            );
+            *tally.statuses.entry(r.status).or_default() += 1;
+            let after = rig.snapshot();
+            assert!(
+                after == full || after == before,
+                "{}: lost answer at call {at} ({msg}) left a partial write; changed: {}",
+                w.name,
+                changed_tables(&before, &after)
+            );
+            retry_after_lost_answer(
+                w,
+                &rig,
+                &ctx,
+                after == full,
+                (&full, &full_keys, &full_counts),
+                at,
+            );
         }
     }
     // Inside the batch: a trigger aborts the first write to one of the changed tables, after the
@@ -784,34 +1184,15 @@ fn inject_every_fault(w: &Write) -> Tally {
         );
     }
     eprintln!(
-        "{}: {} database calls, {} faults injected + {} inside the batch, answers {:?}; \
-         whole change: {}{}{}",
+        "{}: {} database calls, {} faults injected before a call + {} answers lost after one \
+         (each retried) + {} inside the batch, answers {:?}; whole change: {}",
         w.name,
         tally.calls,
         tally.faults,
+        tally.lost,
         tally.in_batch,
         tally.statuses,
         changed_tables(&before, &full),
-        if tally.answered_4xx.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; unexpected failures answered 4xx (call, status): {:?}",
-                tally.answered_4xx
-            )
-        },
-        if tally.committed_but_failed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; answered 500 after the change was committed at call(s) {:?}",
-                tally
-                    .committed_but_failed
-                    .iter()
-                    .map(|(at, _)| *at)
-                    .collect::<std::collections::BTreeSet<_>>()
-            )
-        }
     );
     tally
 }
@@ -819,6 +1200,7 @@ fn inject_every_fault(w: &Write) -> Tally {
 fn check(w: &Write) {
     let t = inject_every_fault(w);
     assert_eq!(t.faults, t.calls * FAULTS.len());
+    assert_eq!(t.lost, t.calls * LOST.len());
     assert_eq!(t.in_batch, t.tables.len());
 }
 
@@ -898,6 +1280,24 @@ fn creating_updating_and_deleting_a_gateway_key_survive_a_failure_at_each_databa
     check(&DELETE_AI_KEY);
 }
 
+#[test]
+fn retrying_a_tenant_creation_with_its_idempotency_key_after_a_lost_answer_makes_no_second_tenant()
+{
+    check(&KEYED_CREATE_TENANT);
+}
+
+#[test]
+fn retrying_a_key_issue_with_its_idempotency_key_after_a_lost_answer_makes_no_second_key() {
+    check(&KEYED_ISSUE_KEY);
+    check(&KEYED_ISSUE_OWN_KEY);
+}
+
+#[test]
+fn retrying_a_rotation_with_its_idempotency_key_after_a_lost_answer_leaves_a_working_secret() {
+    check(&KEYED_ROTATE_KEY);
+    check(&KEYED_ROTATE_KEY_NO_GRACE);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cron purge: single statements, each atomic, run in order; idempotent.
 // ---------------------------------------------------------------------------------------------
@@ -926,11 +1326,25 @@ fn purge_setup(rig: &Rig) {
         "lasting",
         json!({"status": "enabled", "expire_time": "2030-01-01T00:00:00Z"}),
     );
+    // An Idempotency-Key request made now, which stays, and one from before its window ended.
+    data(
+        rig.send(
+            Request::new("POST", "/api/v1/admin/tenants")
+                .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                .header("idempotency-key", "purge-stays")
+                .json(&json!({"name": "keyed"})),
+        ),
+    );
+    rig.db().sql(&format!(
+        "INSERT INTO idempotency_keys (scope, key_hash, request, target, created_at) \
+         VALUES ('admin', 'old', 'r', 't', {})",
+        rig.app.platform.now_ms() - idempotency::WINDOW_MS
+    ));
     rig.advance_minutes(5);
 }
 
-/// The states after the first 0, 1, 2 and 3 of the purge's statements, computed by running the
-/// statements by hand.
+/// The states after the first 0, 1, 2, 3 and 4 of the purge's statements, computed by running
+/// the statements by hand.
 fn purge_prefix_states() -> Vec<Snapshot> {
     let rig = Rig::new();
     purge_setup(&rig);
@@ -940,6 +1354,7 @@ fn purge_prefix_states() -> Vec<Snapshot> {
         key_store::purge_expired(now, PURGE_CHUNK),
         key_store::purge_ended_grace(now, PURGE_CHUNK),
         ai_keys::disable_expired(now, PURGE_CHUNK),
+        idempotency::purge(now - idempotency::WINDOW_MS, PURGE_CHUNK),
     ] {
         block_on(rig.db().execute(stmt)).expect("purge statement");
         states.push(rig.snapshot());
@@ -953,12 +1368,15 @@ fn purge(rig: &Rig) -> Result<PurgeReport, DbError> {
 
 #[test]
 fn a_purge_failing_at_any_statement_keeps_what_it_did_and_the_next_run_completes_it() {
-    let faults = inject_purge_faults();
-    eprintln!("cron purge: {faults} faults injected");
+    let (faults, lost) = inject_purge_faults();
+    eprintln!(
+        "cron purge: {faults} faults injected before a statement, {lost} answers lost after one"
+    );
 }
 
-/// Fail each of the purge's calls in turn; returns how many faults were injected.
-fn inject_purge_faults() -> usize {
+/// Fail each of the purge's calls in turn, before it runs and after it committed; returns how
+/// many faults of each kind were injected.
+fn inject_purge_faults() -> (usize, usize) {
     let states = purge_prefix_states();
     let rig = Rig::new();
     purge_setup(&rig);
@@ -969,12 +1387,13 @@ fn inject_purge_faults() -> usize {
         (
             report.expired_keys,
             report.ended_grace,
-            report.disabled_gateway_keys
+            report.disabled_gateway_keys,
+            report.forgotten_requests
         ),
-        (2, 1, 1)
+        (2, 1, 1, 1)
     );
-    assert_eq!(calls, 3, "one statement per kind when each fits one chunk");
-    assert_eq!(rig.snapshot(), states[3]);
+    assert_eq!(calls, 4, "one statement per kind when each fits one chunk");
+    assert_eq!(rig.snapshot(), states[4]);
 
     let mut faults = 0;
     for msg in FAULTS {
@@ -998,17 +1417,18 @@ fn inject_purge_faults() -> usize {
             let again = purge(&rig).expect("the next run");
             assert_eq!(
                 rig.snapshot(),
-                states[3],
+                states[4],
                 "the next run after a fault at {at}"
             );
             // What the failed run had done before the failing statement is not done again.
-            let mut expect_now = vec![2, 1, 1];
+            let mut expect_now = vec![2, 1, 1, 1];
             expect_now.iter_mut().take(at - 1).for_each(|n| *n = 0);
             assert_eq!(
                 vec![
                     again.expired_keys,
                     again.ended_grace,
-                    again.disabled_gateway_keys
+                    again.disabled_gateway_keys,
+                    again.forgotten_requests
                 ],
                 expect_now,
                 "the next run after a fault at {at} does only what was left"
@@ -1016,7 +1436,183 @@ fn inject_purge_faults() -> usize {
         }
     }
     assert_eq!(faults, calls * FAULTS.len());
-    faults
+
+    // The statement ran and committed, and its answer was lost: the run stops there with an
+    // error, the statement's work stays, and the next run does exactly what is left.
+    let mut lost = 0;
+    for msg in LOST {
+        for at in 1..=calls {
+            let rig = Rig::new();
+            purge_setup(&rig);
+            rig.lose_answer_at(at, msg);
+            let failed = purge(&rig);
+            assert!(!rig.fault_pending(), "lost answer at call {at} never fired");
+            lost += 1;
+            assert!(
+                failed.is_err(),
+                "lost answer at call {at} reported success: {failed:?}"
+            );
+            assert_eq!(
+                rig.snapshot(),
+                states[at],
+                "lost answer at call {at} ({msg}): not exactly the statements up to it applied"
+            );
+            let again = purge(&rig).expect("the next run");
+            assert_eq!(
+                rig.snapshot(),
+                states[4],
+                "the next run after a lost answer at {at}"
+            );
+            let mut expect_now = vec![2, 1, 1, 1];
+            expect_now.iter_mut().take(at).for_each(|n| *n = 0);
+            assert_eq!(
+                vec![
+                    again.expired_keys,
+                    again.ended_grace,
+                    again.disabled_gateway_keys,
+                    again.forgotten_requests
+                ],
+                expect_now,
+                "the next run after a lost answer at {at} does only what was left"
+            );
+        }
+    }
+    assert_eq!(lost, calls * LOST.len());
+    (faults, lost)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reads: a database failure is a 500, never "not found", never a partial answer.
+// ---------------------------------------------------------------------------------------------
+
+/// A tenant with every kind of row a read can show.
+fn read_setup(rig: &Rig) -> Ctx {
+    let c = alice_connected(rig);
+    rig.create_user("bob", Some(&c.tenant_id), Some("member"));
+    rig.issue_key("bob", json!({"description": "bob's"}));
+    data(rig.user(
+        &c.token,
+        "POST",
+        "/api/v1/models/default",
+        Some(json!({"llm_id": "gpt-4o@OpenAI"})),
+    ));
+    c
+}
+
+/// Every GET route of the route table, with its path parameters filled from `c`, and whether it
+/// is the relay's (which answers in OpenAI's error shape).
+fn read_requests(c: &Ctx) -> Vec<(String, bool)> {
+    keyward::api::routes::TABLE
+        .iter()
+        .filter(|(_, methods)| methods.contains(&"GET"))
+        .map(|(template, _)| {
+            let path = template
+                .split('/')
+                .map(|seg| match seg {
+                    "{tenant_id}" => c.tenant_id.clone(),
+                    "{username}" => "alice".to_owned(),
+                    "{id}" if template.starts_with("/api/v1/ai_keys/") => c.ai_key_id.clone(),
+                    "{id}" => c.key_id.clone(),
+                    s if s.starts_with('{') => {
+                        panic!("{template}: teach read_requests the parameter {s}")
+                    }
+                    s => s.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (path, template.starts_with("/v1/"))
+        })
+        .collect()
+}
+
+fn read(rig: &Rig, c: &Ctx, path: &str) -> Response {
+    if path.starts_with("/api/v1/admin/") {
+        rig.admin("GET", path, None)
+    } else {
+        rig.user(&c.token, "GET", path, None)
+    }
+}
+
+/// Fail each call of every read, before it runs and with its answer lost; returns the number of
+/// faults injected in each way. Every one must be answered 500 with nothing of the failure in
+/// the body.
+fn inject_read_faults() -> (usize, usize) {
+    let (mut faults, mut lost) = (0, 0);
+    let mut reads = 0;
+    for (path, relay) in read_requests(&read_setup(&Rig::new())) {
+        let rig = Rig::new();
+        let ctx = read_setup(&rig);
+        let start = rig.calls();
+        let ok = read(&rig, &ctx, &path);
+        assert_eq!(
+            ok.status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&ok.body)
+        );
+        let calls = rig.calls() - start;
+        reads += 1;
+        for msg in LOST {
+            for at in 1..=calls {
+                for lose in [false, true] {
+                    let rig = Rig::new();
+                    let ctx = read_setup(&rig);
+                    let before = rig.snapshot();
+                    if lose {
+                        rig.lose_answer_at(at, msg);
+                    } else {
+                        rig.fail_at(at, msg);
+                    }
+                    let r = catch_unwind(AssertUnwindSafe(|| read(&rig, &ctx, &path)))
+                        .unwrap_or_else(|_| panic!("GET {path}: fault at call {at} panicked"));
+                    assert!(
+                        !rig.fault_pending(),
+                        "GET {path}: fault at call {at} never fired"
+                    );
+                    if lose {
+                        lost += 1;
+                    } else {
+                        faults += 1;
+                    }
+                    let name = format!("GET {path}");
+                    if relay {
+                        let body = String::from_utf8_lossy(&r.body);
+                        assert_eq!(r.status, 500, "{name}: fault at call {at}: {body}");
+                        assert_eq!(
+                            r.json_body()["error"]["type"],
+                            "server_error",
+                            "{name}: {body}"
+                        );
+                        for leak in LEAKS {
+                            assert!(!body.contains(leak), "{name}: leaks {leak:?}: {body}");
+                        }
+                    } else {
+                        assert_clean_failure(&name, at, msg, &r);
+                        assert_eq!(
+                            r.status, 500,
+                            "{name}: a database failure at call {at} is not the client's fault"
+                        );
+                    }
+                    assert_eq!(
+                        rig.snapshot(),
+                        before,
+                        "{name}: a failed read wrote something"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!(
+        "reads: {reads} GET routes, {faults} faults injected before a call and {lost} answers lost \
+         after one, every one answered 500"
+    );
+    (faults, lost)
+}
+
+#[test]
+fn every_read_answers_a_database_failure_with_a_500_not_a_404_or_an_empty_list() {
+    let (faults, lost) = inject_read_faults();
+    assert!(faults > 0 && faults == lost);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1080,18 +1676,42 @@ fn a_failing_cache_never_fails_setting_or_reading_default_models() {
 
 #[test]
 fn every_multi_step_write_takes_a_failure_at_each_database_call_and_the_total_is_printed() {
-    let (mut at_calls, mut in_batch, mut writes) = (0, 0, 0);
-    for w in ALL {
-        let t = inject_every_fault(w);
+    let (mut at_calls, mut lost, mut in_batch, mut writes) = (0, 0, 0, 0);
+    // Each write on its own thread with its own databases: the same work as the tests above,
+    // in a fraction of the time.
+    let (tallies, (purge, purge_lost), reads) = std::thread::scope(|s| {
+        let writes: Vec<_> = ALL
+            .iter()
+            .chain(KEYED)
+            .map(|w| s.spawn(move || inject_every_fault(w)))
+            .collect();
+        let purge = s.spawn(inject_purge_faults);
+        let reads = s.spawn(inject_read_faults);
+        (
+            writes
+                .into_iter()
+                .map(|h| h.join().expect("a write's faults"))
+                .collect::<Vec<_>>(),
+            purge.join().expect("the purge's faults"),
+            reads.join().expect("the reads' faults"),
+        )
+    });
+    for t in tallies {
         at_calls += t.faults;
+        lost += t.lost;
         in_batch += t.in_batch;
         writes += 1;
     }
-    let purge = inject_purge_faults();
-    let total = at_calls + in_batch + purge;
+    let (reads, reads_lost) = reads;
+    let before = at_calls + purge + reads;
+    let after = lost + purge_lost + reads_lost;
+    let total = before + after + in_batch;
     eprintln!(
-        "faults injected: {total} in total = {at_calls} failing database calls + {in_batch} \
-         failing statements inside a batch, over {writes} HTTP writes, + {purge} in the cron purge"
+        "faults injected: {total} in total. Before the call ran: {before} ({at_calls} in {writes} \
+         HTTP writes, {purge} in the cron purge, {reads} in the reads). After the call committed, \
+         its answer lost: {after} ({lost} in the writes, each then retried; {purge_lost} in the \
+         purge; {reads_lost} in the reads). Inside a batch, after its earlier statements ran: \
+         {in_batch}."
     );
     assert!(total > 0);
 }

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::http::Request;
+use super::idempotency::{self, twin_or, Idem, ADMIN_SCOPE};
 use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
 use super::page::{Cursor, PageRequest};
 use super::routes::Route;
@@ -12,7 +13,7 @@ use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::store::settings::{self, KeyPolicy};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
-use crate::store::{audit, Db, Platform};
+use crate::store::{audit, Db, DbError, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -58,6 +59,17 @@ pub fn settings_json(p: &KeyPolicy) -> Value {
     })
 }
 
+/// 409 for a username that exists in some spelling; names the stored one when it differs.
+fn username_taken(asked: &str, stored: &str) -> ApiError {
+    if asked == stored {
+        ApiError::Conflict(format!("username {asked} already exists"))
+    } else {
+        ApiError::Conflict(format!(
+            "username {asked} already exists as {stored} (usernames are compared without regard to letter case)"
+        ))
+    }
+}
+
 pub fn tenant_json(t: &Tenant) -> Value {
     json!({"id": t.id, "name": t.name, "create_date": rfc3339(t.create_date)})
 }
@@ -77,7 +89,12 @@ impl<P: Platform> App<P> {
     pub(crate) async fn admin(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
         self.require_admin(req).await?;
         match (method, route) {
-            ("POST", Route::Tenants) => self.create_tenant(body::parse(req)?).await,
+            ("POST", Route::Tenants) => {
+                let body = body::parse(req)?;
+                let idem = idempotency::key_of(req)?
+                    .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
+                self.create_tenant(body, idem).await
+            }
             ("GET", Route::Tenants) => {
                 let page = PageRequest::parse(req)?;
                 let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
@@ -106,8 +123,17 @@ impl<P: Platform> App<P> {
             ("DELETE", Route::User(u)) => self.delete_user(&u).await,
             ("POST", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
-                self.issue_key(Issuer::Admin, &user, body::parse(req)?)
-                    .await
+                let body = body::parse(req)?;
+                let idem = idempotency::key_of(req)?.map(|k| {
+                    Idem::new(
+                        ADMIN_SCOPE,
+                        &k,
+                        idempotency::KEY_ISSUE,
+                        &user.username,
+                        &req.body,
+                    )
+                });
+                self.issue_key(Issuer::Admin, &user, body, idem).await
             }
             ("GET", Route::UserKeys(u)) => {
                 let user = self.user(&u).await?;
@@ -136,28 +162,45 @@ impl<P: Platform> App<P> {
             .ok_or_else(|| ApiError::NotFound(format!("No user named {username}")))
     }
 
-    async fn create_tenant(&self, body: CreateTenant) -> Result<Reply> {
+    /// Create a tenant. With an Idempotency-Key this request already carried out, the tenant it
+    /// made is answered again: never a second tenant.
+    async fn create_tenant(&self, body: CreateTenant, idem: Option<Idem>) -> Result<Reply> {
         let name = names::tenant_name(&body.name).map_err(|e| ApiError::bad("name", e))?;
         let now = self.platform.now_ms();
+        let db = self.platform.db();
+        if let Some(i) = &idem {
+            if let Some(earlier) = i.earlier(db, now).await? {
+                return match tenants::get(db, &earlier.target).await? {
+                    Some(t) => Ok(Reply::ok(tenant_json(&t))),
+                    None => Err(ApiError::NotFound(format!(
+                        "The tenant this Idempotency-Key request made ({}) has been deleted since",
+                        earlier.target
+                    ))),
+                };
+            }
+        }
         let tenant = Tenant {
             id: new_id(|b| self.platform.fill_random(b)),
             name,
             create_date: now,
         };
-        self.platform
-            .db()
-            .batch(vec![
-                tenants::insert(&tenant),
-                audit::record(
-                    now,
-                    ADMIN,
-                    "tenant.create",
-                    &tenant.id,
-                    Some(&tenant.id),
-                    "",
-                ),
-            ])
-            .await?;
+        let mut batch = vec![
+            tenants::insert(&tenant),
+            audit::record(
+                now,
+                ADMIN,
+                "tenant.create",
+                &tenant.id,
+                Some(&tenant.id),
+                "",
+            ),
+        ];
+        if let Some(i) = &idem {
+            batch.extend(i.record(&tenant.id, None, now));
+        }
+        db.batch(batch)
+            .await
+            .map_err(|e| twin_or(e, ApiError::from))?;
         Ok(Reply::ok(tenant_json(&tenant)))
     }
 
@@ -229,15 +272,10 @@ impl<P: Platform> App<P> {
             update_date: now,
         };
         // Check the username before inserting a tenant for it: a 409 must leave no tenant behind
-        // (the batch is atomic anyway; this only gives the clearer error first).
-        if users::get(self.platform.db(), &user.username)
-            .await?
-            .is_some()
-        {
-            return Err(ApiError::Conflict(format!(
-                "username {} already exists",
-                user.username
-            )));
+        // (the batch is atomic anyway; this only gives the clearer error first). The lookup and
+        // the unique index behind it ignore letter case, so another spelling is the same user.
+        if let Some(existing) = users::get(self.platform.db(), &user.username).await? {
+            return Err(username_taken(&user.username, &existing.username));
         }
         batch.push(users::insert(&user));
         batch.push(audit::record(
@@ -248,7 +286,12 @@ impl<P: Platform> App<P> {
             Some(&user.tenant_id),
             &format!("role={}", user.role),
         ));
-        self.platform.db().batch(batch).await?;
+        // A concurrent creation of the same name in any spelling fails the unique index on the
+        // folded form (SQLite names the index, not the column, so say which field it is).
+        self.platform.db().batch(batch).await.map_err(|e| match e {
+            DbError::Unique(_) => username_taken(&user.username, &user.username),
+            other => other.into(),
+        })?;
         Ok(Reply::ok(user_json(&user)))
     }
 
@@ -292,12 +335,13 @@ impl<P: Platform> App<P> {
     async fn delete_user(&self, username: &str) -> Result<Reply> {
         let user = self.user(username).await?;
         let now = self.platform.now_ms();
-        let mut batch = users::delete(username);
+        // By the stored spelling: the path may spell the name in any case.
+        let mut batch = users::delete(&user.username);
         batch.push(audit::record_if_changed(
             now,
             ADMIN,
             "user.delete",
-            username,
+            &user.username,
             Some(&user.tenant_id),
             "",
         ));

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::http::Request;
+use super::idempotency::{user_scope, Idem};
 use super::App;
 use crate::domain::keys::{self, Secret};
 use crate::domain::names::Role;
@@ -191,6 +192,75 @@ impl<P: Platform> App<P> {
             verified_cache::put(cache_key, caller.clone(), now, valid_until);
         }
         Ok((caller, touch))
+    }
+}
+
+/// SHA-256 of the user secret the request presents, if it presents one that parses.
+pub(crate) fn presented_secret_hash(req: &Request) -> Option<String> {
+    presented(req)
+        .as_ref()
+        .and_then(user_token)
+        .map(|(_, secret)| secret.hash())
+}
+
+impl<P: Platform> App<P> {
+    /// The caller of a replayed rotation whose first attempt ended the very secret presented
+    /// (a rotation without grace, whose answer with the new secret was lost). Accepted only when
+    /// all of these hold: the presented access key is the key `key_id` being rotated, its user is
+    /// active and the key unexpired, and the user's Idempotency-Key `idem_key` names, within the
+    /// window, a rotation of that key authenticated by this same secret. The old secret thus
+    /// buys one thing, a new secret for its own key, and only with the key of the request the
+    /// client sent: someone who learnt the old secret elsewhere does not have that key.
+    pub(crate) async fn rotation_replay_caller(
+        &self,
+        req: &Request,
+        key_id: &str,
+        idem_key: &str,
+    ) -> Result<Option<Caller>, ApiError> {
+        let Some((access_key, secret)) = presented(req).as_ref().and_then(user_token) else {
+            return Ok(None);
+        };
+        let db = self.platform.db();
+        let Some(row) = key_store::lookup_for_auth(db, &access_key).await? else {
+            return Ok(None);
+        };
+        let now = self.platform.now_ms();
+        let Some(role) = Role::parse(&row.role) else {
+            return Ok(None);
+        };
+        if row.id != key_id
+            || row.user_status != "active"
+            || row.expires_at.is_some_and(|t| now >= t)
+        {
+            return Ok(None);
+        }
+        // The very request of the rotation: its key, its key id, its body.
+        let idem = Idem::new(
+            &user_scope(&row.username),
+            idem_key,
+            super::idempotency::KEY_ROTATE,
+            key_id,
+            &req.body,
+        );
+        let entry = match idem.earlier(db, now).await {
+            Err(ApiError::Conflict(_)) => None,
+            other => other?,
+        };
+        let proven = entry.is_some_and(|e| {
+            e.target == row.id
+                && e.caller_hash
+                    .as_deref()
+                    .is_some_and(|h| keys::ct_eq(h, &secret.hash()))
+        });
+        Ok(proven.then_some(Caller {
+            username: row.username,
+            tenant_id: row.tenant_id,
+            role,
+            key_id: row.id,
+            access_key: row.access_key,
+            expires_at: row.expires_at,
+            defaults_version: row.defaults_version,
+        }))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::http::Request;
+use super::idempotency::{self, twin_or, Idem};
 use super::page::{Cursor, PageRequest};
 use super::{App, Reply, Result};
 use crate::domain::keys::{generate_access_key, Secret};
@@ -81,12 +82,15 @@ impl<P: Platform> App<P> {
 
     /// Issue a key for `user`, recording who asked in the audit log in the same batch. A user's own
     /// key may only create keys that expire no later than itself, and only while self-service is
-    /// on; nobody may give a user more than `max_keys_per_user` unexpired keys.
+    /// on; nobody may give a user more than `max_keys_per_user` unexpired keys. With an
+    /// Idempotency-Key this request already carried out, the key it issued is handed over again,
+    /// with a new secret (the one in the lost answer stops working): never a second key.
     pub(crate) async fn issue_key(
         &self,
         issuer: Issuer<'_>,
         user: &User,
         body: CreateKey,
+        idem: Option<Idem>,
     ) -> Result<Reply> {
         let description = names::description(body.description.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad("description", e))?;
@@ -150,6 +154,13 @@ impl<P: Platform> App<P> {
                 _ => {}
             }
         }
+        if let Some(i) = &idem {
+            if let Some(earlier) = i.earlier(self.platform.db(), now).await? {
+                return self
+                    .resecret(issuer, user, &earlier.target, idempotency::KEY_ISSUE)
+                    .await;
+            }
+        }
         let rand = self.random();
         let secret = Secret::generate(&rand);
         let record = KeyRecord {
@@ -163,27 +174,30 @@ impl<P: Platform> App<P> {
             update_date: now,
             expires_at,
             last_used_at: None,
+            prev_valid_until: None,
         };
+        let mut batch = vec![
+            key_store::insert_within_limit(&record, &secret.hash(), policy.max_keys_per_user, now),
+            audit::record_if_changed(
+                now,
+                issuer.actor(),
+                "api_key.create",
+                &format!("{}/{}", user.username, record.id),
+                Some(&user.tenant_id),
+                &format!("access_key={}", record.access_key),
+            ),
+        ];
+        if let Some(i) = &idem {
+            batch.extend(i.record(&record.id, None, now));
+            // Refused at the limit: the request made no key, so it is not remembered either.
+            batch.push(i.forget_unless_key(&record.id));
+        }
         let changed = self
             .platform
             .db()
-            .batch(vec![
-                key_store::insert_within_limit(
-                    &record,
-                    &secret.hash(),
-                    policy.max_keys_per_user,
-                    now,
-                ),
-                audit::record_if_changed(
-                    now,
-                    issuer.actor(),
-                    "api_key.create",
-                    &format!("{}/{}", user.username, record.id),
-                    Some(&user.tenant_id),
-                    &format!("access_key={}", record.access_key),
-                ),
-            ])
-            .await?;
+            .batch(batch)
+            .await
+            .map_err(|e| twin_or(e, ApiError::from))?;
         if changed.first().copied().unwrap_or(0) == 0 {
             return Err(ApiError::Conflict(format!(
                 "{} already holds {} unexpired keys, the most allowed (max_keys_per_user); \
@@ -265,13 +279,17 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(Value::Bool(true)))
     }
 
-    /// Give a key a new secret; the old one keeps working for `grace_minutes`.
+    /// Give a key a new secret; the old one keeps working for `grace_minutes`. With an
+    /// Idempotency-Key this rotation already carried out, the key gets a new secret again and
+    /// the grace the first attempt granted stays as it was. `caller_hash` is the SHA-256 of the
+    /// secret that authenticated the request, which may then authenticate its replay.
     pub(crate) async fn rotate_key(
         &self,
         issuer: Issuer<'_>,
         user: &User,
         id: &str,
         body: Rotate,
+        idem: Option<(Idem, Option<String>)>,
     ) -> Result<Reply> {
         let grace = body.grace_minutes.unwrap_or(0);
         if !(0..=MAX_GRACE_MINUTES).contains(&grace) {
@@ -280,61 +298,136 @@ impl<P: Platform> App<P> {
                 format!("must be between 0 and {MAX_GRACE_MINUTES}"),
             ));
         }
+        if let Some((i, _)) = &idem {
+            let now = self.platform.now_ms();
+            if let Some(earlier) = i.earlier(self.platform.db(), now).await? {
+                return self
+                    .resecret(issuer, user, &earlier.target, idempotency::KEY_ROTATE)
+                    .await;
+            }
+        }
         // Read first, so that once the new secret is committed nothing can fail before the caller
         // has it: a failure after the commit would leave a key whose only valid secret nobody holds.
         let mut record = key_store::get_for_user(self.platform.db(), id, &user.username)
             .await?
             .ok_or_else(|| not_found_key(id))?;
-        // A key may rotate itself, or a key that ends no later than it does: rotating a longer-lived
-        // key would hand its new secret, and so its lifetime, to the shorter-lived one.
-        if let Issuer::SelfService {
-            expires_at: Some(own),
-            ..
-        } = issuer
-        {
-            if record.expires_at.is_none_or(|e| e > own) {
-                return Err(ApiError::Forbidden(format!(
-                    "The key making this request expires at {}, before key {id}; a key may rotate \
-                     only itself or keys that expire no later than it does",
-                    rfc3339(own)
-                )));
-            }
-        }
+        may_rotate(issuer, &record)?;
         let now = self.platform.now_ms();
         let secret = Secret::generate(&self.random());
         let until = (grace > 0).then(|| now + grace * MS_PER_MINUTE);
+        let mut batch = vec![
+            key_store::rotate(
+                id,
+                &user.username,
+                &secret.hash(),
+                &secret.hint(),
+                until,
+                now,
+            ),
+            audit::record_if_changed(
+                now,
+                issuer.actor(),
+                "api_key.rotate",
+                &format!("{}/{id}", user.username),
+                Some(&user.tenant_id),
+                &format!("grace_minutes={grace}"),
+            ),
+        ];
+        if let Some((i, caller_hash)) = idem {
+            batch.extend(i.record(id, caller_hash, now));
+        }
         let changed = self
             .platform
             .db()
-            .batch(vec![
-                key_store::rotate(
-                    id,
-                    &user.username,
-                    &secret.hash(),
-                    &secret.hint(),
-                    until,
-                    now,
-                ),
-                audit::record_if_changed(
-                    now,
-                    issuer.actor(),
-                    "api_key.rotate",
-                    &format!("{}/{id}", user.username),
-                    Some(&user.tenant_id),
-                    &format!("grace_minutes={grace}"),
-                ),
-            ])
-            .await?;
+            .batch(batch)
+            .await
+            .map_err(|e| twin_or(e, ApiError::from))?;
         if changed.first().copied().unwrap_or(0) == 0 {
             return Err(not_found_key(id));
         }
         super::auth::forget_verified(Some(id));
         record.secret_hint = secret.hint();
         record.update_date = now;
-        let mut data = created_json(&record, &secret);
-        data["previous_secret_valid_until"] = json!(until.map(rfc3339));
-        Ok(Reply::ok(data).with_message("API key rotated successfully"))
+        record.prev_valid_until = until;
+        Ok(Reply::ok(rotated_json(&record, &secret)).with_message("API key rotated successfully"))
     }
+
+    /// The replay of a keyed creation or rotation (`action`) of key `id`: a new secret for the
+    /// same key, answered as the first attempt would have been. One batch; a key that is gone
+    /// since (revoked, purged) is a 404, and a 404 is all a replay of it will ever get.
+    async fn resecret(
+        &self,
+        issuer: Issuer<'_>,
+        user: &User,
+        id: &str,
+        action: &str,
+    ) -> Result<Reply> {
+        let gone = || {
+            ApiError::NotFound(format!(
+                "The key this Idempotency-Key request made or rotated ({id}) is gone"
+            ))
+        };
+        let mut record = key_store::get_for_user(self.platform.db(), id, &user.username)
+            .await?
+            .ok_or_else(gone)?;
+        // A replay hands over a secret too: the same lifetime rule as the request itself.
+        may_rotate(issuer, &record)?;
+        let now = self.platform.now_ms();
+        let secret = Secret::generate(&self.random());
+        let changed = self
+            .platform
+            .db()
+            .batch(vec![
+                key_store::resecret(id, &user.username, &secret.hash(), &secret.hint(), now),
+                audit::record_if_changed(
+                    now,
+                    issuer.actor(),
+                    action,
+                    &format!("{}/{id}", user.username),
+                    Some(&user.tenant_id),
+                    "replayed (Idempotency-Key): new secret",
+                ),
+            ])
+            .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(gone());
+        }
+        super::auth::forget_verified(Some(id));
+        record.secret_hint = secret.hint();
+        record.update_date = now;
+        Ok(if action == idempotency::KEY_ROTATE {
+            Reply::ok(rotated_json(&record, &secret)).with_message("API key rotated successfully")
+        } else {
+            Reply::ok(created_json(&record, &secret)).with_message("API key generated successfully")
+        })
+    }
+}
+
+/// A rotation's answer: the creation shape plus until when the replaced secret still works.
+fn rotated_json(k: &KeyRecord, secret: &Secret) -> Value {
+    let mut data = created_json(k, secret);
+    data["previous_secret_valid_until"] = json!(k.prev_valid_until.map(rfc3339));
+    data
+}
+
+/// A key may rotate itself, or a key that ends no later than it does: rotating a longer-lived key
+/// would hand its new secret, and so its lifetime, to the shorter-lived one.
+fn may_rotate(issuer: Issuer<'_>, target: &KeyRecord) -> Result<()> {
+    if let Issuer::SelfService {
+        expires_at: Some(own),
+        ..
+    } = issuer
+    {
+        if target.expires_at.is_none_or(|e| e > own) {
+            return Err(ApiError::Forbidden(format!(
+                "The key making this request expires at {}, before key {}; a key may rotate \
+                 only itself or keys that expire no later than it does",
+                rfc3339(own),
+                target.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn not_found_key(id: &str) -> ApiError {

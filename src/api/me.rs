@@ -1,7 +1,9 @@
 //! Self-service routes: whoever holds a key sees themselves and manages their own keys.
 
+use super::auth::presented_secret_hash;
 use super::error::ApiError;
 use super::http::Request;
+use super::idempotency::{self, user_scope, Idem};
 use super::keys::Issuer;
 use super::routes::Route;
 use super::{body, App, Reply, Result};
@@ -16,7 +18,21 @@ impl<P: Platform> App<P> {
         route: Route,
         req: &Request,
     ) -> Result<Reply> {
-        let (caller, touch) = self.authenticate(req).await?;
+        let (caller, touch) = match self.authenticate(req).await {
+            // The replay of a rotation without grace comes with the secret that rotation ended;
+            // it is honoured for that one replay only (auth.rs, rotation_replay_caller). A key
+            // that does not parse proves nothing: the request stays unauthenticated.
+            Err(ApiError::Unauthorized) => match (&route, idempotency::key_of(req)) {
+                (Route::MyKeyRotate(id), Ok(Some(key))) => (
+                    self.rotation_replay_caller(req, id, &key)
+                        .await?
+                        .ok_or(ApiError::Unauthorized)?,
+                    None,
+                ),
+                _ => return Err(ApiError::Unauthorized),
+            },
+            other => other?,
+        };
         let reply = match (method, route) {
             ("GET", Route::Me) => Reply::ok(json!({
                 "username": caller.username,
@@ -41,14 +57,31 @@ impl<P: Platform> App<P> {
                     username: &caller.username,
                     expires_at: caller.expires_at,
                 };
+                let scope = user_scope(&user.username);
                 match (method, route) {
                     ("POST", Route::MyKeys) => {
-                        self.issue_key(actor, &user, body::parse(req)?).await?
+                        let body = body::parse(req)?;
+                        let idem = idempotency::key_of(req)?.map(|k| {
+                            Idem::new(
+                                &scope,
+                                &k,
+                                idempotency::KEY_ISSUE,
+                                &user.username,
+                                &req.body,
+                            )
+                        });
+                        self.issue_key(actor, &user, body, idem).await?
                     }
                     ("DELETE", Route::MyKey(id)) => self.revoke_key(actor, &user, &id).await?,
                     ("POST", Route::MyKeyRotate(id)) => {
-                        self.rotate_key(actor, &user, &id, body::parse(req)?)
-                            .await?
+                        let body = body::parse(req)?;
+                        let idem = idempotency::key_of(req)?.map(|k| {
+                            (
+                                Idem::new(&scope, &k, idempotency::KEY_ROTATE, &id, &req.body),
+                                presented_secret_hash(req),
+                            )
+                        });
+                        self.rotate_key(actor, &user, &id, body, idem).await?
                     }
                     _ => {
                         return Err(ApiError::Internal(

@@ -7,6 +7,7 @@ pub mod body;
 pub mod defaults;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod keys;
 pub mod me;
 pub mod models;

@@ -11,6 +11,9 @@ fn has_control(s: &str) -> bool {
 }
 
 /// A username: 1..=128 characters of letters, digits and `._@+-` (e-mail addresses fit).
+/// Usernames are compared without regard to letter case (`Alice@Example.com` is
+/// `alice@example.com`); the database folds them with SQLite's `lower()`, which folds ASCII only,
+/// and that is complete because a username is ASCII (a test pins it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
@@ -128,6 +131,23 @@ mod tests {
         ] {
             assert!(Username::parse(&bad).is_err(), "{why}");
         }
+    }
+
+    /// The database folds usernames with SQLite's `lower()`, which knows ASCII letters only. That
+    /// is a complete case fold only while every character a username may hold is ASCII; allowing
+    /// any other must come with another fold (and a migration), and this test says so.
+    #[test]
+    fn every_character_a_username_may_hold_is_ascii_so_lower_folds_it_completely() {
+        let accepted: Vec<char> = (0..=u32::from(char::MAX))
+            .filter_map(char::from_u32)
+            .filter(|c| Username::parse(&c.to_string()).is_ok())
+            .collect();
+        assert!(accepted.len() > 60, "letters, digits and ._@+- at least");
+        let beyond: Vec<char> = accepted.iter().copied().filter(|c| !c.is_ascii()).collect();
+        assert!(
+            beyond.is_empty(),
+            "non-ASCII username characters: {beyond:?}"
+        );
     }
 
     #[test]

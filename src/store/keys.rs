@@ -16,6 +16,8 @@ pub struct KeyRecord {
     pub update_date: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// Until when the secret a rotation replaced still works (None: it does not).
+    pub prev_valid_until: Option<i64>,
 }
 
 fn record_from_row(r: &Row) -> KeyRecord {
@@ -30,6 +32,7 @@ fn record_from_row(r: &Row) -> KeyRecord {
         update_date: r.int("update_date").unwrap_or_default(),
         expires_at: r.int("expires_at"),
         last_used_at: r.int("last_used_at"),
+        prev_valid_until: r.int("prev_valid_until"),
     }
 }
 
@@ -100,7 +103,7 @@ pub async fn list_for_user(
     let rows = db
         .query(stmt!(
             "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
-             expires_at, last_used_at FROM api_keys WHERE username = ?1 \
+             expires_at, last_used_at, prev_valid_until FROM api_keys WHERE username = ?1 \
              AND (?2 IS NULL OR (create_date, id) > (?2, ?3)) ORDER BY create_date, id LIMIT ?4",
             username,
             at,
@@ -120,7 +123,7 @@ pub async fn get_for_user(
     let rows = db
         .query(stmt!(
             "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
-             expires_at, last_used_at FROM api_keys WHERE id = ?1 AND username = ?2",
+             expires_at, last_used_at, prev_valid_until FROM api_keys WHERE id = ?1 AND username = ?2",
             id,
             username
         ))
@@ -155,6 +158,21 @@ pub fn rotate(
         new_hash,
         new_hint,
         prev_valid_until,
+        now
+    )
+}
+
+/// Give a key a new secret and nothing else: the answer of a replayed creation or rotation
+/// (Idempotency-Key) carries this one, and the secret of the lost answer stops working. A grace
+/// period the rotation granted the secret before it stays as it was.
+pub fn resecret(id: &str, username: &str, new_hash: &str, new_hint: &str, now: i64) -> Stmt {
+    stmt!(
+        "UPDATE api_keys SET secret_hash = ?3, secret_hint = ?4, update_date = ?5 \
+         WHERE id = ?1 AND username = ?2",
+        id,
+        username,
+        new_hash,
+        new_hint,
         now
     )
 }

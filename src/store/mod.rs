@@ -5,6 +5,7 @@
 pub mod ai_keys;
 pub mod audit;
 pub mod defaults;
+pub mod idempotency;
 pub mod keys;
 pub mod outbound;
 pub mod providers;

@@ -37,10 +37,15 @@ pub fn insert(u: &User) -> Stmt {
     )
 }
 
+/// The user whose name equals `username` without regard to letter case, with the spelling the
+/// admin gave. Usernames are ASCII (`Username::parse`), so SQLite's ASCII-only `lower()` is the
+/// whole fold; the expression is the one `users_username_folded` indexes, so this is an index
+/// lookup, and that unique index guarantees at most one row.
 pub async fn get(db: &impl Db, username: &str) -> Result<Option<User>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT username, tenant_id, role, status, create_date, update_date FROM users WHERE username = ?1",
+            "SELECT username, tenant_id, role, status, create_date, update_date FROM users \
+             WHERE lower(username) = lower(?1)",
             username
         ))
         .await?;
@@ -69,6 +74,7 @@ pub async fn list(
 }
 
 /// Set role and status (both already validated); fails quietly (0 rows) if the user is gone.
+/// `u.username` is the stored spelling, as [`get`] returned it.
 pub fn update(u: &User) -> Stmt {
     stmt!(
         "UPDATE users SET role = ?2, status = ?3, update_date = ?4 WHERE username = ?1",
@@ -79,7 +85,8 @@ pub fn update(u: &User) -> Stmt {
     )
 }
 
-/// Statements removing a user and their keys.
+/// Statements removing a user and their keys. `username` is the stored spelling, as [`get`]
+/// returned it: `api_keys.username` refers to exactly that spelling (a foreign key).
 pub fn delete(username: &str) -> Vec<Stmt> {
     vec![
         stmt!("DELETE FROM api_keys WHERE username = ?1", username),

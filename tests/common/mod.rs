@@ -30,8 +30,11 @@ pub const START_MS: i64 = 1_795_478_400_000;
 /// Real SQLite with foreign keys on, as D1 has them.
 pub struct SqliteDb {
     pub conn: RefCell<Connection>,
-    /// Fail the nth call (1-based) to query/execute/batch with this message, once.
+    /// Fail the nth call (1-based) to query/execute/batch with this message, once, before it runs.
     pub fail_on_call: Cell<Option<(usize, &'static str)>>,
+    /// Run the nth call (1-based) to the end, committing what it writes, then fail it with this
+    /// message, once: D1 committed the batch but its answer never arrived.
+    pub lose_answer_on_call: Cell<Option<(usize, &'static str)>>,
     pub calls: Cell<usize>,
     /// When set, every call first yields once to the executor, so two futures driven together
     /// (`futures::join!`) run their statements alternately, as concurrent requests do on D1.
@@ -66,13 +69,15 @@ impl SqliteDb {
         SqliteDb {
             conn: RefCell::new(conn),
             fail_on_call: Cell::new(None),
+            lose_answer_on_call: Cell::new(None),
             calls: Cell::new(0),
             yield_each_call: Cell::new(false),
             trace: RefCell::new(None),
         }
     }
 
-    fn tick(&self) -> Result<(), DbError> {
+    /// Count a call; fail it now if it is the one to fail before running. Returns its number.
+    fn tick(&self) -> Result<usize, DbError> {
         let n = self.calls.get() + 1;
         self.calls.set(n);
         match self.fail_on_call.get() {
@@ -80,7 +85,18 @@ impl SqliteDb {
                 self.fail_on_call.set(None);
                 Err(DbError::from_message(msg))
             }
-            _ => Ok(()),
+            _ => Ok(n),
+        }
+    }
+
+    /// After call `n` ran and committed: lose its answer if it is the one to lose.
+    fn answer<T>(&self, n: usize, result: T) -> Result<T, DbError> {
+        match self.lose_answer_on_call.get() {
+            Some((at, msg)) if at == n => {
+                self.lose_answer_on_call.set(None);
+                Err(DbError::from_message(msg))
+            }
+            _ => Ok(result),
         }
     }
 
@@ -156,28 +172,29 @@ impl Db for SqliteDb {
         if self.yield_each_call.get() {
             YieldOnce(false).await;
         }
-        self.tick()?;
-        Ok(run(&self.conn.borrow(), &stmt)?.0)
+        let n = self.tick()?;
+        let rows = run(&self.conn.borrow(), &stmt)?.0;
+        self.answer(n, rows)
     }
 
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError> {
         if self.yield_each_call.get() {
             YieldOnce(false).await;
         }
-        self.tick()?;
+        let n = self.tick()?;
         let changed = run(&self.conn.borrow(), &stmt)?.1;
         if let Some(trace) = self.trace.borrow_mut().as_mut() {
             let words: Vec<&str> = stmt.sql.split_whitespace().take(3).collect();
             trace.push((words.join(" "), changed));
         }
-        Ok(changed)
+        self.answer(n, changed)
     }
 
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError> {
         if self.yield_each_call.get() {
             YieldOnce(false).await;
         }
-        self.tick()?;
+        let n = self.tick()?;
         let mut conn = self.conn.borrow_mut();
         let tx = conn.transaction().map_err(err)?;
         let mut changes = Vec::new();
@@ -188,7 +205,8 @@ impl Db for SqliteDb {
             changes.push(tx.total_changes() - before);
         }
         tx.commit().map_err(err)?;
-        Ok(changes)
+        drop(conn);
+        self.answer(n, changes)
     }
 }
 
@@ -567,6 +585,17 @@ impl T {
             req = req.json(&b);
         }
         self.send(req)
+    }
+
+    /// A POST with an `Idempotency-Key`, as the admin (`token` None) or with a user token.
+    pub fn keyed(&self, token: Option<&str>, path: &str, body: Json, key: &str) -> Response {
+        let bearer = token.unwrap_or(ADMIN_TOKEN);
+        self.send(
+            Request::new("POST", path)
+                .header("authorization", &format!("Bearer {bearer}"))
+                .header("idempotency-key", key)
+                .json(&body),
+        )
     }
 
     /// Create a user (and tenant) and return the user's JSON.

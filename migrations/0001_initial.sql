@@ -1,0 +1,137 @@
+-- Migration number: 0001 	 2026-12-01T00:00:00.000Z
+-- keyward's schema as it stood when migrations began (the schema.sql of that day, unchanged).
+-- Written with IF NOT EXISTS on purpose: a database created from that schema.sql before
+-- migrations existed takes this migration as a no-op, and `wrangler d1 migrations apply` then
+-- records it as applied and goes on with 0002 (README, "Upgrading an existing deployment").
+-- Never edit an applied migration; add the next one.
+
+-- defaults_version increases with every change to the tenant's default models; it is read with
+-- every key verification and names the immutable KV entry holding those defaults.
+CREATE TABLE IF NOT EXISTS tenants (
+  id               TEXT PRIMARY KEY,
+  name             TEXT NOT NULL,
+  create_date      INTEGER NOT NULL,
+  defaults_version INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS users (
+  username    TEXT PRIMARY KEY,
+  tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  role        TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+  status      TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+  create_date INTEGER NOT NULL,
+  update_date INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_tenant ON users(tenant_id);
+
+-- A user's API key. Only the SHA-256 of a secret is kept; during a rotation's grace period the
+-- previous secret's hash is kept too, until prev_valid_until.
+CREATE TABLE IF NOT EXISTS api_keys (
+  id               TEXT PRIMARY KEY,
+  access_key       TEXT NOT NULL UNIQUE,
+  secret_hash      TEXT NOT NULL,
+  secret_hint      TEXT NOT NULL,
+  prev_secret_hash TEXT,
+  prev_valid_until INTEGER,
+  username         TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+  tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  description      TEXT NOT NULL DEFAULT '',
+  create_date      INTEGER NOT NULL,
+  update_date      INTEGER NOT NULL,
+  expires_at       INTEGER,
+  last_used_at     INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys(username);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+CREATE INDEX IF NOT EXISTS api_keys_expires ON api_keys(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS api_keys_grace ON api_keys(prev_valid_until) WHERE prev_valid_until IS NOT NULL;
+
+-- Deployment-wide settings an admin may change at run time (defaults come from wrangler.toml vars).
+CREATE TABLE IF NOT EXISTS settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
+-- Every admin and key mutation, written in the same batch as the change. Never a secret.
+-- No foreign keys: entries outlive the rows they describe.
+CREATE TABLE IF NOT EXISTS audit (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  at        INTEGER NOT NULL,
+  actor     TEXT NOT NULL,
+  action    TEXT NOT NULL,
+  target    TEXT NOT NULL,
+  tenant_id TEXT,
+  detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE INDEX IF NOT EXISTS audit_tenant_at ON audit(tenant_id, at);
+
+-- A tenant's connection to a model provider. llm_name '' is a whole-organization connection giving
+-- the factory's catalog models; otherwise the row is one model (an Azure deployment, a self-hosted
+-- model, a model added by name). The id is derived from (tenant_id, factory, llm_name), so adding
+-- again updates the same row. The credential is AES-256-GCM sealed with associated data binding it
+-- to tenant, factory, model and id; key_version names the master key that sealed it.
+CREATE TABLE IF NOT EXISTS provider_connections (
+  id              TEXT PRIMARY KEY,
+  tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  factory         TEXT NOT NULL,
+  llm_name        TEXT NOT NULL DEFAULT '',
+  model_type      TEXT,
+  api_base        TEXT,
+  settings        TEXT NOT NULL DEFAULT '{}',
+  key_version     INTEGER,
+  credential      TEXT,
+  credential_hint TEXT,
+  max_tokens      INTEGER,
+  status          TEXT NOT NULL DEFAULT 'valid',
+  create_date     INTEGER NOT NULL,
+  update_date     INTEGER NOT NULL,
+  UNIQUE (tenant_id, factory, llm_name)
+);
+
+-- Tokens the relay has used per model, for GET /api/v1/models' used_token.
+CREATE TABLE IF NOT EXISTS model_usage (
+  connection_id TEXT NOT NULL REFERENCES provider_connections(id) ON DELETE CASCADE,
+  llm_name      TEXT NOT NULL,
+  used_token    INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (connection_id, llm_name)
+);
+
+-- A tenant's default model per type. connection_id names the connection that provides the model
+-- (NULL for Builtin models), so removing a connection removes the defaults it provided, and a
+-- default can never be written for a connection that is already gone.
+CREATE TABLE IF NOT EXISTS tenant_defaults (
+  tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  model_type    TEXT NOT NULL,
+  factory       TEXT NOT NULL,
+  llm_name      TEXT NOT NULL,
+  connection_id TEXT REFERENCES provider_connections(id) ON DELETE CASCADE,
+  update_date   INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, model_type)
+);
+CREATE INDEX IF NOT EXISTS tenant_defaults_connection ON tenant_defaults(connection_id);
+
+-- Gateway keys: a tenant's provider key for one provider/model with per-request token limits,
+-- used through the relay. api_key is AES-256-GCM sealed (associated data: tenant, "ai_key", id).
+CREATE TABLE IF NOT EXISTS ai_keys (
+  id                 TEXT PRIMARY KEY,
+  tenant_id          TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  alias              TEXT NOT NULL,
+  provider           TEXT NOT NULL,
+  model              TEXT NOT NULL,
+  status             TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),
+  key_version        INTEGER NOT NULL,
+  api_key            TEXT NOT NULL,
+  api_key_hint       TEXT NOT NULL,
+  input_limit        INTEGER NOT NULL,
+  output_limit       INTEGER NOT NULL,
+  usage_limit_policy TEXT NOT NULL CHECK (usage_limit_policy IN ('reject', 'use_anyway')),
+  expire_time        INTEGER,
+  used_input_tokens  INTEGER NOT NULL DEFAULT 0,
+  used_output_tokens INTEGER NOT NULL DEFAULT 0,
+  last_used_at       INTEGER,
+  create_date        INTEGER NOT NULL,
+  update_date        INTEGER NOT NULL,
+  UNIQUE (tenant_id, alias)
+);
+CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;

@@ -3,6 +3,7 @@
 //! Pure logic: requests are built here and sent through the `Outbound` port by the caller.
 
 pub mod probe;
+pub mod scrub;
 
 use crate::catalog::{self, Auth, Connection as Kind, Factory, ModelType};
 use crate::domain::crypto::mask;

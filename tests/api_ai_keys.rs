@@ -421,6 +421,11 @@ fn every_invalid_create_is_a_400_naming_the_field_and_writes_nothing() {
             "api_key: must be at most 16384 bytes",
         ),
         (
+            "api_key too short to be real",
+            with(valid("a"), "api_key", json!("sk-1234")),
+            "api_key: must be at least 8 characters",
+        ),
+        (
             "api_key with a newline",
             with(valid("a"), "api_key", json!(format!("{KEY}\n"))),
             "api_key: must not contain control",
@@ -561,7 +566,7 @@ fn every_invalid_create_is_a_400_naming_the_field_and_writes_nothing() {
     let mut req = Request::new("POST", "/api/v1/ai_keys")
         .header("authorization", &format!("Bearer {tok}"))
         .header("content-type", "application/json");
-    req.body = br#"{"alias":"a","alias":"b","provider":"OpenAI","model":"gpt-4o","api_key":"x","input_limit":1}"#.to_vec();
+    req.body = br#"{"alias":"a","alias":"b","provider":"OpenAI","model":"gpt-4o","api_key":"sk-long-enough","input_limit":1}"#.to_vec();
     assert_eq!(t.send(req).status, 400, "duplicate keys");
     assert_eq!(
         t.db().count("SELECT COUNT(*) FROM ai_keys"),
@@ -963,6 +968,11 @@ fn every_invalid_update_is_a_400_and_changes_nothing() {
             "api_key too long",
             json!({"api_key": "k".repeat(16 * 1024 + 1)}),
             "api_key: must be at most",
+        ),
+        (
+            "api_key too short to be real",
+            json!({"api_key": "sk-1234"}),
+            "api_key: must be at least 8 characters",
         ),
         (
             "input_limit null",

@@ -506,10 +506,14 @@ fn every_factory_refuses_missing_and_malformed_fields_by_name() {
         c.to_string()
     };
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("no factory", json!({"api_key": "k"}), "llm_factory"),
+        (
+            "no factory",
+            json!({"api_key": "sk-long-enough"}),
+            "llm_factory",
+        ),
         (
             "unknown factory",
-            json!({"llm_factory": "OpenAl", "api_key": "k"}),
+            json!({"llm_factory": "OpenAl", "api_key": "sk-long-enough"}),
             "llm_factory",
         ),
         ("builtin", json!({"llm_factory": "Builtin"}), "llm_factory"),
@@ -534,43 +538,58 @@ fn every_factory_refuses_missing_and_malformed_fields_by_name() {
             "api_key",
         ),
         (
+            "openai key too short to be real",
+            json!({"llm_factory": "OpenAI", "api_key": "sk-1234"}),
+            "api_key: must be at least 8 characters",
+        ),
+        (
+            "azure key too short to be real",
+            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x.openai.azure.com", "deployment": "d", "api_key": "abc"}),
+            "api_key: must be at least 8 characters",
+        ),
+        (
+            "compatible auth_token too short to be real",
+            json!({"llm_factory": "OpenAI-API-Compatible", "llm_name": "m", "base_url": "http://x", "auth_token": "tok"}),
+            "auth_token: must be at least 8 characters",
+        ),
+        (
             "openai ftp base",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "base_url": "ftp://x"}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "base_url": "ftp://x"}),
             "base_url",
         ),
         (
             "openai userinfo base",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "base_url": "https://u:p@x"}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "base_url": "https://u:p@x"}),
             "base_url",
         ),
         (
             "openai foreign field",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "deployment": "d"}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "deployment": "d"}),
             "deployment",
         ),
         (
             "unknown field",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "apikey": "k"}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "apikey": "k"}),
             "apikey",
         ),
         (
             "bad model type",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "llm_name": "x", "model_type": "vision"}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "llm_name": "x", "model_type": "vision"}),
             "model_type",
         ),
         (
             "type factory lacks",
-            json!({"llm_factory": "DeepSeek", "api_key": "k", "llm_name": "x", "model_type": "embedding"}),
+            json!({"llm_factory": "DeepSeek", "api_key": "sk-long-enough", "llm_name": "x", "model_type": "embedding"}),
             "model_type",
         ),
         (
             "max_tokens zero",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "max_tokens": 0}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "max_tokens": 0}),
             "max_tokens",
         ),
         (
             "max_tokens huge",
-            json!({"llm_factory": "OpenAI", "api_key": "k", "max_tokens": 1u64 << 40}),
+            json!({"llm_factory": "OpenAI", "api_key": "sk-long-enough", "max_tokens": 1u64 << 40}),
             "max_tokens",
         ),
         (
@@ -605,12 +624,12 @@ fn every_factory_refuses_missing_and_malformed_fields_by_name() {
         ),
         (
             "azure without endpoint",
-            json!({"llm_factory": "Azure-OpenAI", "deployment": "d", "api_key": "k"}),
+            json!({"llm_factory": "Azure-OpenAI", "deployment": "d", "api_key": "sk-long-enough"}),
             "endpoint",
         ),
         (
             "azure without deployment",
-            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x.openai.azure.com", "api_key": "k"}),
+            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x.openai.azure.com", "api_key": "sk-long-enough"}),
             "deployment",
         ),
         (
@@ -620,17 +639,17 @@ fn every_factory_refuses_missing_and_malformed_fields_by_name() {
         ),
         (
             "azure bad deployment",
-            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x", "deployment": "a/b", "api_key": "k"}),
+            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x", "deployment": "a/b", "api_key": "sk-long-enough"}),
             "deployment",
         ),
         (
             "azure bad version",
-            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x", "deployment": "d", "api_key": "k", "api_version": "1 2"}),
+            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x", "deployment": "d", "api_key": "sk-long-enough", "api_version": "1 2"}),
             "api_version",
         ),
         (
             "azure base_url",
-            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x", "deployment": "d", "api_key": "k", "base_url": "https://y"}),
+            json!({"llm_factory": "Azure-OpenAI", "endpoint": "https://x", "deployment": "d", "api_key": "sk-long-enough", "base_url": "https://y"}),
             "base_url",
         ),
         (
@@ -665,7 +684,7 @@ fn every_factory_refuses_missing_and_malformed_fields_by_name() {
         ),
         (
             "vertex api_key",
-            json!({"llm_factory": "VertexAI", "credentials_json": sa(json!({})), "api_key": "k"}),
+            json!({"llm_factory": "VertexAI", "credentials_json": sa(json!({})), "api_key": "sk-long-enough"}),
             "api_key",
         ),
         (
@@ -690,7 +709,7 @@ fn every_factory_refuses_missing_and_malformed_fields_by_name() {
         ),
         (
             "ollama with key",
-            json!({"llm_factory": "Ollama", "llm_name": "m", "base_url": "http://x", "api_key": "k"}),
+            json!({"llm_factory": "Ollama", "llm_name": "m", "base_url": "http://x", "api_key": "sk-long-enough"}),
             "api_key",
         ),
         (

@@ -23,6 +23,23 @@
 //! - `GET …/api/tags`: Ollama (no key).
 //! - `GET …/models`, `POST …/chat/completions`, `POST …/embeddings`: OpenAI (Bearer).
 //! - anything else: 404 JSON.
+//!
+//! Hostile upstreams, for the relay's defences (each streamed one ends with a line
+//! `standin: hostile <mode>: client gone|finished after <n> bytes, <ms> ms` on stderr, and a
+//! [`HostileRecord`] in [`StandIn::hostile`]; a failed write is how it sees the client close):
+//! - `/noboundary/<MiB>/<rest>`: 200 `text/event-stream`, `data: ` and then `<MiB>` mebibytes
+//!   of `x` in 64 KiB chunks, never a blank line, for any method.
+//! - `/idle/<secs>/<rest>`: 200 `text/event-stream`, one chat chunk, then silence for `<secs>`
+//!   seconds, then a chunk every 20 ms for at most 5 s (the first writes after the silence
+//!   fail when the client has closed the connection meanwhile).
+//! - `/endless/<rest>`: 200 `text/event-stream`, a chat chunk every 5 ms until the client goes
+//!   (or 10 minutes pass, or the stand-in stops).
+//! - `/echo/<rest>` and `/echo-error/<rest>`: echo the request's credential (Bearer token,
+//!   `x-api-key` or `api-key`) verbatim, upper-cased, base64 (alone and inside a `Basic`
+//!   `user:key` at each of the three byte alignments), URL-safe base64 and percent-encoded,
+//!   in the body and in an `x-echo-credential` header. `/echo/`: 200 for `GET …/models`,
+//!   `POST …/chat/completions` (streamed too, every event written a few bytes at a time) and
+//!   `POST …/embeddings`; `/echo-error/`: 401 with the forms in the error message.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(dead_code)]
 
@@ -130,6 +147,7 @@ struct Shared {
     log: AtomicBool,
     requests: Mutex<Vec<Recorded>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    hostile: Mutex<Vec<HostileRecord>>,
 }
 
 /// A running stand-in; dropping it stops the server and joins its threads.
@@ -166,6 +184,7 @@ impl StandIn {
             log: AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
             workers: Mutex::new(Vec::new()),
+            hostile: Mutex::new(Vec::new()),
         });
         let acceptor = {
             let server = Arc::clone(&server);
@@ -196,6 +215,11 @@ impl StandIn {
     /// Forgets the requests received so far.
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
+    }
+
+    /// How each hostile stream ended so far, oldest first.
+    pub fn hostile(&self) -> Vec<HostileRecord> {
+        lock(&self.shared.hostile).clone()
     }
 
     /// Logs one line per request (`standin: METHOD /path -> status`, no query, no
@@ -300,6 +324,8 @@ enum Reply {
     },
     /// Server-sent events, each written and flushed as its own chunk.
     Events(Vec<String>),
+    /// A misbehaving answer, written by hand (see [`serve_hostile`]).
+    Hostile(Hostile),
 }
 
 impl Reply {
@@ -308,6 +334,7 @@ impl Reply {
             Reply::Json(status, _) => *status,
             Reply::Body { status, .. } => *status,
             Reply::Events(_) => 200,
+            Reply::Hostile(h) => h.status(),
         }
     }
 }
@@ -357,7 +384,10 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
             reply.status()
         );
     }
-    send(request, reply);
+    match reply {
+        Reply::Hostile(h) => serve_hostile(request, h, &incoming.path, shared),
+        reply => send(request, reply),
+    }
 }
 
 fn send(request: tiny_http::Request, reply: Reply) {
@@ -382,6 +412,7 @@ fn send(request: tiny_http::Request, reply: Reply) {
             false,
         ),
         Reply::Events(events) => return stream_events(request, events),
+        Reply::Hostile(_) => unreachable!("hostile answers are served by serve_hostile"),
     };
     let header = Header::from_bytes("Content-Type", content_type).expect("valid header");
     let _ = if chunked {
@@ -439,6 +470,10 @@ fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
     let path = rq.path.as_str();
     let method = rq.method.as_str();
 
+    // Hostile upstreams: their own block, see hostile_route.
+    if let Some(reply) = hostile_route(rq) {
+        return Some(reply);
+    }
     if let Some(rest) = path.strip_prefix("/slow/") {
         let deadline = Instant::now() + SLOW_DELAY;
         while Instant::now() < deadline {
@@ -1275,4 +1310,385 @@ fn cohere_check_key(rq: &Incoming) -> Option<Reply> {
         200,
         json!({"valid": true, "organization_id": "standin-org", "owner_id": "standin-owner"}),
     )
+}
+
+// ---------- Hostile upstreams (the relay's stream defences) ----------
+
+/// Size of each `x` chunk a `/noboundary/` answer writes.
+const NOBOUNDARY_CHUNK: usize = 64 * 1024;
+/// The pause between two chunks of an `/endless/` answer.
+const ENDLESS_EVENT_DELAY: Duration = Duration::from_millis(5);
+/// How long an `/endless/` answer goes on at most, so a test gone wrong still ends.
+const ENDLESS_MAX: Duration = Duration::from_secs(600);
+/// How long an `/idle/` answer writes after its silence, at most.
+const IDLE_TAIL: Duration = Duration::from_secs(5);
+/// The bytes of an echo event written at a time, so every event spans several chunks.
+const ECHO_PIECE: usize = 7;
+
+/// How one hostile stream ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostileRecord {
+    /// `noboundary`, `idle`, `endless` or `echo`.
+    pub mode: &'static str,
+    /// The request path, without the query.
+    pub path: String,
+    /// Bytes of body written before the end (chunk framing not counted).
+    pub bytes_sent: u64,
+    /// Whether a write failed: the client closed the connection.
+    pub client_gone: bool,
+    /// From the first byte of the answer to its end.
+    pub millis: u64,
+}
+
+/// A misbehaving answer.
+pub enum Hostile {
+    /// `data: ` then this many bytes of `x`, never a blank line.
+    NoBoundary(u64),
+    /// One chat chunk, this long a silence, then chunks for at most [`IDLE_TAIL`].
+    Idle(Duration),
+    /// Chat chunks until the client goes.
+    Endless,
+    /// These events, each written [`ECHO_PIECE`] bytes at a time.
+    EchoEvents(Vec<String>, String),
+    /// A whole answer with the `x-echo-credential` header.
+    Echo {
+        status: u16,
+        body: Value,
+        header: String,
+    },
+}
+
+impl Hostile {
+    fn status(&self) -> u16 {
+        match self {
+            Hostile::Echo { status, .. } => *status,
+            _ => 200,
+        }
+    }
+}
+
+/// `Some` for the hostile prefixes (a bad size or duration is a 400).
+fn hostile_route(rq: &Incoming) -> Option<Reply> {
+    let path = rq.path.as_str();
+    let number = |rest: &str| -> Option<u64> { rest.split('/').next()?.parse().ok() };
+    if let Some(rest) = path.strip_prefix("/noboundary/") {
+        return Some(match number(rest) {
+            Some(mib) => Reply::Hostile(Hostile::NoBoundary(mib * 1024 * 1024)),
+            None => hostile_usage("/noboundary/<MiB>/..."),
+        });
+    }
+    if let Some(rest) = path.strip_prefix("/idle/") {
+        return Some(match number(rest) {
+            Some(secs) => Reply::Hostile(Hostile::Idle(Duration::from_secs(secs))),
+            None => hostile_usage("/idle/<seconds>/..."),
+        });
+    }
+    if path.starts_with("/endless/") {
+        return Some(Reply::Hostile(Hostile::Endless));
+    }
+    let failing = path.starts_with("/echo-error/");
+    if failing || path.starts_with("/echo/") {
+        return Some(echo(rq, failing));
+    }
+    None
+}
+
+fn hostile_usage(shape: &str) -> Reply {
+    Reply::Json(
+        400,
+        json!({"error": {"message": format!("the stand-in expects {shape}"), "type": "invalid_request_error"}}),
+    )
+}
+
+/// The credential a request carries, in whichever header its provider uses.
+fn credential(rq: &Incoming) -> Option<String> {
+    rq.bearer()
+        .or_else(|| rq.header("x-api-key"))
+        .or_else(|| rq.header("api-key"))
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+}
+
+/// Every byte but ASCII letters and digits as `%XX`.
+fn percent_all(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The credential in each form an echoing upstream may send it back in, as `(label, form)`.
+pub fn echo_forms(key: &str) -> Vec<(&'static str, String)> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    vec![
+        ("verbatim", key.to_string()),
+        ("upper", key.to_ascii_uppercase()),
+        ("base64", b64(key)),
+        // Inside `Basic base64(user:key)`: the key starts at byte 3, 4 and 5 (alignments 0, 1, 2).
+        ("basic0", b64(&format!("ab:{key}"))),
+        ("basic1", b64(&format!("abc:{key}"))),
+        ("basic2", b64(&format!("user:{key}"))),
+        (
+            "urlsafe",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
+        ),
+        ("percent", percent_all(key)),
+    ]
+}
+
+/// `label=form` for every form, space-separated.
+fn echo_text(key: &str) -> String {
+    echo_forms(key)
+        .iter()
+        .map(|(label, form)| format!("{label}={form}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn echo(rq: &Incoming, failing: bool) -> Reply {
+    let Some(key) = credential(rq) else {
+        return Reply::Json(
+            401,
+            json!({"error": {"message": "no credential to echo", "type": "invalid_request_error"}}),
+        );
+    };
+    let text = echo_text(&key);
+    let whole = |status: u16, body: Value| {
+        Reply::Hostile(Hostile::Echo {
+            status,
+            body,
+            header: text.clone(),
+        })
+    };
+    if failing {
+        return whole(
+            401,
+            json!({"error": {
+                "message": format!("Incorrect API key provided: {text}"),
+                "type": "invalid_request_error",
+                "param": null,
+                "code": "invalid_api_key",
+            }}),
+        );
+    }
+    let path = rq.path.as_str();
+    let body = rq.json().unwrap_or(Value::Null);
+    match rq.method.as_str() {
+        "GET" if path.ends_with("/models") => whole(
+            200,
+            json!({"object": "list", "echo": text, "data": [
+                {"id": "echo-model", "object": "model", "created": 1_700_000_000, "owned_by": text},
+            ]}),
+        ),
+        "POST" if path.ends_with("/embeddings") => whole(
+            200,
+            json!({"object": "list", "model": "echo-embed", "echo": text,
+                   "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+                   "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+        ),
+        "POST" if path.ends_with("/chat/completions") => {
+            if body.get("stream").and_then(Value::as_bool) == Some(true) {
+                let chunk = |delta: Value, finish: Value| {
+                    sse_data(&json!({
+                        "id": "chatcmpl-echo", "object": "chat.completion.chunk",
+                        "created": 1_700_000_000u64, "model": "echo-model",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }))
+                };
+                let mut events = vec![chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                )];
+                for (label, form) in echo_forms(&key) {
+                    events.push(chunk(
+                        json!({"content": format!("{label}={form} ")}),
+                        Value::Null,
+                    ));
+                }
+                // Passed through as it is, since it is not JSON.
+                events.push(format!("data: not json: {text}\n\n"));
+                events.push(chunk(json!({}), json!("stop")));
+                events.push("data: [DONE]\n\n".to_string());
+                return Reply::Hostile(Hostile::EchoEvents(events, text));
+            }
+            whole(
+                200,
+                json!({
+                    "id": "chatcmpl-echo", "object": "chat.completion", "created": 1_700_000_000u64,
+                    "model": "echo-model", "echo": text,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }),
+            )
+        }
+        _ => Reply::Json(
+            404,
+            json!({"error": {"message": "no echo route", "type": "not_found"}}),
+        ),
+    }
+}
+
+/// Writes one hostile answer by hand and records how it ended.
+fn serve_hostile(request: tiny_http::Request, hostile: Hostile, path: &str, shared: &Shared) {
+    let mode = match &hostile {
+        Hostile::NoBoundary(_) => "noboundary",
+        Hostile::Idle(_) => "idle",
+        Hostile::Endless => "endless",
+        Hostile::EchoEvents(..) | Hostile::Echo { .. } => "echo",
+    };
+    let started = Instant::now();
+    let mut out = HostileWriter {
+        writer: request.into_writer(),
+        sent: 0,
+    };
+    let finished = match hostile {
+        Hostile::Echo {
+            status,
+            body,
+            header,
+        } => out.whole(status, &body.to_string(), &header),
+        Hostile::NoBoundary(total) => noboundary(&mut out, total, shared),
+        Hostile::Idle(silence) => idle(&mut out, silence, shared),
+        Hostile::Endless => endless(&mut out, shared),
+        Hostile::EchoEvents(events, header) => echo_events(&mut out, &events, &header),
+    };
+    let record = HostileRecord {
+        mode,
+        path: path.to_string(),
+        bytes_sent: out.sent,
+        client_gone: finished.is_err(),
+        millis: started.elapsed().as_millis() as u64,
+    };
+    if shared.log.load(Ordering::SeqCst) {
+        eprintln!(
+            "standin: hostile {mode}: {} after {} bytes, {} ms",
+            if record.client_gone {
+                "client gone"
+            } else {
+                "finished"
+            },
+            record.bytes_sent,
+            record.millis
+        );
+    }
+    lock(&shared.hostile).push(record);
+}
+
+/// A response written by hand: a chunked event stream, or a whole body.
+struct HostileWriter {
+    writer: Box<dyn Write + Send>,
+    sent: u64,
+}
+
+impl HostileWriter {
+    fn flush_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)?;
+        self.writer.flush()
+    }
+
+    fn stream_head(&mut self, extra: &str) -> std::io::Result<()> {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+             Transfer-Encoding: chunked\r\n{extra}\r\n"
+        );
+        self.flush_bytes(head.as_bytes())
+    }
+
+    /// One chunk of the body, flushed.
+    fn chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+        framed.extend_from_slice(data);
+        framed.extend_from_slice(b"\r\n");
+        self.flush_bytes(&framed)?;
+        self.sent += data.len() as u64;
+        Ok(())
+    }
+
+    fn end(&mut self) -> std::io::Result<()> {
+        self.flush_bytes(b"0\r\n\r\n")
+    }
+
+    fn whole(&mut self, status: u16, body: &str, header: &str) -> std::io::Result<()> {
+        let reason = if status == 200 { "OK" } else { "Error" };
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nX-Echo-Credential: {header}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        self.flush_bytes(head.as_bytes())?;
+        self.flush_bytes(body.as_bytes())?;
+        self.sent += body.len() as u64;
+        Ok(())
+    }
+}
+
+/// A chat chunk event carrying `text`.
+fn hostile_chunk(text: &str) -> String {
+    sse_data(&json!({
+        "id": "chatcmpl-hostile", "object": "chat.completion.chunk", "created": 1_700_000_000u64,
+        "model": "hostile", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}],
+    }))
+}
+
+fn stopping(shared: &Shared) -> bool {
+    shared.stopping.load(Ordering::SeqCst)
+}
+
+fn noboundary(out: &mut HostileWriter, total: u64, shared: &Shared) -> std::io::Result<()> {
+    out.stream_head("")?;
+    out.chunk(b"data: ")?;
+    let block = vec![b'x'; NOBOUNDARY_CHUNK];
+    let mut left = total;
+    while left > 0 && !stopping(shared) {
+        let n = left.min(NOBOUNDARY_CHUNK as u64) as usize;
+        out.chunk(&block[..n])?;
+        left -= n as u64;
+    }
+    out.end()
+}
+
+fn idle(out: &mut HostileWriter, silence: Duration, shared: &Shared) -> std::io::Result<()> {
+    out.stream_head("")?;
+    out.chunk(hostile_chunk("hello, then nothing").as_bytes())?;
+    let quiet_until = Instant::now() + silence;
+    while Instant::now() < quiet_until {
+        if stopping(shared) {
+            return out.end();
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    let tail_until = Instant::now() + IDLE_TAIL;
+    while Instant::now() < tail_until && !stopping(shared) {
+        out.chunk(hostile_chunk("still here").as_bytes())?;
+        thread::sleep(STREAM_EVENT_DELAY);
+    }
+    out.end()
+}
+
+fn endless(out: &mut HostileWriter, shared: &Shared) -> std::io::Result<()> {
+    out.stream_head("")?;
+    let until = Instant::now() + ENDLESS_MAX;
+    let mut n = 0u64;
+    while Instant::now() < until && !stopping(shared) {
+        out.chunk(hostile_chunk(&format!("word{n} ")).as_bytes())?;
+        n += 1;
+        thread::sleep(ENDLESS_EVENT_DELAY);
+    }
+    out.end()
+}
+
+fn echo_events(out: &mut HostileWriter, events: &[String], header: &str) -> std::io::Result<()> {
+    out.stream_head(&format!("X-Echo-Credential: {header}\r\n"))?;
+    for event in events {
+        for piece in event.as_bytes().chunks(ECHO_PIECE) {
+            out.chunk(piece)?;
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    out.end()
 }

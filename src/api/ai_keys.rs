@@ -12,7 +12,7 @@ use crate::catalog::{self, Factory};
 use crate::domain::crypto::{credential_aad, mask, Keyring};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
-use crate::providers::{printable, MAX_SECRET_LEN};
+use crate::providers::{printable, MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
 use crate::store::{audit, Db, DbError, Platform};
 use serde::Deserialize;
@@ -145,10 +145,17 @@ pub fn check_model_name(s: &str) -> Result<String> {
     Ok(s.to_owned())
 }
 
-/// The provider key: not blank, at most 16 KiB, no control characters. Messages never echo it.
+/// The provider key: not blank, 8 characters to 16 KiB, no control characters. Messages never
+/// echo it.
 pub fn check_api_key(s: &str) -> Result<&str> {
     if s.trim().is_empty() {
         return Err(ApiError::bad("api_key", "must not be empty"));
+    }
+    if s.chars().count() < MIN_SECRET_LEN {
+        return Err(ApiError::bad(
+            "api_key",
+            format!("must be at least {MIN_SECRET_LEN} characters"),
+        ));
     }
     if s.len() > MAX_SECRET_LEN {
         return Err(ApiError::bad(
@@ -660,7 +667,11 @@ mod tests {
             assert!(m.starts_with("api_key: "), "{m}");
             assert!(bad.trim().is_empty() || !m.contains(bad.trim()), "{m}");
         }
-        assert_eq!(check_api_key("sk-ok"), Ok("sk-ok"));
+        assert_eq!(check_api_key("sk-okay1"), Ok("sk-okay1"));
+        assert_eq!(
+            rejected(check_api_key("sk-shor")),
+            "api_key: must be at least 8 characters"
+        );
     }
 
     #[test]

@@ -42,10 +42,30 @@ pub struct Config {
     /// Seconds a successful key verification may be reused from this isolate's memory (0 = off,
     /// the default: every request reads D1, so a revocation takes effect at once).
     pub verify_cache_seconds: u64,
+    /// The longest wait for the next chunk of a streamed answer (`STREAM_IDLE_TIMEOUT_MS` var),
+    /// in milliseconds; see [`stream_idle_timeout_ms`].
+    pub stream_idle_timeout_ms: u64,
 }
 
 /// Provider calls give up after this long (../API.md: 10 s).
 pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 10_000;
+/// A stream whose upstream sends nothing for this long is ended. Providers that stream send a
+/// token every few hundred milliseconds, and Anthropic sends `ping` events while it thinks;
+/// 30 s leaves room for a slow first token of a long prompt.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// The longest idle timeout an operator can set: below the 100 s after which Cloudflare's edge
+/// cuts a response that sends nothing (error 524), so the client always gets keyward's error
+/// event rather than a dropped connection, and a silent upstream holds a client a minute at most.
+pub const MAX_STREAM_IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// The idle timeout from the `STREAM_IDLE_TIMEOUT_MS` var: its value in milliseconds, at most
+/// [`MAX_STREAM_IDLE_TIMEOUT_MS`]; the default when unset, zero or not a number.
+pub fn stream_idle_timeout_ms(var: Option<&str>) -> u64 {
+    match var.map(str::trim).and_then(|v| v.parse::<u64>().ok()) {
+        Some(0) | None => DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+        Some(ms) => ms.min(MAX_STREAM_IDLE_TIMEOUT_MS),
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -56,6 +76,7 @@ impl Default for Config {
             builtin_models: String::new(),
             provider_timeout_ms: DEFAULT_PROVIDER_TIMEOUT_MS,
             verify_cache_seconds: 0,
+            stream_idle_timeout_ms: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
         }
     }
 }
@@ -181,4 +202,21 @@ pub fn error_response(e: &ApiError) -> Response {
 /// A path for an error message: bounded and without control characters.
 fn printable_path(p: &str) -> String {
     p.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_idle_timeout_defaults_to_30_s_and_is_capped_at_60_s() {
+        assert_eq!(stream_idle_timeout_ms(None), 30_000);
+        assert_eq!(stream_idle_timeout_ms(Some("1500")), 1_500);
+        assert_eq!(stream_idle_timeout_ms(Some(" 45000 ")), 45_000);
+        assert_eq!(stream_idle_timeout_ms(Some("600000")), 60_000);
+        for unusable in ["0", "", "-5", "ten", "1.5"] {
+            assert_eq!(stream_idle_timeout_ms(Some(unusable)), 30_000, "{unusable}");
+        }
+        assert_eq!(Config::default().stream_idle_timeout_ms, 30_000);
+    }
 }

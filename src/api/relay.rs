@@ -10,7 +10,8 @@ use super::routes::Route;
 use super::App;
 use crate::catalog::{self, ApiStyle, ModelType};
 use crate::providers::printable;
-use crate::providers::probe::{self, base_of, reason, scrub};
+use crate::providers::probe::{self, base_of, reason};
+use crate::providers::scrub::Scrubber;
 use crate::relay::{
     self, anthropic, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage, ESTIMATE_HEADER,
     LIMIT_HEADER, MAX_RELAY_BODY,
@@ -409,15 +410,10 @@ impl<P: Platform> App<P> {
             self.enforce_limits(key, endpoint, &mut body, estimate, &mut extra_headers)?;
         }
         let timeout = self.config.provider_timeout_ms;
-        let upstream_req = relay::upstream_request(&target.upstream, endpoint, &body, timeout)
+        let mut upstream_req = relay::upstream_request(&target.upstream, endpoint, &body, timeout)
             .map_err(RelayError::bad)?;
-        let secrets: Vec<String> = target
-            .upstream
-            .secrets
-            .values()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        // Whatever the upstream sends back is passed on without the call's credentials.
+        let scrubber = Scrubber::new(&target.upstream.secrets.values());
         let host = probe::host_of(&upstream_req.url);
         let on_usage = usage_writes(&target, self.platform.now_ms());
         let created = self.platform.now_ms() / 1000;
@@ -426,12 +422,14 @@ impl<P: Platform> App<P> {
                 .pointer("/stream_options/include_usage")
                 .and_then(Value::as_bool)
                 == Some(true);
+            let idle = self.config.stream_idle_timeout_ms;
+            upstream_req.idle_timeout_ms = Some(idle);
             let up = self
                 .platform
                 .outbound()
                 .send_streaming(upstream_req)
                 .await
-                .map_err(|e| transport_error(e, &host, timeout))?;
+                .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
             if !(200..300).contains(&up.status) {
                 let mut bytes = Vec::new();
                 let mut body_stream = up.body;
@@ -442,7 +440,7 @@ impl<P: Platform> App<P> {
                         break;
                     }
                 }
-                return Err(upstream_status_error(up.status, &bytes, &host, &secrets));
+                return Err(upstream_status_error(up.status, &bytes, &host, &scrubber));
             }
             let mode = match target.upstream.style {
                 ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
@@ -456,7 +454,7 @@ impl<P: Platform> App<P> {
                     strip_usage_chunk: !include_usage,
                 },
             };
-            let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage);
+            let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage, scrubber, idle);
             let mut r = Response::json(200, &Value::Null);
             r.body.clear();
             r.headers = vec![
@@ -472,8 +470,8 @@ impl<P: Platform> App<P> {
                 .outbound()
                 .send(upstream_req)
                 .await
-                .map_err(|e| transport_error(e, &host, timeout))?;
-            self.whole_answer(up, &target, estimate, created, &host, &secrets, on_usage)?
+                .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
+            self.whole_answer(up, &target, estimate, created, &host, &scrubber, on_usage)?
         };
         resp.headers.extend(extra_headers);
         Ok(resp)
@@ -557,11 +555,11 @@ impl<P: Platform> App<P> {
         estimate: u64,
         created: i64,
         host: &str,
-        secrets: &[String],
+        scrubber: &Scrubber,
         on_usage: relay::OnUsage,
     ) -> RResult<Response> {
         if !(200..300).contains(&up.status) {
-            return Err(upstream_status_error(up.status, &up.body, host, secrets));
+            return Err(upstream_status_error(up.status, &up.body, host, scrubber));
         }
         let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
             RelayError::new(
@@ -583,7 +581,7 @@ impl<P: Platform> App<P> {
             output: usage.output.or(Some(0)),
         };
         let mut r = Response::json(200, &Value::Null);
-        r.body = body;
+        r.body = scrubber.bytes(&body);
         r.deferred = on_usage(usage);
         Ok(r)
     }
@@ -606,7 +604,12 @@ fn usage_writes(target: &Target, now: i64) -> relay::OnUsage {
     })
 }
 
-fn transport_error(e: OutboundError, host: &str, timeout_ms: u64) -> RelayError {
+fn transport_error(
+    e: OutboundError,
+    host: &str,
+    timeout_ms: u64,
+    scrubber: &Scrubber,
+) -> RelayError {
     match e {
         OutboundError::Timeout => RelayError::new(
             504,
@@ -621,7 +624,10 @@ fn transport_error(e: OutboundError, host: &str, timeout_ms: u64) -> RelayError 
             format!("{host} answered with too much data"),
         ),
         OutboundError::Unreachable(why) => {
-            log::warn!("relay: {host} unreachable: {}", scrub(&why, &[]));
+            log::warn!(
+                "relay: {host} unreachable: {}",
+                probe::clean(&why, scrubber)
+            );
             RelayError::new(
                 502,
                 "upstream_error",
@@ -634,10 +640,9 @@ fn transport_error(e: OutboundError, host: &str, timeout_ms: u64) -> RelayError 
 
 /// A provider's refusal, passed on without the credential. Its 401/403 are about the tenant's
 /// provider key, not the caller's keyward key, so they become 502s.
-fn upstream_status_error(status: u16, body: &[u8], host: &str, secrets: &[String]) -> RelayError {
-    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+fn upstream_status_error(status: u16, body: &[u8], host: &str, scrubber: &Scrubber) -> RelayError {
     let why = reason(body)
-        .map(|r| scrub(&r, &refs))
+        .map(|r| probe::clean(&r, scrubber))
         .unwrap_or_else(|| format!("HTTP {status}"));
     match status {
         401 | 403 => RelayError::new(

@@ -3,6 +3,7 @@
 //! Pure logic: requests are built here and sent through the `Outbound` port by the caller.
 
 pub mod probe;
+pub mod scrub;
 
 use crate::catalog::{self, Auth, Connection as Kind, Factory, ModelType};
 use crate::domain::crypto::mask;
@@ -19,6 +20,11 @@ pub const VERTEX_DEFAULT_LOCATION: &str = "us-central1";
 pub const MAX_MAX_TOKENS: i64 = 10_000_000;
 /// Longest credential accepted (a service-account JSON is about 2.4 KB).
 pub const MAX_SECRET_LEN: usize = 16 * 1024;
+/// Shortest provider key or token accepted. Hosted providers' keys are 32 characters or more;
+/// self-hosted servers take any token, and 8 characters is the least NIST SP 800-63B allows for
+/// a secret a person picks. A shorter one is not a real credential, and scrubbing it (and its
+/// encodings) from what upstreams answer would cut pieces of ordinary text out of answers.
+pub const MIN_SECRET_LEN: usize = 8;
 
 /// `POST /api/v1/models` as RAGFlow's clients send it, plus the provider-specific fields.
 #[derive(Debug, Deserialize)]
@@ -135,6 +141,12 @@ fn token_like(name: &str, s: &str, max: usize) -> Result<String, FieldError> {
 fn secret(name: &str, s: &str) -> Result<String, FieldError> {
     if s.trim().is_empty() {
         return Err(field(name, "must not be empty"));
+    }
+    if s.chars().count() < MIN_SECRET_LEN {
+        return Err(field(
+            name,
+            format!("must be at least {MIN_SECRET_LEN} characters"),
+        ));
     }
     if s.len() > MAX_SECRET_LEN {
         return Err(field(

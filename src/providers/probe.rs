@@ -10,6 +10,7 @@
 //! | ollama | `GET {base}/api/tags` |
 //! | vertex | a service-account JWT (RS256) exchanged at `token_uri` |
 
+use super::scrub::Scrubber;
 use super::{Secrets, Spec};
 use crate::catalog::{ApiStyle, Auth};
 use crate::store::outbound::{OutboundError, OutboundRequest, OutboundResponse};
@@ -90,6 +91,7 @@ pub fn request(spec: &Spec, timeout_ms: u64) -> Option<OutboundRequest> {
         body: None,
         timeout_ms,
         max_response_bytes: MAX_PROBE_RESPONSE,
+        idle_timeout_ms: None,
     })
 }
 
@@ -155,16 +157,19 @@ pub fn vertex_token_request(
         ),
         timeout_ms,
         max_response_bytes: MAX_PROBE_RESPONSE,
+        idle_timeout_ms: None,
     }
 }
 
-/// Cut every secret out of a provider's text, bound its length, drop control characters.
+/// Cut every form of every secret out of a provider's text (see [`super::scrub`]), bound its
+/// length, drop control characters.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut t = text.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        t = t.replace(s, "***");
-    }
-    crate::api::error::redact_secrets(&t)
+    clean(text, &Scrubber::new(secrets))
+}
+
+/// [`scrub`] with the call's scrubber already built.
+pub fn clean(text: &str, scrubber: &Scrubber) -> String {
+    crate::api::error::redact_secrets(&scrubber.text(text))
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX_REASON)

@@ -14,6 +14,7 @@ pub mod tokens;
 
 use crate::catalog::{ApiStyle, Auth};
 use crate::providers::probe::auth_headers;
+use crate::providers::scrub::{Scrubber, StreamScrubber};
 use crate::providers::Secrets;
 use crate::store::outbound::{ChunkStream, OutboundError, OutboundRequest};
 use crate::store::Stmt;
@@ -139,6 +140,7 @@ pub fn upstream_request(
         body: Some(payload.to_string().into_bytes()),
         timeout_ms,
         max_response_bytes: MAX_UPSTREAM_RESPONSE,
+        idle_timeout_ms: None,
     })
 }
 
@@ -155,12 +157,19 @@ pub enum StreamMode {
 /// Writes to make once a call's usage is known.
 pub type OnUsage = Box<dyn FnOnce(Usage) -> Vec<Stmt>>;
 
-/// The client's view of an upstream event stream: events forwarded as each completes, usage
-/// collected on the way, and the usage writes handed over when the stream ends or is dropped.
+/// The client's view of an upstream event stream: events forwarded as each completes, with the
+/// call's credentials scrubbed out, usage collected on the way, and the usage writes handed over
+/// when the stream ends or is dropped. An event or a stream over its limit
+/// ([`sse::MAX_EVENT_BYTES`], [`sse::MAX_STREAM_BYTES`]), an idle upstream and a broken one end
+/// the stream with an OpenAI-style error event; the upstream body is dropped right then, which
+/// aborts the upstream call.
 pub struct RelayStream {
     inner: ChunkStream,
     decoder: sse::Decoder,
     mode: StreamMode,
+    scrub: StreamScrubber,
+    /// For the message of an idle upstream's error event.
+    idle_timeout_ms: u64,
     usage: Usage,
     /// Streamed completion text, for estimating output when the provider reports no usage.
     completion_tokens: u64,
@@ -169,18 +178,32 @@ pub struct RelayStream {
     on_usage: Option<(OnUsage, oneshot::Sender<Vec<Stmt>>)>,
 }
 
+/// Seconds for a message: `30`, `1.5`.
+fn seconds(ms: u64) -> String {
+    format!("{}", ms as f64 / 1000.0)
+}
+
+/// The event that ends a stream early, in OpenAI's error shape.
+fn error_event(message: &str, code: Option<&str>) -> Vec<u8> {
+    sse::data(&error_body(message, "upstream_error", code).to_string())
+}
+
 impl RelayStream {
     pub fn new(
         inner: ChunkStream,
         mode: StreamMode,
         input_estimate: u64,
         on_usage: OnUsage,
+        scrubber: Scrubber,
+        idle_timeout_ms: u64,
     ) -> (Self, oneshot::Receiver<Vec<Stmt>>) {
         let (tx, rx) = oneshot::channel();
         let s = RelayStream {
             inner,
             decoder: sse::Decoder::default(),
             mode,
+            scrub: scrubber.stream(),
+            idle_timeout_ms,
             usage: Usage::default(),
             completion_tokens: 0,
             input_estimate,
@@ -188,6 +211,18 @@ impl RelayStream {
             on_usage: Some((on_usage, tx)),
         };
         (s, rx)
+    }
+
+    /// End the stream: stop reading the upstream (dropping its body aborts the call), hand the
+    /// usage over, and pass on `pending` and what the scrubber held, then `last`.
+    fn end(&mut self, pending: &[u8], last: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        self.done = true;
+        self.inner = Box::pin(futures_util::stream::empty());
+        self.finish();
+        let mut out = self.scrub.push(pending);
+        out.extend(self.scrub.finish());
+        out.extend(last.unwrap_or_default());
+        (!out.is_empty()).then_some(out)
     }
 
     fn handle(&mut self, ev: &sse::Event) -> Vec<u8> {
@@ -252,30 +287,50 @@ impl Stream for RelayStream {
                 Poll::Ready(Some(Ok(chunk))) => {
                     let events = self.decoder.push(&chunk);
                     let out: Vec<u8> = events.iter().flat_map(|e| self.handle(e)).collect();
+                    if let Some(over) = self.decoder.overflow() {
+                        let last = match over {
+                            sse::Overflow::Event(n) => error_event(
+                                &format!("The provider sent an event of more than {n} bytes without an event boundary; the stream was ended"),
+                                Some("upstream_event_too_large"),
+                            ),
+                            sse::Overflow::Stream(n) => error_event(
+                                &format!("The provider's stream passed {n} bytes; the stream was ended"),
+                                Some("upstream_stream_too_large"),
+                            ),
+                        };
+                        return Poll::Ready(self.end(&out, Some(last)));
+                    }
+                    let out = self.scrub.push(&out);
                     if !out.is_empty() {
                         return Poll::Ready(Some(out));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.done = true;
-                    self.finish();
-                    let why = match e {
-                        OutboundError::Timeout => "the provider stopped answering",
-                        OutboundError::TooLarge => "the provider sent an oversized event",
-                        OutboundError::Unreachable(_) => "the provider closed the connection",
+                    // The wait for the headers is over, so a timeout here is the idle timeout.
+                    let last = match e {
+                        OutboundError::Timeout => error_event(
+                            &format!(
+                                "The provider sent nothing for {} s; the stream was ended",
+                                seconds(self.idle_timeout_ms)
+                            ),
+                            Some("upstream_idle_timeout"),
+                        ),
+                        OutboundError::TooLarge => {
+                            error_event("the provider sent an oversized event", None)
+                        }
+                        OutboundError::Unreachable(_) => {
+                            error_event("the provider closed the connection", None)
+                        }
                     };
-                    let err = json!({"error": {"message": why, "type": "upstream_error"}});
-                    return Poll::Ready(Some(sse::data(&err.to_string())));
+                    return Poll::Ready(self.end(&[], Some(last)));
                 }
                 Poll::Ready(None) => {
-                    self.done = true;
                     let tail = self
                         .decoder
                         .finish()
                         .map(|e| self.handle(&e))
                         .unwrap_or_default();
-                    self.finish();
-                    return Poll::Ready((!tail.is_empty()).then_some(tail));
+                    return Poll::Ready(self.end(&tail, None));
                 }
             }
         }
@@ -341,6 +396,145 @@ mod tests {
         assert!(upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).is_err());
     }
 
+    fn counting(u: Usage) -> Vec<Stmt> {
+        vec![crate::stmt!(
+            "SELECT ?1, ?2",
+            u.input.unwrap_or(0) as i64,
+            u.output.unwrap_or(0) as i64
+        )]
+    }
+
+    fn pass_through() -> StreamMode {
+        StreamMode::PassThrough {
+            strip_usage_chunk: false,
+        }
+    }
+
+    /// Sets its flag when dropped: tells whether the upstream body is still held.
+    struct DropFlag(std::rc::Rc<std::cell::Cell<bool>>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    /// An upstream body of these items, and a flag set once it is dropped.
+    fn upstream_body(
+        items: Vec<Result<Vec<u8>, OutboundError>>,
+    ) -> (ChunkStream, std::rc::Rc<std::cell::Cell<bool>>) {
+        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+        let guard = DropFlag(dropped.clone());
+        // Never ends by itself, like an upstream that keeps the connection open.
+        let body = futures_util::stream::iter(items)
+            .chain(futures_util::stream::pending())
+            .map(move |c| {
+                let _held = &guard;
+                c
+            });
+        (Box::pin(body), dropped)
+    }
+
+    fn last_error(out: &[u8]) -> Value {
+        let text = String::from_utf8_lossy(out);
+        let last = text
+            .trim_end()
+            .rsplit("\n\n")
+            .next()
+            .and_then(|e| e.strip_prefix("data: "))
+            .unwrap_or_default();
+        serde_json::from_str::<Value>(last).unwrap_or(Value::Null)["error"].clone()
+    }
+
+    #[test]
+    fn an_event_over_the_cap_ends_the_stream_with_an_error_event_and_drops_the_upstream_at_once() {
+        let mut items = vec![Ok(b"data: {\"choices\":[]}\n\ndata: ".to_vec())];
+        items.extend((0..1100).map(|_| Ok(vec![b'x'; 1024])));
+        let (inner, dropped) = upstream_body(items);
+        let (mut s, _rx) = RelayStream::new(
+            inner,
+            pass_through(),
+            1,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        let mut out = Vec::new();
+        while let Some(Some(chunk)) = s.next().now_or_never() {
+            out.extend(chunk);
+        }
+        assert!(
+            dropped.get(),
+            "the upstream body is dropped (the call aborted) before the stream itself is"
+        );
+        let e = last_error(&out);
+        assert_eq!(e["code"], "upstream_event_too_large", "{e}");
+        assert_eq!(e["type"], "upstream_error");
+        assert!(e["message"].as_str().unwrap().contains("1048576 bytes"));
+        assert!(
+            out.starts_with(b"data: {\"choices\":[]}\n\n"),
+            "earlier events pass"
+        );
+        assert!(out.len() < 1024, "the oversized event is never passed on");
+        assert_eq!(
+            s.next().now_or_never(),
+            Some(None),
+            "and the stream has ended"
+        );
+    }
+
+    #[test]
+    fn an_idle_upstream_ends_the_stream_with_an_error_event_naming_the_timeout() {
+        let (inner, dropped) = upstream_body(vec![
+            Ok(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec()),
+            Err(OutboundError::Timeout),
+        ]);
+        let (s, mut rx) = RelayStream::new(
+            inner,
+            pass_through(),
+            7,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            1_500,
+        );
+        let out: Vec<u8> = s.collect::<Vec<_>>().now_or_never().expect("ends").concat();
+        assert!(dropped.get());
+        let e = last_error(&out);
+        assert_eq!(e["code"], "upstream_idle_timeout", "{e}");
+        assert!(e["message"].as_str().unwrap().contains("1.5 s"), "{e}");
+        let stmts = rx.try_recv().unwrap().unwrap();
+        assert_eq!(
+            stmts[0].params,
+            vec![7.into(), 1.into()],
+            "usage still counted"
+        );
+    }
+
+    #[test]
+    fn a_credential_split_across_upstream_chunks_is_scrubbed_from_the_stream() {
+        let key = "sk-split-across-chunks-0123";
+        let event = format!(
+            "data: {{\"choices\":[{{\"delta\":{{\"content\":\"{key}\"}}}}]}}\n\ndata: [DONE]\n\n"
+        );
+        for cut in 1..event.len() {
+            let (a, b) = event.as_bytes().split_at(cut);
+            let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![
+                Ok(a.to_vec()),
+                Ok(b.to_vec()),
+            ]));
+            let (s, _rx) = RelayStream::new(
+                inner,
+                pass_through(),
+                1,
+                Box::new(counting),
+                Scrubber::new(&[key]),
+                30_000,
+            );
+            let out =
+                String::from_utf8(s.collect::<Vec<_>>().now_or_never().unwrap().concat()).unwrap();
+            assert_eq!(out, event.replace(key, "***"), "cut at {cut}");
+        }
+    }
+
     #[test]
     fn a_stream_passes_events_through_and_reports_usage_at_the_end() {
         let chunks: Vec<Result<Vec<u8>, OutboundError>> = vec![
@@ -354,13 +548,9 @@ mod tests {
                 strip_usage_chunk: true,
             },
             100,
-            Box::new(|u| {
-                vec![crate::stmt!(
-                    "SELECT ?1, ?2",
-                    u.input.unwrap_or(0) as i64,
-                    u.output.unwrap_or(0) as i64
-                )]
-            }),
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
         );
         let out: Vec<Vec<u8>> = s.collect::<Vec<_>>().now_or_never().expect("ready");
         let text = String::from_utf8(out.concat()).unwrap();
@@ -385,13 +575,9 @@ mod tests {
                 strip_usage_chunk: false,
             },
             42,
-            Box::new(|u| {
-                vec![crate::stmt!(
-                    "SELECT ?1, ?2",
-                    u.input.unwrap_or(0) as i64,
-                    u.output.unwrap_or(0) as i64
-                )]
-            }),
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
         );
         let first = s.next().now_or_never().expect("ready");
         assert!(first.is_some());

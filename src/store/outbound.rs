@@ -15,6 +15,9 @@ pub struct OutboundRequest {
     pub timeout_ms: u64,
     /// Bodies longer than this are cut off and reported as [`OutboundError::TooLarge`].
     pub max_response_bytes: usize,
+    /// Streams only: the longest wait for the next chunk once the headers are in. When it passes,
+    /// the upstream call is aborted and the body ends with [`OutboundError::Timeout`].
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for OutboundRequest {
@@ -55,8 +58,10 @@ pub struct StreamingResponse {
 #[allow(async_fn_in_trait)]
 pub trait Outbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError>;
-    /// Send and return once the headers are in; `timeout_ms` bounds the wait for them, and each
-    /// chunk may be at most `max_response_bytes` long.
+    /// Send and return once the headers are in; `timeout_ms` bounds the wait for them,
+    /// `idle_timeout_ms` each wait for a chunk after them, and each chunk may be at most
+    /// `max_response_bytes` long. Dropping the body stops the upstream call (its connection is
+    /// closed), so a client that leaves stops the reading.
     async fn send_streaming(
         &self,
         req: OutboundRequest,

@@ -34,6 +34,8 @@ fn config(env: &Env) -> Config {
     if let Some(v) = var("VERIFY_CACHE_SECONDS").and_then(|v| v.parse().ok()) {
         c.verify_cache_seconds = v;
     }
+    c.stream_idle_timeout_ms =
+        crate::api::stream_idle_timeout_ms(var("STREAM_IDLE_TIMEOUT_MS").as_deref());
     c.builtin_models = var("BUILTIN_MODELS").unwrap_or_default();
     if let Some(key) = secret("KEYWARD_ENCRYPTION_KEY") {
         let version = var("KEYWARD_ENCRYPTION_KEY_VERSION")

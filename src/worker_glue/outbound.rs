@@ -1,5 +1,6 @@
-//! The outbound port over the Workers runtime: `fetch` with a timeout and a bounded body, and
-//! RS256 signatures through WebCrypto (so no RSA code ships in the bundle).
+//! The outbound port over the Workers runtime: `fetch` with a timeout and a bounded body, streams
+//! with an idle timeout that abort their fetch when dropped, and RS256 signatures through
+//! WebCrypto (so no RSA code ships in the bundle).
 
 use crate::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
@@ -13,6 +14,27 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{AbortController, Delay, Fetch, Headers, Method, RequestInit};
 
 pub struct FetchOutbound;
+
+/// Aborts its fetch when dropped, whatever the reason the call's owner let go of it.
+struct AbortOnDrop(Option<AbortController>);
+
+impl AbortOnDrop {
+    fn signal(&self) -> worker::AbortSignal {
+        self.0
+            .as_ref()
+            .map(AbortController::signal)
+            .unwrap_or_else(worker::AbortSignal::abort)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        // Aborting a fetch whose body was read to its end does nothing.
+        if let Some(c) = self.0.take() {
+            c.abort();
+        }
+    }
+}
 
 fn unreachable(e: worker::Error) -> OutboundError {
     OutboundError::Unreachable(e.to_string())
@@ -85,23 +107,41 @@ impl Outbound for FetchOutbound {
         req: OutboundRequest,
     ) -> Result<StreamingResponse, OutboundError> {
         let request = build(&req)?;
+        let abort = AbortOnDrop(Some(AbortController::default()));
+        let signal = abort.signal();
         let timer = Delay::from(Duration::from_millis(req.timeout_ms));
-        let fetch =
-            Box::pin(async move { Fetch::Request(request).send().await.map_err(unreachable) });
+        let fetch = Box::pin(async move {
+            Fetch::Request(request)
+                .send_with_signal(&signal)
+                .await
+                .map_err(unreachable)
+        });
+        // On a timeout `abort` is dropped here, which aborts the fetch.
         let mut resp = match select(fetch, timer).await {
             Either::Left((outcome, _)) => outcome?,
             Either::Right(_) => return Err(OutboundError::Timeout),
         };
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
         let max = req.max_response_bytes;
-        let body = resp
-            .stream()
-            .map_err(unreachable)?
-            .map(move |chunk| match chunk {
-                Ok(c) if c.len() > max => Err(OutboundError::TooLarge),
-                Ok(c) => Ok(c),
-                Err(e) => Err(unreachable(e)),
-            });
+        let idle = Duration::from_millis(req.idle_timeout_ms.unwrap_or(req.timeout_ms));
+        let chunks = resp.stream().map_err(unreachable)?;
+        // Each chunk races the idle timer. The state owns `abort`: when the body ends, fails,
+        // times out or is dropped (the client left, or the relay ended the stream), the fetch is
+        // aborted and workerd closes the upstream connection.
+        let body = futures_util::stream::unfold(Some((chunks, abort)), move |state| async move {
+            let (mut chunks, abort) = state?;
+            let next = match select(chunks.next(), Delay::from(idle)).await {
+                Either::Left((item, _)) => Some(item),
+                Either::Right(_) => None,
+            };
+            match next {
+                Some(Some(Ok(c))) if c.len() > max => Some((Err(OutboundError::TooLarge), None)),
+                Some(Some(Ok(c))) => Some((Ok(c), Some((chunks, abort)))),
+                Some(Some(Err(e))) => Some((Err(unreachable(e)), None)),
+                Some(None) => None,
+                None => Some((Err(OutboundError::Timeout), None)),
+            }
+        });
         Ok(StreamingResponse {
             status: resp.status_code(),
             headers,

@@ -255,19 +255,14 @@ pub struct HttpOutbound;
 
 /// An answer's status, headers and body reader.
 type Exchanged = (u16, Vec<(String, String)>, Box<dyn Read + Send + Sync>);
+/// A streamed answer's status, headers and body.
+type StreamExchanged = (u16, Vec<(String, String)>, RawBody);
 
-/// Send with ureq and return the answer's status, headers and body reader. `whole` bounds the
-/// whole exchange by the timeout; otherwise only connecting and each read are bounded (streams).
-fn exchange(req: &OutboundRequest, whole: bool) -> Result<Exchanged, OutboundError> {
+/// Send with ureq and return the answer's status, headers and body reader, the whole exchange
+/// bounded by the timeout.
+fn exchange(req: &OutboundRequest) -> Result<Exchanged, OutboundError> {
     let limit = Duration::from_millis(req.timeout_ms);
-    let agent = if whole {
-        ureq::AgentBuilder::new().timeout(limit)
-    } else {
-        ureq::AgentBuilder::new()
-            .timeout_connect(limit)
-            .timeout_read(limit)
-    }
-    .build();
+    let agent = ureq::AgentBuilder::new().timeout(limit).build();
     let mut r = agent.request(req.method, &req.url);
     for (n, v) in &req.headers {
         r = r.set(n, v);
@@ -295,9 +290,151 @@ fn exchange(req: &OutboundRequest, whole: bool) -> Result<Exchanged, OutboundErr
     Ok((resp.status(), headers, resp.into_reader()))
 }
 
+fn read_error(e: std::io::Error) -> OutboundError {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => OutboundError::Timeout,
+        _ => OutboundError::Unreachable(e.to_string()),
+    }
+}
+
+/// A streamed HTTP/1.1 answer read straight off its socket: ureq cannot change a connection's
+/// read timeout once the headers are in, and a stream needs the provider timeout for the headers
+/// and the idle timeout for each chunk after them. Plain http only (tests talk to 127.0.0.1).
+pub struct RawBody {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    chunked: bool,
+    /// Bytes left of the current chunk (chunked) or of the body (Content-Length).
+    left: Option<u64>,
+    done: bool,
+}
+
+impl RawBody {
+    fn line(&mut self) -> std::io::Result<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim_end().to_owned())
+    }
+
+    /// The next piece of the body (at most `max` bytes), `None` at its end.
+    pub fn next_chunk(&mut self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.chunked && self.left == Some(0) {
+            let size = self.line()?;
+            let size = u64::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                while !self.line()?.is_empty() {}
+                self.done = true;
+                return Ok(None);
+            }
+            self.left = Some(size);
+        }
+        let want = self.left.map_or(max as u64, |l| l.min(max as u64)) as usize;
+        if want == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; want];
+        let n = self.reader.read(&mut buf)?;
+        if n == 0 {
+            self.done = true;
+            return if self.left.is_some() && !self.chunked {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            } else {
+                Ok(None)
+            };
+        }
+        buf.truncate(n);
+        if let Some(l) = &mut self.left {
+            *l -= n as u64;
+            if *l == 0 && self.chunked {
+                self.line()?; // the CRLF after the chunk's data
+            } else if *l == 0 {
+                self.done = true;
+            }
+        }
+        Ok(Some(buf))
+    }
+}
+
+/// Send `req` over a fresh connection and read the answer's head within the provider timeout;
+/// the body is then read with the idle timeout.
+fn stream_exchange(req: &OutboundRequest) -> Result<StreamExchanged, OutboundError> {
+    use std::io::Write;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let url = url::Url::parse(&req.url).map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+    let (host, port) = (url.host_str().unwrap_or(""), url.port().unwrap_or(80));
+    let limit = Duration::from_millis(req.timeout_ms);
+    let unreachable = |e: std::io::Error| OutboundError::Unreachable(e.to_string());
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(unreachable)?
+        .next()
+        .ok_or_else(|| OutboundError::Unreachable(format!("no address for {host}")))?;
+    let mut socket = TcpStream::connect_timeout(&addr, limit).map_err(unreachable)?;
+    socket.set_read_timeout(Some(limit)).map_err(unreachable)?;
+    socket.set_write_timeout(Some(limit)).map_err(unreachable)?;
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let body = req.body.clone().unwrap_or_default();
+    let mut head = format!(
+        "{} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        req.method,
+        body.len()
+    );
+    for (n, v) in &req.headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    socket.write_all(head.as_bytes()).map_err(read_error)?;
+    socket.write_all(&body).map_err(read_error)?;
+    let mut raw = RawBody {
+        reader: std::io::BufReader::new(socket),
+        chunked: false,
+        left: None,
+        done: false,
+    };
+    let status_line = raw.line().map_err(read_error)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| OutboundError::Unreachable(format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = raw.line().map_err(read_error)?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    raw.chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    raw.left = if raw.chunked {
+        Some(0)
+    } else {
+        header("content-length").and_then(|v| v.parse().ok())
+    };
+    let idle = req.idle_timeout_ms.map_or(limit, Duration::from_millis);
+    raw.reader
+        .get_ref()
+        .set_read_timeout(Some(idle))
+        .map_err(unreachable)?;
+    Ok((status, headers, raw))
+}
+
 impl Outbound for HttpOutbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
-        let (status, headers, reader) = exchange(&req, true)?;
+        let (status, headers, reader) = exchange(&req)?;
         let mut body = Vec::new();
         reader
             .take(req.max_response_bytes as u64 + 1)
@@ -325,27 +462,28 @@ impl Outbound for HttpOutbound {
         &self,
         req: OutboundRequest,
     ) -> Result<StreamingResponse, OutboundError> {
-        let (status, headers, reader) = exchange(&req, false)?;
+        let (status, headers, mut body) = stream_exchange(&req)?;
         let max = req.max_response_bytes;
-        // Each poll does one blocking read: fine on the tests' single-threaded executor, and the
-        // chunks still arrive one by one as the stand-in sends them.
-        let body = futures::stream::unfold(Some(reader), move |state| async move {
-            let mut reader = state?;
-            let mut buf = vec![0u8; 16 * 1024];
-            match reader.read(&mut buf) {
-                Ok(0) => None,
-                Ok(n) if n > max => Some((Err(OutboundError::TooLarge), None)),
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(buf), Some(reader)))
-                }
-                Err(e) => Some((Err(OutboundError::Unreachable(e.to_string())), None)),
-            }
+        // Each poll does one blocking read, bounded by the idle timeout (the socket's read
+        // timeout): fine on the tests' single-threaded executor, and the chunks still arrive one
+        // by one as the stand-in sends them. Dropping the body closes the connection.
+        let stream = futures::stream::unfold(Some(()), move |state| {
+            let item = state.and_then(|()| match body.next_chunk(16 * 1024) {
+                Ok(None) => None,
+                Ok(Some(c)) if c.len() > max => Some(Err(OutboundError::TooLarge)),
+                Ok(Some(c)) => Some(Ok(c)),
+                Err(e) => Some(Err(read_error(e))),
+            });
+            let next = match &item {
+                Some(Ok(_)) => Some(()),
+                _ => None,
+            };
+            async move { item.map(|i| (i, next)) }
         });
         Ok(StreamingResponse {
             status,
             headers,
-            body: Box::pin(body),
+            body: Box::pin(stream),
         })
     }
 

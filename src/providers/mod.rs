@@ -2,6 +2,7 @@
 //! credential is proved with one cheap live call, and how a provider's answer is read.
 //! Pure logic: requests are built here and sent through the `Outbound` port by the caller.
 
+pub mod address;
 pub mod probe;
 
 use crate::catalog::{self, Auth, Connection as Kind, Factory, ModelType};

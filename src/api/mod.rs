@@ -5,6 +5,7 @@ pub mod ai_keys;
 pub mod auth;
 pub mod body;
 pub mod defaults;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod keys;
@@ -14,6 +15,7 @@ pub mod relay;
 pub mod routes;
 
 use crate::domain::crypto::Keyring;
+use crate::providers::address::{AddressPolicy, PublicHosts};
 use crate::store::{Platform, Stmt};
 use error::ApiError;
 use http::{Request, Response};
@@ -40,6 +42,12 @@ pub struct Config {
     /// Seconds a successful key verification may be reused from this isolate's memory (0 = off,
     /// the default: every request reads D1, so a revocation takes effect at once).
     pub verify_cache_seconds: u64,
+    /// Which non-public address classes (loopback, private, link-local) tenant URLs may name
+    /// (`PROVIDER_PRIVATE_ADDRESSES` var); none by default.
+    pub address_policy: AddressPolicy,
+    /// The deployment's public hostnames (`KEYWARD_PUBLIC_HOSTS` var), refused as provider URLs
+    /// beside the host each request was sent to.
+    pub public_hosts: PublicHosts,
 }
 
 /// Provider calls give up after this long (../API.md: 10 s).
@@ -54,6 +62,8 @@ impl Default for Config {
             builtin_models: String::new(),
             provider_timeout_ms: DEFAULT_PROVIDER_TIMEOUT_MS,
             verify_cache_seconds: 0,
+            address_policy: AddressPolicy::default(),
+            public_hosts: PublicHosts::default(),
         }
     }
 }
@@ -98,6 +108,11 @@ impl<P: Platform> App<P> {
 
     /// Answer one request. Never panics on input; every failure is an envelope with its status.
     pub async fn handle(&self, req: Request) -> Response {
+        // First of all, before routing, authentication or any storage read: a request from a
+        // keyward deployment (ours or another) is a loop in the making.
+        if let Some(refused) = egress::refuse_hop(&req) {
+            return refused;
+        }
         let (route, allowed) = match routes::resolve(&req.path) {
             Some(found) => found,
             None => {

@@ -5,6 +5,7 @@
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
 use keyward::domain::crypto::{Keyring, MasterKey};
+use keyward::providers::address::AddressPolicy;
 use keyward::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
 };
@@ -195,6 +196,8 @@ type Exchanged = (u16, Vec<(String, String)>, Box<dyn Read + Send + Sync>);
 /// whole exchange by the timeout; otherwise only connecting and each read are bounded (streams).
 fn exchange(req: &OutboundRequest, whole: bool) -> Result<Exchanged, OutboundError> {
     let limit = Duration::from_millis(req.timeout_ms);
+    // Redirects are never followed, as the Worker's fetch is told (`redirect: "manual"`): a 3xx
+    // comes back as it is and the core refuses it.
     let agent = if whole {
         ureq::AgentBuilder::new().timeout(limit)
     } else {
@@ -202,6 +205,7 @@ fn exchange(req: &OutboundRequest, whole: bool) -> Result<Exchanged, OutboundErr
             .timeout_connect(limit)
             .timeout_read(limit)
     }
+    .redirects(0)
     .build();
     let mut r = agent.request(req.method, &req.url);
     for (n, v) in &req.headers {
@@ -359,13 +363,18 @@ impl TestPlatform {
     }
 }
 
-/// The deployment configuration every test service starts with.
+/// The deployment configuration every test service starts with. Loopback is allowed in provider
+/// URLs (explicitly: the default allows none), since the provider stand-in listens on 127.0.0.1.
 pub fn test_config() -> Config {
     Config {
         admin_token: Some(ADMIN_TOKEN.into()),
         keyring: Some(Keyring::new(MasterKey::new(1, TEST_MASTER_KEY), vec![])),
         builtin_models: BUILTIN_ENABLED.into(),
         provider_timeout_ms: 2_000,
+        address_policy: AddressPolicy {
+            loopback: true,
+            ..AddressPolicy::default()
+        },
         ..Config::default()
     }
 }

@@ -87,9 +87,9 @@ fn carrying(s: &StandIn, secrets: &[&str]) -> Vec<String> {
     s.requests()
         .into_iter()
         .filter(|q| {
-            secrets.iter().any(|k| {
-                q.body.contains(k) || q.headers.iter().any(|(_, v)| v.contains(k))
-            })
+            secrets
+                .iter()
+                .any(|k| q.body.contains(k) || q.headers.iter().any(|(_, v)| v.contains(k)))
         })
         .map(|q| format!("{} {}", q.method, q.path))
         .collect()
@@ -125,7 +125,11 @@ fn a_request_carrying_the_hop_header_is_refused_with_508_before_any_storage_read
             let before = t.db().calls.get();
             let r = t.send(req);
             assert_eq!(r.status, 508, "{method} {path}: {}", body(&r));
-            assert_eq!(t.db().calls.get(), before, "{method} {path}: storage was read");
+            assert_eq!(
+                t.db().calls.get(),
+                before,
+                "{method} {path}: storage was read"
+            );
             let v = r.json_body();
             if relay {
                 assert_eq!(v["error"]["code"], "loop_detected", "{path}: {v}");
@@ -144,7 +148,10 @@ fn a_request_carrying_the_hop_header_is_refused_with_508_before_any_storage_read
         .filter(|l| l.starts_with("[WARN]") && l.contains("refused POST /v1/chat/completions"))
         .collect();
     assert!(!warned.is_empty(), "a warning names the refused request");
-    assert!(lines.iter().all(|l| !l.contains(&tok)), "no token in the log");
+    assert!(
+        lines.iter().all(|l| !l.contains(&tok)),
+        "no token in the log"
+    );
 }
 
 #[test]
@@ -221,7 +228,11 @@ fn a_base_url_naming_the_deployment_itself_is_refused_in_every_spelling() {
         ));
         assert_eq!(r.status, 400, "{url}: {}", body(&r));
         assert_eq!(r.json_body()["code"], 101);
-        assert!(message(&r).starts_with("base_url: "), "{url}: {}", message(&r));
+        assert!(
+            message(&r).starts_with("base_url: "),
+            "{url}: {}",
+            message(&r)
+        );
         assert!(
             message(&r).contains("this keyward deployment itself"),
             "{url}: {}",
@@ -265,9 +276,16 @@ fn a_base_url_naming_the_deployment_itself_is_refused_in_every_spelling() {
     assert_eq!(r.status, 400, "{}", body(&r));
     assert!(message(&r).contains("itself"), "{}", message(&r));
 
-    assert!(s.requests().is_empty(), "no spelling reached the deployment");
+    assert!(
+        s.requests().is_empty(),
+        "no spelling reached the deployment"
+    );
     assert_eq!(t.db().count("SELECT COUNT(*) FROM provider_connections"), 0);
-    assert_eq!(t.db().count("SELECT COUNT(*) FROM audit WHERE action = 'model.add'"), 0);
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM audit WHERE action = 'model.add'"),
+        0
+    );
     // Another port of the same loopback host is another service, and is accepted.
     let r = t.send(at_host(
         &format!("127.0.0.1:{}", port.checked_add(1).unwrap_or(1)),
@@ -340,13 +358,12 @@ fn each_private_address_class_is_denied_by_default_and_allowed_when_configured()
         }
         assert_eq!(t.db().count("SELECT COUNT(*) FROM provider_connections"), 0);
         // Allowing the other classes does not allow this one.
-        t.app.config.address_policy =
-            AddressPolicy::parse(match *class {
-                "loopback" => "private,link-local",
-                "private" => "loopback,link-local",
-                _ => "loopback,private",
-            })
-            .unwrap();
+        t.app.config.address_policy = AddressPolicy::parse(match *class {
+            "loopback" => "private,link-local",
+            "private" => "loopback,link-local",
+            _ => "loopback,private",
+        })
+        .unwrap();
         for url in *urls {
             let r = add_model(
                 &t,
@@ -467,15 +484,30 @@ fn an_admin_re_pointing_the_connection_does_not_receive_the_owners_gateway_key()
         Vec::<String>::new(),
         "the owner's secret reached the admin's server"
     );
-    assert!(attacker.requests().is_empty(), "nothing went to the re-pointed URL");
+    assert!(
+        attacker.requests().is_empty(),
+        "nothing went to the re-pointed URL"
+    );
     let sent = provider.requests();
-    assert_eq!(sent.len(), 2, "both calls went where the key was stored for");
+    assert_eq!(
+        sent.len(),
+        2,
+        "both calls went where the key was stored for"
+    );
     for q in &sent {
-        assert_eq!(q.header("authorization"), Some(format!("Bearer {GOOD_KEY}").as_str()));
+        assert_eq!(
+            q.header("authorization"),
+            Some(format!("Bearer {GOOD_KEY}").as_str())
+        );
     }
     // The connection's own calls do go where the admin pointed it, with the admin's key.
     let r = chat(&t, &admin_tok, "gpt-4o@OpenAI", false);
-    assert_eq!(r.status, 502, "the stand-in refuses the admin's key: {}", body(&r));
+    assert_eq!(
+        r.status,
+        502,
+        "the stand-in refuses the admin's key: {}",
+        body(&r)
+    );
     assert_eq!(carrying(&attacker, &[ADMIN_OWN_KEY]).len(), 1);
     assert_eq!(carrying(&attacker, &[GOOD_KEY]), Vec::<String>::new());
 }
@@ -510,9 +542,15 @@ fn moving_a_gateway_key_to_another_endpoint_needs_its_api_key_again() {
     assert!(m.starts_with("api_key: "), "{m}");
     assert!(m.contains(&format!("127.0.0.1:{}", a.port)), "{m}");
     assert!(m.contains(&format!("127.0.0.1:{}", b.port)), "{m}");
-    assert_eq!(t.db().count("SELECT COUNT(*) FROM audit"), before, "nothing written");
     assert_eq!(
-        t.db().count(&format!("SELECT COUNT(*) FROM ai_keys WHERE model = 'on-a' AND id = '{id}'")),
+        t.db().count("SELECT COUNT(*) FROM audit"),
+        before,
+        "nothing written"
+    );
+    assert_eq!(
+        t.db().count(&format!(
+            "SELECT COUNT(*) FROM ai_keys WHERE model = 'on-a' AND id = '{id}'"
+        )),
         1
     );
     // Other fields change freely: the endpoint stays.
@@ -581,7 +619,10 @@ fn re_pointing_a_connection_that_holds_a_credential_needs_the_credential_again()
         json!({"llm_factory": COMPAT, "llm_name": "m", "base_url": format!("{}/v1", b.base()), "api_key": GOOD_KEY}),
     );
     assert_eq!(r.status, 200, "{}", body(&r));
-    assert!(b.requests().iter().all(|q| q.header("authorization").is_some()));
+    assert!(b
+        .requests()
+        .iter()
+        .all(|q| q.header("authorization").is_some()));
 }
 
 #[test]
@@ -590,7 +631,10 @@ fn every_endpoint_change_is_audited_with_old_and_new_host_and_no_secret() {
     let a = StandIn::start();
     let b = StandIn::start();
     let (tok, _) = owner(&t, "audited");
-    let (ha, hb) = (format!("127.0.0.1:{}", a.port), format!("127.0.0.1:{}", b.port));
+    let (ha, hb) = (
+        format!("127.0.0.1:{}", a.port),
+        format!("127.0.0.1:{}", b.port),
+    );
     let add = |s: &StandIn, path: &str| {
         let r = add_model(
             &t,
@@ -638,7 +682,10 @@ fn every_endpoint_change_is_audited_with_old_and_new_host_and_no_secret() {
     assert_eq!(r.json_body()["data"]["endpoint_host"], "api.openai.com");
     let created = audit_details(&t, "ai_key.create");
     assert_eq!(created.len(), 1);
-    assert!(created[0].ends_with(&format!(" endpoint={ha}")), "{created:?}");
+    assert!(
+        created[0].ends_with(&format!(" endpoint={ha}")),
+        "{created:?}"
+    );
     assert_eq!(
         audit_details(&t, "ai_key.update"),
         vec![format!("api_key=replaced endpoint={ha}->api.openai.com")]
@@ -670,7 +717,10 @@ fn a_gateway_key_opens_only_for_the_endpoint_it_was_sealed_for() {
     let k = block_on(keyward::store::ai_keys::get(t.db(), &tenant, &id))
         .unwrap()
         .unwrap();
-    assert_eq!(k.endpoint.as_deref(), Some(format!("{}/v1", s.base()).as_str()));
+    assert_eq!(
+        k.endpoint.as_deref(),
+        Some(format!("{}/v1", s.base()).as_str())
+    );
     assert_eq!(t.app.ai_key_secret(&k).unwrap(), GOOD_KEY);
     // The endpoint is part of the associated data: the same ciphertext does not open for
     // another endpoint, nor for none.
@@ -719,7 +769,11 @@ fn a_gateway_key_stored_before_endpoints_were_bound_opens_and_is_refused_until_i
         .unwrap()
         .unwrap();
     assert_eq!(k.endpoint, None);
-    assert_eq!(t.app.ai_key_secret(&k).unwrap(), GOOD_KEY, "old rows still open");
+    assert_eq!(
+        t.app.ai_key_secret(&k).unwrap(),
+        GOOD_KEY,
+        "old rows still open"
+    );
     let r = t.user(&tok, "GET", &format!("/api/v1/ai_keys/{id}"), None);
     assert_eq!(r.json_body()["data"]["endpoint_host"], Value::Null);
     s.clear_requests();
@@ -727,7 +781,13 @@ fn a_gateway_key_stored_before_endpoints_were_bound_opens_and_is_refused_until_i
     assert_eq!(r.status, 403, "{}", body(&r));
     let e = r.json_body()["error"].clone();
     assert_eq!(e["code"], "endpoint_unbound");
-    assert!(e["message"].as_str().unwrap().contains("set its api_key again"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("set its api_key again"),
+        "{e}"
+    );
     assert!(s.requests().is_empty());
     let r = t.user(
         &tok,
@@ -739,7 +799,10 @@ fn a_gateway_key_stored_before_endpoints_were_bound_opens_and_is_refused_until_i
     assert_eq!(chat(&t, &tok, "old", false).status, 200);
     assert_eq!(
         audit_details(&t, "ai_key.update"),
-        vec![format!("api_key=replaced endpoint=none->127.0.0.1:{}", s.port)]
+        vec![format!(
+            "api_key=replaced endpoint=none->127.0.0.1:{}",
+            s.port
+        )]
     );
 }
 
@@ -782,7 +845,11 @@ fn a_redirect_answering_validation_is_a_502_naming_it_and_the_target_receives_no
             );
         }
     }
-    assert_eq!(first.requests().len(), 12, "every probe reached the first server");
+    assert_eq!(
+        first.requests().len(),
+        12,
+        "every probe reached the first server"
+    );
     assert!(
         second.requests().is_empty(),
         "the redirect target received: {:?}",

@@ -120,7 +120,10 @@ CREATE TABLE IF NOT EXISTS tenant_defaults (
 CREATE INDEX IF NOT EXISTS tenant_defaults_connection ON tenant_defaults(connection_id);
 
 -- Gateway keys: a tenant's provider key for one provider/model with per-request token limits,
--- used through the relay. api_key is AES-256-GCM sealed (associated data: tenant, "ai_key", id).
+-- used through the relay. api_key is AES-256-GCM sealed (associated data: tenant, "ai_key",
+-- endpoint, id). endpoint is the provider base URL the key was sealed for; the relay sends the key
+-- there and nowhere else, whatever the tenant's connection says later. NULL: a row from before
+-- keys were bound (sealed with an empty endpoint), refused by the relay until its key is set again.
 CREATE TABLE IF NOT EXISTS ai_keys (
   id                 TEXT PRIMARY KEY,
   tenant_id          TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
@@ -140,6 +143,7 @@ CREATE TABLE IF NOT EXISTS ai_keys (
   last_used_at       INTEGER,
   create_date        INTEGER NOT NULL,
   update_date        INTEGER NOT NULL,
+  endpoint           TEXT,
   UNIQUE (tenant_id, alias)
 );
 CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;

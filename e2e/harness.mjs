@@ -225,8 +225,11 @@ export class Worker {
       `--log-level=${logLevel}`,
     ];
     if (prebuilt) args.push('--config', this.prebuiltConfig(), '--env-file', join(ROOT, '.dev.vars'));
-    // Vars that override wrangler.toml's for this worker only (e.g. VERIFY_CACHE_SECONDS).
-    for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
+    // Vars that override wrangler.toml's for this worker only (e.g. VERIFY_CACHE_SECONDS). Loopback
+    // is allowed in provider URLs unless a suite says otherwise: the stand-in listens on 127.0.0.1,
+    // and the deployment's default allows no private address class.
+    const allVars = { PROVIDER_PRIVATE_ADDRESSES: 'loopback', ...vars };
+    for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
     // Own process group (detached), so stopping reaches workerd and a running build, and nothing else.
     this.child = spawn(NODE, args, {
       cwd: ROOT,

@@ -18,5 +18,7 @@ cat <<MSG
   README.md walks through creating a user and a key, and calling the relay.
 
 MSG
+# Loopback is allowed in provider URLs here (a local Ollama or stand-in); deployments allow none
+# unless PROVIDER_PRIVATE_ADDRESSES says so.
 exec wrangler dev --local --ip 127.0.0.1 --port "$PORT" --test-scheduled \
-  --show-interactive-dev-session=false
+  --show-interactive-dev-session=false --var PROVIDER_PRIVATE_ADDRESSES:loopback

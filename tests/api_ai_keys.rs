@@ -143,13 +143,14 @@ fn assert_no_key_leaked(t: &T) {
     }
 }
 
-const RECORD_FIELDS: [&str; 15] = [
+const RECORD_FIELDS: [&str; 16] = [
     "id",
     "alias",
     "provider",
     "model",
     "status",
     "api_key_hint",
+    "endpoint_host",
     "input_limit",
     "output_limit",
     "usage_limit_policy",
@@ -1053,11 +1054,12 @@ fn provider_and_model_are_validated_together_with_the_stored_other_one() {
     let t = T::new();
     let (tok, _) = owner(&t, "pair");
     let id = id_of(&created(&t, &tok, valid("pair")));
+    // Another provider is another endpoint: the key goes with the change.
     let r = put(
         &t,
         &tok,
         &id,
-        json!({"provider": "Anthropic", "model": "claude-sonnet-4-5"}),
+        json!({"provider": "Anthropic", "model": "claude-sonnet-4-5", "api_key": KEY}),
     );
     assert_eq!(r.status, 200, "{}", message(&r));
     let r = put(&t, &tok, &id, json!({"model": "claude-opus-4-1"}));
@@ -1078,7 +1080,7 @@ fn provider_and_model_are_validated_together_with_the_stored_other_one() {
         &t,
         &tok,
         &id,
-        json!({"provider": "Ollama", "model": "qwen"}),
+        json!({"provider": "Ollama", "model": "qwen", "api_key": KEY}),
     );
     assert_eq!(r.status, 200, "{}", message(&r));
     let d = r.json_body()["data"].clone();
@@ -1372,7 +1374,7 @@ fn two_concurrent_updates_cannot_combine_a_provider_and_a_model_that_do_not_matc
             &tok,
             "PUT",
             &path,
-            Some(json!({"provider": "Anthropic", "model": "claude-sonnet-4-5"})),
+            Some(json!({"provider": "Anthropic", "model": "claude-sonnet-4-5", "api_key": KEY})),
         ),
         as_user(&tok, "PUT", &path, Some(json!({"model": "gpt-4o-mini"}))),
     );

@@ -273,3 +273,28 @@ fn every_error_response_uses_the_shared_error_envelope() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A request carrying keyward's hop header is refused on every path with 508, so every operation
+/// documents it, in the relay's shape on `/v1` and the envelope elsewhere.
+#[test]
+fn every_operation_documents_the_508_a_request_from_keyward_gets() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    for (path, method, op) in operations(&doc) {
+        let want = if path.starts_with(RELAY_PREFIX) {
+            "#/components/responses/RelayLoopDetected"
+        } else {
+            "#/components/responses/LoopDetected"
+        };
+        if op["responses"]["508"]["$ref"] != want {
+            problems.push(format!("{method} {path}: 508 is not {want}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let relay = &doc["components"]["responses"]["RelayLoopDetected"];
+    let text = relay.to_string();
+    assert!(text.contains("loop_detected"), "{text}");
+    assert!(doc["components"]["responses"]["LoopDetected"]
+        .to_string()
+        .contains("508"));
+}

@@ -12,6 +12,9 @@
 //!   JSON body (Content-Length); `/huge-chunked/<rest>`: the same body, chunked;
 //!   `/garbage/<rest>`: 200 `text/html` `<html>oops</html>`.
 //! - `/open/<rest>`: `<rest>` as an OpenAI-compatible endpoint that needs no key.
+//! - `/redirect/<status>/<target>/<rest>`: answers `<status>` (a 3xx) with
+//!   `Location: <target>/<rest>` (query kept), `<target>` being a percent-encoded URL (say
+//!   another stand-in's base); a client that followed it would arrive there with its headers.
 //! - `/openai/deployments/{d}[/chat/completions]?api-version=`: Azure OpenAI (`api-key`).
 //! - `…/v1beta/models[/{m}[:generateContent|:streamGenerateContent]]`: Gemini
 //!   (`x-goog-api-key` header or `?key=`).
@@ -326,6 +329,8 @@ enum Reply {
     Events(Vec<String>),
     /// A misbehaving answer, written by hand (see [`serve_hostile`]).
     Hostile(Hostile),
+    /// A 3xx with this `Location`.
+    Redirect(u16, String),
 }
 
 impl Reply {
@@ -335,6 +340,7 @@ impl Reply {
             Reply::Body { status, .. } => *status,
             Reply::Events(_) => 200,
             Reply::Hostile(h) => h.status(),
+            Reply::Redirect(status, _) => *status,
         }
     }
 }
@@ -413,6 +419,7 @@ fn send(request: tiny_http::Request, reply: Reply) {
         ),
         Reply::Events(events) => return stream_events(request, events),
         Reply::Hostile(_) => unreachable!("hostile answers are served by serve_hostile"),
+        Reply::Redirect(status, location) => return send_redirect(request, status, &location),
     };
     let header = Header::from_bytes("Content-Type", content_type).expect("valid header");
     let _ = if chunked {
@@ -499,6 +506,9 @@ fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
             body: b"<html>oops</html>".to_vec(),
             chunked: false,
         });
+    }
+    if let Some(rest) = path.strip_prefix("/redirect/") {
+        return redirect(rq, rest).or_else(|| not_found(rq));
     }
     if let Some(rest) = path.strip_prefix("/open/") {
         return openai_routes(&rq.with_path(&format!("/{rest}")), true).or_else(|| not_found(rq));
@@ -1153,6 +1163,37 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------- redirects ----------
+
+/// `<status>/<target>/<rest>` of a `/redirect/` path: `<status>` must be a 3xx; the Location is
+/// the decoded `<target>` joined with `<rest>` and the request's query.
+fn redirect(rq: &Incoming, rest: &str) -> Option<Reply> {
+    let (status, rest) = rest.split_once('/')?;
+    let status: u16 = status.parse().ok().filter(|s| (300..400).contains(s))?;
+    let (target, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut location = percent_decode(target).trim_end_matches('/').to_string();
+    if !tail.is_empty() {
+        location = format!("{location}/{tail}");
+    }
+    if !rq.query.is_empty() {
+        let pairs: Vec<String> = rq.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        location = format!("{location}?{}", pairs.join("&"));
+    }
+    Some(Reply::Redirect(status, location))
+}
+
+fn send_redirect(request: tiny_http::Request, status: u16, location: &str) {
+    let body = json!({"error": {"message": format!("moved to {location}"), "type": "redirect"}});
+    let mut response = Response::from_data(body.to_string().into_bytes())
+        .with_status_code(status)
+        .with_header(Header::from_bytes("Content-Type", "application/json").expect("valid header"))
+        .with_chunked_threshold(usize::MAX);
+    if let Ok(h) = Header::from_bytes("Location", location.as_bytes()) {
+        response = response.with_header(h);
+    }
+    let _ = request.respond(response);
 }
 
 // ---------- Anthropic ----------

@@ -6,12 +6,14 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::http::Request;
 use super::models::require_manager;
+use super::models::{endpoint_change, endpoint_host};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::catalog::{self, Factory};
 use crate::domain::crypto::{credential_aad, mask, Keyring};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::providers::probe::{self, base_of};
 use crate::providers::{printable, MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
 use crate::store::{audit, Db, DbError, Platform};
@@ -33,8 +35,17 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE: i64 = 1_000_000;
 /// Longest `search` / `provider` filter accepted.
 pub const FILTER_MAX: usize = 128;
-/// The factory slot of a gateway key's associated data (`credential_aad(tenant, "ai_key", "", id)`).
+/// The factory slot of a gateway key's associated data, see [`ai_key_aad`].
 pub const AAD_KIND: &str = "ai_key";
+
+/// The associated data of a gateway key's sealed provider key:
+/// `credential_aad(tenant, "ai_key", endpoint, id)`, the endpoint in the model slot, so a key
+/// opens only for the endpoint it was sealed for (a changed `endpoint` column does not open).
+/// Rows from before keys were bound have no endpoint and were sealed with `""` there; no endpoint
+/// is ever empty (a base URL always names a host), so the two layouts cannot meet.
+pub fn ai_key_aad(tenant_id: &str, id: &str, endpoint: Option<&str>) -> String {
+    credential_aad(tenant_id, AAD_KIND, endpoint.unwrap_or(""), id)
+}
 
 /// `POST /api/v1/ai_keys`.
 #[derive(Deserialize)]
@@ -226,6 +237,7 @@ pub fn ai_key_json(k: &AiKey) -> Value {
         "model": k.model,
         "status": k.status,
         "api_key_hint": k.api_key_hint,
+        "endpoint_host": k.endpoint.as_deref().map(probe::host_of),
         "input_limit": k.input_limit,
         "output_limit": k.output_limit,
         "usage_limit_policy": k.usage_limit_policy,
@@ -306,9 +318,15 @@ impl<P: Platform> App<P> {
             .ok_or_else(|| ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into()))
     }
 
-    /// Seal a gateway key's provider key to its tenant and row: `(key_version, sealed)`.
-    fn seal_ai_key(&self, tenant_id: &str, id: &str, api_key: &str) -> Result<(i64, String)> {
-        let aad = credential_aad(tenant_id, AAD_KIND, "", id);
+    /// Seal a gateway key's provider key to its tenant, row and endpoint: `(key_version, sealed)`.
+    fn seal_ai_key(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        endpoint: Option<&str>,
+        api_key: &str,
+    ) -> Result<(i64, String)> {
+        let aad = ai_key_aad(tenant_id, id, endpoint);
         let (v, sealed) = self
             .ai_keyring()?
             .seal(api_key, &aad, &|b| self.platform.fill_random(b));
@@ -319,7 +337,7 @@ impl<P: Platform> App<P> {
     /// retired key version, a tampered or moved row) is an internal error that names the row only.
     pub fn ai_key_secret(&self, k: &AiKey) -> Result<String> {
         let keyring = self.ai_keyring()?;
-        let aad = credential_aad(&k.tenant_id, AAD_KIND, "", &k.id);
+        let aad = ai_key_aad(&k.tenant_id, &k.id, k.endpoint.as_deref());
         let version = u32::try_from(k.key_version).unwrap_or(0);
         keyring.open(version, &k.api_key, &aad).map_err(|e| {
             ApiError::Internal(format!("api_key of AI key {} cannot be opened: {e}", k.id))
@@ -329,15 +347,24 @@ impl<P: Platform> App<P> {
     /// The model must be one the relay can reach with this key: a catalog model of the factory,
     /// or one the tenant configured for it. Factories without a default base URL (Azure-OpenAI,
     /// OpenAI-API-Compatible, the self-deployed ones, VertexAI) are reached through the tenant's
-    /// connection, so there the model must be configured.
-    async fn check_model(&self, tenant_id: &str, factory: &Factory, model: &str) -> Result<()> {
-        let configured = self
-            .available_models(tenant_id)
-            .await?
+    /// connection, so there the model must be configured. Returns the endpoint the key would be
+    /// bound to now: the connection's base URL, else the factory's default (`None` when there is
+    /// neither, as for a Vertex AI connection without `base_url`).
+    async fn check_model(
+        &self,
+        tenant_id: &str,
+        factory: &Factory,
+        model: &str,
+    ) -> Result<Option<String>> {
+        let available = self.available_models(tenant_id).await?;
+        if let Some(a) = available
             .iter()
-            .any(|a| a.factory.name == factory.name && a.name == model);
-        if configured {
-            return Ok(());
+            .find(|a| a.factory.name == factory.name && a.name == model)
+        {
+            return Ok(base_of(
+                a.connection.as_ref().and_then(|c| c.api_base.as_deref()),
+                factory.default_base_url.as_deref(),
+            ));
         }
         let shown = printable(model);
         if factory.default_base_url.is_none() {
@@ -360,7 +387,7 @@ impl<P: Platform> App<P> {
                 ),
             ));
         }
-        Ok(())
+        Ok(base_of(None, factory.default_base_url.as_deref()))
     }
 
     async fn create_ai_key(&self, caller: &Caller, body: CreateAiKey) -> Result<Reply> {
@@ -378,9 +405,10 @@ impl<P: Platform> App<P> {
             .as_deref()
             .map(|s| check_expire_time(s, now))
             .transpose()?;
-        self.check_model(&caller.tenant_id, factory, &model).await?;
+        let endpoint = self.check_model(&caller.tenant_id, factory, &model).await?;
         let id = new_id(|b| self.platform.fill_random(b));
-        let (key_version, sealed) = self.seal_ai_key(&caller.tenant_id, &id, api_key)?;
+        let (key_version, sealed) =
+            self.seal_ai_key(&caller.tenant_id, &id, endpoint.as_deref(), api_key)?;
         let key = AiKey {
             id,
             tenant_id: caller.tenant_id.clone(),
@@ -391,6 +419,7 @@ impl<P: Platform> App<P> {
             key_version,
             api_key: sealed,
             api_key_hint: mask(api_key),
+            endpoint,
             input_limit,
             output_limit,
             usage_limit_policy: policy,
@@ -412,8 +441,12 @@ impl<P: Platform> App<P> {
                     &key.id,
                     Some(&caller.tenant_id),
                     &format!(
-                        "alias={} provider={} model={} status={}",
-                        key.alias, key.provider, key.model, key.status
+                        "alias={} provider={} model={} status={} endpoint={}",
+                        key.alias,
+                        key.provider,
+                        key.model,
+                        key.status,
+                        endpoint_host(key.endpoint.as_deref())
                     ),
                 ),
             ])
@@ -488,6 +521,7 @@ impl<P: Platform> App<P> {
                 .map(|f| f.name.clone()),
             model: model.as_deref().map(check_model_name).transpose()?,
             sealed: None,
+            endpoint: None,
             input_limit: input_limit
                 .map(|n| check_limit("input_limit", n))
                 .transpose()?,
@@ -511,12 +545,14 @@ impl<P: Platform> App<P> {
         let stored = store::get(db, &caller.tenant_id, id)
             .await?
             .ok_or_else(not_found)?;
-        let expect = if changes.provider.is_some() || changes.model.is_some() {
+        let moves = changes.provider.is_some() || changes.model.is_some();
+        let expect = moves.then_some((stored.provider.as_str(), stored.model.as_str()));
+        // Where the key would be bound now; resolved when the key is set or its model changes.
+        let endpoint = if moves || api_key.is_some() {
             let p = changes.provider.as_deref().unwrap_or(&stored.provider);
             let factory = check_provider(p)?;
             let m = changes.model.as_deref().unwrap_or(&stored.model);
-            self.check_model(&caller.tenant_id, factory, m).await?;
-            Some((stored.provider.as_str(), stored.model.as_str()))
+            Some(self.check_model(&caller.tenant_id, factory, m).await?)
         } else {
             None
         };
@@ -527,10 +563,29 @@ impl<P: Platform> App<P> {
                     .into(),
             ));
         }
-        if let Some(k) = api_key {
-            let (v, sealed) = self.seal_ai_key(&caller.tenant_id, &stored.id, k)?;
-            changes.sealed = Some((v, sealed, mask(k)));
-        }
+        let endpoint_note = match (&endpoint, api_key) {
+            // The stored key never follows a new provider or model to another endpoint.
+            (Some(new), None) if *new != stored.endpoint => {
+                return Err(ApiError::bad(
+                    "api_key",
+                    format!(
+                        "this change moves the key from {} to {}; send its api_key again to \
+                         bind it there",
+                        endpoint_host(stored.endpoint.as_deref()),
+                        endpoint_host(new.as_deref())
+                    ),
+                ))
+            }
+            (Some(new), Some(k)) => {
+                let (v, sealed) =
+                    self.seal_ai_key(&caller.tenant_id, &stored.id, new.as_deref(), k)?;
+                changes.sealed = Some((v, sealed, mask(k)));
+                changes.endpoint.clone_from(new);
+                (*new != stored.endpoint)
+                    .then(|| endpoint_change(stored.endpoint.as_deref(), new.as_deref()))
+            }
+            _ => None,
+        };
 
         let mut detail: Vec<String> = Vec::new();
         let mut note = |name: &str, v: Option<String>| {
@@ -545,6 +600,7 @@ impl<P: Platform> App<P> {
             "api_key",
             changes.sealed.as_ref().map(|_| "replaced".into()),
         );
+        note("endpoint", endpoint_note);
         note("input_limit", changes.input_limit.map(|n| n.to_string()));
         note("output_limit", changes.output_limit.map(|n| n.to_string()));
         note("usage_limit_policy", changes.usage_limit_policy.clone());

@@ -34,7 +34,15 @@ pub enum ApiError {
     Internal(String),
     /// 502, code 105: a provider was unreachable or answered garbage.
     BadGateway(String),
+    /// 508, code 508: the request came from a keyward deployment (it carries the hop header), so
+    /// a provider URL somewhere leads back to keyward; answered before any other work.
+    LoopDetected,
 }
+
+/// What a request carrying the hop header is told.
+pub const LOOP_DETECTED: &str = "Loop detected: this request came from a keyward deployment \
+     (it carries x-keyward-hop), so a provider URL leads back to keyward; point that connection \
+     at the provider itself";
 
 impl ApiError {
     pub fn bad(field: &str, why: impl std::fmt::Display) -> Self {
@@ -56,6 +64,7 @@ impl ApiError {
             ApiError::RateLimited(_) => (429, 429),
             ApiError::Internal(_) => (500, 100),
             ApiError::BadGateway(_) => (502, 105),
+            ApiError::LoopDetected => (508, 508),
         }
     }
 
@@ -82,6 +91,7 @@ impl ApiError {
                 format!("Too many failed attempts; retry after {s} seconds")
             }
             ApiError::Internal(_) => "Internal error".into(),
+            ApiError::LoopDetected => LOOP_DETECTED.into(),
         }
     }
 

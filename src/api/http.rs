@@ -18,6 +18,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The `Content-Length` of a body too large to have been read (the glue does not buffer it).
     pub unread_len: Option<u64>,
+    /// `scheme://host[:port]` of the URL the runtime received (the glue sets it), so a provider
+    /// URL naming this deployment can be recognised beside the `Host` header.
+    pub origin: Option<String>,
 }
 
 impl Request {

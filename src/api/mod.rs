@@ -5,6 +5,7 @@ pub mod ai_keys;
 pub mod auth;
 pub mod body;
 pub mod defaults;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod idempotency;
@@ -16,6 +17,7 @@ pub mod relay;
 pub mod routes;
 
 use crate::domain::crypto::Keyring;
+use crate::providers::address::{AddressPolicy, PublicHosts};
 use crate::store::{Platform, Stmt};
 use error::ApiError;
 use http::{Request, Response};
@@ -45,6 +47,12 @@ pub struct Config {
     /// The longest wait for the next chunk of a streamed answer (`STREAM_IDLE_TIMEOUT_MS` var),
     /// in milliseconds; see [`stream_idle_timeout_ms`].
     pub stream_idle_timeout_ms: u64,
+    /// Which non-public address classes (loopback, private, link-local) tenant URLs may name
+    /// (`PROVIDER_PRIVATE_ADDRESSES` var); none by default.
+    pub address_policy: AddressPolicy,
+    /// The deployment's public hostnames (`KEYWARD_PUBLIC_HOSTS` var), refused as provider URLs
+    /// beside the host each request was sent to.
+    pub public_hosts: PublicHosts,
 }
 
 /// Provider calls give up after this long (../API.md: 10 s).
@@ -77,6 +85,8 @@ impl Default for Config {
             provider_timeout_ms: DEFAULT_PROVIDER_TIMEOUT_MS,
             verify_cache_seconds: 0,
             stream_idle_timeout_ms: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+            address_policy: AddressPolicy::default(),
+            public_hosts: PublicHosts::default(),
         }
     }
 }
@@ -124,6 +134,11 @@ impl<P: Platform> App<P> {
 
     /// Answer one request. Never panics on input; every failure is an envelope with its status.
     pub async fn handle(&self, req: Request) -> Response {
+        // First of all, before routing, authentication or any storage read: a request from a
+        // keyward deployment (ours or another) is a loop in the making.
+        if let Some(refused) = egress::refuse_hop(&req) {
+            return refused;
+        }
         let (route, allowed) = match routes::resolve(&req.path) {
             Some(found) => found,
             None => {

@@ -61,7 +61,7 @@ impl<P: Platform> App<P> {
             ("GET", Route::Models) => self.list_models(&caller, req).await?,
             ("POST", Route::Models) => {
                 require_manager(&caller)?;
-                self.add_model(&caller, body::parse(req)?).await?
+                self.add_model(&caller, req, body::parse(req)?).await?
             }
             ("DELETE", Route::Models) => {
                 require_manager(&caller)?;
@@ -230,15 +230,43 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(Value::Object(out)))
     }
 
-    async fn add_model(&self, caller: &Caller, body: AddModel) -> Result<Reply> {
+    async fn add_model(&self, caller: &Caller, req: &Request, body: AddModel) -> Result<Reply> {
         let spec = body
             .into_spec()
             .map_err(|(f, why)| ApiError::bad(&f, why))?;
+        // Before any call: never this deployment, never an address class the operator forbids.
+        for (field, url) in spec.tenant_urls() {
+            self.check_saved_url(req, field, &url)?;
+        }
         let shown = if spec.llm_name.is_empty() {
             spec.factory.name.clone()
         } else {
             spec.llm_name.clone()
         };
+        let id = connection_id(&caller.tenant_id, &spec.factory.name, &spec.llm_name);
+        let before = providers::get(self.platform.db(), &caller.tenant_id, &id).await?;
+        let default_base = spec.factory.default_base_url.as_deref();
+        let old_endpoint = before
+            .as_ref()
+            .map(|c| probe::base_of(c.api_base.as_deref(), default_base));
+        let new_endpoint = spec.endpoint();
+        let moved = old_endpoint
+            .as_ref()
+            .is_some_and(|old| *old != new_endpoint);
+        // A stored credential never follows its connection to another endpoint: moving needs it
+        // again (factories whose key is optional could otherwise be re-pointed keyless).
+        let had_credential = before.as_ref().is_some_and(|c| c.credential.is_some());
+        if moved && had_credential && spec.secrets.0.is_empty() {
+            return Err(ApiError::bad(
+                "api_key",
+                format!(
+                    "this connection holds a credential for {}; moving it to {} needs the \
+                     credential again (send api_key, or remove the connection first)",
+                    endpoint_host(old_endpoint.as_ref().and_then(Option::as_deref)),
+                    endpoint_host(new_endpoint.as_deref())
+                ),
+            ));
+        }
         if spec.verify {
             self.verify_connection(&spec).await.map_err(|f| match f {
                 ProbeFailure::Rejected(why) => ApiError::DataError(format!(
@@ -252,7 +280,6 @@ impl<P: Platform> App<P> {
             })?;
         }
         let now = self.platform.now_ms();
-        let id = connection_id(&caller.tenant_id, &spec.factory.name, &spec.llm_name);
         let (key_version, credential) = if spec.secrets.0.is_empty() {
             (None, None)
         } else {
@@ -281,20 +308,33 @@ impl<P: Platform> App<P> {
             create_date: now,
             update_date: now,
         };
-        self.platform
+        let endpoint = match &old_endpoint {
+            Some(old) => endpoint_change(old.as_deref(), new_endpoint.as_deref()),
+            None => endpoint_host(new_endpoint.as_deref()),
+        };
+        let seen = before.as_ref().map(|c| c.api_base.as_deref());
+        let changed = self
+            .platform
             .db()
             .batch(vec![
-                providers::upsert(&conn),
-                audit::record(
+                providers::upsert(&conn, seen),
+                audit::record_if_changed(
                     now,
                     audit::Actor::User(&caller.username),
                     "model.add",
                     &format!("{}/{}", conn.factory, conn.llm_name),
                     Some(&caller.tenant_id),
-                    &format!("verified={}", spec.verify),
+                    &format!("verified={} endpoint={endpoint}", spec.verify),
                 ),
             ])
             .await?;
+        if changed.first().copied().unwrap_or(0) == 0 {
+            return Err(ApiError::Conflict(
+                "The connection was changed by another request meanwhile; nothing was changed, \
+                 try again"
+                    .into(),
+            ));
+        }
         Ok(Reply::ok(Value::Bool(true)))
     }
 
@@ -335,7 +375,7 @@ impl<P: Platform> App<P> {
             }
         };
         let host = probe::host_of(&req.url);
-        let outcome = outbound.send(req).await;
+        let outcome = self.send_out(req).await;
         probe::judge(outcome, &host, timeout, &secrets)
     }
 
@@ -403,5 +443,24 @@ impl<P: Platform> App<P> {
             )));
         }
         Ok(Reply::ok(Value::Bool(true)))
+    }
+}
+
+/// The host an endpoint names, for audit entries and messages (never its path, which a proxy may
+/// use for a token); `none` when there is no endpoint.
+pub fn endpoint_host(endpoint: Option<&str>) -> String {
+    endpoint.map_or_else(|| "none".into(), probe::host_of)
+}
+
+/// `host` when an endpoint stays, `old->new` when it moves (`(path changed)` when only the path
+/// moves, as the hosts alone would not show it).
+pub fn endpoint_change(old: Option<&str>, new: Option<&str>) -> String {
+    let (o, n) = (endpoint_host(old), endpoint_host(new));
+    if old == new {
+        n
+    } else if o == n {
+        format!("{o}->{n} (path changed)")
+    } else {
+        format!("{o}->{n}")
     }
 }

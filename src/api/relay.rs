@@ -17,7 +17,7 @@ use crate::relay::{
     LIMIT_HEADER, MAX_RELAY_BODY,
 };
 use crate::store::ai_keys::{self, AiKey};
-use crate::store::outbound::{Outbound, OutboundError, OutboundResponse};
+use crate::store::outbound::{OutboundError, OutboundResponse};
 use crate::store::{providers, Platform, Stmt};
 use serde_json::{json, Map, Value};
 
@@ -88,6 +88,7 @@ impl From<ApiError> for RelayError {
                 ("server_error", None)
             }
             ApiError::BadGateway(_) => ("upstream_error", None),
+            ApiError::LoopDetected => ("invalid_request_error", Some("loop_detected")),
             _ => ("invalid_request_error", None),
         };
         RelayError {
@@ -342,16 +343,34 @@ impl<P: Platform> App<P> {
             }
         }
         let conn = known.and_then(|a| a.connection.as_ref());
-        let base = base_of(
-            conn.and_then(|c| c.api_base.as_deref()),
-            factory.default_base_url.as_deref(),
-        )
-        .ok_or_else(|| {
-            RelayError::bad(format!(
-                "Gateway key {} has no provider base URL",
-                key.alias
-            ))
-        })?;
+        // The key's credential goes only to the endpoint it was sealed for, wherever the
+        // connection points now.
+        let base = match &key.endpoint {
+            Some(bound) => bound.clone(),
+            None => {
+                let current = base_of(
+                    conn.and_then(|c| c.api_base.as_deref()),
+                    factory.default_base_url.as_deref(),
+                );
+                return Err(match current {
+                    None => RelayError::bad(format!(
+                        "Gateway key {} has no provider base URL",
+                        key.alias
+                    )),
+                    Some(_) => RelayError::new(
+                        403,
+                        "permission_error",
+                        Some("endpoint_unbound"),
+                        format!(
+                            "Gateway key {} is not bound to an endpoint (it was stored before \
+                             keys were); set its api_key again with PUT /api/v1/ai_keys/{} to \
+                             bind it to where it should go",
+                            key.alias, key.id
+                        ),
+                    ),
+                });
+            }
+        };
         let settings = conn
             .and_then(|c| serde_json::from_str::<Value>(&c.settings).ok())
             .and_then(|v| v.as_object().cloned())
@@ -401,6 +420,14 @@ impl<P: Platform> App<P> {
         let stream =
             endpoint == Endpoint::Chat && body.get("stream").and_then(Value::as_bool) == Some(true);
         let target = self.relay_target(caller, &model, endpoint).await?;
+        if let Some(why) = self.stored_url_refusal(&target.upstream.base) {
+            return Err(RelayError::new(
+                403,
+                "permission_error",
+                Some("provider_address_forbidden"),
+                format!("The provider URL of {} is not allowed: {why}", target.shown),
+            ));
+        }
         let estimate = match endpoint {
             Endpoint::Chat => tokens::chat(&body),
             Endpoint::Embeddings => tokens::embeddings(&body),
@@ -425,9 +452,7 @@ impl<P: Platform> App<P> {
             let idle = self.config.stream_idle_timeout_ms;
             upstream_req.idle_timeout_ms = Some(idle);
             let up = self
-                .platform
-                .outbound()
-                .send_streaming(upstream_req)
+                .stream_out(upstream_req)
                 .await
                 .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
             if !(200..300).contains(&up.status) {
@@ -466,9 +491,7 @@ impl<P: Platform> App<P> {
             r
         } else {
             let up = self
-                .platform
-                .outbound()
-                .send(upstream_req)
+                .send_out(upstream_req)
                 .await
                 .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
             self.whole_answer(up, &target, estimate, created, &host, &scrubber, on_usage)?
@@ -645,6 +668,21 @@ fn upstream_status_error(status: u16, body: &[u8], host: &str, scrubber: &Scrubb
         .map(|r| probe::clean(&r, scrubber))
         .unwrap_or_else(|| format!("HTTP {status}"));
     match status {
+        300..=399 => RelayError::new(
+            502,
+            "upstream_error",
+            Some("upstream_redirect"),
+            format!(
+                "{host} {}",
+                probe::REDIRECT_REFUSED.replace("{status}", &status.to_string())
+            ),
+        ),
+        508 => RelayError::new(
+            508,
+            "upstream_error",
+            Some("loop_detected"),
+            format!("{host} answered 508 Loop Detected: {}", probe::LOOP_REASON),
+        ),
         401 | 403 => RelayError::new(
             502,
             "upstream_error",

@@ -2,6 +2,7 @@
 //! credential is proved with one cheap live call, and how a provider's answer is read.
 //! Pure logic: requests are built here and sent through the `Outbound` port by the caller.
 
+pub mod address;
 pub mod probe;
 pub mod scrub;
 
@@ -89,6 +90,43 @@ pub struct Spec {
     pub max_tokens: Option<i64>,
     /// Whether to prove the credential with a live call.
     pub verify: bool,
+}
+
+impl Spec {
+    /// Every URL of this connection that the tenant gave, with the field it came from: the base
+    /// URL (`endpoint` for Azure) and a service account's `token_uri`.
+    pub fn tenant_urls(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(base) = &self.api_base {
+            let field = if self.factory.auth == Auth::Azure {
+                "endpoint"
+            } else {
+                "base_url"
+            };
+            out.push((field, base.clone()));
+        }
+        let token_uri = self
+            .secrets
+            .get("credentials_json")
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|c| {
+                c.get("token_uri")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        if let Some(uri) = token_uri {
+            out.push(("credentials_json.token_uri", uri));
+        }
+        out
+    }
+
+    /// The base URL this connection's calls go to: the tenant's, else the factory's default.
+    pub fn endpoint(&self) -> Option<String> {
+        probe::base_of(
+            self.api_base.as_deref(),
+            self.factory.default_base_url.as_deref(),
+        )
+    }
 }
 
 /// A refused field: (field name, why).

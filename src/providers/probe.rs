@@ -26,6 +26,13 @@ pub const VERTEX_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Anthropic API version header value.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// Why a 3xx is refused, after the host: `{status}` is the HTTP status.
+pub const REDIRECT_REFUSED: &str = "answered with a redirect (HTTP {status}); keyward does not \
+     follow redirects with a credential";
+/// What a 508 from a provider URL means.
+pub const LOOP_REASON: &str =
+    "the URL leads back to a keyward deployment; point it at the provider itself";
+
 /// How a probe ended, when it did not prove the credential.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeFailure {
@@ -220,6 +227,13 @@ pub fn judge(
             .unwrap_or_else(|| format!("HTTP {}", resp.status))
     };
     match resp.status {
+        300..=399 => Err(ProbeFailure::Unavailable(format!(
+            "{host} {}",
+            REDIRECT_REFUSED.replace("{status}", &resp.status.to_string())
+        ))),
+        508 => Err(ProbeFailure::Unavailable(format!(
+            "{host} answered 508 Loop Detected: {LOOP_REASON}"
+        ))),
         200..=299 if serde_json::from_slice::<Value>(&resp.body).is_ok() => Ok(()),
         200..=299 => Err(ProbeFailure::Unavailable(format!(
             "{host} answered with something that is not JSON"

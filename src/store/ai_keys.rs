@@ -21,6 +21,10 @@ pub struct AiKey {
     /// Sealed: base64 of nonce || ciphertext || tag.
     pub api_key: String,
     pub api_key_hint: String,
+    /// The provider base URL `api_key` was sealed for (it is in the sealed data's associated
+    /// data); the relay sends the key there and nowhere else. `None`: a row stored before keys
+    /// were bound, which the relay refuses until its key is set again.
+    pub endpoint: Option<String>,
     /// Tokens per request, 0 = unlimited.
     pub input_limit: i64,
     /// Tokens per request, 0 = unlimited.
@@ -40,7 +44,7 @@ macro_rules! columns {
     () => {
         "id, tenant_id, alias, provider, model, status, key_version, api_key, api_key_hint, \
          input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
-         used_output_tokens, last_used_at, create_date, update_date"
+         used_output_tokens, last_used_at, create_date, update_date, endpoint"
     };
 }
 
@@ -67,6 +71,7 @@ fn from_row(r: &Row) -> AiKey {
         key_version: r.int("key_version").unwrap_or_default(),
         api_key: r.text("api_key").unwrap_or_default(),
         api_key_hint: r.text("api_key_hint").unwrap_or_default(),
+        endpoint: r.text("endpoint"),
         input_limit: r.int("input_limit").unwrap_or_default(),
         output_limit: r.int("output_limit").unwrap_or_default(),
         usage_limit_policy: r.text("usage_limit_policy").unwrap_or_default(),
@@ -85,8 +90,8 @@ pub fn insert(k: &AiKey) -> Stmt {
     stmt!(
         "INSERT INTO ai_keys (id, tenant_id, alias, provider, model, status, key_version, api_key, \
          api_key_hint, input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
-         used_output_tokens, last_used_at, create_date, update_date) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         used_output_tokens, last_used_at, create_date, update_date, endpoint) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         &k.id,
         &k.tenant_id,
         &k.alias,
@@ -104,7 +109,8 @@ pub fn insert(k: &AiKey) -> Stmt {
         k.used_output_tokens,
         k.last_used_at,
         k.create_date,
-        k.update_date
+        k.update_date,
+        k.endpoint.as_deref()
     )
 }
 
@@ -204,6 +210,8 @@ pub struct Changes {
     pub status: Option<String>,
     /// A new sealed key with its version and hint; all three change together.
     pub sealed: Option<(i64, String, String)>,
+    /// The endpoint a new sealed key is bound to; set only together with `sealed`.
+    pub endpoint: Option<String>,
     pub input_limit: Option<i64>,
     pub output_limit: Option<i64>,
     pub usage_limit_policy: Option<String>,
@@ -229,6 +237,7 @@ impl Changes {
             out.key_version = *v;
             out.api_key.clone_from(sealed);
             out.api_key_hint.clone_from(hint);
+            out.endpoint.clone_from(&self.endpoint);
         }
         out.input_limit = self.input_limit.unwrap_or(out.input_limit);
         out.output_limit = self.output_limit.unwrap_or(out.output_limit);
@@ -260,7 +269,8 @@ pub fn update(
          api_key_hint = COALESCE(?9, api_key_hint), input_limit = COALESCE(?10, input_limit), \
          output_limit = COALESCE(?11, output_limit), \
          usage_limit_policy = COALESCE(?12, usage_limit_policy), \
-         expire_time = CASE WHEN ?13 = 1 THEN ?14 ELSE expire_time END, update_date = ?15 \
+         expire_time = CASE WHEN ?13 = 1 THEN ?14 ELSE expire_time END, update_date = ?15, \
+         endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE ?18 END \
          WHERE tenant_id = ?1 AND id = ?2 AND (?16 IS NULL OR (provider = ?16 AND model = ?17))",
         tenant_id,
         id,
@@ -278,7 +288,8 @@ pub fn update(
         c.expire_time.flatten(),
         now,
         expect.map(|e| e.0),
-        expect.map(|e| e.1)
+        expect.map(|e| e.1),
+        c.endpoint.as_deref()
     )
 }
 
@@ -339,7 +350,7 @@ mod tests {
         };
         let s = update("t", "i", &c, None, 5);
         assert!(!s.sql.contains("DROP"));
-        assert_eq!(s.params.len(), 17);
+        assert_eq!(s.params.len(), 18);
         assert_eq!(s.params[12], super::super::Value::Int(1));
         assert_eq!(s.params[13], super::super::Value::Null);
     }

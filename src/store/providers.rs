@@ -44,8 +44,11 @@ fn from_row(r: &Row) -> Connection {
 }
 
 /// Insert, or replace the credential and fields of the same (tenant, factory, model), keeping the
-/// row (and so the defaults and usage that point at it).
-pub fn upsert(c: &Connection) -> Stmt {
+/// row (and so the defaults and usage that point at it). `seen` is what the caller read before:
+/// `Some(api_base)` of the row it saw (the update applies only while the row still has that base,
+/// so the audited old endpoint is the one replaced), `None` when it saw no row (a row inserted
+/// meanwhile is left alone). Either way a lost race changes no row.
+pub fn upsert(c: &Connection, seen: Option<Option<&str>>) -> Stmt {
     stmt!(
         "INSERT INTO provider_connections (id, tenant_id, factory, llm_name, model_type, api_base, settings, \
          key_version, credential, credential_hint, max_tokens, status, create_date, update_date) \
@@ -53,7 +56,8 @@ pub fn upsert(c: &Connection) -> Stmt {
          ON CONFLICT(tenant_id, factory, llm_name) DO UPDATE SET model_type = excluded.model_type, \
          api_base = excluded.api_base, settings = excluded.settings, key_version = excluded.key_version, \
          credential = excluded.credential, credential_hint = excluded.credential_hint, \
-         max_tokens = excluded.max_tokens, status = excluded.status, update_date = excluded.update_date",
+         max_tokens = excluded.max_tokens, status = excluded.status, update_date = excluded.update_date \
+         WHERE ?15 = 1 AND provider_connections.api_base IS ?16",
         &c.id,
         &c.tenant_id,
         &c.factory,
@@ -67,8 +71,24 @@ pub fn upsert(c: &Connection) -> Stmt {
         c.max_tokens,
         &c.status,
         c.create_date,
-        c.update_date
+        c.update_date,
+        i64::from(seen.is_some()),
+        seen.flatten()
     )
+}
+
+/// One connection of a tenant by id (a primary-key read).
+pub async fn get(db: &impl Db, tenant_id: &str, id: &str) -> Result<Option<Connection>, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
+             credential, credential_hint, max_tokens, status, create_date, update_date \
+             FROM provider_connections WHERE id = ?2 AND tenant_id = ?1",
+            tenant_id,
+            id
+        ))
+        .await?;
+    Ok(rows.first().map(from_row))
 }
 
 /// A tenant's connections.

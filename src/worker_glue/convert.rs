@@ -26,6 +26,7 @@ pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Resul
         headers,
         body,
         unread_len,
+        origin: Some(url.origin().ascii_serialization()),
     })
 }
 

@@ -8,6 +8,7 @@ mod ports;
 
 use crate::api::{App, Config};
 use crate::domain::crypto::Keyring;
+use crate::providers::address::{AddressPolicy, PublicHosts, POLICY_VAR};
 use ports::{D1Db, WorkerPlatform};
 use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
 
@@ -37,6 +38,16 @@ fn config(env: &Env) -> Config {
     c.stream_idle_timeout_ms =
         crate::api::stream_idle_timeout_ms(var("STREAM_IDLE_TIMEOUT_MS").as_deref());
     c.builtin_models = var("BUILTIN_MODELS").unwrap_or_default();
+    // A malformed list fails closed: no private class allowed, no extra public host (the request's
+    // own host is still refused).
+    match AddressPolicy::parse(&var(POLICY_VAR).unwrap_or_default()) {
+        Ok(p) => c.address_policy = p,
+        Err(e) => log::error!("{e}; no private address class is allowed"),
+    }
+    match PublicHosts::parse(&var("KEYWARD_PUBLIC_HOSTS").unwrap_or_default()) {
+        Ok(h) => c.public_hosts = h,
+        Err(e) => log::error!("{e}; the list is ignored"),
+    }
     if let Some(key) = secret("KEYWARD_ENCRYPTION_KEY") {
         let version = var("KEYWARD_ENCRYPTION_KEY_VERSION")
             .and_then(|v| v.parse().ok())

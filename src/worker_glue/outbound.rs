@@ -1,6 +1,6 @@
-//! The outbound port over the Workers runtime: `fetch` with a timeout and a bounded body, streams
-//! with an idle timeout that abort their fetch when dropped, and RS256 signatures through
-//! WebCrypto (so no RSA code ships in the bundle).
+//! The outbound port over the Workers runtime: `fetch` with a timeout, a bounded body and no
+//! redirects followed, streams with an idle timeout that abort their fetch when dropped, and RS256
+//! signatures through WebCrypto (so no RSA code ships in the bundle).
 
 use crate::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
@@ -11,7 +11,7 @@ use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use worker::{AbortController, Delay, Fetch, Headers, Method, RequestInit};
+use worker::{AbortController, Delay, Fetch, Headers, Method, RequestInit, RequestRedirect};
 
 pub struct FetchOutbound;
 
@@ -49,8 +49,11 @@ fn build(req: &OutboundRequest) -> Result<worker::Request, OutboundError> {
             .map_err(|_| OutboundError::Unreachable(format!("invalid header {n}")))?;
     }
     let mut init = RequestInit::new();
+    // Never follow a redirect: it would carry the credential headers to wherever the provider
+    // points. workerd hands the 3xx back as it is, and the core refuses it.
     init.with_method(Method::from(req.method.to_owned()))
-        .with_headers(headers);
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
     if let Some(b) = &req.body {
         init.with_body(Some(Uint8Array::from(b.as_slice()).into()));
     }

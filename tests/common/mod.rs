@@ -5,6 +5,7 @@
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
 use keyward::domain::crypto::{Keyring, MasterKey};
+use keyward::providers::address::AddressPolicy;
 use keyward::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
 };
@@ -262,7 +263,13 @@ type StreamExchanged = (u16, Vec<(String, String)>, RawBody);
 /// bounded by the timeout.
 fn exchange(req: &OutboundRequest) -> Result<Exchanged, OutboundError> {
     let limit = Duration::from_millis(req.timeout_ms);
-    let agent = ureq::AgentBuilder::new().timeout(limit).build();
+    // Redirects are never followed, as the Worker's fetch is told (`redirect: "manual"`): a 3xx
+    // comes back as it is and the core refuses it. (Streams are read off the socket, which
+    // follows nothing.)
+    let agent = ureq::AgentBuilder::new()
+        .timeout(limit)
+        .redirects(0)
+        .build();
     let mut r = agent.request(req.method, &req.url);
     for (n, v) in &req.headers {
         r = r.set(n, v);
@@ -562,13 +569,18 @@ impl TestPlatform {
     }
 }
 
-/// The deployment configuration every test service starts with.
+/// The deployment configuration every test service starts with. Loopback is allowed in provider
+/// URLs (explicitly: the default allows none), since the provider stand-in listens on 127.0.0.1.
 pub fn test_config() -> Config {
     Config {
         admin_token: Some(ADMIN_TOKEN.into()),
         keyring: Some(Keyring::new(MasterKey::new(1, TEST_MASTER_KEY), vec![])),
         builtin_models: BUILTIN_ENABLED.into(),
         provider_timeout_ms: 2_000,
+        address_policy: AddressPolicy {
+            loopback: true,
+            ..AddressPolicy::default()
+        },
         ..Config::default()
     }
 }

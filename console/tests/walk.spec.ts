@@ -234,7 +234,8 @@ test('the user connects a provider through "Add the model": a refused key shows 
   const card = page.getByTestId('added-factory').filter({ has: page.getByRole('heading', { name: COMPAT }) });
   const model = card.getByTestId('model-row').filter({ hasText: CHAT });
   await expect(model).toContainText('Chat');
-  await expect(model).toContainText('sk-...6789'); // the masked hint, never the key
+  // The masked hint, never the key: at most a quarter of its 26 characters.
+  await expect(model).toContainText('sk...6789');
   await expectNoSecrets(page, context, [env.goodKey, BAD_KEY]);
   await checkPage(page, 'models-added');
 });
@@ -338,6 +339,8 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   const v = page.getByTestId('aikey-details');
   await expect(v.getByTestId('used-output')).toHaveText(String(usage.completion_tokens));
   await expect(v.getByTestId('last-used')).not.toHaveText('never');
+  // The one host the provider key is ever sent to: the connection's endpoint.
+  await expect(v.getByTestId('endpoint-host')).toHaveText(new URL(env.standin).host);
   await checkPage(page, 'aikeys-details');
   await page.keyboard.press('Escape');
   await expect(v).toHaveCount(0);

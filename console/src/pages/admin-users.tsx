@@ -74,7 +74,6 @@ export function AdminUsersPage() {
       </div>
       <form
         class="filters"
-        aria-label="Open a user"
         onSubmit={(e) => {
           e.preventDefault();
           if (find.trim()) navigate(`/admin/users/${encodeURIComponent(find.trim())}`);

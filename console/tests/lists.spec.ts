@@ -212,24 +212,26 @@ test('the Account page bounds the presets by the real /me/limits: a key cannot m
   await signInUser(page, key.token);
   const limits = page.getByTestId('limits');
   await expect(limits).toHaveText(
-    new RegExp(`^1 of ${settings.max_keys_per_user} keys in use; longest lifetime (119 minutes|2 hours)\\.$`),
+    new RegExp(
+      `^1 of ${settings.max_keys_per_user} keys in use; longest lifetime (1 hour 59 minutes|2 hours)\\.$`,
+    ),
   );
   await page.getByRole('button', { name: 'Create API key' }).click();
   const d = page.getByRole('dialog', { name: 'Create API key' });
   const expiry = d.getByLabel('Expires after');
   await expect(expiry.locator('option')).toHaveText([
     '1 hour',
-    /^(119 minutes|2 hours) \(the maximum\)$/,
+    /^(1 hour 59 minutes|2 hours) \(the maximum\)$/,
     'Custom…',
   ]);
   await expect(
-    d.getByText(/^At most (119 minutes|2 hours): the key you signed in with expires then/),
+    d.getByText(/^At most (1 hour 59 minutes|2 hours): the key you signed in with expires then/),
   ).toBeVisible();
   await expiry.selectOption('custom');
   await d.getByLabel('Custom lifetime').fill('3');
   await d.getByLabel('Unit').selectOption('hours');
   await d.getByRole('button', { name: 'Create', exact: true }).click();
-  await expect(d.getByRole('alert')).toHaveText(/^The lifetime may be at most (119 minutes|2 hours)$/);
+  await expect(d.getByRole('alert')).toHaveText(/^The lifetime may be at most (1 hour 59 minutes|2 hours)$/);
   // A preset within the bound is created, and the count follows.
   await expiry.selectOption({ label: '1 hour' });
   await d.getByLabel('Description').fill('within the bound');

@@ -23,7 +23,7 @@ const USER_PAGES = [
 const ADMIN_PAGES = [
   ['/admin/tenants', 'Tenants'],
   ['/admin/users', 'Users'],
-  ['/admin/settings', 'Key lifetime'],
+  ['/admin/settings', 'Key settings'],
   ['/admin/audit', 'Audit log'],
 ] as const;
 

@@ -53,3 +53,34 @@ test('markup in names, descriptions and model names shows as text and runs nothi
   await nothingInjected(page);
   expect(w.problems).toEqual([]);
 });
+
+test('a user named admin shows in the audit log as a user, never as the admin token', async ({ page }) => {
+  const w = watch(page);
+  // Usernames are unique without regard to case: one run makes `admin` once.
+  const user = await admin<{ tenant_id: string }>('POST', '/api/v1/admin/users', { username: 'admin' });
+  const issued = await admin<{ token: string; access_key: string }>(
+    'POST',
+    '/api/v1/admin/users/admin/api_key',
+    { description: 'issued by the admin token', ttl_minutes: 60 },
+  );
+  // The user `admin` acts with their own key.
+  const own = await call<{ access_key: string }>('POST', '/api/v1/api_keys', {
+    token: issued.token,
+    body: { description: 'made by the user admin', ttl_minutes: 30 },
+  });
+
+  await signInAdmin(page);
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await page.getByLabel('Tenant').selectOption(user.tenant_id);
+  const rows = page.getByTestId('audit-row');
+  // Only that tenant's: its creation, the user's, and the two keys.
+  await expect(rows).toHaveCount(4);
+  const byUser = rows.filter({ hasText: own.access_key });
+  const byToken = rows.filter({ hasText: issued.access_key });
+  await expect(byUser.getByTestId('audit-actor')).toHaveText('user admin');
+  await expect(byToken.getByTestId('audit-actor')).toHaveText('admin token');
+  await expect(rows.filter({ hasText: 'user.create' }).getByTestId('audit-actor')).toHaveText('admin token');
+  await expect(byUser.locator('.actor-admin')).toHaveCount(0);
+  await checkPage(page, 'admin-audit-actors');
+  expect(w.problems).toEqual([]);
+});

@@ -149,7 +149,10 @@ export async function checkPage(page: Page, name: string): Promise<void> {
   if (process.env.CONSOLE_DOCS_SHOTS === '1' && DOC_PAGES.includes(name)) {
     mkdirSync(DOCS, { recursive: true });
     await page.evaluate(() => window.scrollTo(0, 0));
-    await page.screenshot({ path: join(DOCS, `${name}.png`), clip: { x: 0, y: 0, width: 1280, height: 720 } });
+    await page.screenshot({
+      path: join(DOCS, `${name}.png`),
+      clip: { x: 0, y: 0, width: 1280, height: 720 },
+    });
   }
   const result = await new AxeBuilder({ page }).analyze();
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');

@@ -76,12 +76,15 @@ test('the admin signs in with the admin token, creates a user and issues a key s
   await expect(d.getByLabel('Tenant')).toHaveValue(''); // a new tenant of their own
   await d.getByRole('button', { name: 'Create', exact: true }).click();
   await expect(d).toHaveCount(0);
-  await expect(
-    page.getByTestId('user-row').filter({ hasText: USER }).getByLabel(`Role of ${USER}`),
-  ).toHaveValue('owner');
+  // Straight to the new user's page (the list, oldest first, would have them on its last page).
+  await expect(page.getByRole('heading', { name: USER })).toBeVisible();
+  await expect(page.getByLabel(`Role of ${USER}`)).toHaveValue('owner');
+  await page.getByRole('link', { name: '← Users' }).click();
+  await expect(page.getByTestId('user-row').first()).toBeVisible();
   await checkPage(page, 'admin-users');
-
-  await page.getByRole('link', { name: USER }).click();
+  // And back to them by name.
+  await page.getByLabel('Open a user').fill(USER);
+  await page.getByRole('button', { name: 'Open', exact: true }).click();
   await expect(page.getByRole('heading', { name: USER })).toBeVisible();
   await page.getByRole('button', { name: 'Issue key' }).click();
   const issue = page.getByRole('dialog', { name: `Issue a key for ${USER}` });
@@ -99,8 +102,8 @@ test('the admin signs in with the admin token, creates a user and issues a key s
   expect(me.username).toBe(USER);
 });
 
-test('the admin pages: key lifetime setting and the audit log, filtered and paged', async () => {
-  await page.getByRole('link', { name: 'Key lifetime' }).click();
+test('the admin pages: key settings and the audit log, filtered and paged', async () => {
+  await page.getByRole('link', { name: 'Key settings' }).click();
   await expect(page.getByTestId('current-max')).toContainText('90 days');
   await checkPage(page, 'admin-settings');
   await page.getByRole('link', { name: 'Audit log' }).click();
@@ -231,7 +234,8 @@ test('the user connects a provider through "Add the model": a refused key shows 
   const card = page.getByTestId('added-factory').filter({ has: page.getByRole('heading', { name: COMPAT }) });
   const model = card.getByTestId('model-row').filter({ hasText: CHAT });
   await expect(model).toContainText('Chat');
-  await expect(model).toContainText('sk-...6789'); // the masked hint, never the key
+  // The masked hint, never the key: at most a quarter of its 26 characters.
+  await expect(model).toContainText('sk...6789');
   await expectNoSecrets(page, context, [env.goodKey, BAD_KEY]);
   await checkPage(page, 'models-added');
 });
@@ -335,6 +339,8 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   const v = page.getByTestId('aikey-details');
   await expect(v.getByTestId('used-output')).toHaveText(String(usage.completion_tokens));
   await expect(v.getByTestId('last-used')).not.toHaveText('never');
+  // The one host the provider key is ever sent to: the connection's endpoint.
+  await expect(v.getByTestId('endpoint-host')).toHaveText(new URL(env.standin).host);
   await checkPage(page, 'aikeys-details');
   await page.keyboard.press('Escape');
   await expect(v).toHaveCount(0);

@@ -23,6 +23,8 @@ export type DefaultModels = Schemas['DefaultModels'];
 export type AiKey = Schemas['AiKey'];
 export type CreateAiKeyRequest = Schemas['CreateAiKeyRequest'];
 export type UpdateAiKeyRequest = Schemas['UpdateAiKeyRequest'];
+export type KeyLimits = Schemas['KeyLimits'];
+export type Settings = Schemas['Settings'];
 
 /** An answer that is not `{code: 0}`: the API's own message, its status and, on 429, when to retry. */
 export class ApiError extends Error {
@@ -79,6 +81,24 @@ export async function unwrap<D>(call: Promise<Result<D>>): Promise<D> {
   throw errorOf(r.response, r.error ?? r.data);
 }
 
+/**
+ * One page of a cursor-paged list (a bare array in `data`) and the cursor of the next page, which
+ * the API names in `X-Next-Cursor` (and in `Link`) only when another page follows.
+ */
+export async function unwrapPage<T>(
+  call: Promise<Result<T[]>>,
+): Promise<{ items: T[]; next: string | null }> {
+  let response: Response | undefined;
+  const items = await unwrap(
+    call.then((r) => {
+      response = r.response;
+      return r;
+    }),
+  );
+  const next = response?.headers.get('x-next-cursor') ?? '';
+  return { items, next: next === '' ? null : next };
+}
+
 function errorOf(response: Response, body: unknown): ApiError {
   const b = (body ?? {}) as { message?: unknown; code?: unknown; error?: { message?: unknown } };
   const message =
@@ -94,36 +114,6 @@ function errorOf(response: Response, body: unknown): ApiError {
     typeof b.code === 'number' ? b.code : null,
     Number.isFinite(retry) ? retry : null,
   );
-}
-
-/**
- * `GET /api/v1/me/limits`: what this caller may ask for when creating a key. Newer than the committed
- * document, so it is called by hand; null when the deployment does not answer it (404), and the form
- * then shows no maximum (the API still enforces it and names it in its 400).
- */
-export interface Limits {
-  max_ttl_minutes: number | null;
-  admin_max_ttl_minutes: number;
-  self_service_keys: boolean;
-  max_keys_per_user: number;
-  active_keys: number;
-}
-
-export async function fetchLimits(): Promise<Limits | null> {
-  const c = credential.value;
-  const r = await fetch('/api/v1/me/limits', {
-    headers: c ? { authorization: `Bearer ${c.token}` } : {},
-  });
-  if (r.status === 404 || r.status === 405) return null;
-  let body: unknown = null;
-  try {
-    body = await r.json();
-  } catch {
-    // not JSON
-  }
-  if (!r.ok) throw errorOf(r, body);
-  const data = (body as { data?: Limits } | null)?.data;
-  return data && typeof data === 'object' ? data : null;
 }
 
 /** A relay error or any non-envelope body, for the relay's `/v1` answers. */

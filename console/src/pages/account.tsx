@@ -7,9 +7,9 @@ import {
   type ApiKeyCreated,
   type ApiKeyRotated,
   api,
-  fetchLimits,
-  type Limits,
+  type KeyLimits,
   unwrap,
+  unwrapPage,
 } from '../api/client';
 import { credential, signIn, signOut } from '../auth';
 import { loadMe, me, meError } from '../session';
@@ -18,6 +18,7 @@ import {
   ask,
   Copyable,
   Dialog,
+  ErrorText,
   Form,
   Loading,
   minutesText,
@@ -25,9 +26,11 @@ import {
   TextField,
   when,
 } from '../ui/kit';
-import { PagedView, usePaged, wholeArray } from '../ui/list';
+import { cursorPaged, PAGE_SIZE, PagedView, usePaged } from '../ui/list';
 
-const myKeys = wholeArray<ApiKey, Record<string, never>>(async () => unwrap(api.GET('/api/v1/api_keys')));
+const myKeys = cursorPaged<ApiKey, Record<string, never>>(({ limit, cursor }) =>
+  unwrapPage(api.GET('/api/v1/api_keys', { params: { query: cursor ? { limit, cursor } : { limit } } })),
+);
 
 /** Lifetimes offered when creating a key, in minutes. */
 export const TTL_PRESETS: ReadonlyArray<readonly [number, string]> = [
@@ -41,17 +44,21 @@ export const TTL_PRESETS: ReadonlyArray<readonly [number, string]> = [
 
 export function AccountPage() {
   const m = me.value;
-  const [limits, setLimits] = useState<Limits | null | undefined>(undefined);
+  const [limits, setLimits] = useState<KeyLimits | null>(null);
+  const [limitsError, setLimitsError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
   const [rotating, setRotating] = useState<ApiKey | null>(null);
   const [shown, setShown] = useState<ApiKeyCreated | ApiKeyRotated | null>(null);
-  const keys = usePaged(myKeys, {}, 20);
+  const keys = usePaged(myKeys, {}, PAGE_SIZE);
   const origin = location.origin;
 
   const refreshLimits = () =>
-    fetchLimits()
-      .then(setLimits)
-      .catch(() => setLimits(null));
+    unwrap(api.GET('/api/v1/me/limits'))
+      .then((l) => {
+        setLimits(l);
+        setLimitsError(null);
+      })
+      .catch(setLimitsError);
   useEffect(() => {
     void refreshLimits();
   }, []);
@@ -99,16 +106,20 @@ export function AccountPage() {
 
       <div class="section-head">
         <h2>Your API keys</h2>
-        {limits?.self_service_keys !== false && (
+        {/* Offered once the limits say so; if they cannot be read, offered anyway (the API decides). */}
+        {(limits ? limits.self_service_keys : limitsError != null) && (
           <button type="button" class="primary" onClick={() => setCreating(true)}>
             Create API key
           </button>
         )}
       </div>
+      {limitsError ? <ErrorText error={limitsError} retry={() => void refreshLimits()} /> : null}
       {limits && (
         <p class="muted" data-testid="limits">
-          {limits.active_keys} of {limits.max_keys_per_user || 'unlimited'} keys in use; longest lifetime{' '}
-          {limits.max_ttl_minutes == null ? 'unlimited' : minutesText(limits.max_ttl_minutes)}.
+          {limits.active_keys} of {limits.max_keys_per_user} keys in use
+          {limits.self_service_keys
+            ? `; longest lifetime ${limits.max_ttl_minutes == null ? 'unlimited' : minutesText(limits.max_ttl_minutes)}.`
+            : '. Creating keys for yourself is turned off here: an administrator can issue one.'}
         </p>
       )}
       <PagedView list={keys} what="your keys" empty="No keys.">
@@ -176,7 +187,7 @@ export function AccountPage() {
 
       {creating && (
         <CreateKeyDialog
-          limits={limits ?? null}
+          limits={limits}
           onClose={() => setCreating(false)}
           onCreated={(k) => {
             setCreating(false);
@@ -205,7 +216,7 @@ export function AccountPage() {
 }
 
 function CreateKeyDialog(props: {
-  limits: Limits | null;
+  limits: KeyLimits | null;
   onClose: () => void;
   onCreated: (k: ApiKeyCreated) => void;
 }) {
@@ -264,7 +275,13 @@ function CreateKeyDialog(props: {
           value={choice}
           onValue={setChoice}
           options={options}
-          hint={max != null ? `At most ${minutesText(max)}, as the admin set it.` : undefined}
+          hint={
+            max == null
+              ? undefined
+              : max === props.limits?.admin_max_ttl_minutes
+                ? `At most ${minutesText(max)}, as the admin set it.`
+                : `At most ${minutesText(max)}: the key you signed in with expires then, and a key cannot create one that outlives it.`
+          }
         />
         {choice === 'custom' && (
           <div class="row">

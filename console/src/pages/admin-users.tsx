@@ -9,6 +9,7 @@ import {
   type Tenant,
   type User,
   unwrap,
+  unwrapPage,
 } from '../api/client';
 import { navigate } from '../router';
 import {
@@ -23,18 +24,16 @@ import {
   TextField,
   when,
 } from '../ui/kit';
-import { PagedView, usePaged, wholeArray } from '../ui/list';
+import { cursorPaged, PAGE_SIZE, PagedView, usePaged } from '../ui/list';
 import { ShowOnce, TTL_PRESETS } from './account';
+import { tenantChoices } from './admin';
 
-interface UserFilters {
-  search: string;
-  tenant_id: string;
-}
-const userSource = wholeArray<User, UserFilters>(
-  async () => unwrap(api.GET('/api/v1/admin/users')),
-  (u, f) =>
-    (!f.search || u.username.toLowerCase().includes(f.search.toLowerCase())) &&
-    (!f.tenant_id || u.tenant_id === f.tenant_id),
+/**
+ * Oldest first, one page at a time. The API neither searches nor filters users, so the page does
+ * not pretend to over one page: "Open a user" goes straight to a user by name instead.
+ */
+const userSource = cursorPaged<User, Record<string, never>>(({ limit, cursor }) =>
+  unwrapPage(api.GET('/api/v1/admin/users', { params: { query: cursor ? { limit, cursor } : { limit } } })),
 );
 
 const ROLES: ReadonlyArray<readonly [Role, string]> = [
@@ -47,7 +46,7 @@ function useTenants(): [Tenant[], () => Promise<void>] {
   const [tenants, setTenants] = useState<Tenant[]>([]);
   const load = async () => {
     try {
-      setTenants(await unwrap(api.GET('/api/v1/admin/tenants')));
+      setTenants(await tenantChoices());
     } catch {
       setTenants([]);
     }
@@ -59,10 +58,9 @@ function useTenants(): [Tenant[], () => Promise<void>] {
 }
 
 export function AdminUsersPage() {
-  const [search, setSearch] = useState('');
-  const [tenantFilter, setTenantFilter] = useState('');
-  const list = usePaged(userSource, { search: search.trim(), tenant_id: tenantFilter }, 20);
-  const [tenants, reloadTenants] = useTenants();
+  const [find, setFind] = useState('');
+  const list = usePaged(userSource, {}, PAGE_SIZE);
+  const [tenants] = useTenants();
   const [creating, setCreating] = useState(false);
   const tenantName = (id: string) => tenants.find((t) => t.id === id)?.name ?? id.slice(0, 8);
 
@@ -74,15 +72,16 @@ export function AdminUsersPage() {
           Create user
         </button>
       </div>
-      <div class="filters">
-        <TextField label="Search" type="search" value={search} onValue={setSearch} placeholder="Username" />
-        <SelectField
-          label="Tenant"
-          value={tenantFilter}
-          onValue={setTenantFilter}
-          options={[['', 'All tenants'], ...tenants.map((t) => [t.id, t.name] as const)]}
-        />
-      </div>
+      <form
+        class="filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (find.trim()) navigate(`/admin/users/${encodeURIComponent(find.trim())}`);
+        }}
+      >
+        <TextField label="Open a user" value={find} onValue={setFind} placeholder="Username" />
+        <button type="submit">Open</button>
+      </form>
       <PagedView list={list} what="users" empty="No users.">
         {(items) => (
           <table>
@@ -128,7 +127,9 @@ export function AdminUsersPage() {
           onCreated={async (u) => {
             setCreating(false);
             notify('ok', `Created user ${u.username}`);
-            await Promise.all([list.reload(), reloadTenants()]);
+            // Straight to the new user (where their first key is issued): in a list kept oldest
+            // first, they would be on its last page.
+            navigate(`/admin/users/${encodeURIComponent(u.username)}`);
           }}
         />
       )}
@@ -261,16 +262,21 @@ function CreateUserDialog(props: {
   );
 }
 
+const userKeySource = cursorPaged<ApiKey, { u: string }>(({ limit, cursor, filters }) =>
+  unwrapPage(
+    api.GET('/api/v1/admin/users/{username}/api_key', {
+      params: { path: { username: filters.u }, query: cursor ? { limit, cursor } : { limit } },
+    }),
+  ),
+);
+
 export function AdminUserPage(props: { username: string }) {
   const name = props.username;
   const [user, setUser] = useState<User | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [issuing, setIssuing] = useState(false);
   const [shown, setShown] = useState<ApiKeyCreated | null>(null);
-  const keySource = wholeArray<ApiKey, { u: string }>(async ({ u }) =>
-    unwrap(api.GET('/api/v1/admin/users/{username}/api_key', { params: { path: { username: u } } })),
-  );
-  const keys = usePaged(keySource, { u: name }, 20);
+  const keys = usePaged(userKeySource, { u: name }, PAGE_SIZE);
   const load = async () => {
     try {
       setUser(

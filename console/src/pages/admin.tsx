@@ -1,6 +1,6 @@
-// The admin area (admin token): tenants, the maximum key lifetime, the audit log.
+// The admin area (admin token): tenants, the settings that govern keys, the audit log.
 import { useEffect, useState } from 'preact/hooks';
-import { type AuditEntry, api, type Tenant, unwrap } from '../api/client';
+import { type AuditEntry, api, type Settings, type Tenant, unwrap, unwrapPage } from '../api/client';
 import {
   Action,
   ask,
@@ -14,16 +14,23 @@ import {
   TextField,
   when,
 } from '../ui/kit';
-import { limitPaged, PagedView, usePaged, wholeArray } from '../ui/list';
+import { cursorPaged, PAGE_SIZE, PagedView, usePaged } from '../ui/list';
 
-export const tenantSource = wholeArray<Tenant, { search: string }>(
-  async () => unwrap(api.GET('/api/v1/admin/tenants')),
-  (t, f) => !f.search || t.name.toLowerCase().includes(f.search.toLowerCase()) || t.id.includes(f.search),
+/** Oldest first, one page at a time: the API has no search over tenants, so neither does the page. */
+const tenantSource = cursorPaged<Tenant, Record<string, never>>(({ limit, cursor }) =>
+  unwrapPage(api.GET('/api/v1/admin/tenants', { params: { query: cursor ? { limit, cursor } : { limit } } })),
 );
 
+/**
+ * The tenants for a choice (a filter, a new user's tenant): the first 1000, the most one page
+ * holds; a deployment with more is chosen from by id elsewhere.
+ */
+export async function tenantChoices(): Promise<Tenant[]> {
+  return unwrap(api.GET('/api/v1/admin/tenants', { params: { query: { limit: 1000 } } }));
+}
+
 export function AdminTenantsPage() {
-  const [search, setSearch] = useState('');
-  const list = usePaged(tenantSource, { search: search.trim() }, 20);
+  const list = usePaged(tenantSource, {}, PAGE_SIZE);
   const [creating, setCreating] = useState(false);
   return (
     <section aria-labelledby="tenants-title">
@@ -32,9 +39,6 @@ export function AdminTenantsPage() {
         <button type="button" class="primary" onClick={() => setCreating(true)}>
           Create tenant
         </button>
-      </div>
-      <div class="filters">
-        <TextField label="Search" type="search" value={search} onValue={setSearch} placeholder="Name or id" />
       </div>
       <PagedView list={list} what="tenants" empty="No tenants.">
         {(items) => (
@@ -121,14 +125,20 @@ function CreateTenantDialog(props: { onClose: () => void; onCreated: (t: Tenant)
 }
 
 export function AdminSettingsPage() {
-  const [value, setValue] = useState<number | null>(null);
-  const [draft, setDraft] = useState('');
+  const [value, setValue] = useState<Settings | null>(null);
+  const [maxTtl, setMaxTtl] = useState('');
+  const [selfService, setSelfService] = useState('true');
+  const [maxKeys, setMaxKeys] = useState('');
   const [error, setError] = useState<unknown>(null);
+  const show = (s: Settings) => {
+    setValue(s);
+    setMaxTtl(String(s.auth_token_max_ttl_minutes));
+    setSelfService(String(s.self_service_keys));
+    setMaxKeys(String(s.max_keys_per_user));
+  };
   const load = async () => {
     try {
-      const s = await unwrap(api.GET('/api/v1/admin/settings'));
-      setValue(s.auth_token_max_ttl_minutes);
-      setDraft(String(s.auth_token_max_ttl_minutes));
+      show(await unwrap(api.GET('/api/v1/admin/settings')));
       setError(null);
     } catch (e) {
       setError(e);
@@ -141,34 +151,72 @@ export function AdminSettingsPage() {
   if (value == null) return <Loading what="settings" />;
   return (
     <section aria-labelledby="settings-title">
-      <h1 id="settings-title">Maximum key lifetime</h1>
-      <p data-testid="current-max">
-        Now: {value === 0 ? 'no limit' : minutesText(value)}. New user keys may live at most this long, and
-        get this lifetime when they ask for none.
-      </p>
+      <h1 id="settings-title">Key settings</h1>
+      <dl class="facts" data-testid="current-settings">
+        <dt>Maximum key lifetime</dt>
+        <dd data-testid="current-max">
+          {value.auth_token_max_ttl_minutes === 0
+            ? 'no limit'
+            : minutesText(value.auth_token_max_ttl_minutes)}
+        </dd>
+        <dt>Users create their own keys</dt>
+        <dd data-testid="current-self-service">{value.self_service_keys ? 'yes' : 'no'}</dd>
+        <dt>Keys per user</dt>
+        <dd data-testid="current-max-keys">at most {value.max_keys_per_user} unexpired</dd>
+      </dl>
       <Form
         onSubmit={async () => {
-          const n = Number(draft);
-          if (!Number.isInteger(n) || n < 0)
-            throw new Error('The maximum is a whole number of minutes, 0 for no limit');
-          const s = await unwrap(
-            api.PUT('/api/v1/admin/settings', { body: { auth_token_max_ttl_minutes: n } }),
+          const ttl = Number(maxTtl);
+          if (maxTtl.trim() === '' || !Number.isInteger(ttl) || ttl < 0 || ttl > 52560000)
+            throw new Error('The maximum lifetime is a whole number of minutes, 0 (no limit) to 52560000');
+          const keys = Number(maxKeys);
+          if (maxKeys.trim() === '' || !Number.isInteger(keys) || keys < 1 || keys > 10000)
+            throw new Error('The keys per user are a whole number from 1 to 10000');
+          show(
+            await unwrap(
+              api.PUT('/api/v1/admin/settings', {
+                body: {
+                  auth_token_max_ttl_minutes: ttl,
+                  self_service_keys: selfService === 'true',
+                  max_keys_per_user: keys,
+                },
+              }),
+            ),
           );
-          setValue(s.auth_token_max_ttl_minutes);
-          notify('ok', 'Maximum key lifetime saved');
+          notify('ok', 'Key settings saved');
         }}
         submit="Save"
         busy="Saving…"
-        label="Maximum key lifetime"
+        label="Key settings"
       >
         <TextField
           label="Maximum lifetime (minutes)"
           type="number"
           min={0}
-          value={draft}
-          onValue={setDraft}
+          max={52560000}
+          value={maxTtl}
+          onValue={setMaxTtl}
           required
-          hint="0 means no limit. 1440 = 1 day, 43200 = 30 days, 129600 = 90 days."
+          hint="New user keys may live at most this long, and get this lifetime when they ask for none. 0 means no limit. 1440 = 1 day, 43200 = 30 days, 129600 = 90 days."
+        />
+        <SelectField
+          label="Users create their own keys"
+          value={selfService}
+          onValue={setSelfService}
+          options={[
+            ['true', 'Yes: users create keys on their Account page'],
+            ['false', 'No: only the admin issues keys'],
+          ]}
+        />
+        <TextField
+          label="Most keys per user"
+          type="number"
+          min={1}
+          max={10000}
+          value={maxKeys}
+          onValue={setMaxKeys}
+          required
+          hint="Unexpired keys one user may hold, however they were issued: 1 to 10000."
         />
       </Form>
     </section>
@@ -180,20 +228,33 @@ interface AuditFilters {
   since: string;
 }
 
-/** The audit route takes a limit (at most 1000), newest first: paged by asking for one more. */
-const auditSource = limitPaged<AuditEntry, AuditFilters>(async (limit, f) => {
-  const query: { limit: number; tenant_id?: string; since?: string } = { limit };
+/** Newest first, one page at a time, narrowed by the API itself. */
+const auditSource = cursorPaged<AuditEntry, AuditFilters>(({ limit, cursor, filters: f }) => {
+  const query: { limit: number; cursor?: string; tenant_id?: string; since?: string } = { limit };
+  if (cursor) query.cursor = cursor;
   if (f.tenant_id) query.tenant_id = f.tenant_id;
   if (f.since) query.since = new Date(f.since).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  return unwrap(api.GET('/api/v1/admin/audit', { params: { query } }));
-}, 1000);
+  return unwrapPage(api.GET('/api/v1/admin/audit', { params: { query } }));
+});
+
+/** Who made a change, by kind first: a user named `admin` must not pass for the admin token. */
+function Actor(props: { entry: AuditEntry }) {
+  const a = props.entry;
+  if (a.actor_kind === 'admin') return <span class="tag actor-admin">admin token</span>;
+  return (
+    <>
+      <span class={`tag actor-${a.actor_kind}`}>{a.actor_kind === 'user' ? 'user' : 'unknown'}</span>{' '}
+      {a.actor ?? ''}
+    </>
+  );
+}
 
 export function AdminAuditPage() {
   const [filters, setFilters] = useState<AuditFilters>({ tenant_id: '', since: '' });
   const [tenants, setTenants] = useState<Tenant[]>([]);
-  const list = usePaged(auditSource, filters, 25);
+  const list = usePaged(auditSource, filters, PAGE_SIZE);
   useEffect(() => {
-    unwrap(api.GET('/api/v1/admin/tenants'))
+    tenantChoices()
       .then(setTenants)
       .catch(() => setTenants([]));
   }, []);
@@ -233,8 +294,10 @@ export function AdminAuditPage() {
               {items.map((a) => (
                 <tr key={a.id} data-testid="audit-row">
                   <td>{when(a.at)}</td>
-                  {/* Shown exactly as the API records it: the console adds no claim of who it is. */}
-                  <td>{a.actor}</td>
+                  {/* The kind as the API records it, then the name: the console adds no claim. */}
+                  <td data-testid="audit-actor">
+                    <Actor entry={a} />
+                  </td>
                   <td>
                     <code>{a.action}</code>
                   </td>

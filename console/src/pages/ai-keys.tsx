@@ -397,6 +397,14 @@ function DetailsDialog(props: { k: AiKey; onClose: () => void }) {
         <dd>
           <code>{k.api_key_hint}</code>
         </dd>
+        <dt>Sent only to</dt>
+        <dd data-testid="endpoint-host">
+          {k.endpoint_host ? (
+            <code>{k.endpoint_host}</code>
+          ) : (
+            <span class="muted">no endpoint yet: set the key again before the relay will use it</span>
+          )}
+        </dd>
         <dt>Input limit</dt>
         <dd>{limitText(k.input_limit)}</dd>
         <dt>Output limit</dt>

@@ -380,10 +380,15 @@ export function when(s: string | null | undefined, none = '—'): string {
   return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
+/** Minutes as days, hours and minutes, exactly: what a key has left is rarely a round number. */
 export function minutesText(m: number): string {
-  if (m % 1440 === 0) return `${m / 1440} day${m === 1440 ? '' : 's'}`;
-  if (m % 60 === 0) return `${m / 60} hour${m === 60 ? '' : 's'}`;
-  return `${m} minute${m === 1 ? '' : 's'}`;
+  const unit = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  if (m <= 0) return unit(0, 'minute');
+  const parts: string[] = [];
+  if (m >= 1440) parts.push(unit(Math.floor(m / 1440), 'day'));
+  if (m % 1440 >= 60) parts.push(unit(Math.floor((m % 1440) / 60), 'hour'));
+  if (m % 60) parts.push(unit(m % 60, 'minute'));
+  return parts.join(' ');
 }
 
 export function Loading(props: { what: string }) {

@@ -1,20 +1,28 @@
 // Paged lists. A view asks a PageSource for one page; how the API pages is decided here alone:
 // `serverPaged` for routes that take page/page_size and answer {total, items} (gateway keys), and
-// `wholeArray` for routes that still answer the whole list (admin lists, a user's own keys), paged
-// in the browser until those routes page too (then only their source changes to serverPaged).
+// `cursorPaged` for the routes that answer one page as a bare array and name the next page's
+// cursor in `X-Next-Cursor` (admin lists, a user's keys, the audit log). The cursors of the pages
+// seen so far are kept, so "Previous" goes back without the API having to page backwards.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { ErrorText, Loading } from './kit';
+
+/** Rows per page of the cursor-paged lists (the API allows 1 to 1000, default 100). */
+export const PAGE_SIZE = 50;
 
 export interface PageQuery<F> {
   page: number;
   pageSize: number;
   filters: F;
+  /** For cursor-paged routes: where this page starts (null for the first page). */
+  cursor: string | null;
 }
 export interface Page<T> {
   items: T[];
   /** Matching items over all pages, when the source knows it. */
   total: number | null;
   hasMore: boolean;
+  /** For cursor-paged routes: the cursor of the next page, null on the last. */
+  next: string | null;
 }
 export type PageSource<T, F> = (q: PageQuery<F>) => Promise<Page<T>>;
 
@@ -24,43 +32,21 @@ export function serverPaged<T, F>(
 ): PageSource<T, F> {
   return async (q) => {
     const r = await fetchPage(q);
-    return { items: r.items, total: r.total, hasMore: q.page * q.pageSize < r.total };
+    return { items: r.items, total: r.total, hasMore: q.page * q.pageSize < r.total, next: null };
   };
 }
 
-/** A route that answers the whole list: filtered and sliced here. */
-export function wholeArray<T, F>(
-  fetchAll: (filters: F) => Promise<T[]>,
-  keep: (item: T, filters: F) => boolean = () => true,
+/** A route with `limit`/`cursor` that answers one page and the next page's cursor, if any. */
+export function cursorPaged<T, F>(
+  fetchPage: (q: {
+    limit: number;
+    cursor: string | null;
+    filters: F;
+  }) => Promise<{ items: T[]; next: string | null }>,
 ): PageSource<T, F> {
   return async (q) => {
-    const all = (await fetchAll(q.filters)).filter((t) => keep(t, q.filters));
-    const start = (q.page - 1) * q.pageSize;
-    return {
-      items: all.slice(start, start + q.pageSize),
-      total: all.length,
-      hasMore: start + q.pageSize < all.length,
-    };
-  };
-}
-
-/**
- * A route that takes only a `limit` and answers newest first (the audit log): asks for one more
- * than the pages so far to know whether another follows, up to the route's own maximum.
- */
-export function limitPaged<T, F>(
-  fetchUpTo: (limit: number, filters: F) => Promise<T[]>,
-  maxLimit: number,
-): PageSource<T, F> {
-  return async (q) => {
-    const want = Math.min(maxLimit, q.page * q.pageSize + 1);
-    const got = await fetchUpTo(want, q.filters);
-    const start = (q.page - 1) * q.pageSize;
-    return {
-      items: got.slice(start, start + q.pageSize),
-      total: null,
-      hasMore: got.length > start + q.pageSize && start + q.pageSize < maxLimit,
-    };
+    const r = await fetchPage({ limit: q.pageSize, cursor: q.cursor, filters: q.filters });
+    return { items: r.items, total: null, hasMore: r.next != null, next: r.next };
   };
 }
 
@@ -83,13 +69,19 @@ export function usePaged<T, F>(source: PageSource<T, F>, filters: F, pageSize = 
   const key = JSON.stringify(filters);
   const seq = useRef(0);
   const lastKey = useRef(key);
+  // cursors[i] is where page i + 1 starts; page 1 starts at the beginning.
+  const cursors = useRef<Array<string | null>>([null]);
   const load = useCallback(
     async (p: number) => {
       const mine = ++seq.current;
       setLoading(true);
       try {
-        const d = await source({ page: p, pageSize, filters });
+        const d = await source({ page: p, pageSize, filters, cursor: cursors.current[p - 1] ?? null });
         if (mine !== seq.current) return;
+        // The next page starts after this page as it is now (a row added or removed on it moves
+        // the boundary); the cursors beyond are found again when those pages are visited.
+        cursors.current = cursors.current.slice(0, p);
+        if (d.next != null) cursors.current.push(d.next);
         // A page emptied by a deletion steps back to the last page that has items.
         if (d.items.length === 0 && p > 1) {
           setPage(p - 1);
@@ -108,6 +100,7 @@ export function usePaged<T, F>(source: PageSource<T, F>, filters: F, pageSize = 
   useEffect(() => {
     if (lastKey.current !== key) {
       lastKey.current = key;
+      cursors.current = [null];
       if (page !== 1) {
         setPage(1);
         return;
@@ -148,9 +141,9 @@ export function Pager<T>(props: { list: Paged<T> }) {
     ) : null;
   }
   return (
-    <nav class="pager" aria-label="Pages">
+    <nav class="pager" aria-label="List pages">
       <button type="button" disabled={page <= 1 || loading} onClick={() => setPage(page - 1)}>
-        Previous
+        Previous page
       </button>
       <span>
         Page {page}
@@ -158,7 +151,7 @@ export function Pager<T>(props: { list: Paged<T> }) {
         {data.total != null ? ` · ${data.total} items` : ''}
       </span>
       <button type="button" disabled={!data.hasMore || loading} onClick={() => setPage(page + 1)}>
-        Next
+        Next page
       </button>
     </nav>
   );

@@ -16,7 +16,7 @@ use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::providers::probe::{self, base_of};
 use crate::providers::{printable, MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
-use crate::store::{audit, Db, DbError, Platform};
+use crate::store::{audit, Batch, Db, DbError, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -612,21 +612,29 @@ impl<P: Platform> App<P> {
                 .map(|t| t.map_or_else(|| "null".into(), rfc3339)),
         );
 
-        let changed = db
-            .batch(vec![
-                store::update(&caller.tenant_id, &stored.id, &changes, expect, now),
-                audit::record_if_changed(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "ai_key.update",
-                    &stored.id,
-                    Some(&caller.tenant_id),
-                    &detail.join(" "),
-                ),
-            ])
+        let mut batch = Batch::new();
+        let updated = batch
+            .push(store::update(
+                &caller.tenant_id,
+                &stored.id,
+                &changes,
+                expect,
+                now,
+            ))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "ai_key.update",
+                &stored.id,
+                Some(&caller.tenant_id),
+                &detail.join(" "),
+            ))
+            .handle();
+        let done = batch
+            .run(db)
             .await
             .map_err(|e| alias_conflict(e, changes.alias.as_deref()))?;
-        if changed.first().copied().unwrap_or(0) > 0 {
+        if done.did_change(updated) {
             // Answer from what was read and changed: nothing may fail after the commit.
             return Ok(Reply::ok(ai_key_json(&changes.applied_to(&stored, now))));
         }
@@ -643,22 +651,19 @@ impl<P: Platform> App<P> {
 
     async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
         let now = self.platform.now_ms();
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                store::delete(&caller.tenant_id, id),
-                audit::record_if_changed(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "ai_key.delete",
-                    id,
-                    Some(&caller.tenant_id),
-                    "",
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let deleted = batch
+            .push(store::delete(&caller.tenant_id, id))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "ai_key.delete",
+                id,
+                Some(&caller.tenant_id),
+                "",
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(deleted) {
             return Err(not_found());
         }
         Ok(Reply::ok(Value::Bool(true)))

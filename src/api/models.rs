@@ -12,7 +12,7 @@ use crate::providers::probe::{self, ProbeFailure};
 use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
 use crate::store::outbound::Outbound;
 use crate::store::providers::{self, Connection};
-use crate::store::{audit, defaults, Db, Platform};
+use crate::store::{audit, defaults, Batch, Platform};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -313,22 +313,19 @@ impl<P: Platform> App<P> {
             None => endpoint_host(new_endpoint.as_deref()),
         };
         let seen = before.as_ref().map(|c| c.api_base.as_deref());
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                providers::upsert(&conn, seen),
-                audit::record_if_changed(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "model.add",
-                    &format!("{}/{}", conn.factory, conn.llm_name),
-                    Some(&caller.tenant_id),
-                    &format!("verified={} endpoint={endpoint}", spec.verify),
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let upserted = batch
+            .push(providers::upsert(&conn, seen))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "model.add",
+                &format!("{}/{}", conn.factory, conn.llm_name),
+                Some(&caller.tenant_id),
+                &format!("verified={} endpoint={endpoint}", spec.verify),
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(upserted) {
             return Err(ApiError::Conflict(
                 "The connection was changed by another request meanwhile; nothing was changed, \
                  try again"
@@ -414,21 +411,21 @@ impl<P: Platform> App<P> {
             ));
         }
         let name = body.llm_name.as_deref().filter(|n| !n.is_empty());
-        let mut batch = providers::delete(&caller.tenant_id, &factory.name, name);
-        let conn_row = batch.len() - 1;
         let now = self.platform.now_ms();
-        batch.push(audit::record_if_changed(
-            now,
-            audit::Actor::User(&caller.username),
-            "model.remove",
-            &format!("{}/{}", factory.name, name.unwrap_or("")),
-            Some(&caller.tenant_id),
-            "",
-        ));
-        // Retire the cached defaults only if the audit entry (so the removal) happened.
-        batch.push(defaults::bump_version_if_changed(&caller.tenant_id));
-        let changed = self.platform.db().batch(batch).await?;
-        if changed.get(conn_row).copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let removed = providers::delete(&mut batch, &caller.tenant_id, &factory.name, name)
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "model.remove",
+                &format!("{}/{}", factory.name, name.unwrap_or("")),
+                Some(&caller.tenant_id),
+                "",
+            ))
+            // Retire the cached defaults only if the audit entry (so the removal) happened.
+            .then_if_changed(defaults::bump_version_if_changed(&caller.tenant_id))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(removed) {
             let what = match name {
                 Some(n) => format!("Model {} of factory {}", printable(n), factory.name),
                 None => format!("Factory {}", factory.name),

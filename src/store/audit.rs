@@ -1,6 +1,6 @@
 //! SQL for the audit log.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Db, DbError, Guard, Row, RowExt, Stmt};
 use crate::stmt;
 
 /// Who made a change. The kind is stored in its own column, so no user name (a user may be called
@@ -137,8 +137,10 @@ pub async fn list(
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// Like [`record`], but writes only if the statement just before it in the same batch changed a
-/// row (SQLite's `changes()`), so a no-op delete or rotate leaves no entry.
+/// Like [`record`], but writes only if the statement it follows changed a row (SQLite's
+/// `changes()`), so a no-op delete or rotate leaves no entry. Added with
+/// [`Pushed::then_if_changed`](super::Pushed::then_if_changed), which places it right after that
+/// statement.
 pub fn record_if_changed(
     at: i64,
     actor: Actor<'_>,
@@ -146,10 +148,10 @@ pub fn record_if_changed(
     target: &str,
     tenant_id: Option<&str>,
     detail: &str,
-) -> Stmt {
-    stmt!(
+) -> Guard {
+    Guard::new(stmt!(
         "INSERT INTO audit (at, actor_kind, actor, action, target, tenant_id, detail) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE changes() > 0",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE changes() > 0",
         at,
         actor.kind(),
         actor.name(),
@@ -157,5 +159,5 @@ pub fn record_if_changed(
         target,
         tenant_id,
         detail
-    )
+    ))
 }

@@ -1,6 +1,6 @@
 //! SQL for a tenant's default models.
 
-use super::{Db, DbError, RowExt, Stmt};
+use super::{Db, DbError, Guard, RowExt, Stmt};
 use crate::stmt;
 
 /// One default as stored.
@@ -68,10 +68,11 @@ pub fn bump_version(tenant_id: &str) -> Stmt {
     )
 }
 
-/// Like [`bump_version`], but only when the statement before it in the batch changed a row.
-pub fn bump_version_if_changed(tenant_id: &str) -> Stmt {
-    stmt!(
+/// Like [`bump_version`], but only when the statement it follows changed a row; added with
+/// [`Pushed::then_if_changed`](super::Pushed::then_if_changed).
+pub fn bump_version_if_changed(tenant_id: &str) -> Guard {
+    Guard::new(stmt!(
         "UPDATE tenants SET defaults_version = defaults_version + 1 WHERE id = ?1 AND changes() > 0",
         tenant_id
-    )
+    ))
 }

@@ -4,6 +4,7 @@
 
 pub mod ai_keys;
 pub mod audit;
+pub mod batch;
 pub mod defaults;
 pub mod idempotency;
 pub mod keys;
@@ -13,6 +14,7 @@ pub mod settings;
 pub mod tenants;
 pub mod users;
 
+pub use batch::{Batch, Guard, Handle, Outcome, Pushed};
 use serde_json::{Map, Value as Json};
 
 /// A value bound to a statement parameter. D1 and SQLite both speak these three.

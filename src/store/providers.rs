@@ -1,6 +1,6 @@
 //! SQL for provider connections and their per-model usage counters.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
 use crate::stmt;
 
 /// One provider connection row. `credential` is sealed; it is opened only to call the provider.
@@ -160,9 +160,14 @@ pub fn add_usage(connection_id: &str, llm_name: &str, tokens: i64) -> Stmt {
 }
 
 /// Remove connections of a factory (all of them when `llm_name` is `None`, else that model's row)
-/// with the defaults and usage that hang off them. The connections delete is last.
-pub fn delete(tenant_id: &str, factory: &str, llm_name: Option<&str>) -> Vec<Stmt> {
-    vec![
+/// with the defaults and usage that hang off them, into `batch`; returns the connections delete.
+pub fn delete<'b>(
+    batch: &'b mut Batch,
+    tenant_id: &str,
+    factory: &str,
+    llm_name: Option<&str>,
+) -> Pushed<'b> {
+    batch.extend([
         stmt!(
             "DELETE FROM tenant_defaults WHERE connection_id IN (SELECT id FROM provider_connections \
              WHERE tenant_id = ?1 AND factory = ?2 AND (?3 IS NULL OR llm_name = ?3))",
@@ -177,12 +182,12 @@ pub fn delete(tenant_id: &str, factory: &str, llm_name: Option<&str>) -> Vec<Stm
             factory,
             llm_name
         ),
-        stmt!(
-            "DELETE FROM provider_connections WHERE tenant_id = ?1 AND factory = ?2 \
-             AND (?3 IS NULL OR llm_name = ?3)",
-            tenant_id,
-            factory,
-            llm_name
-        ),
-    ]
+    ]);
+    batch.push(stmt!(
+        "DELETE FROM provider_connections WHERE tenant_id = ?1 AND factory = ?2 \
+         AND (?3 IS NULL OR llm_name = ?3)",
+        tenant_id,
+        factory,
+        llm_name
+    ))
 }

@@ -1,6 +1,6 @@
 //! SQL for tenants.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
 use crate::stmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,10 +57,11 @@ pub async fn list(
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// Statements removing a tenant and everything it owns, children first; the tenant row is last.
-/// Sealed credentials go with their rows, so nothing of the tenant stays decryptable.
-pub fn delete(id: &str) -> Vec<Stmt> {
-    vec![
+/// Add to `batch` the statements removing a tenant and everything it owns, children first;
+/// returns the delete of the tenant row. Sealed credentials go with their rows, so nothing of the
+/// tenant stays decryptable.
+pub fn delete<'b>(batch: &'b mut Batch, id: &str) -> Pushed<'b> {
+    batch.extend([
         stmt!("DELETE FROM tenant_defaults WHERE tenant_id = ?1", id),
         stmt!(
             "DELETE FROM model_usage WHERE connection_id IN \
@@ -71,6 +72,6 @@ pub fn delete(id: &str) -> Vec<Stmt> {
         stmt!("DELETE FROM ai_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM api_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM users WHERE tenant_id = ?1", id),
-        stmt!("DELETE FROM tenants WHERE id = ?1", id),
-    ]
+    ]);
+    batch.push(stmt!("DELETE FROM tenants WHERE id = ?1", id))
 }

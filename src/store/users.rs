@@ -1,6 +1,6 @@
 //! SQL for users.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
 use crate::stmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,11 +85,10 @@ pub fn update(u: &User) -> Stmt {
     )
 }
 
-/// Statements removing a user and their keys. `username` is the stored spelling, as [`get`]
-/// returned it: `api_keys.username` refers to exactly that spelling (a foreign key).
-pub fn delete(username: &str) -> Vec<Stmt> {
-    vec![
-        stmt!("DELETE FROM api_keys WHERE username = ?1", username),
-        stmt!("DELETE FROM users WHERE username = ?1", username),
-    ]
+/// Add to `batch` the statements removing a user and their keys; returns the delete of the user
+/// row, to read its count and guard it. `username` is the stored spelling, as [`get`] returned it:
+/// `api_keys.username` refers to exactly that spelling (a foreign key).
+pub fn delete<'b>(batch: &'b mut Batch, username: &str) -> Pushed<'b> {
+    batch.push(stmt!("DELETE FROM api_keys WHERE username = ?1", username));
+    batch.push(stmt!("DELETE FROM users WHERE username = ?1", username))
 }

@@ -110,6 +110,7 @@ impl From<DbError> for ApiError {
             DbError::ForeignKey(_) => {
                 ApiError::NotFound("A resource this request refers to no longer exists".into())
             }
+            DbError::Decode(m) => ApiError::Internal(format!("row decoding: {m}")),
             DbError::Other(m) => ApiError::Internal(m),
         }
     }

@@ -172,18 +172,28 @@ pub async fn search(
     tenant_id: &str,
     f: &Filter,
 ) -> Result<(i64, Vec<AiKey>), DbError> {
-    let total = db
-        .query(stmt!(
-            concat!("SELECT COUNT(*) AS n", search_where!()),
-            tenant_id,
-            f.search.as_deref(),
-            f.provider.as_deref(),
-            f.status.as_deref()
-        ))
-        .await?
-        .first()
-        .ok_or_else(|| DbError::Decode("COUNT(*) returned no row".into()))?
-        .int("n")?;
+    let total = count(db, tenant_id, f).await?;
+    Ok((total, page(db, tenant_id, f).await?))
+}
+
+/// How many keys match `f` (its limit and offset aside).
+async fn count(db: &impl Db, tenant_id: &str, f: &Filter) -> Result<i64, DbError> {
+    db.query(stmt!(
+        concat!("SELECT COUNT(*) AS n", search_where!()),
+        tenant_id,
+        f.search.as_deref(),
+        f.provider.as_deref(),
+        f.status.as_deref()
+    ))
+    .await?
+    .first()
+    .ok_or_else(|| DbError::Decode("COUNT(*) returned no row".into()))?
+    .int("n")
+}
+
+/// One page of the keys matching `f`, in [`search`]'s order, without counting them (the relay's
+/// model list needs no total).
+pub async fn page(db: &impl Db, tenant_id: &str, f: &Filter) -> Result<Vec<AiKey>, DbError> {
     let rows = db
         .query(stmt!(
             concat!(
@@ -200,7 +210,7 @@ pub async fn search(
             f.offset
         ))
         .await?;
-    Ok((total, super::decode_all(&rows, from_row)?))
+    super::decode_all(&rows, from_row)
 }
 
 /// The fields a PUT changes; `None` leaves a column as it is.

@@ -10,9 +10,10 @@ use super::models::{endpoint_change, endpoint_host};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::catalog::{self, Factory};
-use crate::domain::crypto::{credential_aad, mask, Keyring};
+use crate::domain::crypto::mask;
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::domain::vault::Slot;
 use crate::providers::probe::{self, base_of};
 use crate::providers::{printable, MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
@@ -35,17 +36,6 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE: i64 = 1_000_000;
 /// Longest `search` / `provider` filter accepted.
 pub const FILTER_MAX: usize = 128;
-/// The factory slot of a gateway key's associated data, see [`ai_key_aad`].
-pub const AAD_KIND: &str = "ai_key";
-
-/// The associated data of a gateway key's sealed provider key:
-/// `credential_aad(tenant, "ai_key", endpoint, id)`, the endpoint in the model slot, so a key
-/// opens only for the endpoint it was sealed for (a changed `endpoint` column does not open).
-/// Rows from before keys were bound have no endpoint and were sealed with `""` there; no endpoint
-/// is ever empty (a base URL always names a host), so the two layouts cannot meet.
-pub fn ai_key_aad(tenant_id: &str, id: &str, endpoint: Option<&str>) -> String {
-    credential_aad(tenant_id, AAD_KIND, endpoint.unwrap_or(""), id)
-}
 
 /// `POST /api/v1/ai_keys`.
 #[derive(Deserialize)]
@@ -311,13 +301,6 @@ impl<P: Platform> App<P> {
         Ok(reply.after(touch))
     }
 
-    fn ai_keyring(&self) -> Result<&Keyring> {
-        self.config
-            .keyring
-            .as_ref()
-            .ok_or_else(|| ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into()))
-    }
-
     /// Seal a gateway key's provider key to its tenant, row and endpoint: `(key_version, sealed)`.
     fn seal_ai_key(
         &self,
@@ -326,22 +309,27 @@ impl<P: Platform> App<P> {
         endpoint: Option<&str>,
         api_key: &str,
     ) -> Result<(i64, String)> {
-        let aad = ai_key_aad(tenant_id, id, endpoint);
-        let (v, sealed) = self
-            .ai_keyring()?
-            .seal(api_key, &aad, &|b| self.platform.fill_random(b));
-        Ok((i64::from(v), sealed))
+        let slot = Slot::GatewayKey {
+            tenant_id,
+            id,
+            endpoint,
+        };
+        self.vault()
+            .seal(slot, api_key, &|b| self.platform.fill_random(b))
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     /// Open a gateway key's sealed provider key, for the relay. Any failure (no master key, a
     /// retired key version, a tampered or moved row) is an internal error that names the row only.
     pub fn ai_key_secret(&self, k: &AiKey) -> Result<String> {
-        let keyring = self.ai_keyring()?;
-        let aad = ai_key_aad(&k.tenant_id, &k.id, k.endpoint.as_deref());
-        let version = u32::try_from(k.key_version).unwrap_or(0);
-        keyring.open(version, &k.api_key, &aad).map_err(|e| {
-            ApiError::Internal(format!("api_key of AI key {} cannot be opened: {e}", k.id))
-        })
+        let slot = Slot::GatewayKey {
+            tenant_id: &k.tenant_id,
+            id: &k.id,
+            endpoint: k.endpoint.as_deref(),
+        };
+        self.vault()
+            .open(slot, k.key_version, &k.api_key)
+            .map_err(|e| super::models::opening_failed(e, || format!("api_key of AI key {}", k.id)))
     }
 
     /// The model must be one the relay can reach with this key: a catalog model of the factory,

@@ -7,7 +7,7 @@ use super::http::Request;
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::catalog::{self, Connection as Kind, Factory, ModelType};
-use crate::domain::crypto::credential_aad;
+use crate::domain::vault::{Slot, Vault, VaultError};
 use crate::providers::probe::{self, ProbeFailure};
 use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
 use crate::store::outbound::Outbound;
@@ -283,14 +283,19 @@ impl<P: Platform> App<P> {
         let (key_version, credential) = if spec.secrets.0.is_empty() {
             (None, None)
         } else {
-            let keyring = self.config.keyring.as_ref().ok_or_else(|| {
-                ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into())
-            })?;
-            let aad = credential_aad(&caller.tenant_id, &spec.factory.name, &spec.llm_name, &id);
-            let (v, sealed) = keyring.seal(&spec.secrets.to_json(), &aad, &|b| {
-                self.platform.fill_random(b)
-            });
-            (Some(i64::from(v)), Some(sealed))
+            let slot = Slot::Connection {
+                tenant_id: &caller.tenant_id,
+                factory: &spec.factory.name,
+                llm_name: &spec.llm_name,
+                id: &id,
+            };
+            let (v, sealed) = self
+                .vault()
+                .seal(slot, &spec.secrets.to_json(), &|b| {
+                    self.platform.fill_random(b)
+                })
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            (Some(v), Some(sealed))
         };
         let conn = Connection {
             id,
@@ -382,19 +387,22 @@ impl<P: Platform> App<P> {
         let (Some(version), Some(sealed)) = (c.key_version, c.credential.as_deref()) else {
             return Ok(Secrets::default());
         };
-        let keyring =
-            self.config.keyring.as_ref().ok_or_else(|| {
-                ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into())
-            })?;
-        let aad = credential_aad(&c.tenant_id, &c.factory, &c.llm_name, &c.id);
-        let version = u32::try_from(version).unwrap_or(0);
-        let plain = keyring.open(version, sealed, &aad).map_err(|e| {
-            ApiError::Internal(format!(
-                "credential of connection {} cannot be opened: {e}",
-                c.id
-            ))
-        })?;
+        let slot = Slot::Connection {
+            tenant_id: &c.tenant_id,
+            factory: &c.factory,
+            llm_name: &c.llm_name,
+            id: &c.id,
+        };
+        let plain = self
+            .vault()
+            .open(slot, version, sealed)
+            .map_err(|e| opening_failed(e, || format!("credential of connection {}", c.id)))?;
         Ok(Secrets::from_json(&plain))
+    }
+
+    /// The deployment's vault: the one way credentials of any row are sealed and opened.
+    pub(crate) fn vault(&self) -> Vault<'_> {
+        Vault::new(self.config.keyring.as_ref())
     }
 
     async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
@@ -459,5 +467,16 @@ pub fn endpoint_change(old: Option<&str>, new: Option<&str>) -> String {
         format!("{o}->{n} (path changed)")
     } else {
         format!("{o}->{n}")
+    }
+}
+
+/// A sealed credential that did not open: a missing keyring says so alone; anything else names
+/// the row (`what`), never the credential.
+pub(crate) fn opening_failed(e: VaultError, what: impl FnOnce() -> String) -> ApiError {
+    match e {
+        VaultError::NotConfigured => ApiError::Internal(e.to_string()),
+        VaultError::BadVersion(_) | VaultError::Open(_) => {
+            ApiError::Internal(format!("{} cannot be opened: {e}", what()))
+        }
     }
 }

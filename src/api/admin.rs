@@ -7,7 +7,7 @@ use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
 use super::page::{Cursor, PageRequest};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
-use crate::domain::names::{self, Role, UserStatus, Username};
+use crate::domain::names::{Role, TenantName, UserStatus, Username};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::store::settings::{self, KeyPolicy};
@@ -165,7 +165,9 @@ impl<P: Platform> App<P> {
     /// Create a tenant. With an Idempotency-Key this request already carried out, the tenant it
     /// made is answered again: never a second tenant.
     async fn create_tenant(&self, body: CreateTenant, idem: Option<Idem>) -> Result<Reply> {
-        let name = names::tenant_name(&body.name).map_err(|e| ApiError::bad("name", e))?;
+        let name = TenantName::parse(&body.name)
+            .map_err(|e| ApiError::bad("name", e))?
+            .into_string();
         let now = self.platform.now_ms();
         let db = self.platform.db();
         if let Some(i) = &idem {

@@ -11,20 +11,21 @@ use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::catalog::{self, Factory};
 use crate::domain::crypto::mask;
+use crate::domain::names::{Alias, ModelName};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::vault::Slot;
+use crate::providers::printable;
 use crate::providers::probe::{self, base_of};
-use crate::providers::{printable, MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
 use crate::store::{audit, Batch, Db, DbError, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Longest alias (API.md "AI API keys").
-pub const ALIAS_MAX: usize = 64;
+pub const ALIAS_MAX: usize = Alias::MAX;
 /// Longest model name.
-pub const MODEL_MAX: usize = 128;
+pub const MODEL_MAX: usize = ModelName::MAX;
 /// Largest per-request token limit; 0 means unlimited.
 pub const LIMIT_MAX: i64 = 10_000_000;
 /// Page size when none is asked for.
@@ -91,22 +92,9 @@ fn not_null<T>(field: &str, v: Option<Option<T>>) -> Result<Option<T>> {
 
 /// 1..=64 characters of ASCII letters, digits and `._-`.
 pub fn check_alias(s: &str) -> Result<String> {
-    if s.is_empty() || s.chars().count() > ALIAS_MAX {
-        return Err(ApiError::bad(
-            "alias",
-            format!("must be 1 to {ALIAS_MAX} characters"),
-        ));
-    }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        return Err(ApiError::bad(
-            "alias",
-            "may contain only letters, digits and . _ -",
-        ));
-    }
-    Ok(s.to_owned())
+    Alias::parse(s)
+        .map(Alias::into_string)
+        .map_err(|e| ApiError::bad("alias", e))
 }
 
 /// A catalog factory that takes a key: Builtin is served by the deployment and has none.
@@ -129,47 +117,17 @@ pub fn check_provider(s: &str) -> Result<&'static Factory> {
     Ok(f)
 }
 
-/// The shape of a model name: 1..=128 characters, no control characters.
+/// The shape of a model name, by [`ModelName`]'s rules (the same as a connection's `llm_name`).
 pub fn check_model_name(s: &str) -> Result<String> {
-    if s.trim().is_empty() || s.chars().count() > MODEL_MAX {
-        return Err(ApiError::bad(
-            "model",
-            format!("must be 1 to {MODEL_MAX} characters"),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(ApiError::bad(
-            "model",
-            "must not contain control characters",
-        ));
-    }
-    Ok(s.to_owned())
+    ModelName::parse(s)
+        .map(ModelName::into_string)
+        .map_err(|e| ApiError::bad("model", e))
 }
 
 /// The provider key: not blank, 8 characters to 16 KiB, no control characters. Messages never
 /// echo it.
 pub fn check_api_key(s: &str) -> Result<&str> {
-    if s.trim().is_empty() {
-        return Err(ApiError::bad("api_key", "must not be empty"));
-    }
-    if s.chars().count() < MIN_SECRET_LEN {
-        return Err(ApiError::bad(
-            "api_key",
-            format!("must be at least {MIN_SECRET_LEN} characters"),
-        ));
-    }
-    if s.len() > MAX_SECRET_LEN {
-        return Err(ApiError::bad(
-            "api_key",
-            format!("must be at most {MAX_SECRET_LEN} bytes"),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(ApiError::bad(
-            "api_key",
-            "must not contain control characters",
-        ));
-    }
+    crate::providers::secret("api_key", s).map_err(|(f, why)| ApiError::bad(&f, why))?;
     Ok(s)
 }
 
@@ -661,6 +619,7 @@ impl<P: Platform> App<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::MAX_SECRET_LEN;
 
     fn rejected<T: std::fmt::Debug>(r: Result<T>) -> String {
         match r {

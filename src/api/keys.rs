@@ -6,8 +6,9 @@ use super::idempotency::{self, twin_or, Idem};
 use super::page::{Cursor, PageRequest};
 use super::{App, Reply, Result};
 use crate::domain::keys::{generate_access_key, Secret};
+use crate::domain::names::Description;
+use crate::domain::new_id;
 use crate::domain::time::{rfc3339, MS_PER_MINUTE};
-use crate::domain::{names, new_id};
 use crate::store::keys::{self as key_store, KeyRecord};
 use crate::store::settings::{self, KeyPolicy};
 use crate::store::{audit, users::User, Batch, Platform};
@@ -92,8 +93,9 @@ impl<P: Platform> App<P> {
         body: CreateKey,
         idem: Option<Idem>,
     ) -> Result<Reply> {
-        let description = names::description(body.description.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::bad("description", e))?;
+        let description = Description::parse(body.description.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad("description", e))?
+            .into_string();
         let policy = self.key_policy().await?;
         let now = self.platform.now_ms();
         if let Issuer::SelfService { .. } = issuer {

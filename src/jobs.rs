@@ -2,7 +2,6 @@
 //! disabling of gateway keys past their `expire_time` (kept, with their usage counters, for the
 //! record), and forgetting Idempotency-Key requests older than their window.
 
-use crate::api::App;
 use crate::store::{ai_keys, idempotency, keys, Db, DbError, Platform, Stmt};
 
 /// Rows one statement touches. Each statement binds two parameters (D1 allows 100) and deletes by
@@ -24,44 +23,41 @@ pub struct PurgeReport {
     pub more: bool,
 }
 
-impl<P: Platform> App<P> {
-    /// Run one chunked statement until it changes fewer rows than a chunk, at most
-    /// [`PURGE_MAX_CHUNKS`] times. Returns the rows changed and whether rows may remain.
-    async fn drain(&self, chunk: impl Fn() -> Stmt) -> Result<(u64, bool), DbError> {
-        let mut total = 0;
-        for _ in 0..PURGE_MAX_CHUNKS {
-            let n = self.platform.db().execute(chunk()).await?;
-            total += n;
-            if n < PURGE_CHUNK as u64 {
-                return Ok((total, false));
-            }
+/// Run one chunked statement until it changes fewer rows than a chunk, at most
+/// [`PURGE_MAX_CHUNKS`] times. Returns the rows changed and whether rows may remain.
+async fn drain(db: &impl Db, chunk: impl Fn() -> Stmt) -> Result<(u64, bool), DbError> {
+    let mut total = 0;
+    for _ in 0..PURGE_MAX_CHUNKS {
+        let n = db.execute(chunk()).await?;
+        total += n;
+        if n < PURGE_CHUNK as u64 {
+            return Ok((total, false));
         }
-        Ok((total, true))
     }
+    Ok((total, true))
+}
 
-    /// Purge what has expired by now. Idempotent; two overlapping runs may select the same rows,
-    /// and a row's second delete changes nothing.
-    pub async fn purge(&self) -> Result<PurgeReport, DbError> {
-        let now = self.platform.now_ms();
-        let (expired_keys, more_keys) =
-            self.drain(|| keys::purge_expired(now, PURGE_CHUNK)).await?;
-        let (ended_grace, more_grace) = self
-            .drain(|| keys::purge_ended_grace(now, PURGE_CHUNK))
-            .await?;
-        let (disabled_gateway_keys, more_gateway) = self
-            .drain(|| ai_keys::disable_expired(now, PURGE_CHUNK))
-            .await?;
-        let (forgotten_requests, more_requests) = self
-            .drain(|| idempotency::purge(now - idempotency::WINDOW_MS, PURGE_CHUNK))
-            .await?;
-        let report = PurgeReport {
-            expired_keys,
-            ended_grace,
-            disabled_gateway_keys,
-            forgotten_requests,
-            more: more_keys || more_grace || more_gateway || more_requests,
-        };
-        log::info!(
+/// Purge what has expired by now. Idempotent; two overlapping runs may select the same rows,
+/// and a row's second delete changes nothing.
+pub async fn purge(platform: &impl Platform) -> Result<PurgeReport, DbError> {
+    let db = platform.db();
+    let now = platform.now_ms();
+    let (expired_keys, more_keys) = drain(db, || keys::purge_expired(now, PURGE_CHUNK)).await?;
+    let (ended_grace, more_grace) = drain(db, || keys::purge_ended_grace(now, PURGE_CHUNK)).await?;
+    let (disabled_gateway_keys, more_gateway) =
+        drain(db, || ai_keys::disable_expired(now, PURGE_CHUNK)).await?;
+    let (forgotten_requests, more_requests) = drain(db, || {
+        idempotency::purge(now - idempotency::WINDOW_MS, PURGE_CHUNK)
+    })
+    .await?;
+    let report = PurgeReport {
+        expired_keys,
+        ended_grace,
+        disabled_gateway_keys,
+        forgotten_requests,
+        more: more_keys || more_grace || more_gateway || more_requests,
+    };
+    log::info!(
             "purge: removed {} expired keys, cleared {} ended grace secrets, disabled {} expired gateway keys, forgot {} idempotency keys{}",
             report.expired_keys,
             report.ended_grace,
@@ -73,6 +69,5 @@ impl<P: Platform> App<P> {
                 ""
             }
         );
-        Ok(report)
-    }
+    Ok(report)
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod catalog;
 pub mod domain;
+pub mod env_config;
 pub mod jobs;
 pub mod providers;
 pub mod relay;

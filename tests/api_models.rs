@@ -944,3 +944,27 @@ fn no_provider_credential_reaches_a_response_or_log_line() {
         assert!(!logs.contains(secret), "{secret} in the log");
     }
 }
+
+#[test]
+fn a_connections_model_name_is_refused_in_the_words_a_gateway_keys_model_is() {
+    // One rule for a model name wherever it is given: the connection's llm_name used to say
+    // "must not be empty" / "must be at most 128 characters" where a gateway key's model said
+    // "must be 1 to 128 characters" for the same limits.
+    let t = T::new();
+    let tok = setup(&t, "owner");
+    for name in ["m".repeat(129), "   ".to_owned()] {
+        let r = add(
+            &t,
+            &tok,
+            json!({"llm_factory": "Ollama", "llm_name": name, "base_url": "http://x"}),
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(message(&r), "llm_name: must be 1 to 128 characters");
+    }
+    let r = add(
+        &t,
+        &tok,
+        json!({"llm_factory": "Ollama", "llm_name": "a\u{7}b", "base_url": "http://x"}),
+    );
+    assert_eq!(message(&r), "llm_name: must not contain control characters");
+}

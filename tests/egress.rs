@@ -9,8 +9,8 @@ mod common;
 mod standin;
 
 use common::*;
-use keyward::api::ai_keys::ai_key_aad;
 use keyward::api::http::{Request, Response};
+use keyward::domain::vault::Slot;
 use keyward::providers::address::{AddressPolicy, PublicHosts, HOP_HEADER};
 use serde_json::{json, Value};
 use standin::{StandIn, GOOD_KEY};
@@ -755,7 +755,12 @@ fn a_gateway_key_stored_before_endpoints_were_bound_opens_and_is_refused_until_i
     // A row as the previous version wrote it: no endpoint, sealed with an empty one.
     let keyring = t.app.config.keyring.clone().unwrap();
     let id = "legacy-row-0001";
-    let (v, sealed) = keyring.seal(GOOD_KEY, &ai_key_aad(&tenant, id, None), &|b| {
+    let legacy = Slot::GatewayKey {
+        tenant_id: &tenant,
+        id,
+        endpoint: None,
+    };
+    let (v, sealed) = keyring.seal(GOOD_KEY, &legacy.aad(), &|b| {
         getrandom::getrandom(b).unwrap()
     });
     t.db().sql(&format!(

@@ -523,3 +523,58 @@ fn no_credential_or_user_secret_leaks_through_the_relay() {
         assert!(!logs.contains(s));
     }
 }
+
+#[test]
+fn a_providers_retry_after_on_429_reaches_the_client_whole_and_streamed() {
+    let r = setup();
+    let base = format!("{}/ratelimited/17/v1", r.s.base());
+    let resp = r.post("/api/v1/models", json!({"llm_factory": "OpenAI-API-Compatible", "llm_name": "limited", "base_url": base, "api_key": GOOD_KEY, "verify": false}));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    for extra in [json!({}), json!({"stream": true})] {
+        let resp = r.chat("limited", "x", extra.clone());
+        assert_eq!(resp.status, 429, "{extra}");
+        assert_eq!(error_of(&resp)["code"], "upstream_rate_limited", "{extra}");
+        assert_eq!(resp.header("retry-after"), Some("17"), "{extra}");
+    }
+    // An HTTP date becomes seconds from now; a wait beyond a day is capped at a day.
+    let base = format!(
+        "{}/ratelimited/Fri%2C%2001%20Jan%202100%2000%3A00%3A00%20GMT/v1",
+        r.s.base()
+    );
+    r.post("/api/v1/models", json!({"llm_factory": "OpenAI-API-Compatible", "llm_name": "far", "base_url": base, "api_key": GOOD_KEY, "verify": false}));
+    assert_eq!(
+        r.chat("far", "x", json!({})).header("retry-after"),
+        Some("86400")
+    );
+    // Unreadable: nothing is passed on rather than a guess.
+    let base = format!("{}/ratelimited/soon/v1", r.s.base());
+    r.post("/api/v1/models", json!({"llm_factory": "OpenAI-API-Compatible", "llm_name": "vague", "base_url": base, "api_key": GOOD_KEY, "verify": false}));
+    let resp = r.chat("vague", "x", json!({}));
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.header("retry-after"), None);
+}
+
+#[test]
+fn the_model_list_lists_gateway_keys_without_counting_them() {
+    let r = setup();
+    r.gateway_key("listed", json!({}));
+    r.t.db().queried.borrow_mut().clear();
+    let models = r.t.user(&r.tok, "GET", "/v1/models", None).json_body();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "listed"),
+        "{models}"
+    );
+    let queried = r.t.db().queried.borrow().clone();
+    assert!(
+        queried.iter().any(|q| q.contains("FROM ai_keys")),
+        "{queried:?}"
+    );
+    assert!(
+        !queried.iter().any(|q| q.contains("COUNT(")),
+        "a count nobody shows: {queried:?}"
+    );
+}

@@ -12,6 +12,8 @@
 //!   JSON body (Content-Length); `/huge-chunked/<rest>`: the same body, chunked;
 //!   `/garbage/<rest>`: 200 `text/html` `<html>oops</html>`.
 //! - `/open/<rest>`: `<rest>` as an OpenAI-compatible endpoint that needs no key.
+//! - `/ratelimited/<retry-after>/<rest>`: 429 in OpenAI's error shape with `Retry-After:
+//!   <retry-after>` (percent-decoded, so an HTTP date fits), for any method and `<rest>`.
 //! - `/redirect/<status>/<target>/<rest>`: answers `<status>` (a 3xx) with
 //!   `Location: <target>/<rest>` (query kept), `<target>` being a percent-encoded URL (say
 //!   another stand-in's base); a client that followed it would arrive there with its headers.
@@ -331,6 +333,8 @@ enum Reply {
     Hostile(Hostile),
     /// A 3xx with this `Location`.
     Redirect(u16, String),
+    /// A 429 with this `Retry-After`.
+    RateLimited(String),
 }
 
 impl Reply {
@@ -341,6 +345,7 @@ impl Reply {
             Reply::Events(_) => 200,
             Reply::Hostile(h) => h.status(),
             Reply::Redirect(status, _) => *status,
+            Reply::RateLimited(_) => 429,
         }
     }
 }
@@ -420,6 +425,7 @@ fn send(request: tiny_http::Request, reply: Reply) {
         Reply::Events(events) => return stream_events(request, events),
         Reply::Hostile(_) => unreachable!("hostile answers are served by serve_hostile"),
         Reply::Redirect(status, location) => return send_redirect(request, status, &location),
+        Reply::RateLimited(retry_after) => return send_rate_limited(request, &retry_after),
     };
     let header = Header::from_bytes("Content-Type", content_type).expect("valid header");
     let _ = if chunked {
@@ -506,6 +512,10 @@ fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
             body: b"<html>oops</html>".to_vec(),
             chunked: false,
         });
+    }
+    if let Some(rest) = path.strip_prefix("/ratelimited/") {
+        let value = rest.split('/').next().unwrap_or("");
+        return Some(Reply::RateLimited(percent_decode(value)));
     }
     if let Some(rest) = path.strip_prefix("/redirect/") {
         return redirect(rq, rest).or_else(|| not_found(rq));
@@ -1182,6 +1192,19 @@ fn redirect(rq: &Incoming, rest: &str) -> Option<Reply> {
         location = format!("{location}?{}", pairs.join("&"));
     }
     Some(Reply::Redirect(status, location))
+}
+
+fn send_rate_limited(request: tiny_http::Request, retry_after: &str) {
+    let body = json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
+        "code": "rate_limit_exceeded"}});
+    let mut response = Response::from_data(body.to_string().into_bytes())
+        .with_status_code(429)
+        .with_header(Header::from_bytes("Content-Type", "application/json").expect("valid header"))
+        .with_chunked_threshold(usize::MAX);
+    if let Ok(h) = Header::from_bytes("Retry-After", retry_after.as_bytes()) {
+        response = response.with_header(h);
+    }
+    let _ = request.respond(response);
 }
 
 fn send_redirect(request: tiny_http::Request, status: u16, location: &str) {

@@ -7,13 +7,13 @@ use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
 use super::page::{Cursor, PageRequest};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
-use crate::domain::names::{self, Role, UserStatus, Username};
+use crate::domain::names::{Role, TenantName, UserStatus, Username};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::store::settings::{self, KeyPolicy};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
-use crate::store::{audit, Db, DbError, Platform};
+use crate::store::{audit, Batch, Db, DbError, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -165,7 +165,9 @@ impl<P: Platform> App<P> {
     /// Create a tenant. With an Idempotency-Key this request already carried out, the tenant it
     /// made is answered again: never a second tenant.
     async fn create_tenant(&self, body: CreateTenant, idem: Option<Idem>) -> Result<Reply> {
-        let name = names::tenant_name(&body.name).map_err(|e| ApiError::bad("name", e))?;
+        let name = TenantName::parse(&body.name)
+            .map_err(|e| ApiError::bad("name", e))?
+            .into_string();
         let now = self.platform.now_ms();
         let db = self.platform.db();
         if let Some(i) = &idem {
@@ -207,18 +209,18 @@ impl<P: Platform> App<P> {
     async fn delete_tenant(&self, id: &str) -> Result<Reply> {
         self.tenant(id).await?;
         let now = self.platform.now_ms();
-        let mut batch = tenants::delete(id);
-        let tenant_row = batch.len() - 1;
-        batch.push(audit::record_if_changed(
-            now,
-            ADMIN,
-            "tenant.delete",
-            id,
-            Some(id),
-            "",
-        ));
-        let changed = self.platform.db().batch(batch).await?;
-        if changed.get(tenant_row).copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let deleted = tenants::delete(&mut batch, id)
+            .then_if_changed(audit::record_if_changed(
+                now,
+                ADMIN,
+                "tenant.delete",
+                id,
+                Some(id),
+                "",
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(deleted) {
             return Err(ApiError::NotFound(format!("No tenant with id {id}")));
         }
         super::auth::forget_verified(None);
@@ -310,22 +312,19 @@ impl<P: Platform> App<P> {
         }
         let now = self.platform.now_ms();
         user.update_date = now;
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                users::update(&user),
-                audit::record_if_changed(
-                    now,
-                    ADMIN,
-                    "user.update",
-                    &user.username,
-                    Some(&user.tenant_id),
-                    &format!("role={} status={}", user.role, user.status),
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let updated = batch
+            .push(users::update(&user))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                ADMIN,
+                "user.update",
+                &user.username,
+                Some(&user.tenant_id),
+                &format!("role={} status={}", user.role, user.status),
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(updated) {
             return Err(ApiError::NotFound(format!("No user named {username}")));
         }
         super::auth::forget_verified(None);
@@ -336,17 +335,18 @@ impl<P: Platform> App<P> {
         let user = self.user(username).await?;
         let now = self.platform.now_ms();
         // By the stored spelling: the path may spell the name in any case.
-        let mut batch = users::delete(&user.username);
-        batch.push(audit::record_if_changed(
-            now,
-            ADMIN,
-            "user.delete",
-            &user.username,
-            Some(&user.tenant_id),
-            "",
-        ));
-        let changed = self.platform.db().batch(batch).await?;
-        if changed.get(1).copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let deleted = users::delete(&mut batch, &user.username)
+            .then_if_changed(audit::record_if_changed(
+                now,
+                ADMIN,
+                "user.delete",
+                &user.username,
+                Some(&user.tenant_id),
+                "",
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(deleted) {
             return Err(ApiError::NotFound(format!("No user named {username}")));
         }
         super::auth::forget_verified(None);

@@ -10,20 +10,22 @@ use super::models::{endpoint_change, endpoint_host};
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::catalog::{self, Factory};
-use crate::domain::crypto::{credential_aad, mask, Keyring};
+use crate::domain::crypto::mask;
+use crate::domain::names::{Alias, ModelName};
 use crate::domain::new_id;
 use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::domain::vault::Slot;
+use crate::providers::printable;
 use crate::providers::probe::{self, base_of};
-use crate::providers::{printable, MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
-use crate::store::{audit, Db, DbError, Platform};
+use crate::store::{audit, Batch, Db, DbError, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Longest alias (API.md "AI API keys").
-pub const ALIAS_MAX: usize = 64;
+pub const ALIAS_MAX: usize = Alias::MAX;
 /// Longest model name.
-pub const MODEL_MAX: usize = 128;
+pub const MODEL_MAX: usize = ModelName::MAX;
 /// Largest per-request token limit; 0 means unlimited.
 pub const LIMIT_MAX: i64 = 10_000_000;
 /// Page size when none is asked for.
@@ -35,17 +37,6 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE: i64 = 1_000_000;
 /// Longest `search` / `provider` filter accepted.
 pub const FILTER_MAX: usize = 128;
-/// The factory slot of a gateway key's associated data, see [`ai_key_aad`].
-pub const AAD_KIND: &str = "ai_key";
-
-/// The associated data of a gateway key's sealed provider key:
-/// `credential_aad(tenant, "ai_key", endpoint, id)`, the endpoint in the model slot, so a key
-/// opens only for the endpoint it was sealed for (a changed `endpoint` column does not open).
-/// Rows from before keys were bound have no endpoint and were sealed with `""` there; no endpoint
-/// is ever empty (a base URL always names a host), so the two layouts cannot meet.
-pub fn ai_key_aad(tenant_id: &str, id: &str, endpoint: Option<&str>) -> String {
-    credential_aad(tenant_id, AAD_KIND, endpoint.unwrap_or(""), id)
-}
 
 /// `POST /api/v1/ai_keys`.
 #[derive(Deserialize)]
@@ -101,22 +92,9 @@ fn not_null<T>(field: &str, v: Option<Option<T>>) -> Result<Option<T>> {
 
 /// 1..=64 characters of ASCII letters, digits and `._-`.
 pub fn check_alias(s: &str) -> Result<String> {
-    if s.is_empty() || s.chars().count() > ALIAS_MAX {
-        return Err(ApiError::bad(
-            "alias",
-            format!("must be 1 to {ALIAS_MAX} characters"),
-        ));
-    }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        return Err(ApiError::bad(
-            "alias",
-            "may contain only letters, digits and . _ -",
-        ));
-    }
-    Ok(s.to_owned())
+    Alias::parse(s)
+        .map(Alias::into_string)
+        .map_err(|e| ApiError::bad("alias", e))
 }
 
 /// A catalog factory that takes a key: Builtin is served by the deployment and has none.
@@ -139,47 +117,17 @@ pub fn check_provider(s: &str) -> Result<&'static Factory> {
     Ok(f)
 }
 
-/// The shape of a model name: 1..=128 characters, no control characters.
+/// The shape of a model name, by [`ModelName`]'s rules (the same as a connection's `llm_name`).
 pub fn check_model_name(s: &str) -> Result<String> {
-    if s.trim().is_empty() || s.chars().count() > MODEL_MAX {
-        return Err(ApiError::bad(
-            "model",
-            format!("must be 1 to {MODEL_MAX} characters"),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(ApiError::bad(
-            "model",
-            "must not contain control characters",
-        ));
-    }
-    Ok(s.to_owned())
+    ModelName::parse(s)
+        .map(ModelName::into_string)
+        .map_err(|e| ApiError::bad("model", e))
 }
 
 /// The provider key: not blank, 8 characters to 16 KiB, no control characters. Messages never
 /// echo it.
 pub fn check_api_key(s: &str) -> Result<&str> {
-    if s.trim().is_empty() {
-        return Err(ApiError::bad("api_key", "must not be empty"));
-    }
-    if s.chars().count() < MIN_SECRET_LEN {
-        return Err(ApiError::bad(
-            "api_key",
-            format!("must be at least {MIN_SECRET_LEN} characters"),
-        ));
-    }
-    if s.len() > MAX_SECRET_LEN {
-        return Err(ApiError::bad(
-            "api_key",
-            format!("must be at most {MAX_SECRET_LEN} bytes"),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(ApiError::bad(
-            "api_key",
-            "must not contain control characters",
-        ));
-    }
+    crate::providers::secret("api_key", s).map_err(|(f, why)| ApiError::bad(&f, why))?;
     Ok(s)
 }
 
@@ -311,13 +259,6 @@ impl<P: Platform> App<P> {
         Ok(reply.after(touch))
     }
 
-    fn ai_keyring(&self) -> Result<&Keyring> {
-        self.config
-            .keyring
-            .as_ref()
-            .ok_or_else(|| ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into()))
-    }
-
     /// Seal a gateway key's provider key to its tenant, row and endpoint: `(key_version, sealed)`.
     fn seal_ai_key(
         &self,
@@ -326,22 +267,27 @@ impl<P: Platform> App<P> {
         endpoint: Option<&str>,
         api_key: &str,
     ) -> Result<(i64, String)> {
-        let aad = ai_key_aad(tenant_id, id, endpoint);
-        let (v, sealed) = self
-            .ai_keyring()?
-            .seal(api_key, &aad, &|b| self.platform.fill_random(b));
-        Ok((i64::from(v), sealed))
+        let slot = Slot::GatewayKey {
+            tenant_id,
+            id,
+            endpoint,
+        };
+        self.vault()
+            .seal(slot, api_key, &|b| self.platform.fill_random(b))
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     /// Open a gateway key's sealed provider key, for the relay. Any failure (no master key, a
     /// retired key version, a tampered or moved row) is an internal error that names the row only.
     pub fn ai_key_secret(&self, k: &AiKey) -> Result<String> {
-        let keyring = self.ai_keyring()?;
-        let aad = ai_key_aad(&k.tenant_id, &k.id, k.endpoint.as_deref());
-        let version = u32::try_from(k.key_version).unwrap_or(0);
-        keyring.open(version, &k.api_key, &aad).map_err(|e| {
-            ApiError::Internal(format!("api_key of AI key {} cannot be opened: {e}", k.id))
-        })
+        let slot = Slot::GatewayKey {
+            tenant_id: &k.tenant_id,
+            id: &k.id,
+            endpoint: k.endpoint.as_deref(),
+        };
+        self.vault()
+            .open(slot, k.key_version, &k.api_key)
+            .map_err(|e| super::models::opening_failed(e, || format!("api_key of AI key {}", k.id)))
     }
 
     /// The model must be one the relay can reach with this key: a catalog model of the factory,
@@ -612,21 +558,29 @@ impl<P: Platform> App<P> {
                 .map(|t| t.map_or_else(|| "null".into(), rfc3339)),
         );
 
-        let changed = db
-            .batch(vec![
-                store::update(&caller.tenant_id, &stored.id, &changes, expect, now),
-                audit::record_if_changed(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "ai_key.update",
-                    &stored.id,
-                    Some(&caller.tenant_id),
-                    &detail.join(" "),
-                ),
-            ])
+        let mut batch = Batch::new();
+        let updated = batch
+            .push(store::update(
+                &caller.tenant_id,
+                &stored.id,
+                &changes,
+                expect,
+                now,
+            ))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "ai_key.update",
+                &stored.id,
+                Some(&caller.tenant_id),
+                &detail.join(" "),
+            ))
+            .handle();
+        let done = batch
+            .run(db)
             .await
             .map_err(|e| alias_conflict(e, changes.alias.as_deref()))?;
-        if changed.first().copied().unwrap_or(0) > 0 {
+        if done.did_change(updated) {
             // Answer from what was read and changed: nothing may fail after the commit.
             return Ok(Reply::ok(ai_key_json(&changes.applied_to(&stored, now))));
         }
@@ -643,22 +597,19 @@ impl<P: Platform> App<P> {
 
     async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
         let now = self.platform.now_ms();
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                store::delete(&caller.tenant_id, id),
-                audit::record_if_changed(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "ai_key.delete",
-                    id,
-                    Some(&caller.tenant_id),
-                    "",
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let deleted = batch
+            .push(store::delete(&caller.tenant_id, id))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "ai_key.delete",
+                id,
+                Some(&caller.tenant_id),
+                "",
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(deleted) {
             return Err(not_found());
         }
         Ok(Reply::ok(Value::Bool(true)))
@@ -668,6 +619,7 @@ impl<P: Platform> App<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::MAX_SECRET_LEN;
 
     fn rejected<T: std::fmt::Debug>(r: Result<T>) -> String {
         match r {

@@ -110,29 +110,13 @@ impl From<DbError> for ApiError {
             DbError::ForeignKey(_) => {
                 ApiError::NotFound("A resource this request refers to no longer exists".into())
             }
+            DbError::Decode(m) => ApiError::Internal(format!("row decoding: {m}")),
             DbError::Other(m) => ApiError::Internal(m),
         }
     }
 }
 
-/// Replace every `kws_...` run of base62 characters with `kws_[redacted]`.
-pub fn redact_secrets(s: &str) -> String {
-    let prefix = crate::domain::keys::SECRET_PREFIX;
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(prefix) {
-        out.push_str(&rest[..i]);
-        out.push_str(prefix);
-        out.push_str("[redacted]");
-        let after = &rest[i + prefix.len()..];
-        let end = after
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(after.len());
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use crate::domain::keys::redact_secrets;
 
 /// Turn SQLite's `UNIQUE constraint failed: users.username` into `username already exists`.
 fn conflict_message(sqlite: &str) -> String {

@@ -6,11 +6,12 @@ use super::idempotency::{self, twin_or, Idem};
 use super::page::{Cursor, PageRequest};
 use super::{App, Reply, Result};
 use crate::domain::keys::{generate_access_key, Secret};
+use crate::domain::names::Description;
+use crate::domain::new_id;
 use crate::domain::time::{rfc3339, MS_PER_MINUTE};
-use crate::domain::{names, new_id};
 use crate::store::keys::{self as key_store, KeyRecord};
 use crate::store::settings::{self, KeyPolicy};
-use crate::store::{audit, users::User, Db, Platform};
+use crate::store::{audit, users::User, Batch, Platform};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -92,8 +93,9 @@ impl<P: Platform> App<P> {
         body: CreateKey,
         idem: Option<Idem>,
     ) -> Result<Reply> {
-        let description = names::description(body.description.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::bad("description", e))?;
+        let description = Description::parse(body.description.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad("description", e))?
+            .into_string();
         let policy = self.key_policy().await?;
         let now = self.platform.now_ms();
         if let Issuer::SelfService { .. } = issuer {
@@ -176,29 +178,33 @@ impl<P: Platform> App<P> {
             last_used_at: None,
             prev_valid_until: None,
         };
-        let mut batch = vec![
-            key_store::insert_within_limit(&record, &secret.hash(), policy.max_keys_per_user, now),
-            audit::record_if_changed(
+        let mut batch = Batch::new();
+        let created = batch
+            .push(key_store::insert_within_limit(
+                &record,
+                &secret.hash(),
+                policy.max_keys_per_user,
+                now,
+            ))
+            .then_if_changed(audit::record_if_changed(
                 now,
                 issuer.actor(),
                 "api_key.create",
                 &format!("{}/{}", user.username, record.id),
                 Some(&user.tenant_id),
                 &format!("access_key={}", record.access_key),
-            ),
-        ];
+            ))
+            .handle();
         if let Some(i) = &idem {
             batch.extend(i.record(&record.id, None, now));
             // Refused at the limit: the request made no key, so it is not remembered either.
             batch.push(i.forget_unless_key(&record.id));
         }
-        let changed = self
-            .platform
-            .db()
-            .batch(batch)
+        let done = batch
+            .run(self.platform.db())
             .await
             .map_err(|e| twin_or(e, ApiError::from))?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        if !done.did_change(created) {
             return Err(ApiError::Conflict(format!(
                 "{} already holds {} unexpired keys, the most allowed (max_keys_per_user); \
                  delete one first",
@@ -257,22 +263,19 @@ impl<P: Platform> App<P> {
         id: &str,
     ) -> Result<Reply> {
         let now = self.platform.now_ms();
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                key_store::delete_for_user(id, &user.username),
-                audit::record_if_changed(
-                    now,
-                    issuer.actor(),
-                    "api_key.delete",
-                    &format!("{}/{id}", user.username),
-                    Some(&user.tenant_id),
-                    "",
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let deleted = batch
+            .push(key_store::delete_for_user(id, &user.username))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                issuer.actor(),
+                "api_key.delete",
+                &format!("{}/{id}", user.username),
+                Some(&user.tenant_id),
+                "",
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(deleted) {
             return Err(not_found_key(id));
         }
         super::auth::forget_verified(Some(id));
@@ -315,34 +318,33 @@ impl<P: Platform> App<P> {
         let now = self.platform.now_ms();
         let secret = Secret::generate(&self.random());
         let until = (grace > 0).then(|| now + grace * MS_PER_MINUTE);
-        let mut batch = vec![
-            key_store::rotate(
+        let mut batch = Batch::new();
+        let rotated = batch
+            .push(key_store::rotate(
                 id,
                 &user.username,
                 &secret.hash(),
                 &secret.hint(),
                 until,
                 now,
-            ),
-            audit::record_if_changed(
+            ))
+            .then_if_changed(audit::record_if_changed(
                 now,
                 issuer.actor(),
                 "api_key.rotate",
                 &format!("{}/{id}", user.username),
                 Some(&user.tenant_id),
                 &format!("grace_minutes={grace}"),
-            ),
-        ];
+            ))
+            .handle();
         if let Some((i, caller_hash)) = idem {
             batch.extend(i.record(id, caller_hash, now));
         }
-        let changed = self
-            .platform
-            .db()
-            .batch(batch)
+        let done = batch
+            .run(self.platform.db())
             .await
             .map_err(|e| twin_or(e, ApiError::from))?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        if !done.did_change(rotated) {
             return Err(not_found_key(id));
         }
         super::auth::forget_verified(Some(id));
@@ -374,22 +376,25 @@ impl<P: Platform> App<P> {
         may_rotate(issuer, &record)?;
         let now = self.platform.now_ms();
         let secret = Secret::generate(&self.random());
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                key_store::resecret(id, &user.username, &secret.hash(), &secret.hint(), now),
-                audit::record_if_changed(
-                    now,
-                    issuer.actor(),
-                    action,
-                    &format!("{}/{id}", user.username),
-                    Some(&user.tenant_id),
-                    "replayed (Idempotency-Key): new secret",
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let resecreted = batch
+            .push(key_store::resecret(
+                id,
+                &user.username,
+                &secret.hash(),
+                &secret.hint(),
+                now,
+            ))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                issuer.actor(),
+                action,
+                &format!("{}/{id}", user.username),
+                Some(&user.tenant_id),
+                "replayed (Idempotency-Key): new secret",
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(resecreted) {
             return Err(gone());
         }
         super::auth::forget_verified(Some(id));

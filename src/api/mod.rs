@@ -132,6 +132,11 @@ impl<P: Platform> App<P> {
         App { platform, config }
     }
 
+    /// The cron's purge over this app's platform; see [`crate::jobs::purge`].
+    pub async fn purge(&self) -> Result<crate::jobs::PurgeReport, crate::store::DbError> {
+        crate::jobs::purge(&self.platform).await
+    }
+
     /// Answer one request. Never panics on input; every failure is an envelope with its status.
     pub async fn handle(&self, req: Request) -> Response {
         // First of all, before routing, authentication or any storage read: a request from a

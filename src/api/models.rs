@@ -7,12 +7,12 @@ use super::http::Request;
 use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::catalog::{self, Connection as Kind, Factory, ModelType};
-use crate::domain::crypto::credential_aad;
+use crate::domain::vault::{Slot, Vault, VaultError};
 use crate::providers::probe::{self, ProbeFailure};
 use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
 use crate::store::outbound::Outbound;
 use crate::store::providers::{self, Connection};
-use crate::store::{audit, defaults, Db, Platform};
+use crate::store::{audit, defaults, Batch, Platform};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -283,14 +283,19 @@ impl<P: Platform> App<P> {
         let (key_version, credential) = if spec.secrets.0.is_empty() {
             (None, None)
         } else {
-            let keyring = self.config.keyring.as_ref().ok_or_else(|| {
-                ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into())
-            })?;
-            let aad = credential_aad(&caller.tenant_id, &spec.factory.name, &spec.llm_name, &id);
-            let (v, sealed) = keyring.seal(&spec.secrets.to_json(), &aad, &|b| {
-                self.platform.fill_random(b)
-            });
-            (Some(i64::from(v)), Some(sealed))
+            let slot = Slot::Connection {
+                tenant_id: &caller.tenant_id,
+                factory: &spec.factory.name,
+                llm_name: &spec.llm_name,
+                id: &id,
+            };
+            let (v, sealed) = self
+                .vault()
+                .seal(slot, &spec.secrets.to_json(), &|b| {
+                    self.platform.fill_random(b)
+                })
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            (Some(v), Some(sealed))
         };
         let conn = Connection {
             id,
@@ -313,22 +318,19 @@ impl<P: Platform> App<P> {
             None => endpoint_host(new_endpoint.as_deref()),
         };
         let seen = before.as_ref().map(|c| c.api_base.as_deref());
-        let changed = self
-            .platform
-            .db()
-            .batch(vec![
-                providers::upsert(&conn, seen),
-                audit::record_if_changed(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "model.add",
-                    &format!("{}/{}", conn.factory, conn.llm_name),
-                    Some(&caller.tenant_id),
-                    &format!("verified={} endpoint={endpoint}", spec.verify),
-                ),
-            ])
-            .await?;
-        if changed.first().copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let upserted = batch
+            .push(providers::upsert(&conn, seen))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "model.add",
+                &format!("{}/{}", conn.factory, conn.llm_name),
+                Some(&caller.tenant_id),
+                &format!("verified={} endpoint={endpoint}", spec.verify),
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(upserted) {
             return Err(ApiError::Conflict(
                 "The connection was changed by another request meanwhile; nothing was changed, \
                  try again"
@@ -385,19 +387,22 @@ impl<P: Platform> App<P> {
         let (Some(version), Some(sealed)) = (c.key_version, c.credential.as_deref()) else {
             return Ok(Secrets::default());
         };
-        let keyring =
-            self.config.keyring.as_ref().ok_or_else(|| {
-                ApiError::Internal("KEYWARD_ENCRYPTION_KEY is not configured".into())
-            })?;
-        let aad = credential_aad(&c.tenant_id, &c.factory, &c.llm_name, &c.id);
-        let version = u32::try_from(version).unwrap_or(0);
-        let plain = keyring.open(version, sealed, &aad).map_err(|e| {
-            ApiError::Internal(format!(
-                "credential of connection {} cannot be opened: {e}",
-                c.id
-            ))
-        })?;
+        let slot = Slot::Connection {
+            tenant_id: &c.tenant_id,
+            factory: &c.factory,
+            llm_name: &c.llm_name,
+            id: &c.id,
+        };
+        let plain = self
+            .vault()
+            .open(slot, version, sealed)
+            .map_err(|e| opening_failed(e, || format!("credential of connection {}", c.id)))?;
         Ok(Secrets::from_json(&plain))
+    }
+
+    /// The deployment's vault: the one way credentials of any row are sealed and opened.
+    pub(crate) fn vault(&self) -> Vault<'_> {
+        Vault::new(self.config.keyring.as_ref())
     }
 
     async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
@@ -414,21 +419,21 @@ impl<P: Platform> App<P> {
             ));
         }
         let name = body.llm_name.as_deref().filter(|n| !n.is_empty());
-        let mut batch = providers::delete(&caller.tenant_id, &factory.name, name);
-        let conn_row = batch.len() - 1;
         let now = self.platform.now_ms();
-        batch.push(audit::record_if_changed(
-            now,
-            audit::Actor::User(&caller.username),
-            "model.remove",
-            &format!("{}/{}", factory.name, name.unwrap_or("")),
-            Some(&caller.tenant_id),
-            "",
-        ));
-        // Retire the cached defaults only if the audit entry (so the removal) happened.
-        batch.push(defaults::bump_version_if_changed(&caller.tenant_id));
-        let changed = self.platform.db().batch(batch).await?;
-        if changed.get(conn_row).copied().unwrap_or(0) == 0 {
+        let mut batch = Batch::new();
+        let removed = providers::delete(&mut batch, &caller.tenant_id, &factory.name, name)
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "model.remove",
+                &format!("{}/{}", factory.name, name.unwrap_or("")),
+                Some(&caller.tenant_id),
+                "",
+            ))
+            // Retire the cached defaults only if the audit entry (so the removal) happened.
+            .then_if_changed(defaults::bump_version_if_changed(&caller.tenant_id))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(removed) {
             let what = match name {
                 Some(n) => format!("Model {} of factory {}", printable(n), factory.name),
                 None => format!("Factory {}", factory.name),
@@ -462,5 +467,16 @@ pub fn endpoint_change(old: Option<&str>, new: Option<&str>) -> String {
         format!("{o}->{n} (path changed)")
     } else {
         format!("{o}->{n}")
+    }
+}
+
+/// A sealed credential that did not open: a missing keyring says so alone; anything else names
+/// the row (`what`), never the credential.
+pub(crate) fn opening_failed(e: VaultError, what: impl FnOnce() -> String) -> ApiError {
+    match e {
+        VaultError::NotConfigured => ApiError::Internal(e.to_string()),
+        VaultError::BadVersion(_) | VaultError::Open(_) => {
+            ApiError::Internal(format!("{} cannot be opened: {e}", what()))
+        }
     }
 }

@@ -162,7 +162,8 @@ impl<P: Platform> App<P> {
             .filter(|m| m.connection.is_some())
             .map(|m| json!({"id": m.id(), "object": "model", "created": 0, "owned_by": m.factory.name}))
             .collect();
-        let keys = ai_keys::search(
+        // One page, not counted: the list has no total to show.
+        let keys = ai_keys::page(
             self.platform.db(),
             &caller.tenant_id,
             &ai_keys::Filter {
@@ -173,7 +174,7 @@ impl<P: Platform> App<P> {
         )
         .await
         .map_err(ApiError::from)?;
-        data.extend(keys.1.iter().map(
+        data.extend(keys.iter().map(
             |k| json!({"id": k.alias, "object": "model", "created": 0, "owned_by": "keyward"}),
         ));
         Ok(Response::json(
@@ -465,7 +466,14 @@ impl<P: Platform> App<P> {
                         break;
                     }
                 }
-                return Err(upstream_status_error(up.status, &bytes, &host, &scrubber));
+                let retry_after = upstream_retry_after(&up.headers, self.platform.now_ms());
+                return Err(upstream_status_error(
+                    up.status,
+                    &bytes,
+                    &host,
+                    &scrubber,
+                    retry_after,
+                ));
             }
             let mode = match target.upstream.style {
                 ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
@@ -582,7 +590,14 @@ impl<P: Platform> App<P> {
         on_usage: relay::OnUsage,
     ) -> RResult<Response> {
         if !(200..300).contains(&up.status) {
-            return Err(upstream_status_error(up.status, &up.body, host, scrubber));
+            let retry_after = upstream_retry_after(&up.headers, self.platform.now_ms());
+            return Err(upstream_status_error(
+                up.status,
+                &up.body,
+                host,
+                scrubber,
+                retry_after,
+            ));
         }
         let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
             RelayError::new(
@@ -661,9 +676,39 @@ fn transport_error(
     }
 }
 
+/// The longest wait a provider's `Retry-After` is passed on with (a day); a longer one is capped,
+/// so a client is never told to stay away for longer than that.
+pub const MAX_RETRY_AFTER: u64 = 86_400;
+
+/// A provider's `Retry-After` as seconds from `now_ms`: delta-seconds or an HTTP date (RFC 9110
+/// section 10.2.3), capped at [`MAX_RETRY_AFTER`]; `None` if absent or unreadable (then nothing is
+/// passed on rather than a guess).
+fn upstream_retry_after(headers: &[(String, String)], now_ms: i64) -> Option<u64> {
+    let value = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))?
+        .1
+        .trim();
+    let seconds = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        value.parse::<u64>().unwrap_or(u64::MAX)
+    } else {
+        let at = crate::domain::time::parse_http_date(value)?;
+        // Round up: a client that waits the whole seconds told is not early.
+        u64::try_from((at - now_ms).max(0)).ok()?.div_ceil(1000)
+    };
+    Some(seconds.min(MAX_RETRY_AFTER))
+}
+
 /// A provider's refusal, passed on without the credential. Its 401/403 are about the tenant's
-/// provider key, not the caller's keyward key, so they become 502s.
-fn upstream_status_error(status: u16, body: &[u8], host: &str, scrubber: &Scrubber) -> RelayError {
+/// provider key, not the caller's keyward key, so they become 502s. A 429's `retry_after`
+/// (from [`upstream_retry_after`]) goes on to the client.
+fn upstream_status_error(
+    status: u16,
+    body: &[u8],
+    host: &str,
+    scrubber: &Scrubber,
+    retry_after: Option<u64>,
+) -> RelayError {
     let why = reason(body)
         .map(|r| probe::clean(&r, scrubber))
         .unwrap_or_else(|| format!("HTTP {status}"));
@@ -689,12 +734,15 @@ fn upstream_status_error(status: u16, body: &[u8], host: &str, scrubber: &Scrubb
             Some("upstream_auth_failed"),
             format!("{host} refused the configured credential: {why}"),
         ),
-        429 => RelayError::new(
-            429,
-            "rate_limit_error",
-            Some("upstream_rate_limited"),
-            format!("{host} is rate limiting: {why}"),
-        ),
+        429 => RelayError {
+            retry_after,
+            ..RelayError::new(
+                429,
+                "rate_limit_error",
+                Some("upstream_rate_limited"),
+                format!("{host} is rate limiting: {why}"),
+            )
+        },
         400..=499 => RelayError::new(
             status,
             "invalid_request_error",

@@ -130,6 +130,25 @@ pub fn parse_token(token: &str) -> Option<(String, Secret)> {
     Some((access.to_owned(), Secret::parse(secret)?))
 }
 
+/// Replace every `kws_...` run of base62 characters with `kws_[redacted]`.
+pub fn redact_secrets(s: &str) -> String {
+    let prefix = SECRET_PREFIX;
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        out.push_str(prefix);
+        out.push_str("[redacted]");
+        let after = &rest[i + prefix.len()..];
+        let end = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ pub mod crypto;
 pub mod keys;
 pub mod names;
 pub mod time;
+pub mod vault;
 
 /// A fresh random identifier: 32 lowercase hex characters (128 bits), RAGFlow's id shape.
 pub fn new_id(fill_random: impl FnOnce(&mut [u8])) -> String {

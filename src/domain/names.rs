@@ -40,7 +40,7 @@ impl Username {
 }
 
 /// Free text with a length bound and no control characters (names, descriptions).
-pub fn text(s: &str, min: usize, max: usize) -> Result<String, Invalid> {
+fn text(s: &str, min: usize, max: usize) -> Result<String, Invalid> {
     let n = s.chars().count();
     if n < min || s.trim().chars().count() < min {
         return Err("must not be empty".into());
@@ -54,14 +54,121 @@ pub fn text(s: &str, min: usize, max: usize) -> Result<String, Invalid> {
     Ok(s.to_owned())
 }
 
-/// A tenant's name: 1..=128 printable characters.
-pub fn tenant_name(s: &str) -> Result<String, Invalid> {
-    text(s, 1, 128)
+/// A validated string newtype: `parse` is its only constructor, and the value inside can only be
+/// read (or taken out with `into_string`).
+macro_rules! newtype {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-/// A key's description: 0..=256 printable characters.
-pub fn description(s: &str) -> Result<String, Invalid> {
-    text(s, 0, 256)
+newtype!(
+    /// A tenant's name: 1..=128 printable characters.
+    TenantName
+);
+impl TenantName {
+    pub const MAX: usize = 128;
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        text(s, 1, Self::MAX).map(TenantName)
+    }
+}
+
+newtype!(
+    /// A user key's description: 0..=256 printable characters.
+    Description
+);
+impl Description {
+    pub const MAX: usize = 256;
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        text(s, 0, Self::MAX).map(Description)
+    }
+}
+
+newtype!(
+    /// A gateway key's alias, which clients send as the `model` of a relay call: 1..=64 ASCII
+    /// letters, digits and `._-` (nothing a URL, a header or a log line needs to escape).
+    Alias
+);
+impl Alias {
+    pub const MAX: usize = 64;
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.is_empty() || s.chars().count() > Self::MAX {
+            return Err(format!("must be 1 to {} characters", Self::MAX));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err("may contain only letters, digits and . _ -".into());
+        }
+        Ok(Alias(s.to_owned()))
+    }
+}
+
+newtype!(
+    /// A provider's model name, as a connection (`llm_name`) or a gateway key (`model`) names it:
+    /// 1..=128 characters, not blank, no control characters. Providers name models freely
+    /// (`gpt-4o`, `models/gemini-1.5-pro`, `llama3.2:latest`), so nothing more is required.
+    ModelName
+);
+impl ModelName {
+    pub const MAX: usize = 128;
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.trim().is_empty() || s.chars().count() > Self::MAX {
+            return Err(format!("must be 1 to {} characters", Self::MAX));
+        }
+        if has_control(s) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(ModelName(s.to_owned()))
+    }
+}
+
+newtype!(
+    /// A URL a tenant gives (a provider's base URL, an endpoint, a token URI): http or https
+    /// only, a host, no userinfo, no query, no fragment, at most 2048 characters. Kept without a
+    /// trailing slash so paths can be appended. Where it may point (public addresses only, not
+    /// this deployment) is the egress policy's decision, at each call.
+    BaseUrl
+);
+impl BaseUrl {
+    pub const MAX: usize = 2048;
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw.len() > Self::MAX {
+            return Err(format!("must be at most {} characters", Self::MAX));
+        }
+        let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("must use http or https".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain a user name or password".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must name a host".into());
+        }
+        if url.fragment().is_some() || url.query().is_some() {
+            return Err("must not contain a query or fragment".into());
+        }
+        Ok(BaseUrl(url.as_str().trim_end_matches('/').to_owned()))
+    }
 }
 
 /// A user's role inside their tenant.
@@ -152,13 +259,57 @@ mod tests {
 
     #[test]
     fn text_fields_bound_length_and_refuse_control_characters() {
-        assert!(tenant_name("Acme, Inc. 'quoted' %_").is_ok());
-        assert!(tenant_name("").is_err());
-        assert!(tenant_name("   ").is_err());
-        assert!(tenant_name(&"x".repeat(129)).is_err());
-        assert!(tenant_name("a\nb").is_err());
-        assert!(description("").is_ok());
-        assert!(description(&"é".repeat(256)).is_ok());
-        assert!(description(&"é".repeat(257)).is_err());
+        assert!(TenantName::parse("Acme, Inc. 'quoted' %_").is_ok());
+        assert!(TenantName::parse("").is_err());
+        assert!(TenantName::parse("   ").is_err());
+        assert!(TenantName::parse(&"x".repeat(129)).is_err());
+        assert!(TenantName::parse("a\nb").is_err());
+        assert!(Description::parse("").is_ok());
+        assert!(Description::parse(&"é".repeat(256)).is_ok());
+        assert!(Description::parse(&"é".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn a_model_name_has_one_rule_for_connections_and_gateway_keys() {
+        for ok in [
+            "gpt-4o",
+            "models/gemini-1.5-pro",
+            "llama3.2:latest",
+            &"é".repeat(128),
+        ] {
+            assert_eq!(
+                ModelName::parse(ok).map(ModelName::into_string).as_deref(),
+                Ok(ok)
+            );
+        }
+        assert_eq!(
+            ModelName::parse(" ").unwrap_err(),
+            "must be 1 to 128 characters"
+        );
+        assert_eq!(
+            ModelName::parse(&"x".repeat(129)).unwrap_err(),
+            "must be 1 to 128 characters"
+        );
+        assert_eq!(
+            ModelName::parse("a\tb").unwrap_err(),
+            "must not contain control characters"
+        );
+    }
+
+    #[test]
+    fn urls_are_http_with_a_host_and_nothing_hidden() {
+        assert_eq!(
+            BaseUrl::parse("http://127.0.0.1:1/v1/").unwrap().as_str(),
+            "http://127.0.0.1:1/v1"
+        );
+        for (bad, why) in [
+            ("ftp://h/x", "must use http or https"),
+            ("https://u:p@h/", "must not contain a user name or password"),
+            ("https://h/?a=1", "must not contain a query or fragment"),
+            ("https://h/#f", "must not contain a query or fragment"),
+        ] {
+            assert_eq!(BaseUrl::parse(bad).unwrap_err(), why, "{bad}");
+        }
+        assert!(BaseUrl::parse(&format!("https://h/{}", "x".repeat(2048))).is_err());
     }
 }

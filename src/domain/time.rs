@@ -18,6 +18,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// Parse an HTTP date (RFC 9110's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`, which is RFC
+/// 2822 syntax) to milliseconds since the epoch.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc2822(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ pub mod scrub;
 use crate::catalog::{self, Auth, Connection as Kind, Factory, ModelType};
 use crate::domain::crypto::mask;
 use crate::domain::keys::sha256_hex;
-use crate::domain::names;
+use crate::domain::names::{BaseUrl, ModelName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -141,26 +141,11 @@ pub fn connection_id(tenant_id: &str, factory: &str, llm_name: &str) -> String {
     sha256_hex(format!("{tenant_id}\0{factory}\0{llm_name}").as_bytes())[..32].to_owned()
 }
 
-/// A tenant-given URL: http or https only, a host, no userinfo, no fragment. Returned without a
-/// trailing slash so paths can be appended.
+/// A tenant-given URL in field `name`, by [`BaseUrl`]'s rules (the only URL validation).
 pub fn check_url(name: &str, raw: &str) -> Result<String, FieldError> {
-    if raw.len() > 2048 {
-        return Err(field(name, "must be at most 2048 characters"));
-    }
-    let url = url::Url::parse(raw).map_err(|e| field(name, format!("is not a valid URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(field(name, "must use http or https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(field(name, "must not contain a user name or password"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(field(name, "must name a host"));
-    }
-    if url.fragment().is_some() || url.query().is_some() {
-        return Err(field(name, "must not contain a query or fragment"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    BaseUrl::parse(raw)
+        .map(BaseUrl::into_string)
+        .map_err(|why| field(name, why))
 }
 
 fn token_like(name: &str, s: &str, max: usize) -> Result<String, FieldError> {
@@ -176,7 +161,10 @@ fn token_like(name: &str, s: &str, max: usize) -> Result<String, FieldError> {
     Ok(s.to_owned())
 }
 
-fn secret(name: &str, s: &str) -> Result<String, FieldError> {
+/// A provider credential in field `name`: not blank, [`MIN_SECRET_LEN`] characters to
+/// [`MAX_SECRET_LEN`] bytes, no control characters. Connections and gateway keys both check
+/// theirs here; messages never echo it.
+pub fn secret(name: &str, s: &str) -> Result<String, FieldError> {
     if s.trim().is_empty() {
         return Err(field(name, "must not be empty"));
     }
@@ -318,7 +306,11 @@ impl AddModel {
             None => None,
         };
         let llm_name = match self.llm_name.as_deref() {
-            Some(n) => Some(names::text(n, 1, 128).map_err(|e| field("llm_name", e))?),
+            Some(n) => Some(
+                ModelName::parse(n)
+                    .map_err(|e| field("llm_name", e))?
+                    .into_string(),
+            ),
             None => None,
         };
         let base_url = match self.base_url.as_deref() {

@@ -176,7 +176,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 
 /// [`scrub`] with the call's scrubber already built.
 pub fn clean(text: &str, scrubber: &Scrubber) -> String {
-    crate::api::error::redact_secrets(&scrubber.text(text))
+    crate::domain::keys::redact_secrets(&scrubber.text(text))
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX_REASON)

@@ -39,7 +39,7 @@ pub struct AiKey {
     pub update_date: i64,
 }
 
-/// The column list every SELECT reads, as a literal so it can be `concat!`ed into `&'static str` SQL.
+/// Every column of `ai_keys`, in the order INSERT binds them; every SELECT and INSERT uses it, as a literal so it can be `concat!`ed into `&'static str` SQL.
 macro_rules! columns {
     () => {
         "id, tenant_id, alias, provider, model, status, key_version, api_key, api_key_hint, \
@@ -60,38 +60,40 @@ macro_rules! search_where {
     };
 }
 
-fn from_row(r: &Row) -> AiKey {
-    AiKey {
-        id: r.text("id").unwrap_or_default(),
-        tenant_id: r.text("tenant_id").unwrap_or_default(),
-        alias: r.text("alias").unwrap_or_default(),
-        provider: r.text("provider").unwrap_or_default(),
-        model: r.text("model").unwrap_or_default(),
-        status: r.text("status").unwrap_or_default(),
-        key_version: r.int("key_version").unwrap_or_default(),
-        api_key: r.text("api_key").unwrap_or_default(),
-        api_key_hint: r.text("api_key_hint").unwrap_or_default(),
-        endpoint: r.text("endpoint"),
-        input_limit: r.int("input_limit").unwrap_or_default(),
-        output_limit: r.int("output_limit").unwrap_or_default(),
-        usage_limit_policy: r.text("usage_limit_policy").unwrap_or_default(),
-        expire_time: r.int("expire_time"),
-        used_input_tokens: r.int("used_input_tokens").unwrap_or_default(),
-        used_output_tokens: r.int("used_output_tokens").unwrap_or_default(),
-        last_used_at: r.int("last_used_at"),
-        create_date: r.int("create_date").unwrap_or_default(),
-        update_date: r.int("update_date").unwrap_or_default(),
-    }
+fn from_row(r: &Row) -> Result<AiKey, DbError> {
+    Ok(AiKey {
+        id: r.text("id")?,
+        tenant_id: r.text("tenant_id")?,
+        alias: r.text("alias")?,
+        provider: r.text("provider")?,
+        model: r.text("model")?,
+        status: r.text("status")?,
+        key_version: r.int("key_version")?,
+        api_key: r.text("api_key")?,
+        api_key_hint: r.text("api_key_hint")?,
+        endpoint: r.text_opt("endpoint")?,
+        input_limit: r.int("input_limit")?,
+        output_limit: r.int("output_limit")?,
+        usage_limit_policy: r.text("usage_limit_policy")?,
+        expire_time: r.int_opt("expire_time")?,
+        used_input_tokens: r.int("used_input_tokens")?,
+        used_output_tokens: r.int("used_output_tokens")?,
+        last_used_at: r.int_opt("last_used_at")?,
+        create_date: r.int("create_date")?,
+        update_date: r.int("update_date")?,
+    })
 }
 
 /// A new key. The `(tenant_id, alias)` UNIQUE constraint is the arbiter of duplicate aliases, so
 /// of two concurrent inserts exactly one succeeds.
 pub fn insert(k: &AiKey) -> Stmt {
     stmt!(
-        "INSERT INTO ai_keys (id, tenant_id, alias, provider, model, status, key_version, api_key, \
-         api_key_hint, input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
-         used_output_tokens, last_used_at, create_date, update_date, endpoint) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+        concat!(
+            "INSERT INTO ai_keys (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19)"
+        ),
         &k.id,
         &k.tenant_id,
         &k.alias,
@@ -127,7 +129,7 @@ pub async fn get(db: &impl Db, tenant_id: &str, id: &str) -> Result<Option<AiKey
             id
         ))
         .await?;
-    Ok(rows.first().map(from_row))
+    super::decode_first(&rows, from_row)
 }
 
 /// One key of a tenant by its alias (unique within the tenant); the relay resolves `model` with it.
@@ -147,7 +149,7 @@ pub async fn get_by_alias(
             alias
         ))
         .await?;
-    Ok(rows.first().map(from_row))
+    super::decode_first(&rows, from_row)
 }
 
 /// What a list asks for. `search` is the raw term; it is escaped here, so `%` and `_` match
@@ -170,18 +172,28 @@ pub async fn search(
     tenant_id: &str,
     f: &Filter,
 ) -> Result<(i64, Vec<AiKey>), DbError> {
-    let total = db
-        .query(stmt!(
-            concat!("SELECT COUNT(*) AS n", search_where!()),
-            tenant_id,
-            f.search.as_deref(),
-            f.provider.as_deref(),
-            f.status.as_deref()
-        ))
-        .await?
-        .first()
-        .and_then(|r| r.int("n"))
-        .unwrap_or(0);
+    let total = count(db, tenant_id, f).await?;
+    Ok((total, page(db, tenant_id, f).await?))
+}
+
+/// How many keys match `f` (its limit and offset aside).
+async fn count(db: &impl Db, tenant_id: &str, f: &Filter) -> Result<i64, DbError> {
+    db.query(stmt!(
+        concat!("SELECT COUNT(*) AS n", search_where!()),
+        tenant_id,
+        f.search.as_deref(),
+        f.provider.as_deref(),
+        f.status.as_deref()
+    ))
+    .await?
+    .first()
+    .ok_or_else(|| DbError::Decode("COUNT(*) returned no row".into()))?
+    .int("n")
+}
+
+/// One page of the keys matching `f`, in [`search`]'s order, without counting them (the relay's
+/// model list needs no total).
+pub async fn page(db: &impl Db, tenant_id: &str, f: &Filter) -> Result<Vec<AiKey>, DbError> {
     let rows = db
         .query(stmt!(
             concat!(
@@ -198,7 +210,7 @@ pub async fn search(
             f.offset
         ))
         .await?;
-    Ok((total, rows.iter().map(from_row).collect()))
+    super::decode_all(&rows, from_row)
 }
 
 /// The fields a PUT changes; `None` leaves a column as it is.

@@ -1,6 +1,6 @@
 //! SQL for the audit log.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Db, DbError, Guard, Row, RowExt, Stmt};
 use crate::stmt;
 
 /// Who made a change. The kind is stored in its own column, so no user name (a user may be called
@@ -72,21 +72,29 @@ pub struct Entry {
     pub detail: String,
 }
 
-fn from_row(r: &Row) -> Entry {
-    Entry {
-        id: r.int("id").unwrap_or_default(),
-        at: r.int("at").unwrap_or_default(),
-        actor_kind: r
-            .text("actor_kind")
-            .as_deref()
-            .and_then(ActorKind::parse)
-            .unwrap_or(ActorKind::Unknown),
-        actor: r.text("actor").unwrap_or_default(),
-        action: r.text("action").unwrap_or_default(),
-        target: r.text("target").unwrap_or_default(),
-        tenant_id: r.text("tenant_id"),
-        detail: r.text("detail").unwrap_or_default(),
-    }
+/// The columns of `audit` an entry is written with, in INSERT's order; every SELECT reads these
+/// after `id` (which SQLite assigns), and both INSERTs use the list.
+macro_rules! columns {
+    () => {
+        "at, actor_kind, actor, action, target, tenant_id, detail"
+    };
+}
+
+fn from_row(r: &Row) -> Result<Entry, DbError> {
+    Ok(Entry {
+        id: r.int("id")?,
+        at: r.int("at")?,
+        actor_kind: {
+            let kind = r.text("actor_kind")?;
+            ActorKind::parse(&kind)
+                .ok_or_else(|| DbError::Decode(format!("audit.actor_kind {kind:?} is unknown")))?
+        },
+        actor: r.text("actor")?,
+        action: r.text("action")?,
+        target: r.text("target")?,
+        tenant_id: r.text_opt("tenant_id")?,
+        detail: r.text("detail")?,
+    })
 }
 
 /// The statement recording one mutation; callers put it in the same batch as the change.
@@ -99,8 +107,11 @@ pub fn record(
     detail: &str,
 ) -> Stmt {
     stmt!(
-        "INSERT INTO audit (at, actor_kind, actor, action, target, tenant_id, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        concat!(
+            "INSERT INTO audit (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
         at,
         actor.kind(),
         actor.name(),
@@ -123,10 +134,13 @@ pub async fn list(
     let (at, id) = before.unzip();
     let rows = db
         .query(stmt!(
-            "SELECT id, at, actor_kind, actor, action, target, tenant_id, detail FROM audit \
-             WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at >= ?2) \
-             AND (?3 IS NULL OR at < ?3 OR (at = ?3 AND id < ?4)) \
-             ORDER BY at DESC, id DESC LIMIT ?5",
+            concat!(
+                "SELECT id, ",
+                columns!(),
+                " FROM audit WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at >= ?2) \
+                 AND (?3 IS NULL OR at < ?3 OR (at = ?3 AND id < ?4)) \
+                 ORDER BY at DESC, id DESC LIMIT ?5"
+            ),
             tenant_id,
             since,
             at,
@@ -134,11 +148,13 @@ pub async fn list(
             limit
         ))
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    super::decode_all(&rows, from_row)
 }
 
-/// Like [`record`], but writes only if the statement just before it in the same batch changed a
-/// row (SQLite's `changes()`), so a no-op delete or rotate leaves no entry.
+/// Like [`record`], but writes only if the statement it follows changed a row (SQLite's
+/// `changes()`), so a no-op delete or rotate leaves no entry. Added with
+/// [`Pushed::then_if_changed`](super::Pushed::then_if_changed), which places it right after that
+/// statement.
 pub fn record_if_changed(
     at: i64,
     actor: Actor<'_>,
@@ -146,10 +162,13 @@ pub fn record_if_changed(
     target: &str,
     tenant_id: Option<&str>,
     detail: &str,
-) -> Stmt {
-    stmt!(
-        "INSERT INTO audit (at, actor_kind, actor, action, target, tenant_id, detail) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE changes() > 0",
+) -> Guard {
+    Guard::new(stmt!(
+        concat!(
+            "INSERT INTO audit (",
+            columns!(),
+            ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE changes() > 0"
+        ),
         at,
         actor.kind(),
         actor.name(),
@@ -157,5 +176,5 @@ pub fn record_if_changed(
         target,
         tenant_id,
         detail
-    )
+    ))
 }

@@ -1,6 +1,6 @@
 //! SQL for a tenant's default models.
 
-use super::{Db, DbError, RowExt, Stmt};
+use super::{Db, DbError, Guard, RowExt, Stmt};
 use crate::stmt;
 
 /// One default as stored.
@@ -11,21 +11,32 @@ pub struct Default {
     pub llm_name: String,
 }
 
+/// Every column of `tenant_defaults`, in INSERT's order; a list reads the first four.
+macro_rules! columns {
+    () => {
+        "tenant_id, model_type, factory, llm_name, connection_id, update_date"
+    };
+}
+
+/// A tenant's defaults.
 pub async fn list(db: &impl Db, tenant_id: &str) -> Result<Vec<Default>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT model_type, factory, llm_name FROM tenant_defaults WHERE tenant_id = ?1",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM tenant_defaults WHERE tenant_id = ?1"
+            ),
             tenant_id
         ))
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Default {
-            model_type: r.text("model_type").unwrap_or_default(),
-            factory: r.text("factory").unwrap_or_default(),
-            llm_name: r.text("llm_name").unwrap_or_default(),
+    super::decode_all(&rows, |r| {
+        Ok(Default {
+            model_type: r.text("model_type")?,
+            factory: r.text("factory")?,
+            llm_name: r.text("llm_name")?,
         })
-        .collect())
+    })
 }
 
 /// Set one type's default. `connection_id` is checked by its foreign key: a connection removed in
@@ -39,10 +50,13 @@ pub fn set(
     now: i64,
 ) -> Stmt {
     stmt!(
-        "INSERT INTO tenant_defaults (tenant_id, model_type, factory, llm_name, connection_id, update_date) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(tenant_id, model_type) DO UPDATE SET \
-         factory = excluded.factory, llm_name = excluded.llm_name, connection_id = excluded.connection_id, \
-         update_date = excluded.update_date",
+        concat!(
+            "INSERT INTO tenant_defaults (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(tenant_id, model_type) DO UPDATE SET \
+             factory = excluded.factory, llm_name = excluded.llm_name, \
+             connection_id = excluded.connection_id, update_date = excluded.update_date"
+        ),
         tenant_id,
         model_type,
         factory,
@@ -68,10 +82,11 @@ pub fn bump_version(tenant_id: &str) -> Stmt {
     )
 }
 
-/// Like [`bump_version`], but only when the statement before it in the batch changed a row.
-pub fn bump_version_if_changed(tenant_id: &str) -> Stmt {
-    stmt!(
+/// Like [`bump_version`], but only when the statement it follows changed a row; added with
+/// [`Pushed::then_if_changed`](super::Pushed::then_if_changed).
+pub fn bump_version_if_changed(tenant_id: &str) -> Guard {
+    Guard::new(stmt!(
         "UPDATE tenants SET defaults_version = defaults_version + 1 WHERE id = ?1 AND changes() > 0",
         tenant_id
-    )
+    ))
 }

@@ -22,6 +22,14 @@ pub struct Entry {
     pub created_at: i64,
 }
 
+/// The columns of `idempotency_keys` besides its key (`scope`, `key_hash`), in INSERT's order;
+/// the read and the insert use this list.
+macro_rules! columns {
+    () => {
+        "request, target, caller_hash, created_at"
+    };
+}
+
 /// The request `key_hash` names in `scope`, if it was made within the window before `now`.
 pub async fn get(
     db: &impl Db,
@@ -31,8 +39,11 @@ pub async fn get(
 ) -> Result<Option<Entry>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT request, target, caller_hash, created_at FROM idempotency_keys \
-             WHERE scope = ?1 AND key_hash = ?2 AND created_at > ?3",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM idempotency_keys WHERE scope = ?1 AND key_hash = ?2 AND created_at > ?3"
+            ),
             scope,
             key_hash,
             now - WINDOW_MS
@@ -41,17 +52,13 @@ pub async fn get(
     rows.first()
         .map(|r| {
             Ok(Entry {
-                request: r.text("request").ok_or_else(|| missing("request"))?,
-                target: r.text("target").ok_or_else(|| missing("target"))?,
-                caller_hash: r.text("caller_hash"),
-                created_at: r.int("created_at").ok_or_else(|| missing("created_at"))?,
+                request: r.text("request")?,
+                target: r.text("target")?,
+                caller_hash: r.text_opt("caller_hash")?,
+                created_at: r.int("created_at")?,
             })
         })
         .transpose()
-}
-
-fn missing(column: &str) -> DbError {
-    DbError::Other(format!("idempotency_keys row without {column}"))
 }
 
 /// Statements remembering a request, for the batch that carries it out. A remembered request past
@@ -66,8 +73,11 @@ pub fn record(scope: &str, key_hash: &str, entry: &Entry) -> Vec<Stmt> {
             entry.created_at - WINDOW_MS
         ),
         stmt!(
-            "INSERT INTO idempotency_keys (scope, key_hash, request, target, caller_hash, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            concat!(
+                "INSERT INTO idempotency_keys (scope, key_hash, ",
+                columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ),
             scope,
             key_hash,
             &entry.request,

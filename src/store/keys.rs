@@ -20,37 +20,52 @@ pub struct KeyRecord {
     pub prev_valid_until: Option<i64>,
 }
 
-fn record_from_row(r: &Row) -> KeyRecord {
-    KeyRecord {
-        id: r.text("id").unwrap_or_default(),
-        access_key: r.text("access_key").unwrap_or_default(),
-        secret_hint: r.text("secret_hint").unwrap_or_default(),
-        username: r.text("username").unwrap_or_default(),
-        tenant_id: r.text("tenant_id").unwrap_or_default(),
-        description: r.text("description").unwrap_or_default(),
-        create_date: r.int("create_date").unwrap_or_default(),
-        update_date: r.int("update_date").unwrap_or_default(),
-        expires_at: r.int("expires_at"),
-        last_used_at: r.int("last_used_at"),
-        prev_valid_until: r.int("prev_valid_until"),
-    }
+/// Every column of `api_keys` that is read back, in INSERT's order; every SELECT of the table and
+/// both INSERTs use it. The secret hashes are not in it: they are written (`secret_hash` after
+/// these columns) and read only by [`lookup_for_auth`], never listed.
+macro_rules! columns {
+    () => {
+        "id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
+         expires_at, last_used_at, prev_valid_until"
+    };
+}
+
+fn record_from_row(r: &Row) -> Result<KeyRecord, DbError> {
+    Ok(KeyRecord {
+        id: r.text("id")?,
+        access_key: r.text("access_key")?,
+        secret_hint: r.text("secret_hint")?,
+        username: r.text("username")?,
+        tenant_id: r.text("tenant_id")?,
+        description: r.text("description")?,
+        create_date: r.int("create_date")?,
+        update_date: r.int("update_date")?,
+        expires_at: r.int_opt("expires_at")?,
+        last_used_at: r.int_opt("last_used_at")?,
+        prev_valid_until: r.int_opt("prev_valid_until")?,
+    })
 }
 
 /// A new key: the record plus the hash of its secret.
 pub fn insert(k: &KeyRecord, secret_hash: &str) -> Stmt {
     stmt!(
-        "INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, description, \
-         create_date, update_date, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        concat!(
+            "INSERT INTO api_keys (",
+            columns!(),
+            ", secret_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
         &k.id,
         &k.access_key,
-        secret_hash,
         &k.secret_hint,
         &k.username,
         &k.tenant_id,
         &k.description,
         k.create_date,
         k.update_date,
-        k.expires_at
+        k.expires_at,
+        k.last_used_at,
+        k.prev_valid_until,
+        secret_hash
     )
 }
 
@@ -59,13 +74,15 @@ pub fn insert(k: &KeyRecord, secret_hash: &str) -> Stmt {
 /// database's statements one at a time. Changes 0 rows when the user is at the limit.
 pub fn insert_within_limit(k: &KeyRecord, secret_hash: &str, max_keys: i64, now: i64) -> Stmt {
     stmt!(
-        "INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, description, \
-         create_date, update_date, expires_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
-         WHERE (SELECT COUNT(*) FROM api_keys WHERE username = ?5 \
-         AND (expires_at IS NULL OR expires_at > ?11)) < ?12",
+        concat!(
+            "INSERT INTO api_keys (",
+            columns!(),
+            ", secret_hash) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
+             WHERE (SELECT COUNT(*) FROM api_keys WHERE username = ?4 \
+             AND (expires_at IS NULL OR expires_at > ?13)) < ?14"
+        ),
         &k.id,
         &k.access_key,
-        secret_hash,
         &k.secret_hint,
         &k.username,
         &k.tenant_id,
@@ -73,6 +90,9 @@ pub fn insert_within_limit(k: &KeyRecord, secret_hash: &str, max_keys: i64, now:
         k.create_date,
         k.update_date,
         k.expires_at,
+        k.last_used_at,
+        k.prev_valid_until,
+        secret_hash,
         now,
         max_keys
     )
@@ -88,7 +108,10 @@ pub async fn count_active(db: &impl Db, username: &str, now: i64) -> Result<i64,
             now
         ))
         .await?;
-    Ok(rows.first().and_then(|r| r.int("n")).unwrap_or(0))
+    match rows.first() {
+        Some(r) => r.int("n"),
+        None => Err(DbError::Decode("COUNT(*) returned no row".into())),
+    }
 }
 
 /// Up to `limit` of a user's keys in creation order, after the one with sort key `after`
@@ -102,16 +125,19 @@ pub async fn list_for_user(
     let (at, id) = after.unzip();
     let rows = db
         .query(stmt!(
-            "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
-             expires_at, last_used_at, prev_valid_until FROM api_keys WHERE username = ?1 \
-             AND (?2 IS NULL OR (create_date, id) > (?2, ?3)) ORDER BY create_date, id LIMIT ?4",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE username = ?1 \
+                 AND (?2 IS NULL OR (create_date, id) > (?2, ?3)) ORDER BY create_date, id LIMIT ?4"
+            ),
             username,
             at,
             id,
             limit
         ))
         .await?;
-    Ok(rows.iter().map(record_from_row).collect())
+    super::decode_all(&rows, record_from_row)
 }
 
 /// One key, only if it belongs to `username`.
@@ -122,13 +148,16 @@ pub async fn get_for_user(
 ) -> Result<Option<KeyRecord>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT id, access_key, secret_hint, username, tenant_id, description, create_date, update_date, \
-             expires_at, last_used_at, prev_valid_until FROM api_keys WHERE id = ?1 AND username = ?2",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM api_keys WHERE id = ?1 AND username = ?2"
+            ),
             id,
             username
         ))
         .await?;
-    Ok(rows.first().map(record_from_row))
+    super::decode_first(&rows, record_from_row)
 }
 
 pub fn delete_for_user(id: &str, username: &str) -> Stmt {
@@ -205,20 +234,22 @@ pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<Au
             access_key
         ))
         .await?;
-    Ok(rows.first().map(|r| AuthRow {
-        id: r.text("id").unwrap_or_default(),
-        access_key: r.text("access_key").unwrap_or_default(),
-        secret_hash: r.text("secret_hash").unwrap_or_default(),
-        prev_secret_hash: r.text("prev_secret_hash"),
-        prev_valid_until: r.int("prev_valid_until"),
-        expires_at: r.int("expires_at"),
-        last_used_at: r.int("last_used_at"),
-        username: r.text("username").unwrap_or_default(),
-        tenant_id: r.text("tenant_id").unwrap_or_default(),
-        role: r.text("role").unwrap_or_default(),
-        user_status: r.text("status").unwrap_or_default(),
-        defaults_version: r.int("defaults_version").unwrap_or_default(),
-    }))
+    super::decode_first(&rows, |r| {
+        Ok(AuthRow {
+            id: r.text("id")?,
+            access_key: r.text("access_key")?,
+            secret_hash: r.text("secret_hash")?,
+            prev_secret_hash: r.text_opt("prev_secret_hash")?,
+            prev_valid_until: r.int_opt("prev_valid_until")?,
+            expires_at: r.int_opt("expires_at")?,
+            last_used_at: r.int_opt("last_used_at")?,
+            username: r.text("username")?,
+            tenant_id: r.text("tenant_id")?,
+            role: r.text("role")?,
+            user_status: r.text("status")?,
+            defaults_version: r.int("defaults_version")?,
+        })
+    })
 }
 
 /// Record use, never moving `last_used_at` backwards.

@@ -4,6 +4,7 @@
 
 pub mod ai_keys;
 pub mod audit;
+pub mod batch;
 pub mod defaults;
 pub mod idempotency;
 pub mod keys;
@@ -13,6 +14,7 @@ pub mod settings;
 pub mod tenants;
 pub mod users;
 
+pub use batch::{Batch, Guard, Handle, Outcome, Pushed};
 use serde_json::{Map, Value as Json};
 
 /// A value bound to a statement parameter. D1 and SQLite both speak these three.
@@ -73,20 +75,74 @@ macro_rules! stmt {
 /// A result row, as D1 returns it: column name to JSON value.
 pub type Row = Map<String, Json>;
 
-/// Typed access to row columns, tolerant of D1 handing integers over as JS numbers (f64).
+/// Typed, strict access to row columns, tolerant only of D1 handing integers over as JS numbers
+/// (f64). A column the row lacks (a SELECT that forgot it, a misspelled name) or of another type is
+/// a [`DbError::Decode`], never a default: a silent empty string or zero would pass for data.
 pub trait RowExt {
-    fn text(&self, col: &str) -> Option<String>;
-    fn int(&self, col: &str) -> Option<i64>;
+    /// A NOT NULL text column.
+    fn text(&self, col: &str) -> Result<String, DbError>;
+    /// A NOT NULL integer column.
+    fn int(&self, col: &str) -> Result<i64, DbError>;
+    /// A nullable text column: SQL NULL is `None`, a missing column is still an error.
+    fn text_opt(&self, col: &str) -> Result<Option<String>, DbError>;
+    /// A nullable integer column: SQL NULL is `None`, a missing column is still an error.
+    fn int_opt(&self, col: &str) -> Result<Option<i64>, DbError>;
+}
+
+fn column<'r>(row: &'r Row, col: &str) -> Result<&'r Json, DbError> {
+    row.get(col)
+        .ok_or_else(|| DbError::Decode(format!("row has no column {col}")))
+}
+
+fn as_int(v: &Json) -> Option<i64> {
+    // D1 hands integers over as JS numbers; only integral ones within f64's exact range count.
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+            .map(|f| f as i64)
+    })
 }
 
 impl RowExt for Row {
-    fn text(&self, col: &str) -> Option<String> {
-        self.get(col).and_then(Json::as_str).map(str::to_owned)
+    fn text(&self, col: &str) -> Result<String, DbError> {
+        self.text_opt(col)?
+            .ok_or_else(|| DbError::Decode(format!("column {col} is NULL, text expected")))
     }
-    fn int(&self, col: &str) -> Option<i64> {
-        let v = self.get(col)?;
-        v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+    fn int(&self, col: &str) -> Result<i64, DbError> {
+        self.int_opt(col)?
+            .ok_or_else(|| DbError::Decode(format!("column {col} is NULL, integer expected")))
     }
+    fn text_opt(&self, col: &str) -> Result<Option<String>, DbError> {
+        match column(self, col)? {
+            Json::Null => Ok(None),
+            Json::String(s) => Ok(Some(s.clone())),
+            _ => Err(DbError::Decode(format!("column {col} is not text"))),
+        }
+    }
+    fn int_opt(&self, col: &str) -> Result<Option<i64>, DbError> {
+        match column(self, col)? {
+            Json::Null => Ok(None),
+            v => as_int(v)
+                .map(Some)
+                .ok_or_else(|| DbError::Decode(format!("column {col} is not an integer"))),
+        }
+    }
+}
+
+/// Decode every row with `f`, failing on the first that does not decode.
+pub fn decode_all<T>(
+    rows: &[Row],
+    f: impl Fn(&Row) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    rows.iter().map(f).collect()
+}
+
+/// Decode the first row with `f`, if there is one.
+pub fn decode_first<T>(
+    rows: &[Row],
+    f: impl Fn(&Row) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    rows.first().map(f).transpose()
 }
 
 /// What went wrong talking to the database.
@@ -96,6 +152,9 @@ pub enum DbError {
     Unique(String),
     /// A FOREIGN KEY constraint failed: a row pointed at something that is gone.
     ForeignKey(String),
+    /// A row that does not have the shape its reader expects (a missing, misspelled or mistyped
+    /// column): a defect of the code, answered 500; details are for the log only.
+    Decode(String),
     /// Anything else; details are for the log only.
     Other(String),
 }
@@ -118,6 +177,7 @@ impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DbError::Unique(m) | DbError::ForeignKey(m) | DbError::Other(m) => f.write_str(m),
+            DbError::Decode(m) => write!(f, "row decoding: {m}"),
         }
     }
 }

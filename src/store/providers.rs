@@ -1,6 +1,6 @@
 //! SQL for provider connections and their per-model usage counters.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
 use crate::stmt;
 
 /// One provider connection row. `credential` is sealed; it is opened only to call the provider.
@@ -24,23 +24,32 @@ pub struct Connection {
     pub update_date: i64,
 }
 
-fn from_row(r: &Row) -> Connection {
-    Connection {
-        id: r.text("id").unwrap_or_default(),
-        tenant_id: r.text("tenant_id").unwrap_or_default(),
-        factory: r.text("factory").unwrap_or_default(),
-        llm_name: r.text("llm_name").unwrap_or_default(),
-        model_type: r.text("model_type"),
-        api_base: r.text("api_base"),
-        settings: r.text("settings").unwrap_or_else(|| "{}".into()),
-        key_version: r.int("key_version"),
-        credential: r.text("credential"),
-        credential_hint: r.text("credential_hint"),
-        max_tokens: r.int("max_tokens"),
-        status: r.text("status").unwrap_or_default(),
-        create_date: r.int("create_date").unwrap_or_default(),
-        update_date: r.int("update_date").unwrap_or_default(),
-    }
+/// Every column of `provider_connections`, in the order INSERT binds them; every SELECT and
+/// INSERT of the table uses this list (a literal, so it can be `concat!`ed into `&'static str` SQL).
+macro_rules! columns {
+    () => {
+        "id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, credential, \
+         credential_hint, max_tokens, status, create_date, update_date"
+    };
+}
+
+fn from_row(r: &Row) -> Result<Connection, DbError> {
+    Ok(Connection {
+        id: r.text("id")?,
+        tenant_id: r.text("tenant_id")?,
+        factory: r.text("factory")?,
+        llm_name: r.text("llm_name")?,
+        model_type: r.text_opt("model_type")?,
+        api_base: r.text_opt("api_base")?,
+        settings: r.text("settings")?,
+        key_version: r.int_opt("key_version")?,
+        credential: r.text_opt("credential")?,
+        credential_hint: r.text_opt("credential_hint")?,
+        max_tokens: r.int_opt("max_tokens")?,
+        status: r.text("status")?,
+        create_date: r.int("create_date")?,
+        update_date: r.int("update_date")?,
+    })
 }
 
 /// Insert, or replace the credential and fields of the same (tenant, factory, model), keeping the
@@ -50,14 +59,16 @@ fn from_row(r: &Row) -> Connection {
 /// meanwhile is left alone). Either way a lost race changes no row.
 pub fn upsert(c: &Connection, seen: Option<Option<&str>>) -> Stmt {
     stmt!(
-        "INSERT INTO provider_connections (id, tenant_id, factory, llm_name, model_type, api_base, settings, \
-         key_version, credential, credential_hint, max_tokens, status, create_date, update_date) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+        concat!(
+            "INSERT INTO provider_connections (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
          ON CONFLICT(tenant_id, factory, llm_name) DO UPDATE SET model_type = excluded.model_type, \
          api_base = excluded.api_base, settings = excluded.settings, key_version = excluded.key_version, \
          credential = excluded.credential, credential_hint = excluded.credential_hint, \
          max_tokens = excluded.max_tokens, status = excluded.status, update_date = excluded.update_date \
-         WHERE ?15 = 1 AND provider_connections.api_base IS ?16",
+         WHERE ?15 = 1 AND provider_connections.api_base IS ?16"
+        ),
         &c.id,
         &c.tenant_id,
         &c.factory,
@@ -81,27 +92,31 @@ pub fn upsert(c: &Connection, seen: Option<Option<&str>>) -> Stmt {
 pub async fn get(db: &impl Db, tenant_id: &str, id: &str) -> Result<Option<Connection>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
-             credential, credential_hint, max_tokens, status, create_date, update_date \
-             FROM provider_connections WHERE id = ?2 AND tenant_id = ?1",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM provider_connections WHERE id = ?2 AND tenant_id = ?1"
+            ),
             tenant_id,
             id
         ))
         .await?;
-    Ok(rows.first().map(from_row))
+    super::decode_first(&rows, from_row)
 }
 
 /// A tenant's connections.
 pub async fn list_for_tenant(db: &impl Db, tenant_id: &str) -> Result<Vec<Connection>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
-             credential, credential_hint, max_tokens, status, create_date, update_date \
-             FROM provider_connections WHERE tenant_id = ?1 ORDER BY factory, llm_name",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM provider_connections WHERE tenant_id = ?1 ORDER BY factory, llm_name"
+            ),
             tenant_id
         ))
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    super::decode_all(&rows, from_row)
 }
 
 /// The tenant's connections among `ids` (primary-key reads), ordered like [`list_for_tenant`].
@@ -112,16 +127,18 @@ pub async fn get_by_ids(
 ) -> Result<Vec<Connection>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT id, tenant_id, factory, llm_name, model_type, api_base, settings, key_version, \
-             credential, credential_hint, max_tokens, status, create_date, update_date \
-             FROM provider_connections WHERE id IN (?2, ?3) AND tenant_id = ?1 \
-             ORDER BY factory, llm_name",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM provider_connections WHERE id IN (?2, ?3) AND tenant_id = ?1 \
+             ORDER BY factory, llm_name"
+            ),
             tenant_id,
             &ids[0],
             &ids[1]
         ))
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    super::decode_all(&rows, from_row)
 }
 
 /// Tokens used per (connection, model) for one tenant.
@@ -136,16 +153,13 @@ pub async fn usage_for_tenant(
             tenant_id
         ))
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.text("connection_id").unwrap_or_default(),
-                r.text("llm_name").unwrap_or_default(),
-                r.int("used_token").unwrap_or_default(),
-            )
-        })
-        .collect())
+    super::decode_all(&rows, |r| {
+        Ok((
+            r.text("connection_id")?,
+            r.text("llm_name")?,
+            r.int("used_token")?,
+        ))
+    })
 }
 
 /// Add tokens to a model's counter.
@@ -160,9 +174,14 @@ pub fn add_usage(connection_id: &str, llm_name: &str, tokens: i64) -> Stmt {
 }
 
 /// Remove connections of a factory (all of them when `llm_name` is `None`, else that model's row)
-/// with the defaults and usage that hang off them. The connections delete is last.
-pub fn delete(tenant_id: &str, factory: &str, llm_name: Option<&str>) -> Vec<Stmt> {
-    vec![
+/// with the defaults and usage that hang off them, into `batch`; returns the connections delete.
+pub fn delete<'b>(
+    batch: &'b mut Batch,
+    tenant_id: &str,
+    factory: &str,
+    llm_name: Option<&str>,
+) -> Pushed<'b> {
+    batch.extend([
         stmt!(
             "DELETE FROM tenant_defaults WHERE connection_id IN (SELECT id FROM provider_connections \
              WHERE tenant_id = ?1 AND factory = ?2 AND (?3 IS NULL OR llm_name = ?3))",
@@ -177,12 +196,12 @@ pub fn delete(tenant_id: &str, factory: &str, llm_name: Option<&str>) -> Vec<Stm
             factory,
             llm_name
         ),
-        stmt!(
-            "DELETE FROM provider_connections WHERE tenant_id = ?1 AND factory = ?2 \
-             AND (?3 IS NULL OR llm_name = ?3)",
-            tenant_id,
-            factory,
-            llm_name
-        ),
-    ]
+    ]);
+    batch.push(stmt!(
+        "DELETE FROM provider_connections WHERE tenant_id = ?1 AND factory = ?2 \
+         AND (?3 IS NULL OR llm_name = ?3)",
+        tenant_id,
+        factory,
+        llm_name
+    ))
 }

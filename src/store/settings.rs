@@ -43,9 +43,7 @@ pub async fn key_policy(db: &impl Db, default_max_ttl: i64) -> Result<KeyPolicy,
         max_keys_per_user: DEFAULT_MAX_KEYS_PER_USER,
     };
     for r in &rows {
-        let (Some(name), Some(value)) = (r.text("name"), r.text("value")) else {
-            continue;
-        };
+        let (name, value) = (r.text("name")?, r.text("value")?);
         // Values are written only by put_int/put_bool below; anything else keeps the default.
         match name.as_str() {
             MAX_TTL => policy.max_ttl_minutes = value.parse().unwrap_or(policy.max_ttl_minutes),

@@ -1,6 +1,6 @@
 //! SQL for tenants.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
 use crate::stmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -10,17 +10,25 @@ pub struct Tenant {
     pub create_date: i64,
 }
 
-fn from_row(r: &Row) -> Tenant {
-    Tenant {
-        id: r.text("id").unwrap_or_default(),
-        name: r.text("name").unwrap_or_default(),
-        create_date: r.int("create_date").unwrap_or_default(),
-    }
+/// Every column of `tenants` the code reads and inserts, in INSERT's order (`defaults_version`
+/// is the database's own: it starts at its default and only `defaults::bump_version` moves it).
+macro_rules! columns {
+    () => {
+        "id, name, create_date"
+    };
+}
+
+fn from_row(r: &Row) -> Result<Tenant, DbError> {
+    Ok(Tenant {
+        id: r.text("id")?,
+        name: r.text("name")?,
+        create_date: r.int("create_date")?,
+    })
 }
 
 pub fn insert(t: &Tenant) -> Stmt {
     stmt!(
-        "INSERT INTO tenants (id, name, create_date) VALUES (?1, ?2, ?3)",
+        concat!("INSERT INTO tenants (", columns!(), ") VALUES (?1, ?2, ?3)"),
         &t.id,
         &t.name,
         t.create_date
@@ -30,11 +38,11 @@ pub fn insert(t: &Tenant) -> Stmt {
 pub async fn get(db: &impl Db, id: &str) -> Result<Option<Tenant>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT id, name, create_date FROM tenants WHERE id = ?1",
+            concat!("SELECT ", columns!(), " FROM tenants WHERE id = ?1"),
             id
         ))
         .await?;
-    Ok(rows.first().map(from_row))
+    super::decode_first(&rows, from_row)
 }
 
 /// Up to `limit` tenants in creation order, after the one with sort key `after`
@@ -47,20 +55,25 @@ pub async fn list(
     let (at, id) = after.unzip();
     let rows = db
         .query(stmt!(
-            "SELECT id, name, create_date FROM tenants \
-             WHERE ?1 IS NULL OR (create_date, id) > (?1, ?2) ORDER BY create_date, id LIMIT ?3",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM tenants \
+             WHERE ?1 IS NULL OR (create_date, id) > (?1, ?2) ORDER BY create_date, id LIMIT ?3"
+            ),
             at,
             id,
             limit
         ))
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    super::decode_all(&rows, from_row)
 }
 
-/// Statements removing a tenant and everything it owns, children first; the tenant row is last.
-/// Sealed credentials go with their rows, so nothing of the tenant stays decryptable.
-pub fn delete(id: &str) -> Vec<Stmt> {
-    vec![
+/// Add to `batch` the statements removing a tenant and everything it owns, children first;
+/// returns the delete of the tenant row. Sealed credentials go with their rows, so nothing of the
+/// tenant stays decryptable.
+pub fn delete<'b>(batch: &'b mut Batch, id: &str) -> Pushed<'b> {
+    batch.extend([
         stmt!("DELETE FROM tenant_defaults WHERE tenant_id = ?1", id),
         stmt!(
             "DELETE FROM model_usage WHERE connection_id IN \
@@ -71,6 +84,6 @@ pub fn delete(id: &str) -> Vec<Stmt> {
         stmt!("DELETE FROM ai_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM api_keys WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM users WHERE tenant_id = ?1", id),
-        stmt!("DELETE FROM tenants WHERE id = ?1", id),
-    ]
+    ]);
+    batch.push(stmt!("DELETE FROM tenants WHERE id = ?1", id))
 }

@@ -1,6 +1,6 @@
 //! SQL for users.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
 use crate::stmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -13,21 +13,31 @@ pub struct User {
     pub update_date: i64,
 }
 
-fn from_row(r: &Row) -> User {
-    User {
-        username: r.text("username").unwrap_or_default(),
-        tenant_id: r.text("tenant_id").unwrap_or_default(),
-        role: r.text("role").unwrap_or_default(),
-        status: r.text("status").unwrap_or_default(),
-        create_date: r.int("create_date").unwrap_or_default(),
-        update_date: r.int("update_date").unwrap_or_default(),
-    }
+/// Every column of `users`, in the order INSERT binds them; used by every SELECT and INSERT.
+macro_rules! columns {
+    () => {
+        "username, tenant_id, role, status, create_date, update_date"
+    };
+}
+
+fn from_row(r: &Row) -> Result<User, DbError> {
+    Ok(User {
+        username: r.text("username")?,
+        tenant_id: r.text("tenant_id")?,
+        role: r.text("role")?,
+        status: r.text("status")?,
+        create_date: r.int("create_date")?,
+        update_date: r.int("update_date")?,
+    })
 }
 
 pub fn insert(u: &User) -> Stmt {
     stmt!(
-        "INSERT INTO users (username, tenant_id, role, status, create_date, update_date) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        concat!(
+            "INSERT INTO users (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ),
         &u.username,
         &u.tenant_id,
         &u.role,
@@ -44,12 +54,16 @@ pub fn insert(u: &User) -> Stmt {
 pub async fn get(db: &impl Db, username: &str) -> Result<Option<User>, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT username, tenant_id, role, status, create_date, update_date FROM users \
-             WHERE lower(username) = lower(?1)",
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM users \
+             WHERE lower(username) = lower(?1)"
+            ),
             username
         ))
         .await?;
-    Ok(rows.first().map(from_row))
+    super::decode_first(&rows, from_row)
 }
 
 /// Up to `limit` users in creation order, after the one with sort key `after`
@@ -62,15 +76,19 @@ pub async fn list(
     let (at, name) = after.unzip();
     let rows = db
         .query(stmt!(
-            "SELECT username, tenant_id, role, status, create_date, update_date FROM users \
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM users \
              WHERE ?1 IS NULL OR (create_date, username) > (?1, ?2) \
-             ORDER BY create_date, username LIMIT ?3",
+             ORDER BY create_date, username LIMIT ?3"
+            ),
             at,
             name,
             limit
         ))
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    super::decode_all(&rows, from_row)
 }
 
 /// Set role and status (both already validated); fails quietly (0 rows) if the user is gone.
@@ -85,11 +103,10 @@ pub fn update(u: &User) -> Stmt {
     )
 }
 
-/// Statements removing a user and their keys. `username` is the stored spelling, as [`get`]
-/// returned it: `api_keys.username` refers to exactly that spelling (a foreign key).
-pub fn delete(username: &str) -> Vec<Stmt> {
-    vec![
-        stmt!("DELETE FROM api_keys WHERE username = ?1", username),
-        stmt!("DELETE FROM users WHERE username = ?1", username),
-    ]
+/// Add to `batch` the statements removing a user and their keys; returns the delete of the user
+/// row, to read its count and guard it. `username` is the stored spelling, as [`get`] returned it:
+/// `api_keys.username` refers to exactly that spelling (a foreign key).
+pub fn delete<'b>(batch: &'b mut Batch, username: &str) -> Pushed<'b> {
+    batch.push(stmt!("DELETE FROM api_keys WHERE username = ?1", username));
+    batch.push(stmt!("DELETE FROM users WHERE username = ?1", username))
 }

@@ -209,9 +209,11 @@ mod tests {
         .unwrap();
         js_sys::Reflect::set(&obj, &"last_used_at".into(), &JsValue::NULL).unwrap();
         let row: Row = serde_wasm_bindgen::from_value(obj.into()).unwrap();
-        assert_eq!(row.text("id").as_deref(), Some("k1"));
-        assert_eq!(row.int("expires_at"), Some(1_795_478_400_000));
-        assert_eq!(row.int("last_used_at"), None);
+        assert_eq!(row.text("id").as_deref(), Ok("k1"));
+        assert_eq!(row.int("expires_at"), Ok(1_795_478_400_000));
+        assert_eq!(row.int_opt("last_used_at"), Ok(None));
+        // A column D1 did not return is an error, not a default.
+        assert!(matches!(row.int_opt("expires"), Err(DbError::Decode(_))));
     }
 
     #[wasm_bindgen_test]

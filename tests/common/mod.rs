@@ -42,6 +42,8 @@ pub struct SqliteDb {
     pub yield_each_call: Cell<bool>,
     /// When set, each `execute` appends (its first SQL words, rows changed) here.
     pub trace: RefCell<Option<Vec<(String, u64)>>>,
+    /// The SQL of every query run, in order (tests that prove a query is not made clear it first).
+    pub queried: RefCell<Vec<&'static str>>,
 }
 
 /// A future that is pending once, then ready: one turn given back to the executor.
@@ -74,6 +76,7 @@ impl SqliteDb {
             calls: Cell::new(0),
             yield_each_call: Cell::new(false),
             trace: RefCell::new(None),
+            queried: RefCell::new(Vec::new()),
         }
     }
 
@@ -174,6 +177,7 @@ impl Db for SqliteDb {
             YieldOnce(false).await;
         }
         let n = self.tick()?;
+        self.queried.borrow_mut().push(stmt.sql);
         let rows = run(&self.conn.borrow(), &stmt)?.0;
         self.answer(n, rows)
     }

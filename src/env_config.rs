@@ -1,0 +1,193 @@
+//! The deployment's [`Config`] from its environment (Worker vars and secrets), parsed once per
+//! isolate and parsed again only when one of the values it comes from changes.
+//!
+//! Reading a var or secret is a lookup on the env object; parsing is the costly part (the
+//! keyring's base64 keys, the address policy, the host list), and it used to run on every
+//! request. The cache is keyed on the raw values themselves, not on "first request": an isolate
+//! can outlive a `wrangler secret put` (a rotated encryption key or admin token reaches running
+//! isolates through the env of their next request), and comparing the values catches that at
+//! the cost of a few string comparisons. The raw values are held no longer than the parsed
+//! config that already carries the same secrets.
+
+use crate::api::{stream_idle_timeout_ms, Config};
+use crate::domain::crypto::Keyring;
+use crate::providers::address::{AddressPolicy, PublicHosts, POLICY_VAR};
+use std::cell::{Cell, RefCell};
+
+/// Every var and secret the config is made from, as the env handed them over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvValues {
+    pub admin_token: Option<String>,
+    pub auth_token_max_ttl_minutes: Option<String>,
+    pub provider_timeout_ms: Option<String>,
+    pub verify_cache_seconds: Option<String>,
+    pub stream_idle_timeout_ms: Option<String>,
+    pub builtin_models: Option<String>,
+    pub private_addresses: Option<String>,
+    pub public_hosts: Option<String>,
+    pub encryption_key: Option<String>,
+    pub encryption_key_version: Option<String>,
+    pub encryption_keys_older: Option<String>,
+}
+
+impl EnvValues {
+    /// Read every value through `var` (plain vars) and `secret` (secrets).
+    pub fn read(
+        var: impl Fn(&str) -> Option<String>,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        EnvValues {
+            admin_token: secret("ADMIN_TOKEN"),
+            auth_token_max_ttl_minutes: var("AUTH_TOKEN_MAX_TTL_MINUTES"),
+            provider_timeout_ms: var("PROVIDER_TIMEOUT_MS"),
+            verify_cache_seconds: var("VERIFY_CACHE_SECONDS"),
+            stream_idle_timeout_ms: var("STREAM_IDLE_TIMEOUT_MS"),
+            builtin_models: var("BUILTIN_MODELS"),
+            private_addresses: var(POLICY_VAR),
+            public_hosts: var("KEYWARD_PUBLIC_HOSTS"),
+            encryption_key: secret("KEYWARD_ENCRYPTION_KEY"),
+            encryption_key_version: var("KEYWARD_ENCRYPTION_KEY_VERSION"),
+            encryption_keys_older: secret("KEYWARD_ENCRYPTION_KEYS_OLDER"),
+        }
+    }
+}
+
+/// A number from a var; unset or not a number is `None` (the field keeps its default).
+fn num<T: std::str::FromStr>(s: &Option<String>) -> Option<T> {
+    s.as_deref().and_then(|s| s.parse().ok())
+}
+
+/// Parse the config from `v`. A malformed value is logged and falls back as documented per
+/// field; it never stops the deployment from answering.
+pub fn parse(v: &EnvValues) -> Config {
+    let mut c = Config {
+        admin_token: v.admin_token.clone().filter(|s| !s.is_empty()),
+        ..Config::default()
+    };
+    if let Some(n) = num(&v.auth_token_max_ttl_minutes) {
+        c.default_max_ttl_minutes = n;
+    }
+    if let Some(n) = num(&v.provider_timeout_ms) {
+        c.provider_timeout_ms = n;
+    }
+    if let Some(n) = num(&v.verify_cache_seconds) {
+        c.verify_cache_seconds = n;
+    }
+    c.stream_idle_timeout_ms = stream_idle_timeout_ms(v.stream_idle_timeout_ms.as_deref());
+    c.builtin_models = v.builtin_models.clone().unwrap_or_default();
+    // A malformed list fails closed: no private class allowed, no extra public host (the request's
+    // own host is still refused).
+    match AddressPolicy::parse(v.private_addresses.as_deref().unwrap_or_default()) {
+        Ok(p) => c.address_policy = p,
+        Err(e) => log::error!("{e}; no private address class is allowed"),
+    }
+    match PublicHosts::parse(v.public_hosts.as_deref().unwrap_or_default()) {
+        Ok(h) => c.public_hosts = h,
+        Err(e) => log::error!("{e}; the list is ignored"),
+    }
+    if let Some(key) = &v.encryption_key {
+        let version = num(&v.encryption_key_version).unwrap_or(1);
+        let older = v.encryption_keys_older.as_deref().unwrap_or_default();
+        match Keyring::from_config(key, version, older) {
+            Ok(k) => c.keyring = Some(k),
+            Err(e) => log::error!("provider credential encryption is off: {e}"),
+        }
+    }
+    c
+}
+
+/// The last config parsed and the values it came from. One per isolate (a `thread_local`: an
+/// isolate runs one thread, and requests in it share this).
+#[derive(Default)]
+pub struct ConfigCache {
+    last: RefCell<Option<(EnvValues, Config)>>,
+    parses: Cell<u64>,
+}
+
+impl ConfigCache {
+    /// The config for `values`: the one parsed before if the values are the same, else parsed now.
+    pub fn get(&self, values: EnvValues) -> Config {
+        let mut last = self.last.borrow_mut();
+        if let Some((seen, config)) = last.as_ref() {
+            if *seen == values {
+                return config.clone();
+            }
+        }
+        let config = parse(&values);
+        self.parses.set(self.parses.get() + 1);
+        *last = Some((values, config.clone()));
+        config
+    }
+
+    /// How many times this cache parsed a config (for tests and figures).
+    pub fn parses(&self) -> u64 {
+        self.parses.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn values() -> EnvValues {
+        EnvValues {
+            admin_token: Some("admin-1".into()),
+            encryption_key: Some(KEY.into()),
+            provider_timeout_ms: Some("2500".into()),
+            ..EnvValues::default()
+        }
+    }
+
+    #[test]
+    fn the_config_is_parsed_once_while_the_env_stays_the_same() {
+        let cache = ConfigCache::default();
+        for _ in 0..5 {
+            let c = cache.get(values());
+            assert_eq!(c.admin_token.as_deref(), Some("admin-1"));
+            assert_eq!(c.provider_timeout_ms, 2500);
+            assert!(c.keyring.is_some());
+        }
+        assert_eq!(cache.parses(), 1);
+    }
+
+    #[test]
+    fn a_changed_secret_is_parsed_again_on_the_next_request() {
+        let cache = ConfigCache::default();
+        cache.get(values());
+        let mut rotated = values();
+        rotated.admin_token = Some("admin-2".into());
+        assert_eq!(
+            cache.get(rotated.clone()).admin_token.as_deref(),
+            Some("admin-2")
+        );
+        assert_eq!(cache.parses(), 2);
+        // A removed encryption key turns encryption off at once, not at the next cold start.
+        rotated.encryption_key = None;
+        assert!(cache.get(rotated).keyring.is_none());
+        assert_eq!(cache.parses(), 3);
+    }
+
+    #[test]
+    fn values_parse_as_the_worker_read_them_before() {
+        let c = parse(&EnvValues {
+            admin_token: Some(String::new()),
+            auth_token_max_ttl_minutes: Some("90".into()),
+            verify_cache_seconds: Some("not a number".into()),
+            encryption_key: Some(KEY.into()),
+            encryption_key_version: Some("3".into()),
+            ..EnvValues::default()
+        });
+        assert_eq!(
+            c.admin_token, None,
+            "an empty admin token disables the admin API"
+        );
+        assert_eq!(c.default_max_ttl_minutes, 90);
+        assert_eq!(
+            c.verify_cache_seconds,
+            Config::default().verify_cache_seconds
+        );
+        assert!(c.keyring.is_some());
+    }
+}

@@ -5,7 +5,6 @@ use super::http::Request;
 use super::idempotency::{self, twin_or, Idem, ADMIN_SCOPE};
 use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
 use super::page::{Cursor, PageRequest};
-use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::domain::names::{self, Role, UserStatus, Username};
 use crate::domain::new_id;
@@ -86,68 +85,78 @@ pub fn user_json(u: &User) -> Value {
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn admin(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
-        self.require_admin(req).await?;
-        match (method, route) {
-            ("POST", Route::Tenants) => {
-                let body = body::parse(req)?;
-                let idem = idempotency::key_of(req)?
-                    .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
-                self.create_tenant(body, idem).await
-            }
-            ("GET", Route::Tenants) => {
-                let page = PageRequest::parse(req)?;
-                let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
-                let rows = tenants::list(self.platform.db(), after, page.fetch()).await?;
-                let (rows, next) = page.cut(rows, |t| Cursor {
-                    int: t.create_date,
-                    text: t.id.clone(),
-                });
-                Ok(Reply::ok(rows.iter().map(tenant_json).collect()).next_page(req, next))
-            }
-            ("GET", Route::Tenant(id)) => Ok(Reply::ok(tenant_json(&self.tenant(&id).await?))),
-            ("DELETE", Route::Tenant(id)) => self.delete_tenant(&id).await,
-            ("POST", Route::Users) => self.create_user(body::parse(req)?).await,
-            ("GET", Route::Users) => {
-                let page = PageRequest::parse(req)?;
-                let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
-                let rows = users::list(self.platform.db(), after, page.fetch()).await?;
-                let (rows, next) = page.cut(rows, |u| Cursor {
-                    int: u.create_date,
-                    text: u.username.clone(),
-                });
-                Ok(Reply::ok(rows.iter().map(user_json).collect()).next_page(req, next))
-            }
-            ("GET", Route::User(u)) => Ok(Reply::ok(user_json(&self.user(&u).await?))),
-            ("PATCH", Route::User(u)) => self.patch_user(&u, body::parse(req)?).await,
-            ("DELETE", Route::User(u)) => self.delete_user(&u).await,
-            ("POST", Route::UserKeys(u)) => {
-                let user = self.user(&u).await?;
-                let body = body::parse(req)?;
-                let idem = idempotency::key_of(req)?.map(|k| {
-                    Idem::new(
-                        ADMIN_SCOPE,
-                        &k,
-                        idempotency::KEY_ISSUE,
-                        &user.username,
-                        &req.body,
-                    )
-                });
-                self.issue_key(Issuer::Admin, &user, body, idem).await
-            }
-            ("GET", Route::UserKeys(u)) => {
-                let user = self.user(&u).await?;
-                self.list_keys(&user.username, req).await
-            }
-            ("DELETE", Route::UserKey(u, id)) => {
-                let user = self.user(&u).await?;
-                self.revoke_key(Issuer::Admin, &user, &id).await
-            }
-            ("GET", Route::Settings) => self.settings().await,
-            ("PUT", Route::Settings) => self.put_settings(body::parse(req)?).await,
-            ("GET", Route::Audit) => self.audit(req).await,
-            _ => Err(ApiError::Internal("admin route without a handler".into())),
-        }
+    pub(crate) async fn list_tenants(&self, req: &Request) -> Result<Reply> {
+        let page = PageRequest::parse(req)?;
+        let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+        let rows = tenants::list(self.platform.db(), after, page.fetch()).await?;
+        let (rows, next) = page.cut(rows, |t| Cursor {
+            int: t.create_date,
+            text: t.id.clone(),
+        });
+        Ok(Reply::ok(rows.iter().map(tenant_json).collect()).next_page(req, next))
+    }
+
+    pub(crate) async fn create_tenant_request(&self, req: &Request) -> Result<Reply> {
+        let body = body::parse(req)?;
+        let idem = idempotency::key_of(req)?
+            .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
+        self.create_tenant(body, idem).await
+    }
+
+    pub(crate) async fn get_tenant(&self, id: &str) -> Result<Reply> {
+        Ok(Reply::ok(tenant_json(&self.tenant(id).await?)))
+    }
+
+    pub(crate) async fn list_users(&self, req: &Request) -> Result<Reply> {
+        let page = PageRequest::parse(req)?;
+        let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+        let rows = users::list(self.platform.db(), after, page.fetch()).await?;
+        let (rows, next) = page.cut(rows, |u| Cursor {
+            int: u.create_date,
+            text: u.username.clone(),
+        });
+        Ok(Reply::ok(rows.iter().map(user_json).collect()).next_page(req, next))
+    }
+
+    pub(crate) async fn create_user_request(&self, req: &Request) -> Result<Reply> {
+        self.create_user(body::parse(req)?).await
+    }
+
+    pub(crate) async fn get_user(&self, username: &str) -> Result<Reply> {
+        Ok(Reply::ok(user_json(&self.user(username).await?)))
+    }
+
+    pub(crate) async fn patch_user_request(&self, username: &str, req: &Request) -> Result<Reply> {
+        self.patch_user(username, body::parse(req)?).await
+    }
+
+    pub(crate) async fn issue_user_key(&self, username: &str, req: &Request) -> Result<Reply> {
+        let user = self.user(username).await?;
+        let body = body::parse(req)?;
+        let idem = idempotency::key_of(req)?.map(|k| {
+            Idem::new(
+                ADMIN_SCOPE,
+                &k,
+                idempotency::KEY_ISSUE,
+                &user.username,
+                &req.body,
+            )
+        });
+        self.issue_key(Issuer::Admin, &user, body, idem).await
+    }
+
+    pub(crate) async fn list_user_keys(&self, username: &str, req: &Request) -> Result<Reply> {
+        let user = self.user(username).await?;
+        self.list_keys(&user.username, req).await
+    }
+
+    pub(crate) async fn revoke_user_key(&self, username: &str, id: &str) -> Result<Reply> {
+        let user = self.user(username).await?;
+        self.revoke_key(Issuer::Admin, &user, id).await
+    }
+
+    pub(crate) async fn put_settings_request(&self, req: &Request) -> Result<Reply> {
+        self.put_settings(body::parse(req)?).await
     }
 
     async fn tenant(&self, id: &str) -> Result<Tenant> {
@@ -204,7 +213,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(tenant_json(&tenant)))
     }
 
-    async fn delete_tenant(&self, id: &str) -> Result<Reply> {
+    pub(crate) async fn delete_tenant(&self, id: &str) -> Result<Reply> {
         self.tenant(id).await?;
         let now = self.platform.now_ms();
         let mut batch = tenants::delete(id);
@@ -332,7 +341,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(user_json(&user)))
     }
 
-    async fn delete_user(&self, username: &str) -> Result<Reply> {
+    pub(crate) async fn delete_user(&self, username: &str) -> Result<Reply> {
         let user = self.user(username).await?;
         let now = self.platform.now_ms();
         // By the stored spelling: the path may spell the name in any case.
@@ -353,7 +362,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(Value::Bool(true)))
     }
 
-    async fn settings(&self) -> Result<Reply> {
+    pub(crate) async fn settings(&self) -> Result<Reply> {
         Ok(Reply::ok(settings_json(&self.key_policy().await?)))
     }
 
@@ -424,7 +433,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(settings_json(&policy)))
     }
 
-    async fn audit(&self, req: &Request) -> Result<Reply> {
+    pub(crate) async fn audit(&self, req: &Request) -> Result<Reply> {
         let tenant_id = req.query_param("tenant_id").filter(|t| !t.is_empty());
         let since = match req.query_param("since").filter(|s| !s.is_empty()) {
             Some(s) => Some(parse_rfc3339(&s).ok_or_else(|| {

@@ -5,10 +5,8 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::http::Request;
-use super::models::require_manager;
 use super::models::{endpoint_change, endpoint_host};
-use super::routes::Route;
-use super::{body, App, Reply, Result};
+use super::{App, Reply, Result};
 use crate::catalog::{self, Factory};
 use crate::domain::crypto::{credential_aad, mask, Keyring};
 use crate::domain::new_id;
@@ -50,7 +48,7 @@ pub fn ai_key_aad(tenant_id: &str, id: &str, endpoint: Option<&str>) -> String {
 /// `POST /api/v1/ai_keys`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateAiKey {
+pub(crate) struct CreateAiKey {
     alias: String,
     provider: String,
     model: String,
@@ -65,7 +63,7 @@ struct CreateAiKey {
 /// `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateAiKey {
+pub(crate) struct UpdateAiKey {
     #[serde(default, deserialize_with = "super::body::present")]
     alias: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
@@ -284,31 +282,11 @@ fn int_param(req: &Request, name: &str, default: i64, max: i64) -> Result<i64> {
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn ai_keys(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
-        let (caller, touch) = self.authenticate(req).await?;
-        let reply = match (method, route) {
-            ("GET", Route::AiKeys) => self.list_ai_keys(&caller, req).await?,
-            ("POST", Route::AiKeys) => {
-                require_manager(&caller)?;
-                self.create_ai_key(&caller, body::parse(req)?).await?
-            }
-            ("GET", Route::AiKey(id)) => {
-                let k = store::get(self.platform.db(), &caller.tenant_id, &id)
-                    .await?
-                    .ok_or_else(not_found)?;
-                Reply::ok(ai_key_json(&k))
-            }
-            ("PUT", Route::AiKey(id)) => {
-                require_manager(&caller)?;
-                self.update_ai_key(&caller, &id, body::parse(req)?).await?
-            }
-            ("DELETE", Route::AiKey(id)) => {
-                require_manager(&caller)?;
-                self.delete_ai_key(&caller, &id).await?
-            }
-            _ => return Err(ApiError::Internal("ai_keys route without a handler".into())),
-        };
-        Ok(reply.after(touch))
+    pub(crate) async fn get_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
+        let k = store::get(self.platform.db(), &caller.tenant_id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(Reply::ok(ai_key_json(&k)))
     }
 
     fn ai_keyring(&self) -> Result<&Keyring> {
@@ -390,7 +368,7 @@ impl<P: Platform> App<P> {
         Ok(base_of(None, factory.default_base_url.as_deref()))
     }
 
-    async fn create_ai_key(&self, caller: &Caller, body: CreateAiKey) -> Result<Reply> {
+    pub(crate) async fn create_ai_key(&self, caller: &Caller, body: CreateAiKey) -> Result<Reply> {
         let alias = check_alias(&body.alias)?;
         let factory = check_provider(&body.provider)?;
         let model = check_model_name(&body.model)?;
@@ -455,7 +433,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(ai_key_json(&key)))
     }
 
-    async fn list_ai_keys(&self, caller: &Caller, req: &Request) -> Result<Reply> {
+    pub(crate) async fn list_ai_keys(&self, caller: &Caller, req: &Request) -> Result<Reply> {
         let page = int_param(req, "page", 1, MAX_PAGE)?;
         let page_size = int_param(req, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let search = param(req, "search");
@@ -488,7 +466,12 @@ impl<P: Platform> App<P> {
         })))
     }
 
-    async fn update_ai_key(&self, caller: &Caller, id: &str, body: UpdateAiKey) -> Result<Reply> {
+    pub(crate) async fn update_ai_key(
+        &self,
+        caller: &Caller,
+        id: &str,
+        body: UpdateAiKey,
+    ) -> Result<Reply> {
         let alias = not_null("alias", body.alias)?;
         let provider = not_null("provider", body.provider)?;
         let model = not_null("model", body.model)?;
@@ -641,7 +624,7 @@ impl<P: Platform> App<P> {
         }
     }
 
-    async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
+    pub(crate) async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
         let now = self.platform.now_ms();
         let changed = self
             .platform

@@ -19,7 +19,7 @@ pub enum ApiError {
     /// 404, code 404: no such resource within the caller's tenant.
     NotFound(String),
     /// 405: the path exists, the method does not; carries the `Allow` list.
-    MethodNotAllowed(&'static [&'static str]),
+    MethodNotAllowed(Vec<super::routes::Method>),
     /// 409: a uniqueness rule was violated.
     Conflict(String),
     /// 413: the body is larger than the limit (bytes).
@@ -79,7 +79,10 @@ impl ApiError {
             | ApiError::BadGateway(m) => m.clone(),
             ApiError::Unauthorized => AUTH_FAILED.into(),
             ApiError::MethodNotAllowed(allow) => {
-                format!("Method not allowed; this path accepts {}", allow.join(", "))
+                format!(
+                    "Method not allowed; this path accepts {}",
+                    super::routes::Method::join(allow)
+                )
             }
             ApiError::PayloadTooLarge(limit) => {
                 format!("Request body is larger than the limit of {limit} bytes")

@@ -4,8 +4,7 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::http::Request;
-use super::routes::Route;
-use super::{body, App, Reply, Result};
+use super::{App, Reply, Result};
 use crate::catalog::{self, Connection as Kind, Factory, ModelType};
 use crate::domain::crypto::credential_aad;
 use crate::providers::probe::{self, ProbeFailure};
@@ -18,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RemoveModel {
+pub(crate) struct RemoveModel {
     llm_factory: String,
     llm_name: Option<String>,
 }
@@ -43,8 +42,13 @@ impl Available {
 
 /// Only owners and admins change a tenant's providers, defaults and gateway keys.
 pub fn require_manager(caller: &Caller) -> Result<()> {
+    managing(caller).map(|_| ())
+}
+
+/// The caller, if their role may change the tenant's providers, defaults and gateway keys.
+pub fn managing(caller: &Caller) -> Result<&Caller> {
     if caller.role.can_manage() {
-        Ok(())
+        Ok(caller)
     } else {
         Err(ApiError::Forbidden(format!(
             "Role {} may read but not change this tenant's providers, default models or gateway keys; owners and admins may",
@@ -54,27 +58,7 @@ pub fn require_manager(caller: &Caller) -> Result<()> {
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn models(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
-        let (caller, touch) = self.authenticate(req).await?;
-        let reply = match (method, route) {
-            ("GET", Route::Factories) => Reply::ok(self.factories_json()),
-            ("GET", Route::Models) => self.list_models(&caller, req).await?,
-            ("POST", Route::Models) => {
-                require_manager(&caller)?;
-                self.add_model(&caller, req, body::parse(req)?).await?
-            }
-            ("DELETE", Route::Models) => {
-                require_manager(&caller)?;
-                self.remove_model(&caller, body::parse(req)?).await?
-            }
-            ("GET", Route::Defaults) => self.get_defaults(&caller).await?,
-            ("POST", Route::Defaults) => self.set_defaults(&caller, req).await?,
-            _ => return Err(ApiError::Internal("models route without a handler".into())),
-        };
-        Ok(reply.after(touch))
-    }
-
-    fn factories_json(&self) -> Value {
+    pub(crate) fn factories_json(&self) -> Value {
         let enabled: Vec<&str> = catalog::enabled_builtin(&self.config.builtin_models)
             .iter()
             .map(|m| m.name.as_str())
@@ -188,7 +172,7 @@ impl<P: Platform> App<P> {
         out
     }
 
-    async fn list_models(&self, caller: &Caller, req: &Request) -> Result<Reply> {
+    pub(crate) async fn list_models(&self, caller: &Caller, req: &Request) -> Result<Reply> {
         let details = match req.query_param("include_details").as_deref() {
             None | Some("") | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -230,7 +214,12 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(Value::Object(out)))
     }
 
-    async fn add_model(&self, caller: &Caller, req: &Request, body: AddModel) -> Result<Reply> {
+    pub(crate) async fn add_model(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        body: AddModel,
+    ) -> Result<Reply> {
         let spec = body
             .into_spec()
             .map_err(|(f, why)| ApiError::bad(&f, why))?;
@@ -400,7 +389,7 @@ impl<P: Platform> App<P> {
         Ok(Secrets::from_json(&plain))
     }
 
-    async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
+    pub(crate) async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
         let factory = catalog::factory(&body.llm_factory).ok_or_else(|| {
             ApiError::bad(
                 "llm_factory",

@@ -6,7 +6,6 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::http::{Request, Response};
 use super::models::Available;
-use super::routes::Route;
 use super::App;
 use crate::catalog::{self, ApiStyle, ModelType};
 use crate::providers::printable;
@@ -129,32 +128,7 @@ fn type_fits(endpoint: Endpoint, t: ModelType) -> bool {
 }
 
 impl<P: Platform> App<P> {
-    /// Answer a relay route. Every failure is an OpenAI-style error.
-    pub(crate) async fn relay(&self, method: &str, route: Route, req: &Request) -> Response {
-        let authed = self.authenticate(req).await.map_err(RelayError::from);
-        let (caller, touch) = match authed {
-            Ok(c) => c,
-            Err(e) => return e.response(),
-        };
-        let outcome = match (method, route) {
-            ("GET", Route::RelayModels) => self.relay_models(&caller).await,
-            ("POST", Route::RelayChat) => self.relay_call(&caller, req, Endpoint::Chat).await,
-            ("POST", Route::RelayEmbeddings) => {
-                self.relay_call(&caller, req, Endpoint::Embeddings).await
-            }
-            _ => Err(RelayError::new(
-                500,
-                "server_error",
-                None,
-                "relay route without a handler",
-            )),
-        };
-        let mut resp = outcome.unwrap_or_else(|e| e.response());
-        resp.deferred.extend(touch);
-        resp
-    }
-
-    async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
+    pub(crate) async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
         let models = self.available_models(&caller.tenant_id).await?;
         // Builtin models are served by the platform, not this relay, so they are not listed here.
         let mut data: Vec<Value> = models
@@ -394,7 +368,7 @@ impl<P: Platform> App<P> {
         })
     }
 
-    async fn relay_call(
+    pub(crate) async fn relay_call(
         &self,
         caller: &Caller,
         req: &Request,

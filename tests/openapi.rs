@@ -1,7 +1,7 @@
 //! The OpenAPI document served at `/openapi.json` against the route table: every route is
 //! documented, every documented operation exists, and the document holds together.
 
-use keyward::api::routes::{Auth, ROUTES};
+use keyward::api::routes::ROUTES;
 use keyward::api::OPENAPI;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -296,7 +296,9 @@ fn every_operation_documents_the_508_a_request_from_keyward_gets() {
 }
 
 /// Each route's declaration (routes.rs) names its operation in the document: the same
-/// operationId, tag and summary, and the security its auth kind means.
+/// operationId, tag and summary, and the security its auth kind means. (The Worker build does not
+/// carry the names, so this runs natively.)
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn every_documented_operation_carries_its_routes_declared_name_tag_summary_and_security() {
     let doc = doc();
@@ -307,6 +309,7 @@ fn every_documented_operation_carries_its_routes_declared_name_tag_summary_and_s
             problems.push(format!("{:?} {}: not documented", route.method, route.path));
             continue;
         }
+        use keyward::api::routes::Auth;
         let security = match route.auth {
             Auth::Public => serde_json::json!([]),
             Auth::Admin => serde_json::json!([{"adminToken": []}]),

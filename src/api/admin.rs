@@ -13,8 +13,7 @@ use crate::store::settings::{self, KeyPolicy};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
 use crate::store::{audit, Db, DbError, Platform};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 const ADMIN: audit::Actor<'static> = audit::Actor::Admin;
 
@@ -50,12 +49,20 @@ struct PutSettings {
     max_keys_per_user: Option<i64>,
 }
 
-pub fn settings_json(p: &KeyPolicy) -> Value {
-    json!({
-        settings::MAX_TTL: p.max_ttl_minutes,
-        settings::SELF_SERVICE_KEYS: p.self_service_keys,
-        settings::MAX_KEYS_PER_USER: p.max_keys_per_user,
-    })
+/// The deployment settings, as `GET` and `PUT /api/v1/admin/settings` answer them.
+#[derive(Serialize)]
+pub struct SettingsView {
+    pub auth_token_max_ttl_minutes: i64,
+    pub self_service_keys: bool,
+    pub max_keys_per_user: i64,
+}
+
+pub fn settings_json(p: &KeyPolicy) -> SettingsView {
+    SettingsView {
+        auth_token_max_ttl_minutes: p.max_ttl_minutes,
+        self_service_keys: p.self_service_keys,
+        max_keys_per_user: p.max_keys_per_user,
+    }
 }
 
 /// 409 for a username that exists in some spelling; names the stored one when it differs.
@@ -69,19 +76,57 @@ fn username_taken(asked: &str, stored: &str) -> ApiError {
     }
 }
 
-pub fn tenant_json(t: &Tenant) -> Value {
-    json!({"id": t.id, "name": t.name, "create_date": rfc3339(t.create_date)})
+/// A tenant as the admin API shows it.
+#[derive(Serialize)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub create_date: String,
 }
 
-pub fn user_json(u: &User) -> Value {
-    json!({
-        "username": u.username,
-        "tenant_id": u.tenant_id,
-        "role": u.role,
-        "status": u.status,
-        "create_date": rfc3339(u.create_date),
-        "update_date": rfc3339(u.update_date),
-    })
+pub fn tenant_json(t: &Tenant) -> TenantView {
+    TenantView {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        create_date: rfc3339(t.create_date),
+    }
+}
+
+/// A user as the admin API shows it. `role` and `status` are the stored text, which the store
+/// still carries as strings (written only from [`Role`] and [`UserStatus`]).
+#[derive(Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub status: String,
+    pub create_date: String,
+    pub update_date: String,
+}
+
+pub fn user_json(u: &User) -> UserView {
+    UserView {
+        username: u.username.clone(),
+        tenant_id: u.tenant_id.clone(),
+        role: u.role.clone(),
+        status: u.status.clone(),
+        create_date: rfc3339(u.create_date),
+        update_date: rfc3339(u.update_date),
+    }
+}
+
+/// One audit log entry. `actor` is `null` for the admin token, which has no name: a user called
+/// `admin` stays a user.
+#[derive(Serialize)]
+pub struct AuditEntryView<'a> {
+    pub id: i64,
+    pub at: String,
+    pub actor_kind: &'static str,
+    pub actor: Option<&'a str>,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub detail: &'a str,
 }
 
 impl<P: Platform> App<P> {
@@ -93,7 +138,7 @@ impl<P: Platform> App<P> {
             int: t.create_date,
             text: t.id.clone(),
         });
-        Ok(Reply::ok(rows.iter().map(tenant_json).collect()).next_page(req, next))
+        Ok(Reply::ok(rows.iter().map(tenant_json).collect::<Vec<_>>()).next_page(req, next))
     }
 
     pub(crate) async fn create_tenant_request(&self, req: &Request) -> Result<Reply> {
@@ -115,7 +160,7 @@ impl<P: Platform> App<P> {
             int: u.create_date,
             text: u.username.clone(),
         });
-        Ok(Reply::ok(rows.iter().map(user_json).collect()).next_page(req, next))
+        Ok(Reply::ok(rows.iter().map(user_json).collect::<Vec<_>>()).next_page(req, next))
     }
 
     pub(crate) async fn create_user_request(&self, req: &Request) -> Result<Reply> {
@@ -231,7 +276,7 @@ impl<P: Platform> App<P> {
             return Err(ApiError::NotFound(format!("No tenant with id {id}")));
         }
         super::auth::forget_verified(None);
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
     async fn create_user(&self, body: CreateUser) -> Result<Reply> {
@@ -359,7 +404,7 @@ impl<P: Platform> App<P> {
             return Err(ApiError::NotFound(format!("No user named {username}")));
         }
         super::auth::forget_verified(None);
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
     pub(crate) async fn settings(&self) -> Result<Reply> {
@@ -470,23 +515,20 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(
             entries
                 .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id,
-                        "at": rfc3339(e.at),
-                        "actor_kind": e.actor_kind.as_str(),
-                        // The admin token has no name: a user called `admin` stays a user.
-                        "actor": match e.actor_kind {
-                            audit::ActorKind::Admin => Value::Null,
-                            audit::ActorKind::User | audit::ActorKind::Unknown => json!(e.actor),
-                        },
-                        "action": e.action,
-                        "target": e.target,
-                        "tenant_id": e.tenant_id,
-                        "detail": e.detail,
-                    })
+                .map(|e| AuditEntryView {
+                    id: e.id,
+                    at: rfc3339(e.at),
+                    actor_kind: e.actor_kind.as_str(),
+                    actor: match e.actor_kind {
+                        audit::ActorKind::Admin => None,
+                        audit::ActorKind::User | audit::ActorKind::Unknown => Some(&e.actor),
+                    },
+                    action: &e.action,
+                    target: &e.target,
+                    tenant_id: e.tenant_id.as_deref(),
+                    detail: &e.detail,
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         )
         .next_page(req, next))
     }

@@ -102,7 +102,11 @@ impl std::fmt::Debug for Response {
 }
 
 impl Response {
-    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+    /// A JSON answer from any serde type. It goes through `Value`, so object keys come out sorted
+    /// whatever the type's field order (as every answer has since the first release); the answer
+    /// types hold strings, numbers, options and lists only, which always serialise.
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
+        let body = serde_json::to_value(body).unwrap_or(serde_json::Value::Null);
         Response {
             status,
             headers: vec![("content-type".into(), "application/json".into())],

@@ -7,23 +7,40 @@ use super::http::Request;
 use super::idempotency::{self, user_scope, Idem};
 use super::keys::Issuer;
 use super::{body, App, Reply, Result};
+use crate::domain::names::Role;
 use crate::domain::time::rfc3339;
 use crate::store::users::{self, User};
 use crate::store::Platform;
-use serde_json::json;
+use serde::Serialize;
 
 /// `GET /api/v1/me`: the caller and the key they called with.
+#[derive(Serialize)]
+pub struct MeView<'a> {
+    pub username: &'a str,
+    pub tenant_id: &'a str,
+    pub role: Role,
+    pub api_key: MyKeyView<'a>,
+}
+
+/// The key a `GET /api/v1/me` was sent with.
+#[derive(Serialize)]
+pub struct MyKeyView<'a> {
+    pub id: &'a str,
+    pub access_key: &'a str,
+    pub expires_at: Option<String>,
+}
+
 pub(crate) fn me(caller: &Caller) -> Reply {
-    Reply::ok(json!({
-        "username": caller.username,
-        "tenant_id": caller.tenant_id,
-        "role": caller.role.as_str(),
-        "api_key": {
-            "id": caller.key_id,
-            "access_key": caller.access_key,
-            "expires_at": caller.expires_at.map(rfc3339),
+    Reply::ok(MeView {
+        username: &caller.username,
+        tenant_id: &caller.tenant_id,
+        role: caller.role,
+        api_key: MyKeyView {
+            id: &caller.key_id,
+            access_key: &caller.access_key,
+            expires_at: caller.expires_at.map(rfc3339),
         },
-    }))
+    })
 }
 
 impl<P: Platform> App<P> {

@@ -24,7 +24,8 @@ use auth::Caller;
 use error::ApiError;
 use http::{Request, Response};
 use routes::{Auth, Method, Operation, Resolved};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// The OpenAPI document served at `/openapi.json`; a test keeps it in step with the route table.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -101,17 +102,28 @@ pub struct App<P: Platform> {
 
 /// A handler's success: the `data` of the envelope and its message.
 pub struct Reply {
-    pub data: Value,
+    /// The handler's typed answer, serialised once here; an error (a type serde cannot write,
+    /// which none of the answer types is) becomes a 500, never a silently empty `data`.
+    pub data: std::result::Result<Value, String>,
     pub message: &'static str,
     pub deferred: Vec<Stmt>,
     /// Extra response headers (the next page's `Link`).
     pub headers: Vec<(String, String)>,
 }
 
+/// Every `/api/v1` answer: `{"code": 0, "data": ..., "message": ...}` on success, the same three
+/// fields with the error's code on failure (error.rs).
+#[derive(Serialize)]
+pub struct Envelope<'a, T: Serialize> {
+    pub code: i64,
+    pub data: &'a T,
+    pub message: &'a str,
+}
+
 impl Reply {
-    pub fn ok(data: Value) -> Self {
+    pub fn ok(data: impl Serialize) -> Self {
         Reply {
-            data,
+            data: serde_json::to_value(data).map_err(|e| e.to_string()),
             message: "success",
             deferred: Vec::new(),
             headers: Vec::new(),
@@ -190,15 +202,22 @@ impl<P: Platform> App<P> {
         };
         let answer = self.dispatch(operation, caller.as_ref(), &req).await;
         let mut r = match answer {
-            Ok(Answer::Envelope(reply)) => {
-                let mut r = Response::json(
-                    200,
-                    &json!({"code": 0, "data": reply.data, "message": reply.message}),
-                );
-                r.deferred = reply.deferred;
-                r.headers.extend(reply.headers);
-                r
-            }
+            Ok(Answer::Envelope(reply)) => match reply.data {
+                Ok(data) => {
+                    let envelope = Envelope {
+                        code: 0,
+                        data: &data,
+                        message: reply.message,
+                    };
+                    let mut r = Response::json(200, &envelope);
+                    r.deferred = reply.deferred;
+                    r.headers.extend(reply.headers);
+                    r
+                }
+                Err(e) => {
+                    error_response(&ApiError::Internal(format!("answer not serialised: {e}")))
+                }
+            },
             Err(e) => error_response(&e),
             Ok(Answer::Raw(r)) => r,
         };
@@ -231,7 +250,7 @@ impl<P: Platform> App<P> {
         // first); `key` is how their arms reach it.
         let key = || caller.ok_or_else(|| ApiError::Internal("route needs a caller".into()));
         Ok(match operation {
-            Operation::GetHealth {} => Answer::Raw(Response::json(200, &json!({"status": "ok"}))),
+            Operation::GetHealth {} => Answer::Raw(Response::json(200, &Health { status: "ok" })),
             Operation::GetOpenApi {} => {
                 let mut r = Response::json(200, &Value::Null);
                 r.body = OPENAPI.as_bytes().to_vec();
@@ -357,6 +376,12 @@ impl<P: Platform> App<P> {
             }),
         })
     }
+}
+
+/// `GET /health`.
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
 }
 
 /// Who a request was authenticated as, by its route's auth kind.

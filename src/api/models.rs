@@ -12,8 +12,9 @@ use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
 use crate::store::outbound::Outbound;
 use crate::store::providers::{self, Connection};
 use crate::store::{audit, defaults, Db, Platform};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,36 +58,83 @@ pub fn managing(caller: &Caller) -> Result<&Caller> {
     }
 }
 
+/// A catalog factory, as `GET /api/v1/factories` lists it.
+#[derive(Serialize)]
+pub struct FactoryView<'a> {
+    pub name: &'a str,
+    pub tags: &'a str,
+    pub model_types: &'a [ModelType],
+    pub auth: catalog::Auth,
+    pub connection: Kind,
+    pub default_base_url: Option<&'a str>,
+    pub self_deployed: bool,
+    pub models: Vec<CatalogModelView<'a>>,
+}
+
+/// A catalog model; `enabled` only on Builtin's, whether this deployment enables it.
+#[derive(Serialize)]
+pub struct CatalogModelView<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub model_type: ModelType,
+    pub max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// One factory's entry in `GET /api/v1/models`: RAGFlow's `{tags, llm}`.
+#[derive(Serialize)]
+pub struct FactoryModels<'a> {
+    pub tags: &'a str,
+    pub llm: Vec<TenantModelView<'a>>,
+}
+
+/// A model the tenant has, with `include_details` what its connection says.
+#[derive(Serialize)]
+pub struct TenantModelView<'a> {
+    #[serde(rename = "type")]
+    pub model_type: ModelType,
+    pub name: &'a str,
+    pub used_token: i64,
+    #[serde(flatten)]
+    pub details: Option<ModelDetails<'a>>,
+}
+
+/// The `include_details=true` fields of a model.
+#[derive(Serialize)]
+pub struct ModelDetails<'a> {
+    pub api_base: Option<String>,
+    pub max_tokens: Option<i64>,
+    pub status: &'a str,
+    pub credential_hint: Option<&'a str>,
+}
+
 impl<P: Platform> App<P> {
-    pub(crate) fn factories_json(&self) -> Value {
+    pub(crate) fn factories_json(&self) -> Vec<FactoryView<'static>> {
         let enabled: Vec<&str> = catalog::enabled_builtin(&self.config.builtin_models)
             .iter()
             .map(|m| m.name.as_str())
             .collect();
         catalog::factories()
             .iter()
-            .map(|f| {
-                let models: Vec<Value> = f
+            .map(|f| FactoryView {
+                name: &f.name,
+                tags: &f.tags,
+                model_types: &f.model_types,
+                auth: f.auth,
+                connection: f.connection,
+                default_base_url: f.default_base_url.as_deref(),
+                self_deployed: f.self_deployed,
+                models: f
                     .models
                     .iter()
-                    .map(|m| {
-                        let mut v = json!({"name": m.name, "type": m.model_type, "max_tokens": m.max_tokens});
-                        if f.is_builtin() {
-                            v["enabled"] = json!(enabled.contains(&m.name.as_str()));
-                        }
-                        v
+                    .map(|m| CatalogModelView {
+                        name: &m.name,
+                        model_type: m.model_type,
+                        max_tokens: m.max_tokens,
+                        enabled: f.is_builtin().then(|| enabled.contains(&m.name.as_str())),
                     })
-                    .collect();
-                json!({
-                    "name": f.name,
-                    "tags": f.tags,
-                    "model_types": f.model_types,
-                    "auth": f.auth,
-                    "connection": f.connection,
-                    "default_base_url": f.default_base_url,
-                    "self_deployed": f.self_deployed,
-                    "models": models,
-                })
+                    .collect(),
             })
             .collect()
     }
@@ -180,9 +228,15 @@ impl<P: Platform> App<P> {
         };
         let models = self.available_models(&caller.tenant_id).await?;
         let usage = providers::usage_for_tenant(self.platform.db(), &caller.tenant_id).await?;
-        let mut out = Map::new();
+        let mut out = BTreeMap::new();
         if let Some(b) = catalog::factory(catalog::BUILTIN) {
-            out.insert(b.name.clone(), json!({"tags": b.tags, "llm": []}));
+            out.insert(
+                b.name.as_str(),
+                FactoryModels {
+                    tags: &b.tags,
+                    llm: Vec::new(),
+                },
+            );
         }
         for m in &models {
             let used: i64 = usage
@@ -193,25 +247,30 @@ impl<P: Platform> App<P> {
                 })
                 .map(|(_, _, n)| n)
                 .sum();
-            let mut item = json!({"type": m.model_type, "name": m.name, "used_token": used});
-            if details {
-                let conn = m.connection.as_ref();
-                item["api_base"] = json!(probe::base_of(
-                    conn.and_then(|c| c.api_base.as_deref()),
-                    m.factory.default_base_url.as_deref()
-                ));
-                item["max_tokens"] = json!(m.max_tokens);
-                item["status"] = json!(conn.map_or("valid", |c| c.status.as_str()));
-                item["credential_hint"] = json!(conn.and_then(|c| c.credential_hint.clone()));
-            }
-            let entry = out
-                .entry(m.factory.name.clone())
-                .or_insert_with(|| json!({"tags": m.factory.tags, "llm": []}));
-            if let Some(list) = entry["llm"].as_array_mut() {
-                list.push(item);
-            }
+            let conn = m.connection.as_ref();
+            let item = TenantModelView {
+                model_type: m.model_type,
+                name: &m.name,
+                used_token: used,
+                details: details.then(|| ModelDetails {
+                    api_base: probe::base_of(
+                        conn.and_then(|c| c.api_base.as_deref()),
+                        m.factory.default_base_url.as_deref(),
+                    ),
+                    max_tokens: m.max_tokens,
+                    status: conn.map_or("valid", |c| c.status.as_str()),
+                    credential_hint: conn.and_then(|c| c.credential_hint.as_deref()),
+                }),
+            };
+            out.entry(m.factory.name.as_str())
+                .or_insert_with(|| FactoryModels {
+                    tags: &m.factory.tags,
+                    llm: Vec::new(),
+                })
+                .llm
+                .push(item);
         }
-        Ok(Reply::ok(Value::Object(out)))
+        Ok(Reply::ok(out))
     }
 
     pub(crate) async fn add_model(
@@ -324,7 +383,7 @@ impl<P: Platform> App<P> {
                     .into(),
             ));
         }
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
     /// One live call that proves the credential (Vertex: a signed token exchange).
@@ -431,7 +490,7 @@ impl<P: Platform> App<P> {
                 "{what} is not configured for this tenant{hint}"
             )));
         }
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 }
 

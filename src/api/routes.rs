@@ -77,13 +77,18 @@ pub struct RouteDef {
     /// The template as the OpenAPI document names it, captures in braces.
     pub path: &'static str,
     pub auth: Auth,
+    // The OpenAPI names are for the document and its tests; the Worker does not carry them.
     /// The OpenAPI `operationId`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub operation_id: &'static str,
     /// The OpenAPI tag (one per route).
+    #[cfg(not(target_arch = "wasm32"))]
     pub tag: &'static str,
     /// The OpenAPI summary.
+    #[cfg(not(target_arch = "wasm32"))]
     pub summary: &'static str,
     /// The names of the template's captures, in order (a unit test holds them to the template).
+    #[cfg(not(target_arch = "wasm32"))]
     pub captures: &'static [&'static str],
     /// Builds the operation from the captured segments, in order.
     build: fn(&mut std::vec::IntoIter<String>) -> Operation,
@@ -106,9 +111,13 @@ macro_rules! routes {
                 method: Method::$method,
                 path: $path,
                 auth: Auth::$auth,
+                #[cfg(not(target_arch = "wasm32"))]
                 operation_id: $id,
+                #[cfg(not(target_arch = "wasm32"))]
                 tag: $tag,
+                #[cfg(not(target_arch = "wasm32"))]
                 summary: $summary,
+                #[cfg(not(target_arch = "wasm32"))]
                 captures: &[$(stringify!($cap)),*],
                 // The matcher hands over exactly one segment per capture (tested below).
                 build: |_segments| Operation::$op {
@@ -369,6 +378,7 @@ mod tests {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn every_capture_list_names_its_templates_braces_in_order() {
         for def in ROUTES {
@@ -403,6 +413,7 @@ mod tests {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn operation_ids_are_unique() {
         let mut ids: Vec<&str> = ROUTES.iter().map(|d| d.operation_id).collect();

@@ -3,6 +3,7 @@
 pub mod crypto;
 pub mod keys;
 pub mod names;
+pub mod states;
 pub mod time;
 
 /// A fresh random identifier: 32 lowercase hex characters (128 bits), RAGFlow's id shape.

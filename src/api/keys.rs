@@ -108,10 +108,19 @@ pub struct CreatedKey {
 }
 
 /// A rotation's answer: the creation shape plus until when the replaced secret still works.
+/// (Its fields are spelled out rather than a flattened [`CreatedKey`]: serde's flatten costs
+/// the Worker bundle several KiB.)
 #[derive(Serialize)]
 pub struct RotatedKey {
-    #[serde(flatten)]
-    pub created: CreatedKey,
+    pub id: String,
+    pub token: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub secret_hint: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub create_date: String,
+    pub expires_at: Option<String>,
     pub previous_secret_valid_until: Option<String>,
 }
 
@@ -449,8 +458,17 @@ impl<P: Platform> App<P> {
 }
 
 fn rotated_json(k: &KeyRecord, secret: &Secret) -> RotatedKey {
+    let c = created_json(k, secret);
     RotatedKey {
-        created: created_json(k, secret),
+        id: c.id,
+        token: c.token,
+        access_key: c.access_key,
+        secret_key: c.secret_key,
+        secret_hint: c.secret_hint,
+        description: c.description,
+        tenant_id: c.tenant_id,
+        create_date: c.create_date,
+        expires_at: c.expires_at,
         previous_secret_valid_until: k.prev_valid_until.map(rfc3339),
     }
 }

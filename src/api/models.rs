@@ -89,24 +89,22 @@ pub struct FactoryModels<'a> {
     pub llm: Vec<TenantModelView<'a>>,
 }
 
-/// A model the tenant has, with `include_details` what its connection says.
+/// A model the tenant has, with `include_details` what its connection says: the outer `None`
+/// leaves a detail out, `Some(None)` writes `null` (no serde flatten: it costs the Worker bundle).
 #[derive(Serialize)]
 pub struct TenantModelView<'a> {
     #[serde(rename = "type")]
     pub model_type: ModelType,
     pub name: &'a str,
     pub used_token: i64,
-    #[serde(flatten)]
-    pub details: Option<ModelDetails<'a>>,
-}
-
-/// The `include_details=true` fields of a model.
-#[derive(Serialize)]
-pub struct ModelDetails<'a> {
-    pub api_base: Option<String>,
-    pub max_tokens: Option<i64>,
-    pub status: &'a str,
-    pub credential_hint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_hint: Option<Option<&'a str>>,
 }
 
 impl<P: Platform> App<P> {
@@ -252,15 +250,15 @@ impl<P: Platform> App<P> {
                 model_type: m.model_type,
                 name: &m.name,
                 used_token: used,
-                details: details.then(|| ModelDetails {
-                    api_base: probe::base_of(
+                api_base: details.then(|| {
+                    probe::base_of(
                         conn.and_then(|c| c.api_base.as_deref()),
                         m.factory.default_base_url.as_deref(),
-                    ),
-                    max_tokens: m.max_tokens,
-                    status: conn.map_or("valid", |c| c.status.as_str()),
-                    credential_hint: conn.and_then(|c| c.credential_hint.as_deref()),
+                    )
                 }),
+                max_tokens: details.then_some(m.max_tokens),
+                status: details.then(|| conn.map_or("valid", |c| c.status.as_str())),
+                credential_hint: details.then(|| conn.and_then(|c| c.credential_hint.as_deref())),
             };
             out.entry(m.factory.name.as_str())
                 .or_insert_with(|| FactoryModels {

@@ -1502,10 +1502,11 @@ fn read_setup(rig: &Rig) -> Ctx {
 /// Every GET route of the route table, with its path parameters filled from `c`, and whether it
 /// is the relay's (which answers in OpenAI's error shape).
 fn read_requests(c: &Ctx) -> Vec<(String, bool)> {
-    keyward::api::routes::TABLE
+    keyward::api::routes::ROUTES
         .iter()
-        .filter(|(_, methods)| methods.contains(&"GET"))
-        .map(|(template, _)| {
+        .filter(|route| route.method == keyward::api::routes::Method::Get)
+        .map(|route| {
+            let template = route.path;
             let path = template
                 .split('/')
                 .map(|seg| match seg {
@@ -1520,7 +1521,7 @@ fn read_requests(c: &Ctx) -> Vec<(String, bool)> {
                 })
                 .collect::<Vec<_>>()
                 .join("/");
-            (path, template.starts_with("/v1/"))
+            (path, route.auth == keyward::api::routes::Auth::RelayKey)
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! The OpenAPI document served at `/openapi.json` against the route table: every route is
 //! documented, every documented operation exists, and the document holds together.
 
-use keyward::api::routes::TABLE;
+use keyward::api::routes::ROUTES;
 use keyward::api::OPENAPI;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -74,13 +74,9 @@ fn every_route_is_documented_and_every_documented_operation_exists() {
         .into_iter()
         .map(|(path, method, _)| (path, method))
         .collect();
-    let routed: BTreeSet<(String, String)> = TABLE
+    let routed: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .flat_map(|(path, methods)| {
-            methods
-                .iter()
-                .map(move |m| (path.to_string(), m.to_ascii_uppercase()))
-        })
+        .map(|route| (route.path.to_string(), route.method.as_str().to_owned()))
         .collect();
 
     let missing: Vec<String> = routed
@@ -93,7 +89,7 @@ fn every_route_is_documented_and_every_documented_operation_exists() {
         .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "OpenAPI document and routes::TABLE disagree.\n\
+        "OpenAPI document and routes::ROUTES disagree.\n\
          Routes missing from the document ({}):\n  {}\n\
          Documented operations with no route ({}):\n  {}",
         missing.len(),
@@ -297,4 +293,44 @@ fn every_operation_documents_the_508_a_request_from_keyward_gets() {
     assert!(doc["components"]["responses"]["LoopDetected"]
         .to_string()
         .contains("508"));
+}
+
+/// Each route's declaration (routes.rs) names its operation in the document: the same
+/// operationId, tag and summary, and the security its auth kind means. (The Worker build does not
+/// carry the names, so this runs natively.)
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn every_documented_operation_carries_its_routes_declared_name_tag_summary_and_security() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    for route in ROUTES {
+        let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
+        if op.is_null() {
+            problems.push(format!("{:?} {}: not documented", route.method, route.path));
+            continue;
+        }
+        use keyward::api::routes::Auth;
+        let security = match route.auth {
+            Auth::Public => serde_json::json!([]),
+            Auth::Admin => serde_json::json!([{"adminToken": []}]),
+            Auth::Key | Auth::RelayKey => serde_json::json!([{"userKey": []}, {"userBasic": []}]),
+        };
+        for (field, want) in [
+            ("operationId", serde_json::json!(route.operation_id)),
+            ("tags", serde_json::json!([route.tag])),
+            ("summary", serde_json::json!(route.summary)),
+            ("security", security),
+        ] {
+            if op[field] != want {
+                problems.push(format!(
+                    "{:?} {}: {field} is {}, the declaration says {want}",
+                    route.method, route.path, op[field]
+                ));
+            }
+        }
+        if route.path.starts_with(RELAY_PREFIX) != (route.auth == Auth::RelayKey) {
+            problems.push(format!("{}: only /v1/ routes are the relay's", route.path));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

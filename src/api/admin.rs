@@ -5,7 +5,6 @@ use super::http::Request;
 use super::idempotency::{self, twin_or, Idem, ADMIN_SCOPE};
 use super::keys::{Issuer, ABSOLUTE_MAX_TTL_MINUTES};
 use super::page::{Cursor, PageRequest};
-use super::routes::Route;
 use super::{body, App, Reply, Result};
 use crate::domain::names::{Role, TenantName, UserStatus, Username};
 use crate::domain::new_id;
@@ -14,8 +13,7 @@ use crate::store::settings::{self, KeyPolicy};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
 use crate::store::{audit, Batch, Db, DbError, Platform};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 const ADMIN: audit::Actor<'static> = audit::Actor::Admin;
 
@@ -51,12 +49,20 @@ struct PutSettings {
     max_keys_per_user: Option<i64>,
 }
 
-pub fn settings_json(p: &KeyPolicy) -> Value {
-    json!({
-        settings::MAX_TTL: p.max_ttl_minutes,
-        settings::SELF_SERVICE_KEYS: p.self_service_keys,
-        settings::MAX_KEYS_PER_USER: p.max_keys_per_user,
-    })
+/// The deployment settings, as `GET` and `PUT /api/v1/admin/settings` answer them.
+#[derive(Serialize)]
+pub struct SettingsView {
+    pub auth_token_max_ttl_minutes: i64,
+    pub self_service_keys: bool,
+    pub max_keys_per_user: i64,
+}
+
+pub fn settings_json(p: &KeyPolicy) -> SettingsView {
+    SettingsView {
+        auth_token_max_ttl_minutes: p.max_ttl_minutes,
+        self_service_keys: p.self_service_keys,
+        max_keys_per_user: p.max_keys_per_user,
+    }
 }
 
 /// 409 for a username that exists in some spelling; names the stored one when it differs.
@@ -70,84 +76,132 @@ fn username_taken(asked: &str, stored: &str) -> ApiError {
     }
 }
 
-pub fn tenant_json(t: &Tenant) -> Value {
-    json!({"id": t.id, "name": t.name, "create_date": rfc3339(t.create_date)})
+/// A tenant as the admin API shows it.
+#[derive(Serialize)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub create_date: String,
 }
 
-pub fn user_json(u: &User) -> Value {
-    json!({
-        "username": u.username,
-        "tenant_id": u.tenant_id,
-        "role": u.role,
-        "status": u.status,
-        "create_date": rfc3339(u.create_date),
-        "update_date": rfc3339(u.update_date),
-    })
+pub fn tenant_json(t: &Tenant) -> TenantView {
+    TenantView {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        create_date: rfc3339(t.create_date),
+    }
+}
+
+/// A user as the admin API shows it. `role` and `status` are the stored text, which the store
+/// still carries as strings (written only from [`Role`] and [`UserStatus`]).
+#[derive(Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub status: String,
+    pub create_date: String,
+    pub update_date: String,
+}
+
+pub fn user_json(u: &User) -> UserView {
+    UserView {
+        username: u.username.clone(),
+        tenant_id: u.tenant_id.clone(),
+        role: u.role.clone(),
+        status: u.status.clone(),
+        create_date: rfc3339(u.create_date),
+        update_date: rfc3339(u.update_date),
+    }
+}
+
+/// One audit log entry. `actor` is `null` for the admin token, which has no name: a user called
+/// `admin` stays a user.
+#[derive(Serialize)]
+pub struct AuditEntryView<'a> {
+    pub id: i64,
+    pub at: String,
+    pub actor_kind: &'static str,
+    pub actor: Option<&'a str>,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub detail: &'a str,
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn admin(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
-        self.require_admin(req).await?;
-        match (method, route) {
-            ("POST", Route::Tenants) => {
-                let body = body::parse(req)?;
-                let idem = idempotency::key_of(req)?
-                    .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
-                self.create_tenant(body, idem).await
-            }
-            ("GET", Route::Tenants) => {
-                let page = PageRequest::parse(req)?;
-                let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
-                let rows = tenants::list(self.platform.db(), after, page.fetch()).await?;
-                let (rows, next) = page.cut(rows, |t| Cursor {
-                    int: t.create_date,
-                    text: t.id.clone(),
-                });
-                Ok(Reply::ok(rows.iter().map(tenant_json).collect()).next_page(req, next))
-            }
-            ("GET", Route::Tenant(id)) => Ok(Reply::ok(tenant_json(&self.tenant(&id).await?))),
-            ("DELETE", Route::Tenant(id)) => self.delete_tenant(&id).await,
-            ("POST", Route::Users) => self.create_user(body::parse(req)?).await,
-            ("GET", Route::Users) => {
-                let page = PageRequest::parse(req)?;
-                let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
-                let rows = users::list(self.platform.db(), after, page.fetch()).await?;
-                let (rows, next) = page.cut(rows, |u| Cursor {
-                    int: u.create_date,
-                    text: u.username.clone(),
-                });
-                Ok(Reply::ok(rows.iter().map(user_json).collect()).next_page(req, next))
-            }
-            ("GET", Route::User(u)) => Ok(Reply::ok(user_json(&self.user(&u).await?))),
-            ("PATCH", Route::User(u)) => self.patch_user(&u, body::parse(req)?).await,
-            ("DELETE", Route::User(u)) => self.delete_user(&u).await,
-            ("POST", Route::UserKeys(u)) => {
-                let user = self.user(&u).await?;
-                let body = body::parse(req)?;
-                let idem = idempotency::key_of(req)?.map(|k| {
-                    Idem::new(
-                        ADMIN_SCOPE,
-                        &k,
-                        idempotency::KEY_ISSUE,
-                        &user.username,
-                        &req.body,
-                    )
-                });
-                self.issue_key(Issuer::Admin, &user, body, idem).await
-            }
-            ("GET", Route::UserKeys(u)) => {
-                let user = self.user(&u).await?;
-                self.list_keys(&user.username, req).await
-            }
-            ("DELETE", Route::UserKey(u, id)) => {
-                let user = self.user(&u).await?;
-                self.revoke_key(Issuer::Admin, &user, &id).await
-            }
-            ("GET", Route::Settings) => self.settings().await,
-            ("PUT", Route::Settings) => self.put_settings(body::parse(req)?).await,
-            ("GET", Route::Audit) => self.audit(req).await,
-            _ => Err(ApiError::Internal("admin route without a handler".into())),
-        }
+    pub(crate) async fn list_tenants(&self, req: &Request) -> Result<Reply> {
+        let page = PageRequest::parse(req)?;
+        let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+        let rows = tenants::list(self.platform.db(), after, page.fetch()).await?;
+        let (rows, next) = page.cut(rows, |t| Cursor {
+            int: t.create_date,
+            text: t.id.clone(),
+        });
+        Ok(Reply::ok(rows.iter().map(tenant_json).collect::<Vec<_>>()).next_page(req, next))
+    }
+
+    pub(crate) async fn create_tenant_request(&self, req: &Request) -> Result<Reply> {
+        let body = body::parse(req)?;
+        let idem = idempotency::key_of(req)?
+            .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
+        self.create_tenant(body, idem).await
+    }
+
+    pub(crate) async fn get_tenant(&self, id: &str) -> Result<Reply> {
+        Ok(Reply::ok(tenant_json(&self.tenant(id).await?)))
+    }
+
+    pub(crate) async fn list_users(&self, req: &Request) -> Result<Reply> {
+        let page = PageRequest::parse(req)?;
+        let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
+        let rows = users::list(self.platform.db(), after, page.fetch()).await?;
+        let (rows, next) = page.cut(rows, |u| Cursor {
+            int: u.create_date,
+            text: u.username.clone(),
+        });
+        Ok(Reply::ok(rows.iter().map(user_json).collect::<Vec<_>>()).next_page(req, next))
+    }
+
+    pub(crate) async fn create_user_request(&self, req: &Request) -> Result<Reply> {
+        self.create_user(body::parse(req)?).await
+    }
+
+    pub(crate) async fn get_user(&self, username: &str) -> Result<Reply> {
+        Ok(Reply::ok(user_json(&self.user(username).await?)))
+    }
+
+    pub(crate) async fn patch_user_request(&self, username: &str, req: &Request) -> Result<Reply> {
+        self.patch_user(username, body::parse(req)?).await
+    }
+
+    pub(crate) async fn issue_user_key(&self, username: &str, req: &Request) -> Result<Reply> {
+        let user = self.user(username).await?;
+        let body = body::parse(req)?;
+        let idem = idempotency::key_of(req)?.map(|k| {
+            Idem::new(
+                ADMIN_SCOPE,
+                &k,
+                idempotency::KEY_ISSUE,
+                &user.username,
+                &req.body,
+            )
+        });
+        self.issue_key(Issuer::Admin, &user, body, idem).await
+    }
+
+    pub(crate) async fn list_user_keys(&self, username: &str, req: &Request) -> Result<Reply> {
+        let user = self.user(username).await?;
+        self.list_keys(&user.username, req).await
+    }
+
+    pub(crate) async fn revoke_user_key(&self, username: &str, id: &str) -> Result<Reply> {
+        let user = self.user(username).await?;
+        self.revoke_key(Issuer::Admin, &user, id).await
+    }
+
+    pub(crate) async fn put_settings_request(&self, req: &Request) -> Result<Reply> {
+        self.put_settings(body::parse(req)?).await
     }
 
     async fn tenant(&self, id: &str) -> Result<Tenant> {
@@ -206,7 +260,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(tenant_json(&tenant)))
     }
 
-    async fn delete_tenant(&self, id: &str) -> Result<Reply> {
+    pub(crate) async fn delete_tenant(&self, id: &str) -> Result<Reply> {
         self.tenant(id).await?;
         let now = self.platform.now_ms();
         let mut batch = Batch::new();
@@ -224,7 +278,7 @@ impl<P: Platform> App<P> {
             return Err(ApiError::NotFound(format!("No tenant with id {id}")));
         }
         super::auth::forget_verified(None);
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
     async fn create_user(&self, body: CreateUser) -> Result<Reply> {
@@ -331,7 +385,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(user_json(&user)))
     }
 
-    async fn delete_user(&self, username: &str) -> Result<Reply> {
+    pub(crate) async fn delete_user(&self, username: &str) -> Result<Reply> {
         let user = self.user(username).await?;
         let now = self.platform.now_ms();
         // By the stored spelling: the path may spell the name in any case.
@@ -350,10 +404,10 @@ impl<P: Platform> App<P> {
             return Err(ApiError::NotFound(format!("No user named {username}")));
         }
         super::auth::forget_verified(None);
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
-    async fn settings(&self) -> Result<Reply> {
+    pub(crate) async fn settings(&self) -> Result<Reply> {
         Ok(Reply::ok(settings_json(&self.key_policy().await?)))
     }
 
@@ -424,7 +478,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(settings_json(&policy)))
     }
 
-    async fn audit(&self, req: &Request) -> Result<Reply> {
+    pub(crate) async fn audit(&self, req: &Request) -> Result<Reply> {
         let tenant_id = req.query_param("tenant_id").filter(|t| !t.is_empty());
         let since = match req.query_param("since").filter(|s| !s.is_empty()) {
             Some(s) => Some(parse_rfc3339(&s).ok_or_else(|| {
@@ -461,23 +515,20 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(
             entries
                 .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id,
-                        "at": rfc3339(e.at),
-                        "actor_kind": e.actor_kind.as_str(),
-                        // The admin token has no name: a user called `admin` stays a user.
-                        "actor": match e.actor_kind {
-                            audit::ActorKind::Admin => Value::Null,
-                            audit::ActorKind::User | audit::ActorKind::Unknown => json!(e.actor),
-                        },
-                        "action": e.action,
-                        "target": e.target,
-                        "tenant_id": e.tenant_id,
-                        "detail": e.detail,
-                    })
+                .map(|e| AuditEntryView {
+                    id: e.id,
+                    at: rfc3339(e.at),
+                    actor_kind: e.actor_kind.as_str(),
+                    actor: match e.actor_kind {
+                        audit::ActorKind::Admin => None,
+                        audit::ActorKind::User | audit::ActorKind::Unknown => Some(&e.actor),
+                    },
+                    action: &e.action,
+                    target: &e.target,
+                    tenant_id: e.tenant_id.as_deref(),
+                    detail: &e.detail,
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         )
         .next_page(req, next))
     }

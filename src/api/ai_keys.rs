@@ -5,22 +5,20 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::http::Request;
-use super::models::require_manager;
 use super::models::{endpoint_change, endpoint_host};
-use super::routes::Route;
-use super::{body, App, Reply, Result};
+use super::{App, Reply, Result};
 use crate::catalog::{self, Factory};
 use crate::domain::crypto::mask;
 use crate::domain::names::{Alias, ModelName};
 use crate::domain::new_id;
+use crate::domain::states::{KeyStatus, UsagePolicy};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::vault::Slot;
 use crate::providers::printable;
 use crate::providers::probe::{self, base_of};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
 use crate::store::{audit, Batch, Db, DbError, Platform};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// Longest alias (API.md "AI API keys").
 pub const ALIAS_MAX: usize = Alias::MAX;
@@ -41,7 +39,7 @@ pub const FILTER_MAX: usize = 128;
 /// `POST /api/v1/ai_keys`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateAiKey {
+pub(crate) struct CreateAiKey {
     alias: String,
     provider: String,
     model: String,
@@ -56,7 +54,7 @@ struct CreateAiKey {
 /// `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateAiKey {
+pub(crate) struct UpdateAiKey {
     #[serde(default, deserialize_with = "super::body::present")]
     alias: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
@@ -144,22 +142,14 @@ pub fn check_limit(field: &str, n: i64) -> Result<i64> {
 }
 
 /// What the relay does when a request exceeds a limit: `reject` or `use_anyway`.
-pub fn check_policy(s: &str) -> Result<String> {
-    match s {
-        "reject" | "use_anyway" => Ok(s.to_owned()),
-        _ => Err(ApiError::bad(
-            "usage_limit_policy",
-            "must be reject or use_anyway",
-        )),
-    }
+pub fn check_policy(s: &str) -> Result<UsagePolicy> {
+    UsagePolicy::parse(s)
+        .ok_or_else(|| ApiError::bad("usage_limit_policy", "must be reject or use_anyway"))
 }
 
 /// `enabled` or `disabled`; `field` names where it came from (body or query).
-pub fn check_status(field: &str, s: &str) -> Result<String> {
-    match s {
-        "enabled" | "disabled" => Ok(s.to_owned()),
-        _ => Err(ApiError::bad(field, "must be enabled or disabled")),
-    }
+pub fn check_status(field: &str, s: &str) -> Result<KeyStatus> {
+    KeyStatus::parse(s).ok_or_else(|| ApiError::bad(field, "must be enabled or disabled"))
 }
 
 /// An RFC 3339 time strictly after `now` (a key expires at its `expire_time`).
@@ -177,25 +167,55 @@ pub fn check_expire_time(s: &str, now: i64) -> Result<i64> {
 }
 
 /// How a gateway key is shown: the masked hint, never the key or its ciphertext.
-pub fn ai_key_json(k: &AiKey) -> Value {
-    json!({
-        "id": k.id,
-        "alias": k.alias,
-        "provider": k.provider,
-        "model": k.model,
-        "status": k.status,
-        "api_key_hint": k.api_key_hint,
-        "endpoint_host": k.endpoint.as_deref().map(probe::host_of),
-        "input_limit": k.input_limit,
-        "output_limit": k.output_limit,
-        "usage_limit_policy": k.usage_limit_policy,
-        "expire_time": k.expire_time.map(rfc3339),
-        "used_input_tokens": k.used_input_tokens,
-        "used_output_tokens": k.used_output_tokens,
-        "last_used_at": k.last_used_at.map(rfc3339),
-        "create_date": rfc3339(k.create_date),
-        "update_date": rfc3339(k.update_date),
-    })
+#[derive(Serialize)]
+pub struct AiKeyView {
+    pub id: String,
+    pub alias: String,
+    pub provider: String,
+    pub model: String,
+    /// The stored [`KeyStatus`] (the store carries it as text).
+    pub status: String,
+    pub api_key_hint: String,
+    /// The host the key is bound to; `null` for a key stored before keys were bound.
+    pub endpoint_host: Option<String>,
+    pub input_limit: i64,
+    pub output_limit: i64,
+    /// The stored [`UsagePolicy`] (the store carries it as text).
+    pub usage_limit_policy: String,
+    pub expire_time: Option<String>,
+    pub used_input_tokens: i64,
+    pub used_output_tokens: i64,
+    pub last_used_at: Option<String>,
+    pub create_date: String,
+    pub update_date: String,
+}
+
+/// One page of gateway keys and how many match in all.
+#[derive(Serialize)]
+pub struct AiKeyPage {
+    pub total: i64,
+    pub items: Vec<AiKeyView>,
+}
+
+pub fn ai_key_json(k: &AiKey) -> AiKeyView {
+    AiKeyView {
+        id: k.id.clone(),
+        alias: k.alias.clone(),
+        provider: k.provider.clone(),
+        model: k.model.clone(),
+        status: k.status.clone(),
+        api_key_hint: k.api_key_hint.clone(),
+        endpoint_host: k.endpoint.as_deref().map(probe::host_of),
+        input_limit: k.input_limit,
+        output_limit: k.output_limit,
+        usage_limit_policy: k.usage_limit_policy.clone(),
+        expire_time: k.expire_time.map(rfc3339),
+        used_input_tokens: k.used_input_tokens,
+        used_output_tokens: k.used_output_tokens,
+        last_used_at: k.last_used_at.map(rfc3339),
+        create_date: rfc3339(k.create_date),
+        update_date: rfc3339(k.update_date),
+    }
 }
 
 /// The id is not echoed: a path segment is whatever the client typed, possibly a pasted secret.
@@ -232,31 +252,11 @@ fn int_param(req: &Request, name: &str, default: i64, max: i64) -> Result<i64> {
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn ai_keys(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
-        let (caller, touch) = self.authenticate(req).await?;
-        let reply = match (method, route) {
-            ("GET", Route::AiKeys) => self.list_ai_keys(&caller, req).await?,
-            ("POST", Route::AiKeys) => {
-                require_manager(&caller)?;
-                self.create_ai_key(&caller, body::parse(req)?).await?
-            }
-            ("GET", Route::AiKey(id)) => {
-                let k = store::get(self.platform.db(), &caller.tenant_id, &id)
-                    .await?
-                    .ok_or_else(not_found)?;
-                Reply::ok(ai_key_json(&k))
-            }
-            ("PUT", Route::AiKey(id)) => {
-                require_manager(&caller)?;
-                self.update_ai_key(&caller, &id, body::parse(req)?).await?
-            }
-            ("DELETE", Route::AiKey(id)) => {
-                require_manager(&caller)?;
-                self.delete_ai_key(&caller, &id).await?
-            }
-            _ => return Err(ApiError::Internal("ai_keys route without a handler".into())),
-        };
-        Ok(reply.after(touch))
+    pub(crate) async fn get_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
+        let k = store::get(self.platform.db(), &caller.tenant_id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(Reply::ok(ai_key_json(&k)))
     }
 
     /// Seal a gateway key's provider key to its tenant, row and endpoint: `(key_version, sealed)`.
@@ -336,15 +336,21 @@ impl<P: Platform> App<P> {
         Ok(base_of(None, factory.default_base_url.as_deref()))
     }
 
-    async fn create_ai_key(&self, caller: &Caller, body: CreateAiKey) -> Result<Reply> {
+    pub(crate) async fn create_ai_key(&self, caller: &Caller, body: CreateAiKey) -> Result<Reply> {
         let alias = check_alias(&body.alias)?;
         let factory = check_provider(&body.provider)?;
         let model = check_model_name(&body.model)?;
         let api_key = check_api_key(&body.api_key)?;
         let input_limit = check_limit("input_limit", body.input_limit)?;
         let output_limit = check_limit("output_limit", body.output_limit.unwrap_or(0))?;
-        let policy = check_policy(body.usage_limit_policy.as_deref().unwrap_or("reject"))?;
-        let status = check_status("status", body.status.as_deref().unwrap_or("disabled"))?;
+        let policy = match body.usage_limit_policy.as_deref() {
+            Some(p) => check_policy(p)?,
+            None => UsagePolicy::Reject,
+        };
+        let status = match body.status.as_deref() {
+            Some(s) => check_status("status", s)?,
+            None => KeyStatus::Disabled,
+        };
         let now = self.platform.now_ms();
         let expire_time = body
             .expire_time
@@ -361,14 +367,14 @@ impl<P: Platform> App<P> {
             alias,
             provider: factory.name.clone(),
             model,
-            status,
+            status: status.as_str().to_owned(),
             key_version,
             api_key: sealed,
             api_key_hint: mask(api_key),
             endpoint,
             input_limit,
             output_limit,
-            usage_limit_policy: policy,
+            usage_limit_policy: policy.as_str().to_owned(),
             expire_time,
             used_input_tokens: 0,
             used_output_tokens: 0,
@@ -401,7 +407,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(ai_key_json(&key)))
     }
 
-    async fn list_ai_keys(&self, caller: &Caller, req: &Request) -> Result<Reply> {
+    pub(crate) async fn list_ai_keys(&self, caller: &Caller, req: &Request) -> Result<Reply> {
         let page = int_param(req, "page", 1, MAX_PAGE)?;
         let page_size = int_param(req, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let search = param(req, "search");
@@ -415,7 +421,7 @@ impl<P: Platform> App<P> {
             }
         }
         let status = param(req, "status")
-            .map(|s| check_status("status", &s))
+            .map(|s| check_status("status", &s).map(|s| s.as_str().to_owned()))
             .transpose()?;
         let filter = Filter {
             search,
@@ -428,13 +434,18 @@ impl<P: Platform> App<P> {
                 .ok_or_else(|| ApiError::bad("page", "is too large"))?,
         };
         let (total, items) = store::search(self.platform.db(), &caller.tenant_id, &filter).await?;
-        Ok(Reply::ok(json!({
-            "total": total,
-            "items": items.iter().map(ai_key_json).collect::<Vec<_>>(),
-        })))
+        Ok(Reply::ok(AiKeyPage {
+            total,
+            items: items.iter().map(ai_key_json).collect(),
+        }))
     }
 
-    async fn update_ai_key(&self, caller: &Caller, id: &str, body: UpdateAiKey) -> Result<Reply> {
+    pub(crate) async fn update_ai_key(
+        &self,
+        caller: &Caller,
+        id: &str,
+        body: UpdateAiKey,
+    ) -> Result<Reply> {
         let alias = not_null("alias", body.alias)?;
         let provider = not_null("provider", body.provider)?;
         let model = not_null("model", body.model)?;
@@ -458,6 +469,7 @@ impl<P: Platform> App<P> {
             )));
         }
         let now = self.platform.now_ms();
+        let new_status: Option<KeyStatus>;
         let mut changes = Changes {
             alias: alias.as_deref().map(check_alias).transpose()?,
             provider: provider
@@ -474,11 +486,19 @@ impl<P: Platform> App<P> {
             output_limit: output_limit
                 .map(|n| check_limit("output_limit", n))
                 .transpose()?,
-            usage_limit_policy: policy.as_deref().map(check_policy).transpose()?,
-            status: status
+            usage_limit_policy: policy
                 .as_deref()
-                .map(|s| check_status("status", s))
-                .transpose()?,
+                .map(check_policy)
+                .transpose()?
+                .map(|p| p.as_str().to_owned()),
+            // Checked here, in the order of the fields, and kept typed for the expiry rule below.
+            status: {
+                new_status = status
+                    .as_deref()
+                    .map(|s| check_status("status", s))
+                    .transpose()?;
+                new_status.map(|s| s.as_str().to_owned())
+            },
             expire_time: match body.expire_time {
                 None => None,
                 Some(None) => Some(None),
@@ -503,7 +523,7 @@ impl<P: Platform> App<P> {
             None
         };
         let expires = changes.expire_time.unwrap_or(stored.expire_time);
-        if changes.status.as_deref() == Some("enabled") && expires.is_some_and(|t| t <= now) {
+        if new_status == Some(KeyStatus::Enabled) && expires.is_some_and(|t| t <= now) {
             return Err(ApiError::BadRequest(
                 "expire_time is in the past: send a later expire_time (or null) to enable this key"
                     .into(),
@@ -595,7 +615,7 @@ impl<P: Platform> App<P> {
         }
     }
 
-    async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
+    pub(crate) async fn delete_ai_key(&self, caller: &Caller, id: &str) -> Result<Reply> {
         let now = self.platform.now_ms();
         let mut batch = Batch::new();
         let deleted = batch
@@ -612,7 +632,7 @@ impl<P: Platform> App<P> {
         if !batch.run(self.platform.db()).await?.did_change(deleted) {
             return Err(not_found());
         }
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 }
 

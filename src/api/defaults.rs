@@ -248,7 +248,7 @@ impl<P: Platform> App<P> {
             ),
             other => other.into(),
         })?;
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer, and its mapping to status, code and body (../API.md).
 
 use crate::store::DbError;
-use serde_json::json;
+use serde::Serialize;
 
 /// The single body every authentication failure gets, whatever the cause: unknown, malformed,
 /// expired, revoked and disabled credentials are indistinguishable to the caller.
@@ -19,7 +19,7 @@ pub enum ApiError {
     /// 404, code 404: no such resource within the caller's tenant.
     NotFound(String),
     /// 405: the path exists, the method does not; carries the `Allow` list.
-    MethodNotAllowed(&'static [&'static str]),
+    MethodNotAllowed(Vec<super::routes::Method>),
     /// 409: a uniqueness rule was violated.
     Conflict(String),
     /// 413: the body is larger than the limit (bytes).
@@ -79,7 +79,10 @@ impl ApiError {
             | ApiError::BadGateway(m) => m.clone(),
             ApiError::Unauthorized => AUTH_FAILED.into(),
             ApiError::MethodNotAllowed(allow) => {
-                format!("Method not allowed; this path accepts {}", allow.join(", "))
+                format!(
+                    "Method not allowed; this path accepts {}",
+                    super::routes::Method::join(allow)
+                )
             }
             ApiError::PayloadTooLarge(limit) => {
                 format!("Request body is larger than the limit of {limit} bytes")
@@ -97,9 +100,22 @@ impl ApiError {
 
     /// The envelope body `{code, data: null, message}`. Anything shaped like a key secret that a
     /// message would echo from the request (a path segment, a name) is cut out first.
-    pub fn body(&self) -> serde_json::Value {
-        json!({"code": self.status_and_code().1, "data": null, "message": redact_secrets(&self.message())})
+    pub fn body(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            code: self.status_and_code().1,
+            data: (),
+            message: redact_secrets(&self.message()),
+        }
     }
+}
+
+/// The envelope of an error: the same three fields as a success, `data` always `null`.
+#[derive(Debug, Serialize)]
+pub struct ErrorEnvelope {
+    pub code: i64,
+    /// Serialised as `null`.
+    pub data: (),
+    pub message: String,
 }
 
 impl From<DbError> for ApiError {
@@ -144,7 +160,7 @@ mod tests {
     fn echoed_secrets_are_redacted_from_messages() {
         let e = ApiError::NotFound("No user named kwa_x:kws_abcDEF123 here".into());
         assert_eq!(
-            e.body()["message"],
+            serde_json::to_value(e.body()).unwrap()["message"],
             "No user named kwa_x:kws_[redacted] here"
         );
     }
@@ -153,6 +169,9 @@ mod tests {
     fn internal_errors_show_nothing_of_their_cause() {
         let e = ApiError::Internal("no such table: secrets_xyz".into());
         assert_eq!(e.status_and_code(), (500, 100));
-        assert!(!e.body().to_string().contains("secrets_xyz"));
+        assert!(!serde_json::to_value(e.body())
+            .unwrap()
+            .to_string()
+            .contains("secrets_xyz"));
     }
 }

@@ -12,8 +12,7 @@ use crate::domain::time::{rfc3339, MS_PER_MINUTE};
 use crate::store::keys::{self as key_store, KeyRecord};
 use crate::store::settings::{self, KeyPolicy};
 use crate::store::{audit, users::User, Batch, Platform};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// The longest lifetime a key may be given even when the setting says "no limit" (100 years),
 /// so `now + ttl` can never overflow.
@@ -57,18 +56,73 @@ pub struct Rotate {
 }
 
 /// How a key is listed: never a secret or a hash.
-pub fn key_json(k: &KeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "access_key": k.access_key,
-        "secret_hint": k.secret_hint,
-        "description": k.description,
-        "tenant_id": k.tenant_id,
-        "create_date": rfc3339(k.create_date),
-        "update_date": rfc3339(k.update_date),
-        "expires_at": k.expires_at.map(rfc3339),
-        "last_used_at": k.last_used_at.map(rfc3339),
-    })
+#[derive(Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub access_key: String,
+    pub secret_hint: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub create_date: String,
+    pub update_date: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+pub fn key_json(k: &KeyRecord) -> KeyView {
+    KeyView {
+        id: k.id.clone(),
+        access_key: k.access_key.clone(),
+        secret_hint: k.secret_hint.clone(),
+        description: k.description.clone(),
+        tenant_id: k.tenant_id.clone(),
+        create_date: rfc3339(k.create_date),
+        update_date: rfc3339(k.update_date),
+        expires_at: k.expires_at.map(rfc3339),
+        last_used_at: k.last_used_at.map(rfc3339),
+    }
+}
+
+/// `GET /api/v1/me/limits`: what the caller's next key may be.
+#[derive(Serialize)]
+pub struct KeyLimits {
+    /// The longest `ttl_minutes` the next key may have; `null`: no bound.
+    pub max_ttl_minutes: Option<i64>,
+    pub admin_max_ttl_minutes: i64,
+    pub self_service_keys: bool,
+    pub max_keys_per_user: i64,
+    pub active_keys: i64,
+}
+
+/// The one answer that carries a secret: the creation (or rotation) of a key.
+#[derive(Serialize)]
+pub struct CreatedKey {
+    pub id: String,
+    pub token: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub secret_hint: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub create_date: String,
+    pub expires_at: Option<String>,
+}
+
+/// A rotation's answer: the creation shape plus until when the replaced secret still works.
+/// (Its fields are spelled out rather than a flattened [`CreatedKey`]: serde's flatten costs
+/// the Worker bundle several KiB.)
+#[derive(Serialize)]
+pub struct RotatedKey {
+    pub id: String,
+    pub token: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub secret_hint: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub create_date: String,
+    pub expires_at: Option<String>,
+    pub previous_secret_valid_until: Option<String>,
 }
 
 impl<P: Platform> App<P> {
@@ -233,13 +287,13 @@ impl<P: Platform> App<P> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Ok(Reply::ok(json!({
-            "max_ttl_minutes": max_ttl,
-            "admin_max_ttl_minutes": policy.max_ttl_minutes,
-            "self_service_keys": policy.self_service_keys,
-            "max_keys_per_user": policy.max_keys_per_user,
-            "active_keys": active,
-        })))
+        Ok(Reply::ok(KeyLimits {
+            max_ttl_minutes: max_ttl,
+            admin_max_ttl_minutes: policy.max_ttl_minutes,
+            self_service_keys: policy.self_service_keys,
+            max_keys_per_user: policy.max_keys_per_user,
+            active_keys: active,
+        }))
     }
 
     /// One page of `username`'s keys, oldest first.
@@ -252,7 +306,7 @@ impl<P: Platform> App<P> {
             int: k.create_date,
             text: k.id.clone(),
         });
-        Ok(Reply::ok(Value::Array(rows.iter().map(key_json).collect())).next_page(req, next))
+        Ok(Reply::ok(rows.iter().map(key_json).collect::<Vec<_>>()).next_page(req, next))
     }
 
     /// Revoke one of `user`'s keys; 404 if it is not theirs.
@@ -279,7 +333,7 @@ impl<P: Platform> App<P> {
             return Err(not_found_key(id));
         }
         super::auth::forget_verified(Some(id));
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
     /// Give a key a new secret; the old one keeps working for `grace_minutes`. With an
@@ -408,11 +462,20 @@ impl<P: Platform> App<P> {
     }
 }
 
-/// A rotation's answer: the creation shape plus until when the replaced secret still works.
-fn rotated_json(k: &KeyRecord, secret: &Secret) -> Value {
-    let mut data = created_json(k, secret);
-    data["previous_secret_valid_until"] = json!(k.prev_valid_until.map(rfc3339));
-    data
+fn rotated_json(k: &KeyRecord, secret: &Secret) -> RotatedKey {
+    let c = created_json(k, secret);
+    RotatedKey {
+        id: c.id,
+        token: c.token,
+        access_key: c.access_key,
+        secret_key: c.secret_key,
+        secret_hint: c.secret_hint,
+        description: c.description,
+        tenant_id: c.tenant_id,
+        create_date: c.create_date,
+        expires_at: c.expires_at,
+        previous_secret_valid_until: k.prev_valid_until.map(rfc3339),
+    }
 }
 
 /// A key may rotate itself, or a key that ends no later than it does: rotating a longer-lived key
@@ -439,17 +502,16 @@ fn not_found_key(id: &str) -> ApiError {
     ApiError::NotFound(format!("No API key with id {id}"))
 }
 
-/// The one response that carries a secret: the creation (or rotation) of a key.
-fn created_json(k: &KeyRecord, secret: &Secret) -> Value {
-    json!({
-        "id": k.id,
-        "token": format!("{}:{}", k.access_key, secret.expose()),
-        "access_key": k.access_key,
-        "secret_key": secret.expose(),
-        "secret_hint": k.secret_hint,
-        "description": k.description,
-        "tenant_id": k.tenant_id,
-        "create_date": rfc3339(k.create_date),
-        "expires_at": k.expires_at.map(rfc3339),
-    })
+fn created_json(k: &KeyRecord, secret: &Secret) -> CreatedKey {
+    CreatedKey {
+        id: k.id.clone(),
+        token: format!("{}:{}", k.access_key, secret.expose()),
+        access_key: k.access_key.clone(),
+        secret_key: secret.expose().to_owned(),
+        secret_hint: k.secret_hint.clone(),
+        description: k.description.clone(),
+        tenant_id: k.tenant_id.clone(),
+        create_date: rfc3339(k.create_date),
+        expires_at: k.expires_at.map(rfc3339),
+    }
 }

@@ -18,11 +18,14 @@ pub mod routes;
 
 use crate::domain::crypto::Keyring;
 use crate::providers::address::{AddressPolicy, PublicHosts};
+use crate::relay::Endpoint;
 use crate::store::{Platform, Stmt};
+use auth::Caller;
 use error::ApiError;
 use http::{Request, Response};
-use routes::Route;
-use serde_json::{json, Value};
+use routes::{Auth, Method, Operation, Resolved};
+use serde::Serialize;
+use serde_json::Value;
 
 /// The OpenAPI document served at `/openapi.json`; a test keeps it in step with the route table.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -99,17 +102,28 @@ pub struct App<P: Platform> {
 
 /// A handler's success: the `data` of the envelope and its message.
 pub struct Reply {
-    pub data: Value,
+    /// The handler's typed answer, serialised once here; an error (a type serde cannot write,
+    /// which none of the answer types is) becomes a 500, never a silently empty `data`.
+    pub data: std::result::Result<Value, String>,
     pub message: &'static str,
     pub deferred: Vec<Stmt>,
     /// Extra response headers (the next page's `Link`).
     pub headers: Vec<(String, String)>,
 }
 
+/// Every `/api/v1` answer: `{"code": 0, "data": ..., "message": ...}` on success, the same three
+/// fields with the error's code on failure (error.rs).
+#[derive(Serialize)]
+pub struct Envelope<'a, T: Serialize> {
+    pub code: i64,
+    pub data: &'a T,
+    pub message: &'a str,
+}
+
 impl Reply {
-    pub fn ok(data: Value) -> Self {
+    pub fn ok(data: impl Serialize) -> Self {
         Reply {
-            data,
+            data: serde_json::to_value(data).map_err(|e| e.to_string()),
             message: "success",
             deferred: Vec::new(),
             headers: Vec::new(),
@@ -144,59 +158,250 @@ impl<P: Platform> App<P> {
         if let Some(refused) = egress::refuse_hop(&req) {
             return refused;
         }
-        let (route, allowed) = match routes::resolve(&req.path) {
-            Some(found) => found,
-            None => {
+        let method = Method::parse(&req.method);
+        let (def, operation) = match routes::resolve(&req.path, method) {
+            Resolved::Found(def, operation) => (def, operation),
+            Resolved::NotFound => {
                 return error_response(&ApiError::NotFound(format!(
                     "No route for {}",
                     printable_path(&req.path)
                 )))
             }
+            Resolved::WrongMethod(allowed, def) => {
+                let allow = Method::join(&allowed);
+                let e = ApiError::MethodNotAllowed(allowed);
+                let r = match def.auth {
+                    Auth::RelayKey => relay::RelayError::from(e).response(),
+                    Auth::Public | Auth::Admin | Auth::Key => error_response(&e),
+                };
+                return r.with_header("allow", &allow);
+            }
         };
-        let method = req.method.to_ascii_uppercase();
-        if !allowed.contains(&method.as_str()) {
-            let e = ApiError::MethodNotAllowed(allowed);
-            let r = if route.is_relay() {
-                relay::RelayError::from(e).response()
-            } else {
-                error_response(&e)
-            };
-            return r.with_header("allow", &allowed.join(", "));
-        }
-        match route {
-            Route::Health => return Response::json(200, &json!({"status": "ok"})),
-            Route::OpenApi => {
+        // Who is calling, as the route declares it. A failure here is the route's own error shape.
+        let who = match def.auth {
+            Auth::Public => Who::Anyone,
+            Auth::Admin => match self.require_admin(&req).await {
+                Ok(()) => Who::Admin,
+                Err(e) => return error_response(&e),
+            },
+            Auth::Key => match self.authenticate(&req).await {
+                Ok((caller, touch)) => Who::Key(caller, touch),
+                // The replay of a rotation without grace comes with the secret that rotation
+                // ended; it is honoured for that one replay only (auth.rs,
+                // rotation_replay_caller). A key that does not parse proves nothing: the request
+                // stays unauthenticated.
+                Err(ApiError::Unauthorized) => match self.rotation_replay(&operation, &req).await {
+                    Ok(caller) => Who::Key(caller, None),
+                    Err(e) => return error_response(&e),
+                },
+                Err(e) => return error_response(&e),
+            },
+            Auth::RelayKey => match self.authenticate(&req).await {
+                Ok((caller, touch)) => Who::Key(caller, touch),
+                Err(e) => return relay::RelayError::from(e).response(),
+            },
+        };
+        let (caller, touch) = match who {
+            Who::Key(caller, touch) => (Some(caller), touch),
+            Who::Anyone | Who::Admin => (None, None),
+        };
+        let answer = self.dispatch(operation, caller.as_ref(), &req).await;
+        let mut r = match answer {
+            Ok(Answer::Envelope(reply)) => match reply.data {
+                Ok(data) => {
+                    let envelope = Envelope {
+                        code: 0,
+                        data: &data,
+                        message: reply.message,
+                    };
+                    let mut r = Response::json(200, &envelope);
+                    r.deferred = reply.deferred;
+                    r.headers.extend(reply.headers);
+                    r
+                }
+                Err(e) => {
+                    error_response(&ApiError::Internal(format!("answer not serialised: {e}")))
+                }
+            },
+            Err(e) => error_response(&e),
+            Ok(Answer::Raw(r)) => r,
+        };
+        r.deferred.extend(touch);
+        r
+    }
+
+    /// The caller of a rotation replayed without its old key's grace, or 401.
+    async fn rotation_replay(&self, operation: &Operation, req: &Request) -> Result<Caller> {
+        let Operation::RotateMyApiKey { id } = operation else {
+            return Err(ApiError::Unauthorized);
+        };
+        let Ok(Some(key)) = idempotency::key_of(req) else {
+            return Err(ApiError::Unauthorized);
+        };
+        self.rotation_replay_caller(req, id, &key)
+            .await?
+            .ok_or(ApiError::Unauthorized)
+    }
+
+    /// Carry out one operation. The `match` has an arm for every declared route and no other:
+    /// a route declared in routes.rs without a handler here does not compile.
+    async fn dispatch(
+        &self,
+        operation: Operation,
+        caller: Option<&Caller>,
+        req: &Request,
+    ) -> Result<Answer> {
+        // Routes declared `Key` or `RelayKey` always have a caller (handle authenticates them
+        // first); `key` is how their arms reach it.
+        let key = || caller.ok_or_else(|| ApiError::Internal("route needs a caller".into()));
+        Ok(match operation {
+            Operation::GetHealth {} => Answer::Raw(Response::json(200, &Health { status: "ok" })),
+            Operation::GetOpenApi {} => {
                 let mut r = Response::json(200, &Value::Null);
                 r.body = OPENAPI.as_bytes().to_vec();
-                return r;
+                Answer::Raw(r)
             }
-            _ => {}
-        }
-        if route.is_relay() {
-            return self.relay(&method, route, &req).await;
-        }
-        let result = if route.is_admin() {
-            self.admin(&method, route, &req).await
-        } else if route.is_ai_keys() {
-            self.ai_keys(&method, route, &req).await
-        } else if route.is_models() {
-            self.models(&method, route, &req).await
-        } else {
-            self.self_service(&method, route, &req).await
-        };
-        match result {
-            Ok(reply) => {
-                let mut r = Response::json(
-                    200,
-                    &json!({"code": 0, "data": reply.data, "message": reply.message}),
-                );
-                r.deferred = reply.deferred;
-                r.headers.extend(reply.headers);
-                r
+
+            Operation::ListTenants {} => Answer::Envelope(self.list_tenants(req).await?),
+            Operation::CreateTenant {} => Answer::Envelope(self.create_tenant_request(req).await?),
+            Operation::GetTenant { tenant_id } => {
+                Answer::Envelope(self.get_tenant(&tenant_id).await?)
             }
-            Err(e) => error_response(&e),
-        }
+            Operation::DeleteTenant { tenant_id } => {
+                Answer::Envelope(self.delete_tenant(&tenant_id).await?)
+            }
+            Operation::ListUsers {} => Answer::Envelope(self.list_users(req).await?),
+            Operation::CreateUser {} => Answer::Envelope(self.create_user_request(req).await?),
+            Operation::GetUser { username } => Answer::Envelope(self.get_user(&username).await?),
+            Operation::UpdateUser { username } => {
+                Answer::Envelope(self.patch_user_request(&username, req).await?)
+            }
+            Operation::DeleteUser { username } => {
+                Answer::Envelope(self.delete_user(&username).await?)
+            }
+            Operation::ListUserApiKeys { username }
+            | Operation::ListUserApiKeysAlias { username } => {
+                Answer::Envelope(self.list_user_keys(&username, req).await?)
+            }
+            Operation::CreateUserApiKey { username }
+            | Operation::CreateUserApiKeyAlias { username } => {
+                Answer::Envelope(self.issue_user_key(&username, req).await?)
+            }
+            Operation::DeleteUserApiKey { username, id }
+            | Operation::DeleteUserApiKeyAlias { username, id } => {
+                Answer::Envelope(self.revoke_user_key(&username, &id).await?)
+            }
+            Operation::GetSettings {} => Answer::Envelope(self.settings().await?),
+            Operation::UpdateSettings {} => Answer::Envelope(self.put_settings_request(req).await?),
+            Operation::ListAuditEntries {} => Answer::Envelope(self.audit(req).await?),
+
+            Operation::GetMe {} => Answer::Envelope(me::me(key()?)),
+            Operation::GetMyKeyLimits {} => {
+                let c = key()?;
+                Answer::Envelope(self.key_limits(&c.username, c.expires_at).await?)
+            }
+            Operation::ListMyApiKeys {} => {
+                let c = key()?;
+                Answer::Envelope(self.list_keys(&c.username, req).await?)
+            }
+            Operation::CreateMyApiKey {} => {
+                let c = key()?;
+                Answer::Envelope(self.issue_my_key(c, req).await?)
+            }
+            Operation::DeleteMyApiKey { id } => {
+                let c = key()?;
+                Answer::Envelope(self.revoke_my_key(c, &id).await?)
+            }
+            Operation::RotateMyApiKey { id } => {
+                let c = key()?;
+                Answer::Envelope(self.rotate_my_key(c, &id, req).await?)
+            }
+
+            Operation::ListFactories {} => Answer::Envelope(Reply::ok(self.factories_json())),
+            Operation::ListModels {} => {
+                let c = key()?;
+                Answer::Envelope(self.list_models(c, req).await?)
+            }
+            Operation::AddModel {} => {
+                let c = models::managing(key()?)?;
+                let b = body::parse(req)?;
+                Answer::Envelope(self.add_model(c, req, b).await?)
+            }
+            Operation::RemoveModel {} => {
+                let c = models::managing(key()?)?;
+                let b = body::parse(req)?;
+                Answer::Envelope(self.remove_model(c, b).await?)
+            }
+            Operation::GetDefaultModels {} => {
+                let c = key()?;
+                Answer::Envelope(self.get_defaults(c).await?)
+            }
+            Operation::SetDefaultModels {} => {
+                let c = key()?;
+                Answer::Envelope(self.set_defaults(c, req).await?)
+            }
+
+            Operation::ListAiKeys {} => {
+                let c = key()?;
+                Answer::Envelope(self.list_ai_keys(c, req).await?)
+            }
+            Operation::CreateAiKey {} => {
+                let c = models::managing(key()?)?;
+                let b = body::parse(req)?;
+                Answer::Envelope(self.create_ai_key(c, b).await?)
+            }
+            Operation::GetAiKey { id } => {
+                let c = key()?;
+                Answer::Envelope(self.get_ai_key(c, &id).await?)
+            }
+            Operation::UpdateAiKey { id } => {
+                let c = models::managing(key()?)?;
+                let b = body::parse(req)?;
+                Answer::Envelope(self.update_ai_key(c, &id, b).await?)
+            }
+            Operation::DeleteAiKey { id } => {
+                let c = models::managing(key()?)?;
+                Answer::Envelope(self.delete_ai_key(c, &id).await?)
+            }
+
+            Operation::RelayListModels {} => Answer::Raw(match key() {
+                Ok(c) => self.relay_models(c).await.unwrap_or_else(|e| e.response()),
+                Err(e) => relay::RelayError::from(e).response(),
+            }),
+            Operation::RelayChatCompletions {} => Answer::Raw(match key() {
+                Ok(c) => {
+                    (self.relay_call(c, req, Endpoint::Chat).await).unwrap_or_else(|e| e.response())
+                }
+                Err(e) => relay::RelayError::from(e).response(),
+            }),
+            Operation::RelayEmbeddings {} => Answer::Raw(match key() {
+                Ok(c) => (self.relay_call(c, req, Endpoint::Embeddings).await)
+                    .unwrap_or_else(|e| e.response()),
+                Err(e) => relay::RelayError::from(e).response(),
+            }),
+        })
     }
+}
+
+/// `GET /health`.
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Who a request was authenticated as, by its route's auth kind.
+enum Who {
+    Anyone,
+    Admin,
+    /// A user's key, and the `last_used_at` write to run after the answer.
+    Key(Caller, Option<Stmt>),
+}
+
+/// A handler's success: the envelope's data, or a response of its own (health, the document, the
+/// relay, which answers its errors in OpenAI's shape itself).
+enum Answer {
+    Envelope(Reply),
+    Raw(Response),
 }
 
 /// The envelope for an error, logging what must not reach the client.

@@ -4,8 +4,7 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::http::Request;
-use super::routes::Route;
-use super::{body, App, Reply, Result};
+use super::{App, Reply, Result};
 use crate::catalog::{self, Connection as Kind, Factory, ModelType};
 use crate::domain::vault::{Slot, Vault, VaultError};
 use crate::providers::probe::{self, ProbeFailure};
@@ -13,12 +12,13 @@ use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
 use crate::store::outbound::Outbound;
 use crate::store::providers::{self, Connection};
 use crate::store::{audit, defaults, Batch, Platform};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RemoveModel {
+pub(crate) struct RemoveModel {
     llm_factory: String,
     llm_name: Option<String>,
 }
@@ -43,8 +43,13 @@ impl Available {
 
 /// Only owners and admins change a tenant's providers, defaults and gateway keys.
 pub fn require_manager(caller: &Caller) -> Result<()> {
+    managing(caller).map(|_| ())
+}
+
+/// The caller, if their role may change the tenant's providers, defaults and gateway keys.
+pub fn managing(caller: &Caller) -> Result<&Caller> {
     if caller.role.can_manage() {
-        Ok(())
+        Ok(caller)
     } else {
         Err(ApiError::Forbidden(format!(
             "Role {} may read but not change this tenant's providers, default models or gateway keys; owners and admins may",
@@ -53,56 +58,81 @@ pub fn require_manager(caller: &Caller) -> Result<()> {
     }
 }
 
-impl<P: Platform> App<P> {
-    pub(crate) async fn models(&self, method: &str, route: Route, req: &Request) -> Result<Reply> {
-        let (caller, touch) = self.authenticate(req).await?;
-        let reply = match (method, route) {
-            ("GET", Route::Factories) => Reply::ok(self.factories_json()),
-            ("GET", Route::Models) => self.list_models(&caller, req).await?,
-            ("POST", Route::Models) => {
-                require_manager(&caller)?;
-                self.add_model(&caller, req, body::parse(req)?).await?
-            }
-            ("DELETE", Route::Models) => {
-                require_manager(&caller)?;
-                self.remove_model(&caller, body::parse(req)?).await?
-            }
-            ("GET", Route::Defaults) => self.get_defaults(&caller).await?,
-            ("POST", Route::Defaults) => self.set_defaults(&caller, req).await?,
-            _ => return Err(ApiError::Internal("models route without a handler".into())),
-        };
-        Ok(reply.after(touch))
-    }
+/// A catalog factory, as `GET /api/v1/factories` lists it.
+#[derive(Serialize)]
+pub struct FactoryView<'a> {
+    pub name: &'a str,
+    pub tags: &'a str,
+    pub model_types: &'a [ModelType],
+    pub auth: catalog::Auth,
+    pub connection: Kind,
+    pub default_base_url: Option<&'a str>,
+    pub self_deployed: bool,
+    pub models: Vec<CatalogModelView<'a>>,
+}
 
-    fn factories_json(&self) -> Value {
+/// A catalog model; `enabled` only on Builtin's, whether this deployment enables it.
+#[derive(Serialize)]
+pub struct CatalogModelView<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub model_type: ModelType,
+    pub max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// One factory's entry in `GET /api/v1/models`: RAGFlow's `{tags, llm}`.
+#[derive(Serialize)]
+pub struct FactoryModels<'a> {
+    pub tags: &'a str,
+    pub llm: Vec<TenantModelView<'a>>,
+}
+
+/// A model the tenant has, with `include_details` what its connection says: the outer `None`
+/// leaves a detail out, `Some(None)` writes `null` (no serde flatten: it costs the Worker bundle).
+#[derive(Serialize)]
+pub struct TenantModelView<'a> {
+    #[serde(rename = "type")]
+    pub model_type: ModelType,
+    pub name: &'a str,
+    pub used_token: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_hint: Option<Option<&'a str>>,
+}
+
+impl<P: Platform> App<P> {
+    pub(crate) fn factories_json(&self) -> Vec<FactoryView<'static>> {
         let enabled: Vec<&str> = catalog::enabled_builtin(&self.config.builtin_models)
             .iter()
             .map(|m| m.name.as_str())
             .collect();
         catalog::factories()
             .iter()
-            .map(|f| {
-                let models: Vec<Value> = f
+            .map(|f| FactoryView {
+                name: &f.name,
+                tags: &f.tags,
+                model_types: &f.model_types,
+                auth: f.auth,
+                connection: f.connection,
+                default_base_url: f.default_base_url.as_deref(),
+                self_deployed: f.self_deployed,
+                models: f
                     .models
                     .iter()
-                    .map(|m| {
-                        let mut v = json!({"name": m.name, "type": m.model_type, "max_tokens": m.max_tokens});
-                        if f.is_builtin() {
-                            v["enabled"] = json!(enabled.contains(&m.name.as_str()));
-                        }
-                        v
+                    .map(|m| CatalogModelView {
+                        name: &m.name,
+                        model_type: m.model_type,
+                        max_tokens: m.max_tokens,
+                        enabled: f.is_builtin().then(|| enabled.contains(&m.name.as_str())),
                     })
-                    .collect();
-                json!({
-                    "name": f.name,
-                    "tags": f.tags,
-                    "model_types": f.model_types,
-                    "auth": f.auth,
-                    "connection": f.connection,
-                    "default_base_url": f.default_base_url,
-                    "self_deployed": f.self_deployed,
-                    "models": models,
-                })
+                    .collect(),
             })
             .collect()
     }
@@ -188,7 +218,7 @@ impl<P: Platform> App<P> {
         out
     }
 
-    async fn list_models(&self, caller: &Caller, req: &Request) -> Result<Reply> {
+    pub(crate) async fn list_models(&self, caller: &Caller, req: &Request) -> Result<Reply> {
         let details = match req.query_param("include_details").as_deref() {
             None | Some("") | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -196,9 +226,15 @@ impl<P: Platform> App<P> {
         };
         let models = self.available_models(&caller.tenant_id).await?;
         let usage = providers::usage_for_tenant(self.platform.db(), &caller.tenant_id).await?;
-        let mut out = Map::new();
+        let mut out = BTreeMap::new();
         if let Some(b) = catalog::factory(catalog::BUILTIN) {
-            out.insert(b.name.clone(), json!({"tags": b.tags, "llm": []}));
+            out.insert(
+                b.name.as_str(),
+                FactoryModels {
+                    tags: &b.tags,
+                    llm: Vec::new(),
+                },
+            );
         }
         for m in &models {
             let used: i64 = usage
@@ -209,28 +245,38 @@ impl<P: Platform> App<P> {
                 })
                 .map(|(_, _, n)| n)
                 .sum();
-            let mut item = json!({"type": m.model_type, "name": m.name, "used_token": used});
-            if details {
-                let conn = m.connection.as_ref();
-                item["api_base"] = json!(probe::base_of(
-                    conn.and_then(|c| c.api_base.as_deref()),
-                    m.factory.default_base_url.as_deref()
-                ));
-                item["max_tokens"] = json!(m.max_tokens);
-                item["status"] = json!(conn.map_or("valid", |c| c.status.as_str()));
-                item["credential_hint"] = json!(conn.and_then(|c| c.credential_hint.clone()));
-            }
-            let entry = out
-                .entry(m.factory.name.clone())
-                .or_insert_with(|| json!({"tags": m.factory.tags, "llm": []}));
-            if let Some(list) = entry["llm"].as_array_mut() {
-                list.push(item);
-            }
+            let conn = m.connection.as_ref();
+            let item = TenantModelView {
+                model_type: m.model_type,
+                name: &m.name,
+                used_token: used,
+                api_base: details.then(|| {
+                    probe::base_of(
+                        conn.and_then(|c| c.api_base.as_deref()),
+                        m.factory.default_base_url.as_deref(),
+                    )
+                }),
+                max_tokens: details.then_some(m.max_tokens),
+                status: details.then(|| conn.map_or("valid", |c| c.status.as_str())),
+                credential_hint: details.then(|| conn.and_then(|c| c.credential_hint.as_deref())),
+            };
+            out.entry(m.factory.name.as_str())
+                .or_insert_with(|| FactoryModels {
+                    tags: &m.factory.tags,
+                    llm: Vec::new(),
+                })
+                .llm
+                .push(item);
         }
-        Ok(Reply::ok(Value::Object(out)))
+        Ok(Reply::ok(out))
     }
 
-    async fn add_model(&self, caller: &Caller, req: &Request, body: AddModel) -> Result<Reply> {
+    pub(crate) async fn add_model(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        body: AddModel,
+    ) -> Result<Reply> {
         let spec = body
             .into_spec()
             .map_err(|(f, why)| ApiError::bad(&f, why))?;
@@ -337,7 +383,7 @@ impl<P: Platform> App<P> {
                     .into(),
             ));
         }
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 
     /// One live call that proves the credential (Vertex: a signed token exchange).
@@ -405,7 +451,7 @@ impl<P: Platform> App<P> {
         Vault::new(self.config.keyring.as_ref())
     }
 
-    async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
+    pub(crate) async fn remove_model(&self, caller: &Caller, body: RemoveModel) -> Result<Reply> {
         let factory = catalog::factory(&body.llm_factory).ok_or_else(|| {
             ApiError::bad(
                 "llm_factory",
@@ -447,7 +493,7 @@ impl<P: Platform> App<P> {
                 "{what} is not configured for this tenant{hint}"
             )));
         }
-        Ok(Reply::ok(Value::Bool(true)))
+        Ok(Reply::ok(true))
     }
 }
 

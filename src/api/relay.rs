@@ -6,9 +6,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::http::{Request, Response};
 use super::models::Available;
-use super::routes::Route;
 use super::App;
 use crate::catalog::{self, ApiStyle, ModelType};
+use crate::domain::states::{KeyStatus, UsagePolicy};
 use crate::providers::printable;
 use crate::providers::probe::{self, base_of, reason};
 use crate::providers::scrub::Scrubber;
@@ -19,6 +19,7 @@ use crate::relay::{
 use crate::store::ai_keys::{self, AiKey};
 use crate::store::outbound::{OutboundError, OutboundResponse};
 use crate::store::{providers, Platform, Stmt};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -54,11 +55,8 @@ impl RelayError {
         if self.status >= 500 {
             log::warn!("relay answered {}: {}", self.status, self.message);
         }
-        let body = relay::error_body(
-            &super::error::redact_secrets(&self.message),
-            self.kind,
-            self.code,
-        );
+        let message = super::error::redact_secrets(&self.message);
+        let body = relay::error_body(&message, self.kind, self.code);
         let mut r = Response::json(self.status, &body);
         if self.status == 401 {
             r = r.with_header("www-authenticate", "Bearer realm=\"keyward\"");
@@ -128,58 +126,64 @@ fn type_fits(endpoint: Endpoint, t: ModelType) -> bool {
     }
 }
 
-impl<P: Platform> App<P> {
-    /// Answer a relay route. Every failure is an OpenAI-style error.
-    pub(crate) async fn relay(&self, method: &str, route: Route, req: &Request) -> Response {
-        let authed = self.authenticate(req).await.map_err(RelayError::from);
-        let (caller, touch) = match authed {
-            Ok(c) => c,
-            Err(e) => return e.response(),
-        };
-        let outcome = match (method, route) {
-            ("GET", Route::RelayModels) => self.relay_models(&caller).await,
-            ("POST", Route::RelayChat) => self.relay_call(&caller, req, Endpoint::Chat).await,
-            ("POST", Route::RelayEmbeddings) => {
-                self.relay_call(&caller, req, Endpoint::Embeddings).await
-            }
-            _ => Err(RelayError::new(
-                500,
-                "server_error",
-                None,
-                "relay route without a handler",
-            )),
-        };
-        let mut resp = outcome.unwrap_or_else(|e| e.response());
-        resp.deferred.extend(touch);
-        resp
-    }
+/// `GET /v1/models`: OpenAI's model list.
+#[derive(Serialize)]
+pub struct RelayModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<RelayModel>,
+}
 
-    async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
+/// One model the relay serves: a connected model (`name@factory`) or a gateway key's alias.
+#[derive(Serialize)]
+pub struct RelayModel {
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Always 0: keyward does not know when a provider made the model.
+    pub created: i64,
+    /// The factory, or `keyward` for a gateway key.
+    pub owned_by: String,
+}
+
+impl<P: Platform> App<P> {
+    pub(crate) async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
         let models = self.available_models(&caller.tenant_id).await?;
         // Builtin models are served by the platform, not this relay, so they are not listed here.
-        let mut data: Vec<Value> = models
+        let mut data: Vec<RelayModel> = models
             .iter()
             .filter(|m| m.connection.is_some())
-            .map(|m| json!({"id": m.id(), "object": "model", "created": 0, "owned_by": m.factory.name}))
+            .map(|m| RelayModel {
+                id: m.id(),
+                object: "model",
+                created: 0,
+                owned_by: m.factory.name.clone(),
+            })
             .collect();
         // One page, not counted: the list has no total to show.
         let keys = ai_keys::page(
             self.platform.db(),
             &caller.tenant_id,
             &ai_keys::Filter {
-                status: Some("enabled".into()),
+                status: Some(KeyStatus::Enabled.as_str().into()),
                 limit: 100,
                 ..Default::default()
             },
         )
         .await
         .map_err(ApiError::from)?;
-        data.extend(keys.iter().map(
-            |k| json!({"id": k.alias, "object": "model", "created": 0, "owned_by": "keyward"}),
-        ));
+        data.extend(keys.iter().map(|k| RelayModel {
+            id: k.alias.clone(),
+            object: "model",
+            created: 0,
+            owned_by: "keyward".into(),
+        }));
         Ok(Response::json(
             200,
-            &json!({"object": "list", "data": data}),
+            &RelayModelList {
+                object: "list",
+                data,
+            },
         ))
     }
 
@@ -395,7 +399,7 @@ impl<P: Platform> App<P> {
         })
     }
 
-    async fn relay_call(
+    pub(crate) async fn relay_call(
         &self,
         caller: &Caller,
         req: &Request,
@@ -517,13 +521,17 @@ impl<P: Platform> App<P> {
         estimate: u64,
         headers: &mut Vec<(String, String)>,
     ) -> RResult<()> {
-        if key.status != "enabled" {
-            return Err(RelayError::new(
-                403,
-                "permission_error",
-                Some("key_disabled"),
-                format!("Gateway key {} is disabled", key.alias),
-            ));
+        // A status the store holds but this build does not know is treated as disabled.
+        match KeyStatus::parse(&key.status) {
+            Some(KeyStatus::Enabled) => {}
+            Some(KeyStatus::Disabled) | None => {
+                return Err(RelayError::new(
+                    403,
+                    "permission_error",
+                    Some("key_disabled"),
+                    format!("Gateway key {} is disabled", key.alias),
+                ))
+            }
         }
         if key.expire_time.is_some_and(|t| t <= self.platform.now_ms()) {
             return Err(RelayError::new(
@@ -533,7 +541,11 @@ impl<P: Platform> App<P> {
                 format!("Gateway key {} has expired", key.alias),
             ));
         }
-        let reject = key.usage_limit_policy != "use_anyway";
+        // Anything but an explicit `use_anyway` rejects, the safe side.
+        let reject = match UsagePolicy::parse(&key.usage_limit_policy) {
+            Some(UsagePolicy::UseAnyway) => false,
+            Some(UsagePolicy::Reject) | None => true,
+        };
         if key.input_limit > 0 && estimate > key.input_limit as u64 {
             if reject {
                 return Err(RelayError::new(

@@ -3,6 +3,7 @@
 pub mod crypto;
 pub mod keys;
 pub mod names;
+pub mod states;
 pub mod time;
 pub mod vault;
 

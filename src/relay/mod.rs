@@ -20,6 +20,7 @@ use crate::store::outbound::{ChunkStream, OutboundError, OutboundRequest};
 use crate::store::Stmt;
 use futures_channel::oneshot;
 use futures_util::Stream;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -344,9 +345,40 @@ impl Drop for RelayStream {
     }
 }
 
+/// The relay's OpenAI-style error: `{"error": {message, type, param, code}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+/// The inside of [`ErrorBody`]. `param` is always `null`: no message names a request field
+/// that way (the message itself says which).
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+impl std::fmt::Display for ErrorBody<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        write!(f, "{text}")
+    }
+}
+
 /// A body for the relay's OpenAI-style error.
-pub fn error_body(message: &str, kind: &str, code: Option<&str>) -> Value {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+pub fn error_body<'a>(message: &'a str, kind: &'a str, code: Option<&'a str>) -> ErrorBody<'a> {
+    ErrorBody {
+        error: ErrorDetail {
+            message,
+            kind,
+            param: None,
+            code,
+        },
+    }
 }
 
 #[cfg(test)]

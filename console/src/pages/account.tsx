@@ -1,6 +1,7 @@
 // Account & API Keys: who you are, the endpoints to use, your keys; create (expiry from presets or
 // a custom value, never above the maximum), the new secret shown once, rotate with a grace period,
 // delete after confirmation.
+import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import {
   type ApiKey,
@@ -31,6 +32,54 @@ import { cursorPaged, PAGE_SIZE, PagedView, usePaged } from '../ui/list';
 const myKeys = cursorPaged<ApiKey, Record<string, never>>(({ limit, cursor }) =>
   unwrapPage(api.GET('/api/v1/api_keys', { params: { query: cursor ? { limit, cursor } : { limit } } })),
 );
+
+/** A page of a user's keys: what a person needs to tell them apart, never a secret. `current`
+ * marks the key of this session; `actions` fills each row's last cell. */
+export function KeyTable({
+  items,
+  current,
+  actions,
+}: {
+  items: ApiKey[];
+  current?: string;
+  actions: (k: ApiKey) => ComponentChildren;
+}) {
+  return (
+    <table>
+      <thead>
+        <tr>
+          <th scope="col">Description</th>
+          <th scope="col">Access key</th>
+          <th scope="col">Secret</th>
+          <th scope="col">Created</th>
+          <th scope="col">Expires</th>
+          <th scope="col">Last used</th>
+          <th scope="col">
+            <span class="sr-only">Actions</span>
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.map((k) => (
+          <tr key={k.id} data-testid="key-row">
+            <td>{k.description || <span class="muted">(none)</span>}</td>
+            <td>
+              <code>{k.access_key}</code>
+              {current === k.id && <span class="tag">this session</span>}
+            </td>
+            <td>
+              <code>{k.secret_hint}</code>
+            </td>
+            <td>{when(k.create_date)}</td>
+            <td>{when(k.expires_at, 'never')}</td>
+            <td>{when(k.last_used_at, 'never')}</td>
+            <td class="row-actions">{actions(k)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
 
 /** Lifetimes offered when creating a key, in minutes. */
 export const TTL_PRESETS: ReadonlyArray<readonly [number, string]> = [
@@ -124,64 +173,38 @@ export function AccountPage() {
       )}
       <PagedView list={keys} what="your keys" empty="No keys.">
         {(items) => (
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Description</th>
-                <th scope="col">Access key</th>
-                <th scope="col">Secret</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Last used</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((k) => (
-                <tr key={k.id} data-testid="key-row">
-                  <td>{k.description || <span class="muted">(none)</span>}</td>
-                  <td>
-                    <code>{k.access_key}</code>
-                    {m?.api_key.id === k.id && <span class="tag">this session</span>}
-                  </td>
-                  <td>
-                    <code>{k.secret_hint}</code>
-                  </td>
-                  <td>{when(k.create_date)}</td>
-                  <td>{when(k.expires_at, 'never')}</td>
-                  <td>{when(k.last_used_at, 'never')}</td>
-                  <td class="row-actions">
-                    <button type="button" onClick={() => setRotating(k)}>
-                      Rotate
-                    </button>
-                    <Action
-                      class="danger"
-                      label="Delete"
-                      busy="Deleting…"
-                      title={`Delete key ${k.access_key}`}
-                      run={async () => {
-                        const self = m?.api_key.id === k.id;
-                        const yes = await ask(
-                          'Delete this key?',
-                          `${k.access_key} stops working at once.${self ? ' It is the key of this session: you will be signed out.' : ''}`,
-                        );
-                        if (!yes) return;
-                        await unwrap(api.DELETE('/api/v1/api_keys/{id}', { params: { path: { id: k.id } } }));
-                        if (self) {
-                          signOut('the key of this session was deleted');
-                          return;
-                        }
-                        await keys.reload();
-                        void refreshLimits();
-                      }}
-                    />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <KeyTable
+            items={items}
+            current={m?.api_key.id}
+            actions={(k) => (
+              <>
+                <button type="button" onClick={() => setRotating(k)}>
+                  Rotate
+                </button>
+                <Action
+                  class="danger"
+                  label="Delete"
+                  busy="Deleting…"
+                  title={`Delete key ${k.access_key}`}
+                  run={async () => {
+                    const self = m?.api_key.id === k.id;
+                    const yes = await ask(
+                      'Delete this key?',
+                      `${k.access_key} stops working at once.${self ? ' It is the key of this session: you will be signed out.' : ''}`,
+                    );
+                    if (!yes) return;
+                    await unwrap(api.DELETE('/api/v1/api_keys/{id}', { params: { path: { id: k.id } } }));
+                    if (self) {
+                      signOut('the key of this session was deleted');
+                      return;
+                    }
+                    await keys.reload();
+                    void refreshLimits();
+                  }}
+                />
+              </>
+            )}
+          />
         )}
       </PagedView>
 

@@ -25,7 +25,7 @@ import {
   when,
 } from '../ui/kit';
 import { cursorPaged, PAGE_SIZE, PagedView, usePaged } from '../ui/list';
-import { ShowOnce, TTL_PRESETS } from './account';
+import { KeyTable, ShowOnce, TTL_PRESETS } from './account';
 import { tenantChoices } from './admin';
 
 /**
@@ -324,58 +324,28 @@ export function AdminUserPage(props: { username: string }) {
       </div>
       <PagedView list={keys} what="keys" empty="No keys.">
         {(items) => (
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Description</th>
-                <th scope="col">Access key</th>
-                <th scope="col">Secret</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Last used</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((k) => (
-                <tr key={k.id} data-testid="key-row">
-                  <td>{k.description || <span class="muted">(none)</span>}</td>
-                  <td>
-                    <code>{k.access_key}</code>
-                  </td>
-                  <td>
-                    <code>{k.secret_hint}</code>
-                  </td>
-                  <td>{when(k.create_date)}</td>
-                  <td>{when(k.expires_at, 'never')}</td>
-                  <td>{when(k.last_used_at, 'never')}</td>
-                  <td class="row-actions">
-                    <Action
-                      class="danger"
-                      label="Revoke"
-                      busy="Revoking…"
-                      title={`Revoke ${k.access_key}`}
-                      done={`Revoked ${k.access_key}`}
-                      run={async () => {
-                        if (
-                          !(await ask('Revoke this key?', `${k.access_key} stops working at once.`, 'Revoke'))
-                        )
-                          return;
-                        await unwrap(
-                          api.DELETE('/api/v1/admin/users/{username}/api_key/{id}', {
-                            params: { path: { username: name, id: k.id } },
-                          }),
-                        );
-                        await keys.reload();
-                      }}
-                    />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <KeyTable
+            items={items}
+            actions={(k) => (
+              <Action
+                class="danger"
+                label="Revoke"
+                busy="Revoking…"
+                title={`Revoke ${k.access_key}`}
+                done={`Revoked ${k.access_key}`}
+                run={async () => {
+                  if (!(await ask('Revoke this key?', `${k.access_key} stops working at once.`, 'Revoke')))
+                    return;
+                  await unwrap(
+                    api.DELETE('/api/v1/admin/users/{username}/api_key/{id}', {
+                      params: { path: { username: name, id: k.id } },
+                    }),
+                  );
+                  await keys.reload();
+                }}
+              />
+            )}
+          />
         )}
       </PagedView>
       {issuing && (

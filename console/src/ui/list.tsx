@@ -64,6 +64,9 @@ export interface Paged<T> {
 export function usePaged<T, F>(source: PageSource<T, F>, filters: F, pageSize = 20): Paged<T> {
   const [page, setPage] = useState(1);
   const [data, setData] = useState<Page<T> | null>(null);
+  // Which filters and page `data` answers: until the effect below has loaded the page now asked
+  // for (effects run after paint), the rows on screen are another page's and the list is busy.
+  const [shown, setShown] = useState('');
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<unknown>(null);
   const key = JSON.stringify(filters);
@@ -88,9 +91,13 @@ export function usePaged<T, F>(source: PageSource<T, F>, filters: F, pageSize = 
           return;
         }
         setData(d);
+        setShown(`${p}:${key}`);
         setError(null);
       } catch (e) {
-        if (mine === seq.current) setError(e);
+        if (mine === seq.current) {
+          setError(e);
+          setShown(`${p}:${key}`);
+        }
       } finally {
         if (mine === seq.current) setLoading(false);
       }
@@ -108,7 +115,8 @@ export function usePaged<T, F>(source: PageSource<T, F>, filters: F, pageSize = 
     }
     void load(page);
   }, [key, page, load]);
-  return { page, pageSize, setPage, data, loading, error, reload: () => load(page) };
+  const stale = shown !== `${page}:${key}`;
+  return { page, pageSize, setPage, data, loading: loading || stale, error, reload: () => load(page) };
 }
 
 /** The table body's states (loading, error, empty) and the pager under it. */

@@ -1742,7 +1742,7 @@ fn disable_expired_disables_only_enabled_keys_past_expiry_and_is_idempotent() {
     t.advance_minutes(120);
     let now = t.now();
     assert_eq!(run(&t, store::disable_expired(now, 100)), 1);
-    let status = |id: &str| stored(&t, &tenant, id).status;
+    let status = |id: &str| stored(&t, &tenant, id).status.as_str();
     assert_eq!(status(&expired), "disabled");
     assert_eq!(stored(&t, &tenant, &expired).update_date, now);
     assert_eq!(status(&later), "enabled");

@@ -92,14 +92,13 @@ pub fn tenant_json(t: &Tenant) -> TenantView {
     }
 }
 
-/// A user as the admin API shows it. `role` and `status` are the stored text, which the store
-/// still carries as strings (written only from [`Role`] and [`UserStatus`]).
+/// A user as the admin API shows it.
 #[derive(Serialize)]
 pub struct UserView {
     pub username: String,
     pub tenant_id: String,
-    pub role: String,
-    pub status: String,
+    pub role: Role,
+    pub status: UserStatus,
     pub create_date: String,
     pub update_date: String,
 }
@@ -108,8 +107,8 @@ pub fn user_json(u: &User) -> UserView {
     UserView {
         username: u.username.clone(),
         tenant_id: u.tenant_id.clone(),
-        role: u.role.clone(),
-        status: u.status.clone(),
+        role: u.role,
+        status: u.status,
         create_date: rfc3339(u.create_date),
         update_date: rfc3339(u.update_date),
     }
@@ -322,8 +321,8 @@ impl<P: Platform> App<P> {
         let user = User {
             username: username.as_str().to_owned(),
             tenant_id,
-            role: role.as_str().into(),
-            status: UserStatus::Active.as_str().into(),
+            role,
+            status: UserStatus::Active,
             create_date: now,
             update_date: now,
         };
@@ -359,10 +358,10 @@ impl<P: Platform> App<P> {
         }
         let mut user = self.user(username).await?;
         if let Some(r) = body.role {
-            user.role = r.as_str().into();
+            user.role = r;
         }
         if let Some(s) = body.status {
-            user.status = s.as_str().into();
+            user.status = s;
         }
         let now = self.platform.now_ms();
         user.update_date = now;

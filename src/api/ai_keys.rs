@@ -173,15 +173,13 @@ pub struct AiKeyView {
     pub alias: String,
     pub provider: String,
     pub model: String,
-    /// The stored [`KeyStatus`] (the store carries it as text).
-    pub status: String,
+    pub status: KeyStatus,
     pub api_key_hint: String,
     /// The host the key is bound to; `null` for a key stored before keys were bound.
     pub endpoint_host: Option<String>,
     pub input_limit: i64,
     pub output_limit: i64,
-    /// The stored [`UsagePolicy`] (the store carries it as text).
-    pub usage_limit_policy: String,
+    pub usage_limit_policy: UsagePolicy,
     pub expire_time: Option<String>,
     pub used_input_tokens: i64,
     pub used_output_tokens: i64,
@@ -203,12 +201,12 @@ pub fn ai_key_json(k: &AiKey) -> AiKeyView {
         alias: k.alias.clone(),
         provider: k.provider.clone(),
         model: k.model.clone(),
-        status: k.status.clone(),
+        status: k.status,
         api_key_hint: k.api_key_hint.clone(),
         endpoint_host: k.endpoint.as_deref().map(probe::host_of),
         input_limit: k.input_limit,
         output_limit: k.output_limit,
-        usage_limit_policy: k.usage_limit_policy.clone(),
+        usage_limit_policy: k.usage_limit_policy,
         expire_time: k.expire_time.map(rfc3339),
         used_input_tokens: k.used_input_tokens,
         used_output_tokens: k.used_output_tokens,
@@ -367,14 +365,14 @@ impl<P: Platform> App<P> {
             alias,
             provider: factory.name.clone(),
             model,
-            status: status.as_str().to_owned(),
+            status,
             key_version,
             api_key: sealed,
             api_key_hint: mask(api_key),
             endpoint,
             input_limit,
             output_limit,
-            usage_limit_policy: policy.as_str().to_owned(),
+            usage_limit_policy: policy,
             expire_time,
             used_input_tokens: 0,
             used_output_tokens: 0,
@@ -421,7 +419,7 @@ impl<P: Platform> App<P> {
             }
         }
         let status = param(req, "status")
-            .map(|s| check_status("status", &s).map(|s| s.as_str().to_owned()))
+            .map(|s| check_status("status", &s))
             .transpose()?;
         let filter = Filter {
             search,
@@ -486,18 +484,14 @@ impl<P: Platform> App<P> {
             output_limit: output_limit
                 .map(|n| check_limit("output_limit", n))
                 .transpose()?,
-            usage_limit_policy: policy
-                .as_deref()
-                .map(check_policy)
-                .transpose()?
-                .map(|p| p.as_str().to_owned()),
+            usage_limit_policy: policy.as_deref().map(check_policy).transpose()?,
             // Checked here, in the order of the fields, and kept typed for the expiry rule below.
             status: {
                 new_status = status
                     .as_deref()
                     .map(|s| check_status("status", s))
                     .transpose()?;
-                new_status.map(|s| s.as_str().to_owned())
+                new_status
             },
             expire_time: match body.expire_time {
                 None => None,
@@ -569,8 +563,11 @@ impl<P: Platform> App<P> {
         note("endpoint", endpoint_note);
         note("input_limit", changes.input_limit.map(|n| n.to_string()));
         note("output_limit", changes.output_limit.map(|n| n.to_string()));
-        note("usage_limit_policy", changes.usage_limit_policy.clone());
-        note("status", changes.status.clone());
+        note(
+            "usage_limit_policy",
+            changes.usage_limit_policy.map(|p| p.to_string()),
+        );
+        note("status", changes.status.map(|s| s.to_string()));
         note(
             "expire_time",
             changes

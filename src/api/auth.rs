@@ -5,7 +5,7 @@ use super::http::Request;
 use super::idempotency::{user_scope, Idem};
 use super::App;
 use crate::domain::keys::{self, Secret};
-use crate::domain::names::Role;
+use crate::domain::names::{Role, UserStatus};
 use crate::store::{keys as key_store, Limiter, Platform, Stmt};
 use base64::Engine;
 
@@ -163,8 +163,11 @@ impl<P: Platform> App<P> {
             _ => false,
         };
         let unexpired = row.expires_at.is_none_or(|t| now < t);
-        let role = Role::parse(&row.role);
-        if !(current | in_grace) || !unexpired || row.user_status != "active" || role.is_none() {
+        let active = match row.user_status {
+            UserStatus::Active => true,
+            UserStatus::Disabled => false,
+        };
+        if !(current | in_grace) || !unexpired || !active {
             return Err(ApiError::Unauthorized);
         }
         let touch = row
@@ -174,7 +177,7 @@ impl<P: Platform> App<P> {
         let caller = Caller {
             username: row.username,
             tenant_id: row.tenant_id,
-            role: role.unwrap_or(Role::Member),
+            role: row.role,
             key_id: row.id,
             access_key: row.access_key,
             expires_at: row.expires_at,
@@ -225,11 +228,9 @@ impl<P: Platform> App<P> {
             return Ok(None);
         };
         let now = self.platform.now_ms();
-        let Some(role) = Role::parse(&row.role) else {
-            return Ok(None);
-        };
+        let role = row.role;
         if row.id != key_id
-            || row.user_status != "active"
+            || row.user_status != UserStatus::Active
             || row.expires_at.is_some_and(|t| now >= t)
         {
             return Ok(None);

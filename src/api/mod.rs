@@ -419,7 +419,17 @@ pub fn error_response(e: &ApiError) -> Response {
             )
         }
         ApiError::RateLimited(s) => r = r.with_header("retry-after", &s.to_string()),
-        _ => {}
+        ApiError::BadRequest(_)
+        | ApiError::Forbidden(_)
+        | ApiError::NotFound(_)
+        | ApiError::MethodNotAllowed(_)
+        | ApiError::Conflict(_)
+        | ApiError::PayloadTooLarge(_)
+        | ApiError::UnsupportedMediaType
+        | ApiError::DataError(_)
+        | ApiError::Internal(_)
+        | ApiError::BadGateway(_)
+        | ApiError::LoopDetected => {}
     }
     r
 }

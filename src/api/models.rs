@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::http::Request;
 use super::{App, Reply, Result};
 use crate::catalog::{self, Connection as Kind, Factory, ModelType};
+use crate::domain::states::ConnectionStatus;
 use crate::domain::vault::{Slot, Vault, VaultError};
 use crate::providers::probe::{self, ProbeFailure};
 use crate::providers::{connection_id, printable, AddModel, Secrets, Spec};
@@ -102,7 +103,7 @@ pub struct TenantModelView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<Option<i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<&'a str>,
+    pub status: Option<ConnectionStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_hint: Option<Option<&'a str>>,
 }
@@ -185,11 +186,7 @@ impl<P: Platform> App<P> {
                     });
                 }
             } else {
-                let mt = c
-                    .model_type
-                    .as_deref()
-                    .and_then(ModelType::parse)
-                    .unwrap_or(ModelType::Chat);
+                let mt = c.model_type.unwrap_or(ModelType::Chat);
                 let max_tokens = c
                     .max_tokens
                     .or_else(|| f.model(&c.llm_name).map(|m| m.max_tokens.into()));
@@ -257,7 +254,7 @@ impl<P: Platform> App<P> {
                     )
                 }),
                 max_tokens: details.then_some(m.max_tokens),
-                status: details.then(|| conn.map_or("valid", |c| c.status.as_str())),
+                status: details.then(|| conn.map_or(ConnectionStatus::Valid, |c| c.status)),
                 credential_hint: details.then(|| conn.and_then(|c| c.credential_hint.as_deref())),
             };
             out.entry(m.factory.name.as_str())
@@ -348,14 +345,14 @@ impl<P: Platform> App<P> {
             tenant_id: caller.tenant_id.clone(),
             factory: spec.factory.name.clone(),
             llm_name: spec.llm_name.clone(),
-            model_type: spec.model_type.map(|t| t.as_str().to_owned()),
+            model_type: spec.model_type,
             api_base: spec.api_base.clone(),
             settings: Value::Object(spec.settings.clone()).to_string(),
             key_version,
             credential,
             credential_hint: spec.hint.clone(),
             max_tokens: spec.max_tokens,
-            status: "valid".into(),
+            status: ConnectionStatus::Valid,
             create_date: now,
             update_date: now,
         };

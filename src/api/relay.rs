@@ -165,7 +165,7 @@ impl<P: Platform> App<P> {
             self.platform.db(),
             &caller.tenant_id,
             &ai_keys::Filter {
-                status: Some(KeyStatus::Enabled.as_str().into()),
+                status: Some(KeyStatus::Enabled),
                 limit: 100,
                 ..Default::default()
             },
@@ -521,10 +521,9 @@ impl<P: Platform> App<P> {
         estimate: u64,
         headers: &mut Vec<(String, String)>,
     ) -> RResult<()> {
-        // A status the store holds but this build does not know is treated as disabled.
-        match KeyStatus::parse(&key.status) {
-            Some(KeyStatus::Enabled) => {}
-            Some(KeyStatus::Disabled) | None => {
+        match key.status {
+            KeyStatus::Enabled => {}
+            KeyStatus::Disabled => {
                 return Err(RelayError::new(
                     403,
                     "permission_error",
@@ -541,10 +540,9 @@ impl<P: Platform> App<P> {
                 format!("Gateway key {} has expired", key.alias),
             ));
         }
-        // Anything but an explicit `use_anyway` rejects, the safe side.
-        let reject = match UsagePolicy::parse(&key.usage_limit_policy) {
-            Some(UsagePolicy::UseAnyway) => false,
-            Some(UsagePolicy::Reject) | None => true,
+        let reject = match key.usage_limit_policy {
+            UsagePolicy::UseAnyway => false,
+            UsagePolicy::Reject => true,
         };
         if key.input_limit > 0 && estimate > key.input_limit as u64 {
             if reject {

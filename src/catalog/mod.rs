@@ -25,22 +25,22 @@ use serde::{Deserialize, Serialize};
 /// The embedded catalog, compiled into the Worker.
 const SOURCE: &str = include_str!("factories.json");
 
-/// What a model does; the six kinds RAGFlow distinguishes, serialized lowercase (`"speech2text"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelType {
-    /// Chat completion (RAGFlow `llm_id`).
-    Chat,
-    /// Text embedding (`embd_id`).
-    Embedding,
-    /// Re-ranking of passages against a query (`rerank_id`).
-    Rerank,
-    /// Speech recognition, audio to text (`asr_id`).
-    Speech2text,
-    /// Image description, image to text (`img2txt_id`).
-    Image2text,
-    /// Speech synthesis, text to speech (`tts_id`).
-    Tts,
+crate::closed_set! {
+    /// What a model does; the six kinds RAGFlow distinguishes, serialized lowercase (`"speech2text"`).
+    pub enum ModelType {
+        /// Chat completion (RAGFlow `llm_id`).
+        Chat = "chat",
+        /// Text embedding (`embd_id`).
+        Embedding = "embedding",
+        /// Re-ranking of passages against a query (`rerank_id`).
+        Rerank = "rerank",
+        /// Speech recognition, audio to text (`asr_id`).
+        Speech2text = "speech2text",
+        /// Image description, image to text (`img2txt_id`).
+        Image2text = "image2text",
+        /// Speech synthesis, text to speech (`tts_id`).
+        Tts = "tts",
+    }
 }
 
 /// The order of RAGFlow's tags in a factory's `tags` string.
@@ -54,33 +54,6 @@ const TAG_ORDER: [ModelType; 6] = [
 ];
 
 impl ModelType {
-    /// Every model type, in declaration order.
-    pub const ALL: [ModelType; 6] = [
-        ModelType::Chat,
-        ModelType::Embedding,
-        ModelType::Rerank,
-        ModelType::Speech2text,
-        ModelType::Image2text,
-        ModelType::Tts,
-    ];
-
-    /// The wire name, as serde writes it: `chat`, `embedding`, `rerank`, `speech2text`, `image2text`, `tts`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelType::Chat => "chat",
-            ModelType::Embedding => "embedding",
-            ModelType::Rerank => "rerank",
-            ModelType::Speech2text => "speech2text",
-            ModelType::Image2text => "image2text",
-            ModelType::Tts => "tts",
-        }
-    }
-
-    /// The type with this exact wire name (case-sensitive), if any.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// RAGFlow tag: "LLM", "TEXT EMBEDDING", "TEXT RE-RANK", "TTS", "SPEECH2TEXT", "IMAGE2TEXT".
     pub fn tag(self) -> &'static str {
         match self {

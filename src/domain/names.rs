@@ -1,8 +1,6 @@
 //! Validated names and enumerations. Each constructor is the only validation; a value of these types
 //! is known good everywhere else.
 
-use serde::{Deserialize, Serialize};
-
 /// Why a value was refused, phrased for a client: the caller prefixes the field name.
 pub type Invalid = String;
 
@@ -171,53 +169,7 @@ impl BaseUrl {
     }
 }
 
-/// A user's role inside their tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "member" => Some(Role::Member),
-            _ => None,
-        }
-    }
-    /// Owners and admins manage the tenant's providers, defaults and gateway keys.
-    pub fn can_manage(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-}
-
-/// Whether a user may authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserStatus {
-    Active,
-    Disabled,
-}
-
-impl UserStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserStatus::Active => "active",
-            UserStatus::Disabled => "disabled",
-        }
-    }
-}
+pub use super::states::{Role, UserStatus};
 
 #[cfg(test)]
 mod tests {

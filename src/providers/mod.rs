@@ -219,7 +219,7 @@ fn allowed_fields(f: &Factory) -> &'static [&'static str] {
             "verify",
         ],
         (Auth::None, _) => &["llm_name", "base_url", "model_type", "max_tokens", "verify"],
-        _ => &[
+        (Auth::Bearer | Auth::GoogleApiKey | Auth::Anthropic, _) => &[
             "api_key",
             "base_url",
             "llm_name",
@@ -406,7 +406,7 @@ impl AddModel {
                 }
                 (name, Some(base))
             }
-            _ => {
+            Auth::Bearer | Auth::GoogleApiKey | Auth::Anthropic => {
                 let key = secret(
                     "api_key",
                     self.api_key.as_deref().ok_or_else(|| {

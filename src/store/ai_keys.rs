@@ -3,6 +3,7 @@
 //! tenant; the relay's and cron's statements address rows by id or by time only.
 
 use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::domain::states::{KeyStatus, UsagePolicy};
 use crate::stmt;
 
 /// One gateway key row. `api_key` is sealed (AES-256-GCM, see `domain::crypto`); only
@@ -14,8 +15,7 @@ pub struct AiKey {
     pub alias: String,
     pub provider: String,
     pub model: String,
-    /// `enabled` or `disabled`.
-    pub status: String,
+    pub status: KeyStatus,
     /// The master key version that sealed `api_key`.
     pub key_version: i64,
     /// Sealed: base64 of nonce || ciphertext || tag.
@@ -29,8 +29,7 @@ pub struct AiKey {
     pub input_limit: i64,
     /// Tokens per request, 0 = unlimited.
     pub output_limit: i64,
-    /// `reject` or `use_anyway`.
-    pub usage_limit_policy: String,
+    pub usage_limit_policy: UsagePolicy,
     pub expire_time: Option<i64>,
     pub used_input_tokens: i64,
     pub used_output_tokens: i64,
@@ -67,14 +66,14 @@ fn from_row(r: &Row) -> Result<AiKey, DbError> {
         alias: r.text("alias")?,
         provider: r.text("provider")?,
         model: r.text("model")?,
-        status: r.text("status")?,
+        status: r.closed("status")?,
         key_version: r.int("key_version")?,
         api_key: r.text("api_key")?,
         api_key_hint: r.text("api_key_hint")?,
         endpoint: r.text_opt("endpoint")?,
         input_limit: r.int("input_limit")?,
         output_limit: r.int("output_limit")?,
-        usage_limit_policy: r.text("usage_limit_policy")?,
+        usage_limit_policy: r.closed("usage_limit_policy")?,
         expire_time: r.int_opt("expire_time")?,
         used_input_tokens: r.int("used_input_tokens")?,
         used_output_tokens: r.int("used_output_tokens")?,
@@ -99,13 +98,13 @@ pub fn insert(k: &AiKey) -> Stmt {
         &k.alias,
         &k.provider,
         &k.model,
-        &k.status,
+        k.status.as_str(),
         k.key_version,
         &k.api_key,
         &k.api_key_hint,
         k.input_limit,
         k.output_limit,
-        &k.usage_limit_policy,
+        k.usage_limit_policy.as_str(),
         k.expire_time,
         k.used_input_tokens,
         k.used_output_tokens,
@@ -158,7 +157,7 @@ pub async fn get_by_alias(
 pub struct Filter {
     pub search: Option<String>,
     pub provider: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<KeyStatus>,
     /// Rows to return (the page size).
     pub limit: i64,
     /// Rows to skip.
@@ -183,7 +182,7 @@ async fn count(db: &impl Db, tenant_id: &str, f: &Filter) -> Result<i64, DbError
         tenant_id,
         f.search.as_deref(),
         f.provider.as_deref(),
-        f.status.as_deref()
+        f.status.map(KeyStatus::as_str)
     ))
     .await?
     .first()
@@ -205,7 +204,7 @@ pub async fn page(db: &impl Db, tenant_id: &str, f: &Filter) -> Result<Vec<AiKey
             tenant_id,
             f.search.as_deref(),
             f.provider.as_deref(),
-            f.status.as_deref(),
+            f.status.map(KeyStatus::as_str),
             f.limit,
             f.offset
         ))
@@ -219,14 +218,14 @@ pub struct Changes {
     pub alias: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<KeyStatus>,
     /// A new sealed key with its version and hint; all three change together.
     pub sealed: Option<(i64, String, String)>,
     /// The endpoint a new sealed key is bound to; set only together with `sealed`.
     pub endpoint: Option<String>,
     pub input_limit: Option<i64>,
     pub output_limit: Option<i64>,
-    pub usage_limit_policy: Option<String>,
+    pub usage_limit_policy: Option<UsagePolicy>,
     /// `Some(None)` clears the expiry.
     pub expire_time: Option<Option<i64>>,
 }
@@ -243,8 +242,12 @@ impl Changes {
         set(&mut out.alias, &self.alias);
         set(&mut out.provider, &self.provider);
         set(&mut out.model, &self.model);
-        set(&mut out.status, &self.status);
-        set(&mut out.usage_limit_policy, &self.usage_limit_policy);
+        if let Some(s) = self.status {
+            out.status = s;
+        }
+        if let Some(p) = self.usage_limit_policy {
+            out.usage_limit_policy = p;
+        }
         if let Some((v, sealed, hint)) = &self.sealed {
             out.key_version = *v;
             out.api_key.clone_from(sealed);
@@ -289,13 +292,13 @@ pub fn update(
         c.alias.as_deref(),
         c.provider.as_deref(),
         c.model.as_deref(),
-        c.status.as_deref(),
+        c.status.map(KeyStatus::as_str),
         version,
         sealed,
         hint,
         c.input_limit,
         c.output_limit,
-        c.usage_limit_policy.as_deref(),
+        c.usage_limit_policy.map(UsagePolicy::as_str),
         i64::from(c.expire_time.is_some()),
         c.expire_time.flatten(),
         now,

@@ -30,31 +30,14 @@ impl<'a> Actor<'a> {
     }
 }
 
-/// The stored kind of an entry's actor. `Unknown` marks entries written before the kind was
-/// recorded whose actor cannot be told apart (see migrations: the name `admin` on an action both
-/// the admin and a user could take).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActorKind {
-    Admin,
-    User,
-    Unknown,
-}
-
-impl ActorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActorKind::Admin => "admin",
-            ActorKind::User => "user",
-            ActorKind::Unknown => "unknown",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(ActorKind::Admin),
-            "user" => Some(ActorKind::User),
-            "unknown" => Some(ActorKind::Unknown),
-            _ => None,
-        }
+crate::closed_set! {
+    /// The stored kind of an entry's actor. `Unknown` marks entries written before the kind was
+    /// recorded whose actor cannot be told apart (see migrations: the name `admin` on an action
+    /// both the admin and a user could take).
+    pub enum ActorKind {
+        Admin = "admin",
+        User = "user",
+        Unknown = "unknown",
     }
 }
 

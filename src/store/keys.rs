@@ -1,6 +1,7 @@
 //! SQL for user API keys: issue, list, verify, rotate, revoke, purge.
 
 use super::{Db, DbError, Row, RowExt, Stmt};
+use crate::domain::states::{Role, UserStatus};
 use crate::stmt;
 
 /// A key row as lists show it (never a hash).
@@ -218,8 +219,8 @@ pub struct AuthRow {
     pub last_used_at: Option<i64>,
     pub username: String,
     pub tenant_id: String,
-    pub role: String,
-    pub user_status: String,
+    pub role: Role,
+    pub user_status: UserStatus,
     pub defaults_version: i64,
 }
 
@@ -245,8 +246,8 @@ pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<Au
             last_used_at: r.int_opt("last_used_at")?,
             username: r.text("username")?,
             tenant_id: r.text("tenant_id")?,
-            role: r.text("role")?,
-            user_status: r.text("status")?,
+            role: r.closed("role")?,
+            user_status: r.closed("status")?,
             defaults_version: r.int("defaults_version")?,
         })
     })

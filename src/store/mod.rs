@@ -17,6 +17,8 @@ pub mod users;
 pub use batch::{Batch, Guard, Handle, Outcome, Pushed};
 use serde_json::{Map, Value as Json};
 
+use crate::domain::states::ClosedSet;
+
 /// A value bound to a statement parameter. D1 and SQLite both speak these three.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -87,6 +89,21 @@ pub trait RowExt {
     fn text_opt(&self, col: &str) -> Result<Option<String>, DbError>;
     /// A nullable integer column: SQL NULL is `None`, a missing column is still an error.
     fn int_opt(&self, col: &str) -> Result<Option<i64>, DbError>;
+    /// A NOT NULL text column holding one value of a closed set; any other text is an error.
+    fn closed<T: ClosedSet>(&self, col: &str) -> Result<T, DbError> {
+        self.closed_opt(col)?
+            .ok_or_else(|| DbError::Decode(format!("column {col} is NULL, {} expected", T::NAME)))
+    }
+    /// A nullable text column holding one value of a closed set.
+    fn closed_opt<T: ClosedSet>(&self, col: &str) -> Result<Option<T>, DbError> {
+        self.text_opt(col)?
+            .map(|s| {
+                T::from_text(&s).ok_or_else(|| {
+                    DbError::Decode(format!("column {col} holds {s:?}, not a {}", T::NAME))
+                })
+            })
+            .transpose()
+    }
 }
 
 fn column<'r>(row: &'r Row, col: &str) -> Result<&'r Json, DbError> {
@@ -231,4 +248,39 @@ pub trait Platform {
     fn now_ms(&self) -> i64;
     /// Fill `buf` with cryptographically secure random bytes.
     fn fill_random(&self, buf: &mut [u8]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::states::{KeyStatus, Role};
+
+    fn row(v: Json) -> Row {
+        let mut r = Row::new();
+        r.insert("c".into(), v);
+        r
+    }
+
+    #[test]
+    fn a_closed_set_column_decodes_its_values_and_refuses_any_other_text() {
+        assert_eq!(
+            row("owner".into()).closed::<Role>("c").unwrap(),
+            Role::Owner
+        );
+        assert_eq!(row(Json::Null).closed_opt::<Role>("c").unwrap(), None);
+        for bad in [
+            Json::from("Owner"),
+            Json::from(""),
+            Json::from(1),
+            Json::Null,
+        ] {
+            let e = row(bad.clone()).closed::<KeyStatus>("c").unwrap_err();
+            assert!(matches!(e, DbError::Decode(_)), "{bad}: {e:?}");
+        }
+        let DbError::Decode(m) = row("on".into()).closed::<KeyStatus>("c").unwrap_err() else {
+            unreachable!()
+        };
+        assert_eq!(m, "column c holds \"on\", not a KeyStatus");
+        assert!(row("x".into()).closed::<Role>("missing").is_err());
+    }
 }

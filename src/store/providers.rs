@@ -1,6 +1,8 @@
 //! SQL for provider connections and their per-model usage counters.
 
 use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
+use crate::catalog::ModelType;
+use crate::domain::states::ConnectionStatus;
 use crate::stmt;
 
 /// One provider connection row. `credential` is sealed; it is opened only to call the provider.
@@ -11,7 +13,7 @@ pub struct Connection {
     pub factory: String,
     /// `""` for a whole-organization connection.
     pub llm_name: String,
-    pub model_type: Option<String>,
+    pub model_type: Option<ModelType>,
     pub api_base: Option<String>,
     /// Non-secret provider fields as a JSON object (deployment, api_version, project_id, ...).
     pub settings: String,
@@ -19,7 +21,7 @@ pub struct Connection {
     pub credential: Option<String>,
     pub credential_hint: Option<String>,
     pub max_tokens: Option<i64>,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub create_date: i64,
     pub update_date: i64,
 }
@@ -39,14 +41,14 @@ fn from_row(r: &Row) -> Result<Connection, DbError> {
         tenant_id: r.text("tenant_id")?,
         factory: r.text("factory")?,
         llm_name: r.text("llm_name")?,
-        model_type: r.text_opt("model_type")?,
+        model_type: r.closed_opt("model_type")?,
         api_base: r.text_opt("api_base")?,
         settings: r.text("settings")?,
         key_version: r.int_opt("key_version")?,
         credential: r.text_opt("credential")?,
         credential_hint: r.text_opt("credential_hint")?,
         max_tokens: r.int_opt("max_tokens")?,
-        status: r.text("status")?,
+        status: r.closed("status")?,
         create_date: r.int("create_date")?,
         update_date: r.int("update_date")?,
     })
@@ -73,14 +75,14 @@ pub fn upsert(c: &Connection, seen: Option<Option<&str>>) -> Stmt {
         &c.tenant_id,
         &c.factory,
         &c.llm_name,
-        c.model_type.as_deref(),
+        c.model_type.map(ModelType::as_str),
         c.api_base.as_deref(),
         &c.settings,
         c.key_version,
         c.credential.as_deref(),
         c.credential_hint.as_deref(),
         c.max_tokens,
-        &c.status,
+        c.status.as_str(),
         c.create_date,
         c.update_date,
         i64::from(seen.is_some()),

@@ -1,14 +1,15 @@
 //! SQL for users.
 
 use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
+use crate::domain::states::{Role, UserStatus};
 use crate::stmt;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub username: String,
     pub tenant_id: String,
-    pub role: String,
-    pub status: String,
+    pub role: Role,
+    pub status: UserStatus,
     pub create_date: i64,
     pub update_date: i64,
 }
@@ -24,8 +25,8 @@ fn from_row(r: &Row) -> Result<User, DbError> {
     Ok(User {
         username: r.text("username")?,
         tenant_id: r.text("tenant_id")?,
-        role: r.text("role")?,
-        status: r.text("status")?,
+        role: r.closed("role")?,
+        status: r.closed("status")?,
         create_date: r.int("create_date")?,
         update_date: r.int("update_date")?,
     })
@@ -40,8 +41,8 @@ pub fn insert(u: &User) -> Stmt {
         ),
         &u.username,
         &u.tenant_id,
-        &u.role,
-        &u.status,
+        u.role.as_str(),
+        u.status.as_str(),
         u.create_date,
         u.update_date
     )
@@ -97,8 +98,8 @@ pub fn update(u: &User) -> Stmt {
     stmt!(
         "UPDATE users SET role = ?2, status = ?3, update_date = ?4 WHERE username = ?1",
         &u.username,
-        &u.role,
-        &u.status,
+        u.role.as_str(),
+        u.status.as_str(),
         u.update_date
     )
 }

@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 ENV := source scripts/env.sh &&
 
-.PHONY: setup dev test test-native test-wasm test-e2e test-console build lint fmt bench fuzz
+.PHONY: setup dev test test-native test-wasm test-e2e test-console build lint fmt openapi bench fuzz
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,11 @@ test-console: build
 
 fmt:
 	@$(ENV) cargo fmt --all
+
+# Rewrite src/api/openapi.json from the route table and the body types (src/api/doc); the native
+# test tests/openapi.rs fails whenever the committed document differs from what they generate.
+openapi:
+	@$(ENV) KEYWARD_WRITE_OPENAPI=1 cargo test --quiet --test openapi the_committed_document_is_the_one_the_types_generate
 
 # Load figures against the local runtime, written to bench/results.md (a few minutes).
 bench: setup

@@ -571,7 +571,14 @@ fn a_default_cannot_be_written_for_a_connection_removed_meanwhile() {
         Some(json!({"llm_factory": "Ollama", "llm_name": "m"})),
     );
     let late = block_on(t.db().batch(vec![
-        defaults::set(&tenant, "chat", "Ollama", "m", Some(&conn), 0),
+        defaults::set(
+            &tenant,
+            keyward::catalog::ModelType::Chat,
+            "Ollama",
+            "m",
+            Some(&conn),
+            0,
+        ),
         defaults::bump_version(&tenant),
     ]));
     assert!(

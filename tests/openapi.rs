@@ -334,3 +334,31 @@ fn every_documented_operation_carries_its_routes_declared_name_tag_summary_and_s
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The committed document is exactly what the generator writes from the route table and the
+/// body types (`src/api/doc`); `make openapi` (`KEYWARD_WRITE_OPENAPI=1`) rewrites it.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_committed_document_is_the_one_the_types_generate() {
+    let generated = keyward::api::doc::rendered();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json");
+    if std::env::var_os("KEYWARD_WRITE_OPENAPI").is_some() {
+        std::fs::write(path, &generated).expect("write src/api/openapi.json");
+        return;
+    }
+    if generated != OPENAPI {
+        let (g, c): (Vec<&str>, Vec<&str>) =
+            (generated.lines().collect(), OPENAPI.lines().collect());
+        let at = g
+            .iter()
+            .zip(&c)
+            .position(|(a, b)| a != b)
+            .unwrap_or(g.len().min(c.len()));
+        panic!(
+            "src/api/openapi.json is not what the types generate (first difference at line {}):\n  committed: {}\n  generated: {}\nRun `make openapi` and commit the result.",
+            at + 1,
+            c.get(at).unwrap_or(&"<end>"),
+            g.get(at).unwrap_or(&"<end>")
+        );
+    }
+}

@@ -18,42 +18,80 @@ use serde::{Deserialize, Serialize};
 const ADMIN: audit::Actor<'static> = audit::Actor::Admin;
 
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateTenantRequest"))]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub struct CreateTenant {
+    /// 1 to 128 characters, not only whitespace, no control characters.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "maxLength" = 128, "pattern" = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]*$")))]
     name: String,
 }
 
+/// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateUserRequest"))]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
+pub struct CreateUser {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::Username")
+    )]
     username: String,
+    /// An existing tenant (404 if there is none). Without it a new tenant named after the user is
+    /// created and the user is its owner.
     tenant_id: Option<String>,
+    /// Default `member` with tenant_id; without tenant_id only `owner` is allowed (and is the
+    /// default).
     role: Option<Role>,
 }
 
+/// At least one of role, status. Optional fields may also be null, which means the same as leaving
+/// them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateUserRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
-struct PatchUser {
+pub struct PatchUser {
     role: Option<Role>,
     status: Option<UserStatus>,
 }
 
+/// Any of the settings; those not sent keep their value. At least one is required.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateSettingsRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
-struct PutSettings {
+pub struct PutSettings {
+    /// Minutes; 0 means no limit.
     #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 52560000)))]
     auth_token_max_ttl_minutes: Option<i64>,
+    /// Whether users may create keys for themselves.
     #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "bool"))]
     self_service_keys: Option<bool>,
+    /// The most unexpired keys one user may hold.
     #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 1, "maximum" = 10000)))]
     max_keys_per_user: Option<i64>,
 }
 
-/// The deployment settings, as `GET` and `PUT /api/v1/admin/settings` answer them.
+// The deployment settings, as `GET` and `PUT /api/v1/admin/settings` answer them.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Settings"))]
 pub struct SettingsView {
+    /// The longest lifetime a new key may have, in minutes, and the lifetime a key gets when none
+    /// is asked for; 0 means no limit. Default 129600 (90 days).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 52560000)))]
     pub auth_token_max_ttl_minutes: i64,
+    /// Whether users may create keys for themselves with `POST /api/v1/api_keys`. Default true; the
+    /// admin API can always issue keys.
     pub self_service_keys: bool,
+    /// The most unexpired keys one user may hold, however they were issued; one more is a 409.
+    /// Default 50.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 10000)))]
     pub max_keys_per_user: i64,
 }
 
@@ -76,11 +114,20 @@ fn username_taken(asked: &str, stored: &str) -> ApiError {
     }
 }
 
-/// A tenant as the admin API shows it.
+// A tenant as the admin API shows it.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Tenant"))]
 pub struct TenantView {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TenantId")
+    )]
     pub id: String,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "maxLength" = 128)))]
     pub name: String,
+    /// When the tenant was created (RFC 3339, UTC).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
 }
 
@@ -92,14 +139,28 @@ pub fn tenant_json(t: &Tenant) -> TenantView {
     }
 }
 
-/// A user as the admin API shows it.
+// A user as the admin API shows it.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "User"))]
 pub struct UserView {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::Username")
+    )]
     pub username: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TenantId")
+    )]
     pub tenant_id: String,
     pub role: Role,
     pub status: UserStatus,
+    /// When the user was created.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
+    /// When the user's role or status last changed.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub update_date: String,
 }
 
@@ -114,17 +175,32 @@ pub fn user_json(u: &User) -> UserView {
     }
 }
 
-/// One audit log entry. `actor` is `null` for the admin token, which has no name: a user called
-/// `admin` stays a user.
+// One audit log entry. `actor` is `null` for the admin token, which has no name: a user called
+// `admin` stays a user.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "AuditEntry"))]
 pub struct AuditEntryView<'a> {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1)))]
     pub id: i64,
+    /// When the change happened.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub at: String,
+    /// Who made the change: `admin` (the deployment's admin token), `user` (a user's key; `actor`
+    /// is their name), or `unknown` (an entry written before the kind was recorded whose actor
+    /// cannot be told apart).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["admin", "user", "unknown"])))]
     pub actor_kind: &'static str,
+    /// The username whose key made the change; null when the admin token did. A user named `admin`
+    /// is still `actor_kind: user`.
     pub actor: Option<&'a str>,
+    /// What happened, e.g. `tenant.create`, `user.update`, `api_key.rotate`, `settings.update`.
     pub action: &'a str,
+    /// What it happened to: a tenant id, a username, `<username>/<key id>` or a setting name.
     pub target: &'a str,
+    /// The tenant concerned; null for deployment-wide changes.
     pub tenant_id: Option<&'a str>,
+    /// Extra detail; never a secret.
     pub detail: &'a str,
 }
 
@@ -339,7 +415,7 @@ impl<P: Platform> App<P> {
             "user.create",
             &user.username,
             Some(&user.tenant_id),
-            &format!("role={}", user.role),
+            &format!("role={}", user.role.as_str()),
         ));
         // A concurrent creation of the same name in any spelling fails the unique index on the
         // folded form (SQLite names the index, not the column, so say which field it is).
@@ -374,7 +450,11 @@ impl<P: Platform> App<P> {
                 "user.update",
                 &user.username,
                 Some(&user.tenant_id),
-                &format!("role={} status={}", user.role, user.status),
+                &format!(
+                    "role={} status={}",
+                    user.role.as_str(),
+                    user.status.as_str()
+                ),
             ))
             .handle();
         if !batch.run(self.platform.db()).await?.did_change(updated) {

@@ -36,42 +36,123 @@ pub const MAX_PAGE: i64 = 1_000_000;
 /// Longest `search` / `provider` filter accepted.
 pub const FILTER_MAX: usize = 128;
 
-/// `POST /api/v1/ai_keys`.
+// `POST /api/v1/ai_keys`.
+/// A new gateway key. An unknown field is a 400; optional fields sent as null take their default.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateAiKeyRequest"))]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CreateAiKey {
+pub struct CreateAiKey {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyAlias")
+    )]
     alias: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyProvider")
+    )]
     provider: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyModel")
+    )]
     model: String,
+    /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
+    /// control characters. Encrypted at rest (a master key must be configured, else 500); never
+    /// returned.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 8, "maxLength" = 16384)))]
     api_key: String,
+    /// Most input tokens per request, 0 = unlimited.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TokenLimit")
+    )]
     input_limit: i64,
+    /// Most output tokens per chat request, 0 = unlimited (default).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 10000000, "default" = 0)))]
     output_limit: Option<i64>,
+    /// See UsageLimitPolicy; default `reject`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["reject", "use_anyway", null], "default" = "reject")))]
     usage_limit_policy: Option<String>,
+    /// Default `disabled`: the key must be enabled before the relay accepts it.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["enabled", "disabled", null], "default" = "disabled")))]
     status: Option<String>,
+    /// When the key stops working: an RFC 3339 time in the future, e.g. `2030-01-01T00:00:00Z` (one
+    /// at or before now is a 400). Null or absent: never.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     expire_time: Option<String>,
 }
 
-/// `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
+// `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
+/// Any writable field; fields not sent stay as they are. At least one field (else a 400 listing
+/// them); only `expire_time` may be null (it clears the expiry); an unknown field is a 400. A new
+/// `provider` or `model` is checked together with the other (stored or sent) as on create. Setting
+/// `status: enabled` while the key's `expire_time` has passed is a 400 unless a later `expire_time`
+/// (or null) is sent with it. `api_key` replaces the provider key (and its hint); usage counters
+/// are kept. A change of `provider` or `model` that moves the key to another endpoint needs
+/// `api_key` with it (else a 400 on `api_key` naming the old and new host); sending `api_key` binds
+/// the key to the endpoint its provider/model has now. Each endpoint change is audited with old and
+/// new host.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateAiKeyRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UpdateAiKey {
+pub struct UpdateAiKey {
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyAlias")
+    )]
     alias: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyProvider")
+    )]
     provider: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyModel")
+    )]
     model: Option<Option<String>>,
+    /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
+    /// control characters. Encrypted at rest (a master key must be configured, else 500); never
+    /// returned.
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String", extend("minLength" = 8, "maxLength" = 16384)))]
     api_key: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TokenLimit")
+    )]
     input_limit: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TokenLimit")
+    )]
     output_limit: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::domain::states::UsagePolicy")
+    )]
     usage_limit_policy: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::domain::states::KeyStatus")
+    )]
     status: Option<Option<String>>,
+    /// An RFC 3339 time in the future (one at or before now is a 400), or null to clear the expiry.
     #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::api::doc::scalars::DateTime>")
+    )]
     expire_time: Option<Option<String>>,
 }
 
@@ -166,32 +247,88 @@ pub fn check_expire_time(s: &str, now: i64) -> Result<i64> {
     Ok(t)
 }
 
-/// How a gateway key is shown: the masked hint, never the key or its ciphertext.
+// How a gateway key is shown: the masked hint, never the key or its ciphertext.
+/// A gateway key as shown: the provider key only as a masked hint, never the key or its ciphertext.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "AiKey"))]
 pub struct AiKeyView {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyId")
+    )]
     pub id: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyAlias")
+    )]
     pub alias: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyProvider")
+    )]
     pub provider: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AiKeyModel")
+    )]
     pub model: String,
     pub status: KeyStatus,
+    /// A masked hint of the provider key: the first 3 and last 4 characters around `...`, `****`
+    /// for a key shorter than 12 characters.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["sk-...wxyz"])))]
     pub api_key_hint: String,
-    /// The host the key is bound to; `null` for a key stored before keys were bound.
+    // The host the key is bound to; `null` for a key stored before keys were bound.
+    /// The host (and port, if not the default) of the endpoint the provider key is bound to: the
+    /// relay sends the key there and nowhere else, whatever the tenant's connection says later. Set
+    /// from the connection's base URL (else the factory's default) whenever the key is set. Null
+    /// for a key stored before keys were bound, which the relay refuses until its `api_key` is set
+    /// again.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["api.openai.com"])))]
     pub endpoint_host: Option<String>,
+    /// Most input tokens per request (the relay's estimate), 0 = unlimited.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TokenLimit")
+    )]
     pub input_limit: i64,
+    /// Most output tokens per chat request, 0 = unlimited.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TokenLimit")
+    )]
     pub output_limit: i64,
     pub usage_limit_policy: UsagePolicy,
+    /// When the key stops working; null when it never expires.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expire_time: Option<String>,
+    /// Input tokens of every relay call made with the key (as the provider reported them, else
+    /// estimated).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub used_input_tokens: i64,
+    /// Output tokens of every relay call made with the key.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub used_output_tokens: i64,
+    /// When the relay last used the key; null if never.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub last_used_at: Option<String>,
+    /// When the key was created.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
+    /// When the key was last changed (also when the cron disabled it).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub update_date: String,
 }
 
-/// One page of gateway keys and how many match in all.
+// One page of gateway keys and how many match in all.
+/// One page of the tenant's gateway keys that match the filters.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct AiKeyPage {
+    /// How many keys match the filters, over all pages.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub total: i64,
+    /// This page, newest first (ties by alias); empty past the last page.
     pub items: Vec<AiKeyView>,
 }
 
@@ -395,7 +532,7 @@ impl<P: Platform> App<P> {
                         key.alias,
                         key.provider,
                         key.model,
-                        key.status,
+                        key.status.as_str(),
                         endpoint_host(key.endpoint.as_deref())
                     ),
                 ),
@@ -565,9 +702,9 @@ impl<P: Platform> App<P> {
         note("output_limit", changes.output_limit.map(|n| n.to_string()));
         note(
             "usage_limit_policy",
-            changes.usage_limit_policy.map(|p| p.to_string()),
+            changes.usage_limit_policy.map(|p| p.as_str().to_owned()),
         );
-        note("status", changes.status.map(|s| s.to_string()));
+        note("status", changes.status.map(|s| s.as_str().to_owned()));
         note(
             "expire_time",
             changes

@@ -14,7 +14,7 @@ use super::{body, App, Reply, Result};
 use crate::catalog::{self, ModelType};
 use crate::providers::printable;
 use crate::store::{audit, defaults, Cache, Db, Platform};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// KV keeps an entry this long; entries of retired versions simply expire.
@@ -30,19 +30,31 @@ pub const FIELDS: [(&str, ModelType); 6] = [
     ("tts_id", ModelType::Tts),
 ];
 
+/// At least one field. Each non-empty value must name a model of the field's type that the tenant
+/// has configured (or an enabled Builtin model): `name@factory`, or a bare `name` when exactly one
+/// such model has it. `null` or `""` clears the field; fields not sent stay as they are. One
+/// invalid value rejects the whole request and changes nothing.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "SetDefaultModelsRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
-struct SetDefaults {
+pub struct SetDefaults {
+    /// The default `chat` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
     llm_id: Option<Option<String>>,
+    /// The default `embedding` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
     embd_id: Option<Option<String>>,
+    /// The default `speech2text` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
     asr_id: Option<Option<String>>,
+    /// The default `image2text` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
     img2txt_id: Option<Option<String>>,
+    /// The default `rerank` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
     rerank_id: Option<Option<String>>,
+    /// The default `tts` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
     tts_id: Option<Option<String>>,
 }
@@ -63,6 +75,40 @@ impl SetDefaults {
             .zip(values)
             .filter_map(|((f, t), v)| v.map(|v| (*f, *t, v.filter(|s| !s.is_empty()))))
             .collect()
+    }
+}
+
+/// The tenant's default model per type, as `name@factory` (the factory follows the last `@`,
+/// since a name may contain one, e.g. `@cf/meta/llama-3.1-8b-instruct@Builtin`); null when unset.
+#[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct DefaultModels {
+    /// The default `chat` model.
+    pub llm_id: Option<String>,
+    /// The default `embedding` model.
+    pub embd_id: Option<String>,
+    /// The default `speech2text` model.
+    pub asr_id: Option<String>,
+    /// The default `image2text` model.
+    pub img2txt_id: Option<String>,
+    /// The default `rerank` model.
+    pub rerank_id: Option<String>,
+    /// The default `tts` model.
+    pub tts_id: Option<String>,
+}
+
+impl DefaultModels {
+    /// From the cached object [`App::read_defaults`] keeps, one field per [`FIELDS`] entry.
+    fn from_map(m: &Map<String, Value>) -> Self {
+        let get = |f: &str| m.get(f).and_then(Value::as_str).map(str::to_owned);
+        DefaultModels {
+            llm_id: get("llm_id"),
+            embd_id: get("embd_id"),
+            asr_id: get("asr_id"),
+            img2txt_id: get("img2txt_id"),
+            rerank_id: get("rerank_id"),
+            tts_id: get("tts_id"),
+        }
     }
 }
 
@@ -167,7 +213,7 @@ impl<P: Platform> App<P> {
         for (field, t) in FIELDS {
             let v = rows
                 .iter()
-                .find(|r| r.model_type == t.as_str())
+                .find(|r| r.model_type == t)
                 .map(|r| format!("{}@{}", r.llm_name, r.factory));
             out.insert(field.into(), json!(v));
         }
@@ -184,7 +230,9 @@ impl<P: Platform> App<P> {
     }
 
     pub(crate) async fn get_defaults(&self, caller: &Caller) -> Result<Reply> {
-        Ok(Reply::ok(Value::Object(self.read_defaults(caller).await?)))
+        Ok(Reply::ok(DefaultModels::from_map(
+            &self.read_defaults(caller).await?,
+        )))
     }
 
     pub(crate) async fn set_defaults(
@@ -208,14 +256,14 @@ impl<P: Platform> App<P> {
         for (field, t, value) in &sent {
             match value {
                 None => {
-                    batch.push(defaults::clear(&caller.tenant_id, t.as_str()));
+                    batch.push(defaults::clear(&caller.tenant_id, *t));
                     detail.push(format!("{field}=null"));
                 }
                 Some(id) => match resolve(id, *t, &available) {
                     Ok(a) => {
                         batch.push(defaults::set(
                             &caller.tenant_id,
-                            t.as_str(),
+                            *t,
                             &a.factory.name,
                             &a.name,
                             a.connection.as_ref().map(|c| c.id.as_str()),

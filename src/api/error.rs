@@ -109,12 +109,20 @@ impl ApiError {
     }
 }
 
-/// The envelope of an error: the same three fields as a success, `data` always `null`.
+// The envelope of an error: the same three fields as a success, `data` always `null`.
+/// The envelope of every error.
 #[derive(Debug, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Error"))]
 pub struct ErrorEnvelope {
+    /// Error code: 101 argument error, 109 authentication error, 108 permission error, 404 not
+    /// found, 405 method not allowed, 409 conflict, 413 body too large, 415 unsupported media type,
+    /// 429 too many failed authentications, 102 data error (a provider refused the credential), 105
+    /// connection error (a provider was unreachable or answered garbage), 100 internal error.
     pub code: i64,
-    /// Serialised as `null`.
+    // Serialised as `null`.
     pub data: (),
+    /// A specific human-readable message naming the field and what is wrong.
     pub message: String,
 }
 

@@ -42,30 +42,77 @@ impl<'a> Issuer<'a> {
     }
 }
 
+/// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateApiKeyRequest"))]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// Free text of at most 256 characters; default empty.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::api::doc::scalars::KeyDescription>")
+    )]
     description: Option<String>,
+    /// Lifetime in minutes. At most auth_token_max_ttl_minutes when that is not 0 (a greater value
+    /// is a 400 naming the maximum); default is that maximum, or no expiry when it is 0.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 52560000)))]
     ttl_minutes: Option<i64>,
 }
 
+/// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RotateApiKeyRequest"))]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
+    /// How long the previous secret keeps working, in minutes.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1440, "default" = 0)))]
     grace_minutes: Option<i64>,
 }
 
-/// How a key is listed: never a secret or a hash.
+// How a key is listed: never a secret or a hash.
+/// A key as listed: never a secret or a token.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiKey"))]
 pub struct KeyView {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyId")
+    )]
     pub id: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AccessKey")
+    )]
     pub access_key: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::SecretHint")
+    )]
     pub secret_hint: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyDescription")
+    )]
     pub description: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TenantId")
+    )]
     pub tenant_id: String,
+    /// When the key was created.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
+    /// When the key was last changed (e.g. rotated).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub update_date: String,
+    /// When the key stops working; null when it never expires.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expires_at: Option<String>,
+    /// When the key last authenticated (updated at most once a minute); null if never.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub last_used_at: Option<String>,
 }
 
@@ -83,45 +130,126 @@ pub fn key_json(k: &KeyRecord) -> KeyView {
     }
 }
 
-/// `GET /api/v1/me/limits`: what the caller's next key may be.
+// `GET /api/v1/me/limits`: what the caller's next key may be.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct KeyLimits {
-    /// The longest `ttl_minutes` the next key may have; `null`: no bound.
+    // The longest `ttl_minutes` the next key may have; `null`: no bound.
+    /// The longest `ttl_minutes` a key created now by this caller may ask for: the admin maximum,
+    /// bounded by what the calling key has left (a key cannot create a key that outlives it); null
+    /// means no limit.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub max_ttl_minutes: Option<i64>,
+    /// The deployment's `auth_token_max_ttl_minutes`; 0 means no limit.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub admin_max_ttl_minutes: i64,
+    /// Whether this caller may create keys for themselves.
     pub self_service_keys: bool,
+    /// The most unexpired keys one user may hold.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1)))]
     pub max_keys_per_user: i64,
+    /// How many unexpired keys the caller holds now.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub active_keys: i64,
 }
 
-/// The one answer that carries a secret: the creation (or rotation) of a key.
+// The one answer that carries a secret: the creation (or rotation) of a key.
+/// A newly created key, with its secret (shown this once).
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiKeyCreated"))]
 pub struct CreatedKey {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyId")
+    )]
     pub id: String,
+    /// `<access_key>:<secret_key>`, the credential to send as `Authorization: Bearer <token>`.
+    /// Returned only by this call.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^kwa_[0-9A-Za-z]{16}:kws_[0-9A-Za-z]{38}$")))]
     pub token: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AccessKey")
+    )]
     pub access_key: String,
+    /// `kws_`, 32 random base62 characters and a 6-character base62 CRC32 checksum. Returned only
+    /// by this call; only its SHA-256 is stored.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^kws_[0-9A-Za-z]{38}$")))]
     pub secret_key: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::SecretHint")
+    )]
     pub secret_hint: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyDescription")
+    )]
     pub description: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TenantId")
+    )]
     pub tenant_id: String,
+    /// When the key was created.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
+    /// When the key stops working; null when it never expires.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expires_at: Option<String>,
 }
 
-/// A rotation's answer: the creation shape plus until when the replaced secret still works.
-/// (Its fields are spelled out rather than a flattened [`CreatedKey`]: serde's flatten costs
-/// the Worker bundle several KiB.)
+// A rotation's answer: the creation shape plus until when the replaced secret still works.
+// (Its fields are spelled out rather than a flattened [`CreatedKey`]: serde's flatten costs
+// the Worker bundle several KiB.)
+/// A rotated key: same id and access_key, a new secret (shown this once).
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiKeyRotated"))]
 pub struct RotatedKey {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyId")
+    )]
     pub id: String,
+    /// `<access_key>:<secret_key>`, the credential to send as `Authorization: Bearer <token>`.
+    /// Returned only by this call.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^kwa_[0-9A-Za-z]{16}:kws_[0-9A-Za-z]{38}$")))]
     pub token: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AccessKey")
+    )]
     pub access_key: String,
+    /// `kws_`, 32 random base62 characters and a 6-character base62 CRC32 checksum. Returned only
+    /// by this call; only its SHA-256 is stored.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^kws_[0-9A-Za-z]{38}$")))]
     pub secret_key: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::SecretHint")
+    )]
     pub secret_hint: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyDescription")
+    )]
     pub description: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TenantId")
+    )]
     pub tenant_id: String,
+    /// When the key was created.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
+    /// When the key stops working; null when it never expires.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expires_at: Option<String>,
+    /// Until when the previous secret keeps working; null when grace_minutes was 0 (the previous
+    /// secret stopped working at once).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub previous_secret_valid_until: Option<String>,
 }
 

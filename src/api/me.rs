@@ -13,20 +13,43 @@ use crate::store::users::{self, User};
 use crate::store::Platform;
 use serde::Serialize;
 
-/// `GET /api/v1/me`: the caller and the key they called with.
+// `GET /api/v1/me`: the caller and the key they called with.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Me"))]
 pub struct MeView<'a> {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::Username")
+    )]
     pub username: &'a str,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::TenantId")
+    )]
     pub tenant_id: &'a str,
     pub role: Role,
+    /// The key this request authenticated with.
     pub api_key: MyKeyView<'a>,
 }
 
-/// The key a `GET /api/v1/me` was sent with.
+// The key a `GET /api/v1/me` was sent with.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(inline))]
 pub struct MyKeyView<'a> {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::KeyId")
+    )]
     pub id: &'a str,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::api::doc::scalars::AccessKey")
+    )]
     pub access_key: &'a str,
+    /// When this key stops working; null when it never expires.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expires_at: Option<String>,
 }
 

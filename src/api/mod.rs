@@ -5,6 +5,8 @@ pub mod ai_keys;
 pub mod auth;
 pub mod body;
 pub mod defaults;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod doc;
 pub mod egress;
 pub mod error;
 pub mod http;
@@ -383,9 +385,12 @@ impl<P: Platform> App<P> {
     }
 }
 
-/// `GET /health`.
+// `GET /health`.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(inline))]
 pub struct Health {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "ok")))]
     pub status: &'static str,
 }
 

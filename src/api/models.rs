@@ -17,10 +17,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RemoveModelRequest"))]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RemoveModel {
+pub struct RemoveModel {
+    /// The factory (case-sensitive); an unknown factory or `Builtin` is a 400.
     llm_factory: String,
+    /// Remove only this model's connection (for Azure-OpenAI the deployment name). Absent or empty:
+    /// remove every connection the tenant has to the factory. A catalog model of an organization
+    /// connection cannot be removed on its own (404); remove the factory instead.
     llm_name: Option<String>,
 }
 
@@ -59,52 +66,110 @@ pub fn managing(caller: &Caller) -> Result<&Caller> {
     }
 }
 
-/// A catalog factory, as `GET /api/v1/factories` lists it.
+// A catalog factory, as `GET /api/v1/factories` lists it.
+/// One provider of the catalog.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Factory"))]
 pub struct FactoryView<'a> {
+    /// The factory's name as RAGFlow spells it (case-sensitive), the `llm_factory` of requests.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "examples" = ["OpenAI", "Azure-OpenAI", "OpenAI-API-Compatible", "Builtin"])))]
     pub name: &'a str,
+    /// RAGFlow's tags for `model_types`, comma-separated in the fixed order `LLM,TEXT
+    /// EMBEDDING,TEXT RE-RANK,TTS,SPEECH2TEXT,IMAGE2TEXT`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["LLM,TEXT EMBEDDING,TTS,SPEECH2TEXT,IMAGE2TEXT"])))]
     pub tags: &'a str,
+    /// The model types the factory offers or, for a per-model factory, can host.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("uniqueItems" = true, "minItems" = 1)))]
     pub model_types: &'a [ModelType],
     pub auth: catalog::Auth,
     pub connection: Kind,
+    /// The API root used when the tenant gives no `base_url`; null when the tenant must give one
+    /// (Azure-OpenAI's `endpoint`, OpenAI-API-Compatible, Ollama, LocalAI, Xinference), for
+    /// VertexAI (built from `location`) and for Builtin (served by the deployment's Workers AI
+    /// binding).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("format" = "uri")))]
     pub default_base_url: Option<&'a str>,
+    /// Whether the tenant runs the server itself: no key, and not verified with a live call on add
+    /// unless `verify` is true.
     pub self_deployed: bool,
+    /// The catalog models; empty for per-model factories whose models the tenant names.
     pub models: Vec<CatalogModelView<'a>>,
 }
 
-/// A catalog model; `enabled` only on Builtin's, whether this deployment enables it.
+// A catalog model; `enabled` only on Builtin's, whether this deployment enables it.
+/// A catalog model of a factory.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "FactoryModel"))]
 pub struct CatalogModelView<'a> {
+    /// The provider's model name, unique within its factory.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1)))]
     pub name: &'a str,
     #[serde(rename = "type")]
     pub model_type: ModelType,
+    /// The context window in tokens; for `speech2text` the largest audio upload in bytes, for `tts`
+    /// the input length (as RAGFlow's catalog).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 4294967295u32)))]
     pub max_tokens: u32,
+    /// Only on models of the `Builtin` factory: whether the operator enabled this model for the
+    /// deployment (only enabled Builtin models can be used or made defaults).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "bool"))]
     pub enabled: Option<bool>,
 }
 
-/// One factory's entry in `GET /api/v1/models`: RAGFlow's `{tags, llm}`.
+// One factory's entry in `GET /api/v1/models`: RAGFlow's `{tags, llm}`.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ConfiguredFactory"))]
 pub struct FactoryModels<'a> {
+    /// The factory's RAGFlow tags, as in `GET /api/v1/factories`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["LLM,TEXT EMBEDDING,TTS,SPEECH2TEXT,IMAGE2TEXT"])))]
     pub tags: &'a str,
+    /// The tenant's usable models of this factory: every catalog model of an organization
+    /// connection, each single-model connection, and for `Builtin` the models the operator enabled
+    /// (possibly none).
     pub llm: Vec<TenantModelView<'a>>,
 }
 
-/// A model the tenant has, with `include_details` what its connection says: the outer `None`
-/// leaves a detail out, `Some(None)` writes `null` (no serde flatten: it costs the Worker bundle).
+// A model the tenant has, with `include_details` what its connection says: the outer `None`
+// leaves a detail out, `Some(None)` writes `null` (no serde flatten: it costs the Worker bundle).
+/// A model the tenant can use. `api_base`, `max_tokens`, `status` and `credential_hint` are present
+/// only with `include_details=true`.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ConfiguredModel"))]
 pub struct TenantModelView<'a> {
     #[serde(rename = "type")]
     pub model_type: ModelType,
+    /// The model's name (an Azure-OpenAI deployment's name); with the factory it forms the id
+    /// `name@factory`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1)))]
     pub name: &'a str,
+    /// Tokens used through this tenant's connection for this model.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub used_token: i64,
+    /// With details: the URL the model is reached at, the connection's `base_url` / `endpoint` or
+    /// else the factory's default; null when there is none (Builtin, VertexAI without `base_url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_base: Option<Option<String>>,
+    /// With details: the connection's `max_tokens`, else the catalog's; null when neither gives
+    /// one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1)))]
     pub max_tokens: Option<Option<i64>>,
+    /// With details: the connection's status (`valid` once added; Builtin models are always
+    /// `valid`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "ConnectionStatus"))]
     pub status: Option<ConnectionStatus>,
+    /// With details: a masked hint of the credential (the first 3 and last 4 characters around
+    /// `...`, `****` for a secret shorter than 12 characters; for VertexAI the masked
+    /// service-account e-mail); null when there is no credential (Builtin, self-deployed servers,
+    /// OpenAI-API-Compatible without a key). Never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["sk-...wxyz"])))]
     pub credential_hint: Option<Option<&'a str>>,
 }
 

@@ -126,23 +126,32 @@ fn type_fits(endpoint: Endpoint, t: ModelType) -> bool {
     }
 }
 
-/// `GET /v1/models`: OpenAI's model list.
+// `GET /v1/models`: OpenAI's model list.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct RelayModelList {
-    /// Always `list`.
+    // Always `list`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "list")))]
     pub object: &'static str,
     pub data: Vec<RelayModel>,
 }
 
-/// One model the relay serves: a connected model (`name@factory`) or a gateway key's alias.
+// One model the relay serves: a connected model (`name@factory`) or a gateway key's alias.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct RelayModel {
+    /// A model id `name@factory`, or a gateway key's alias.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["gpt-4o@OpenAI", "prod-gpt4o"])))]
     pub id: String,
-    /// Always `model`.
+    // Always `model`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "model")))]
     pub object: &'static str,
-    /// Always 0: keyward does not know when a provider made the model.
+    // Always 0: keyward does not know when a provider made the model.
+    /// Always 0.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = 0)))]
     pub created: i64,
-    /// The factory, or `keyward` for a gateway key.
+    // The factory, or `keyward` for a gateway key.
+    /// The factory, or `keyward` for a gateway key alias.
     pub owned_by: String,
 }
 

@@ -90,14 +90,22 @@ pub struct RouteDef {
     /// The names of the template's captures, in order (a unit test holds them to the template).
     #[cfg(not(target_arch = "wasm32"))]
     pub captures: &'static [&'static str],
+    /// The OpenAPI description: the route's doc comment, one line per entry.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub description: &'static [&'static str],
+    /// The rest of the operation's document: its body and answer types, parameters, errors.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub doc: fn() -> super::doc::OpDoc,
     /// Builds the operation from the captured segments, in order.
     build: fn(&mut std::vec::IntoIter<String>) -> Operation,
 }
 
 macro_rules! routes {
     ($(
+        $(#[doc = $desc:literal])*
         $op:ident { $($cap:ident),* } = $method:ident $path:literal, $auth:ident,
-            $id:literal, $tag:literal, $summary:literal;
+            $id:literal, $tag:literal, $summary:literal,
+            $doc:expr;
     )*) => {
         /// What a request asks for, with the path segments it names (decoded once).
         #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +127,16 @@ macro_rules! routes {
                 summary: $summary,
                 #[cfg(not(target_arch = "wasm32"))]
                 captures: &[$(stringify!($cap)),*],
+                #[cfg(not(target_arch = "wasm32"))]
+                description: &[$($desc),*],
+                #[cfg(not(target_arch = "wasm32"))]
+                doc: || {
+                    #[allow(unused_imports)]
+                    use super::{admin, ai_keys, defaults, keys, me, models, relay};
+                    #[allow(unused_imports)]
+                    use super::doc::{Fail::*, *};
+                    $doc
+                },
                 // The matcher hands over exactly one segment per capture (tested below).
                 build: |_segments| Operation::$op {
                     $($cap: _segments.next().unwrap_or_default()),*
@@ -130,93 +148,245 @@ macro_rules! routes {
 
 routes! {
     GetHealth {} = Get "/health", Public,
-        "getHealth", "Operations", "Liveness check";
+        "getHealth", "Operations", "Liveness check",
+        plain::<super::Health>("The service is up.");
     GetOpenApi {} = Get "/openapi.json", Public,
-        "getOpenApi", "Operations", "This OpenAPI document";
+        "getOpenApi", "Operations", "This OpenAPI document",
+        any_object("The OpenAPI 3.1 document of every route.");
 
     ListTenants {} = Get "/api/v1/admin/tenants", Admin,
-        "listTenants", "Tenants", "List tenants";
+        "listTenants", "Tenants", "List tenants",
+        list::<admin::TenantView>("One page of tenants, oldest first.")
+            .paged();
+    /// Send an `Idempotency-Key` to make a retry safe: a second attempt then returns what the first did
+    /// instead of making another tenant.
     CreateTenant {} = Post "/api/v1/admin/tenants", Admin,
-        "createTenant", "Tenants", "Create a tenant";
+        "createTenant", "Tenants", "Create a tenant",
+        answer::<admin::TenantView>("The new tenant.")
+            .body::<admin::CreateTenant>("The tenant's name.")
+            .idempotent()
+            .fails(&[NotFound]);
     GetTenant { tenant_id } = Get "/api/v1/admin/tenants/{tenant_id}", Admin,
-        "getTenant", "Tenants", "Get a tenant";
+        "getTenant", "Tenants", "Get a tenant",
+        answer::<admin::TenantView>("The tenant.");
+    /// Removes the tenant with its users and their API keys.
     DeleteTenant { tenant_id } = Delete "/api/v1/admin/tenants/{tenant_id}", Admin,
-        "deleteTenant", "Tenants", "Delete a tenant";
+        "deleteTenant", "Tenants", "Delete a tenant",
+        done("`true`: the tenant is gone.");
 
     ListUsers {} = Get "/api/v1/admin/users", Admin,
-        "listUsers", "Users", "List users";
+        "listUsers", "Users", "List users",
+        list::<admin::UserView>("One page of users, oldest first.")
+            .paged();
+    /// Without `tenant_id` a new tenant named after the user is created and the user is its `owner`. An
+    /// unknown `tenant_id` is a 404; a taken username, in any letter case, is a 409.
     CreateUser {} = Post "/api/v1/admin/users", Admin,
-        "createUser", "Users", "Create a user";
+        "createUser", "Users", "Create a user",
+        answer::<admin::UserView>("The new user.")
+            .body::<admin::CreateUser>("The user to create.")
+            .fails(&[NotFound, Conflict]);
     GetUser { username } = Get "/api/v1/admin/users/{username}", Admin,
-        "getUser", "Users", "Get a user";
+        "getUser", "Users", "Get a user",
+        answer::<admin::UserView>("The user.");
+    /// A disabled user's keys stop working at once.
     UpdateUser { username } = Patch "/api/v1/admin/users/{username}", Admin,
-        "updateUser", "Users", "Change a user's role or status";
+        "updateUser", "Users", "Change a user's role or status",
+        answer::<admin::UserView>("The updated user.")
+            .body::<admin::PatchUser>("At least one of role, status.");
+    /// The user's keys stop working at once.
     DeleteUser { username } = Delete "/api/v1/admin/users/{username}", Admin,
-        "deleteUser", "Users", "Delete a user";
+        "deleteUser", "Users", "Delete a user",
+        done("`true`: the user and their keys are gone.");
 
+    /// Unknown user: 404.
     ListUserApiKeys { username } = Get "/api/v1/admin/users/{username}/api_key", Admin,
-        "listUserApiKeys", "User API keys", "List a user's API keys";
+        "listUserApiKeys", "User API keys", "List a user's API keys",
+        list::<keys::KeyView>("The user's keys; never a secret or a token (one page; the next in `Link`).")
+            .paged();
+    /// The body may be empty (no Content-Type) to take every default. Unknown user: 404. Send an
+    /// `Idempotency-Key` to make a retry safe: a second attempt then returns what the first did instead
+    /// of making another key.
     CreateUserApiKey { username } = Post "/api/v1/admin/users/{username}/api_key", Admin,
-        "createUserApiKey", "User API keys", "Create an API key for a user";
+        "createUserApiKey", "User API keys", "Create an API key for a user",
+        answer::<keys::CreatedKey>("The new key with its token, shown this once; message `API key generated successfully`.")
+            .message("API key generated successfully")
+            .optional_body::<keys::CreateKey>("Description and lifetime; both optional.")
+            .idempotent();
+    /// Unknown user or key id: 404.
     DeleteUserApiKey { username, id } = Delete "/api/v1/admin/users/{username}/api_key/{id}", Admin,
-        "deleteUserApiKey", "User API keys", "Revoke a user's API key";
+        "deleteUserApiKey", "User API keys", "Revoke a user's API key",
+        done("`true`: the key stops working at once.");
+    /// Unknown user: 404. `/keys` is an alias of `/api_key` (RAGFlow's name).
     ListUserApiKeysAlias { username } = Get "/api/v1/admin/users/{username}/keys", Admin,
-        "listUserApiKeysAlias", "User API keys", "List a user's API keys (alias)";
+        "listUserApiKeysAlias", "User API keys", "List a user's API keys (alias)",
+        list::<keys::KeyView>("The user's keys; never a secret or a token (one page; the next in `Link`).")
+            .paged();
+    /// The body may be empty (no Content-Type) to take every default. Unknown user: 404. `/keys` is an
+    /// alias of `/api_key` (RAGFlow's name). Send an `Idempotency-Key` to make a retry safe: a second
+    /// attempt then returns what the first did instead of making another key.
     CreateUserApiKeyAlias { username } = Post "/api/v1/admin/users/{username}/keys", Admin,
-        "createUserApiKeyAlias", "User API keys", "Create an API key for a user (alias)";
+        "createUserApiKeyAlias", "User API keys", "Create an API key for a user (alias)",
+        answer::<keys::CreatedKey>("The new key with its token, shown this once; message `API key generated successfully`.")
+            .message("API key generated successfully")
+            .optional_body::<keys::CreateKey>("Description and lifetime; both optional.")
+            .idempotent();
+    /// Unknown user or key id: 404. `/keys` is an alias of `/api_key` (RAGFlow's name).
     DeleteUserApiKeyAlias { username, id } = Delete "/api/v1/admin/users/{username}/keys/{id}", Admin,
-        "deleteUserApiKeyAlias", "User API keys", "Revoke a user's API key (alias)";
+        "deleteUserApiKeyAlias", "User API keys", "Revoke a user's API key (alias)",
+        done("`true`: the key stops working at once.");
 
     GetSettings {} = Get "/api/v1/admin/settings", Admin,
-        "getSettings", "Settings", "Get deployment settings";
+        "getSettings", "Settings", "Get deployment settings",
+        answer::<admin::SettingsView>("The current settings.");
     UpdateSettings {} = Put "/api/v1/admin/settings", Admin,
-        "updateSettings", "Settings", "Change deployment settings";
+        "updateSettings", "Settings", "Change deployment settings",
+        answer::<admin::SettingsView>("The settings as now stored.")
+            .body::<admin::PutSettings>("The new settings.");
     ListAuditEntries {} = Get "/api/v1/admin/audit", Admin,
-        "listAuditEntries", "Audit", "Read the audit log";
+        "listAuditEntries", "Audit", "Read the audit log",
+        list_of::<admin::AuditEntryView<'static>>("Audit entries, newest first (one page; the next in `Link`).", "Newest first.")
+            .paged()
+            .params(&["AuditTenantId", "AuditSince"]);
 
     GetMe {} = Get "/api/v1/me", Key,
-        "getMe", "Self-service", "Who am I";
+        "getMe", "Self-service", "Who am I",
+        answer::<me::MeView<'static>>("The caller and the key it authenticated with.");
+    /// How long a key created now by the calling key may live and how many more keys the caller may
+    /// hold, so a client can offer only what will be accepted.
     GetMyKeyLimits {} = Get "/api/v1/me/limits", Key,
-        "getMyKeyLimits", "Self-service", "What keys I may create";
+        "getMyKeyLimits", "Self-service", "What keys I may create",
+        answer::<keys::KeyLimits>("The limits that apply to the caller's next key.");
     ListMyApiKeys {} = Get "/api/v1/api_keys", Key,
-        "listMyApiKeys", "Self-service", "List my API keys";
+        "listMyApiKeys", "Self-service", "List my API keys",
+        list::<keys::KeyView>("The caller's own keys; never a secret or a token (one page; the next in `Link`).")
+            .paged();
+    /// The body may be empty (no Content-Type) to take every default. Send an `Idempotency-Key` to make
+    /// a retry safe: a second attempt then returns what the first did instead of making another key.
     CreateMyApiKey {} = Post "/api/v1/api_keys", Key,
-        "createMyApiKey", "Self-service", "Create an API key for myself";
+        "createMyApiKey", "Self-service", "Create an API key for myself",
+        answer::<keys::CreatedKey>("The new key with its token, shown this once; message `API key generated successfully`.")
+            .message("API key generated successfully")
+            .optional_body::<keys::CreateKey>("Description and lifetime; both optional.")
+            .idempotent()
+            .fails(&[NotFound, Forbidden]);
+    /// A key id that is not the caller's is a 404.
     DeleteMyApiKey { id } = Delete "/api/v1/api_keys/{id}", Key,
-        "deleteMyApiKey", "Self-service", "Revoke one of my API keys";
+        "deleteMyApiKey", "Self-service", "Revoke one of my API keys",
+        done("`true`: the key stops working at once.");
+    /// Gives the key a new secret; `id` and `access_key` stay. The old secret works until the grace
+    /// period ends. The body may be empty (no Content-Type) for no grace period. A key id that is not
+    /// the caller's is a 404. Send an `Idempotency-Key` to make a retry safe: the retry of a rotation
+    /// whose answer was lost gets the same key with a new secret, even when that rotation ended the
+    /// secret the retry is sent with.
     RotateMyApiKey { id } = Post "/api/v1/api_keys/{id}/rotate", Key,
-        "rotateMyApiKey", "Self-service", "Rotate one of my API keys";
+        "rotateMyApiKey", "Self-service", "Rotate one of my API keys",
+        answer::<keys::RotatedKey>("The key with its new token, shown this once; message `API key rotated successfully`.")
+            .message("API key rotated successfully")
+            .optional_body::<keys::Rotate>("The grace period; optional.")
+            .idempotent()
+            .fails(&[Forbidden]);
 
+    /// Every factory a tenant can configure, how it authenticates and is reached, and its catalog
+    /// models. Builtin models carry `enabled` for this deployment.
     ListFactories {} = Get "/api/v1/factories", Key,
-        "listFactories", "Models", "List the provider catalog";
+        "listFactories", "Models", "List the provider catalog",
+        list_of::<models::FactoryView<'static>>("The catalog.", "Every factory of the catalog, in catalog order, Builtin included.");
+    /// The models the caller's tenant can use, grouped by factory (RAGFlow's shape).
     ListModels {} = Get "/api/v1/models", Key,
-        "listModels", "Models", "List the tenant's models";
+        "listModels", "Models", "List the tenant's models",
+        map_of::<models::FactoryModels<'static>>("ModelListEnvelope", "The tenant's models by factory.", "The tenant's usable models grouped by factory name. `Builtin` is always present; other factories appear when the tenant has a connection to them.")
+            .params(&["IncludeDetails"])
+            .fails(&[BadRequest]);
+    /// Owners and admins only. Validates the fields for the factory (400 naming the field), then,
+    /// unless `verify` is false (the default for self-deployed factories), proves the credential with
+    /// one live call: a refusal is a 422 (code 102), an unreachable or failing provider a 502 (code
+    /// 105). Adding the same (factory, model) again replaces the connection. Storing a credential
+    /// without a configured encryption key is a 500.
     AddModel {} = Post "/api/v1/models", Key,
-        "addModel", "Models", "Connect a provider or add a model";
+        "addModel", "Models", "Connect a provider or add a model",
+        done("`true`: the connection is stored.")
+            .body::<crate::providers::AddModel>("The factory and its connection fields.")
+            .fails(&[Conflict, RoleForbidden, ProviderRejected, ProviderUnavailable]);
+    /// Owners and admins only. Removes the tenant's connection(s) to the factory (or only
+    /// `llm_name`'s), with their usage and the defaults that pointed at them. An unknown factory or
+    /// `Builtin` is a 400; a factory or model the tenant has not configured is a 404.
     RemoveModel {} = Delete "/api/v1/models", Key,
-        "removeModel", "Models", "Remove a provider connection";
+        "removeModel", "Models", "Remove a provider connection",
+        done("`true`: the connection(s) are gone.")
+            .body::<models::RemoveModel>("The factory and optionally one model.")
+            .fails(&[NotFound, RoleForbidden]);
     GetDefaultModels {} = Get "/api/v1/models/default", Key,
-        "getDefaultModels", "Models", "Get the tenant's default models";
+        "getDefaultModels", "Models", "Get the tenant's default models",
+        answer::<defaults::DefaultModels>("All six defaults, null when unset.");
+    /// Owners and admins only. Sets, clears or keeps each default; all or nothing. A body with no
+    /// field, an unknown field or a non-string value is a 400; so is any invalid id, and the message
+    /// lists every invalid id (`Invalid default models (nothing was changed): <field>: <why>; ...`). A
+    /// model removed while its default is being set is a 409; nothing was changed, retry.
     SetDefaultModels {} = Post "/api/v1/models/default", Key,
-        "setDefaultModels", "Models", "Set the tenant's default models";
+        "setDefaultModels", "Models", "Set the tenant's default models",
+        done("`true`: the defaults are stored.")
+            .body::<defaults::SetDefaults>("The defaults to set or clear.")
+            .fails(&[Conflict, RoleForbidden]);
 
+    /// One page of the caller's tenant's gateway keys, newest first, with the total that match. Empty
+    /// parameters count as absent.
     ListAiKeys {} = Get "/api/v1/ai_keys", Key,
-        "listAiKeys", "AI API keys", "List the tenant's gateway keys";
+        "listAiKeys", "AI API keys", "List the tenant's gateway keys",
+        answer::<ai_keys::AiKeyPage>("`{total, items}`.")
+            .params(&["AiKeySearch", "AiKeyProviderFilter", "AiKeyStatusFilter", "PageNumber", "PageSize"])
+            .fails(&[BadRequest]);
+    /// Stores a provider key for one provider and model, with per-request token limits, under a
+    /// tenant-unique alias. Owners and admins only (a member gets 403). A duplicate alias is a 409
+    /// (`alias <alias> already exists`).
     CreateAiKey {} = Post "/api/v1/ai_keys", Key,
-        "createAiKey", "AI API keys", "Create a gateway key";
+        "createAiKey", "AI API keys", "Create a gateway key",
+        answer::<ai_keys::AiKeyView>("The key record.")
+            .body::<ai_keys::CreateAiKey>("The new key.")
+            .fails(&[Conflict, RoleForbidden]);
     GetAiKey { id } = Get "/api/v1/ai_keys/{id}", Key,
-        "getAiKey", "AI API keys", "Get a gateway key";
+        "getAiKey", "AI API keys", "Get a gateway key",
+        answer::<ai_keys::AiKeyView>("The key record.");
+    /// Changes only the fields sent. Owners and admins only (a member gets 403). A duplicate alias is a
+    /// 409; so is a provider or model changed by another request meanwhile (nothing was changed,
+    /// retry).
     UpdateAiKey { id } = Put "/api/v1/ai_keys/{id}", Key,
-        "updateAiKey", "AI API keys", "Change a gateway key";
+        "updateAiKey", "AI API keys", "Change a gateway key",
+        answer::<ai_keys::AiKeyView>("The key record after the change.")
+            .body::<ai_keys::UpdateAiKey>("The fields to change.")
+            .fails(&[Conflict, RoleForbidden]);
+    /// The relay refuses the alias at once. Owners and admins only (a member gets 403).
     DeleteAiKey { id } = Delete "/api/v1/ai_keys/{id}", Key,
-        "deleteAiKey", "AI API keys", "Delete a gateway key";
+        "deleteAiKey", "AI API keys", "Delete a gateway key",
+        done("`true`: the key is deleted.")
+            .fails(&[RoleForbidden]);
 
+    /// Every model the caller's tenant can use, as `name@factory` (all types, enabled Builtin models
+    /// included, although the relay itself does not serve Builtin models), then the aliases of its
+    /// enabled gateway keys (at most 100, newest first).
     RelayListModels {} = Get "/v1/models", RelayKey,
-        "relayListModels", "Relay", "List the models the relay knows (OpenAI)";
+        "relayListModels", "Relay", "List the models the relay knows (OpenAI)",
+        plain::<relay::RelayModelList>("OpenAI's model list.");
+    /// OpenAI's chat completions, relayed to the provider `model` resolves to (OpenAI-style factories,
+    /// Azure-OpenAI and Ollama as they are, Anthropic translated both ways). With a gateway key its
+    /// status, expiry and limits are checked first. Tokens used (as the provider reports them, else
+    /// estimated) are added to the gateway key's counters and the model's `used_token`, also when a
+    /// streaming client hangs up early. A provider failure in the middle of a stream arrives as a last
+    /// event `data: {"error": {"message", "type": "upstream_error"}}`.
     RelayChatCompletions {} = Post "/v1/chat/completions", RelayKey,
-        "relayChatCompletions", "Relay", "Create a chat completion (OpenAI)";
+        "relayChatCompletions", "Relay", "Create a chat completion (OpenAI)",
+        wire_answer("ChatCompletion", "A `chat.completion`; with `stream: true` a `text/event-stream` of `chat.completion.chunk` events (ChatCompletionChunk), each as `data: <json>` followed by a blank line, ending with `data: [DONE]`. A stream the upstream breaks ends instead with one OpenAI-style error event, `data: {\"error\": {\"message\", \"type\": \"upstream_error\", \"param\", \"code\"}}`: code `upstream_event_too_large` (an event over 1 MiB), `upstream_stream_too_large` (over 64 MiB in all), `upstream_idle_timeout` (nothing for `STREAM_IDLE_TIMEOUT_MS`), or null (the upstream failed). Every form of the call's stored credential is replaced by `***` in what the upstream sends back.")
+            .wire_body("ChatCompletionRequest", "OpenAI's chat completion request (`Content-Type: application/json`, at most 1 MiB).")
+            .headers(&["InputTokensEstimate", "LimitExceeded"])
+            .stream("Server-sent events: `data: <ChatCompletionChunk JSON>` per event, then `data: [DONE]` (or one error event, see above).");
+    /// OpenAI's embeddings, relayed to the provider `model` resolves to (OpenAI-style factories,
+    /// Azure-OpenAI and Ollama). With a gateway key its status, expiry and `input_limit` are checked
+    /// first (`output_limit` does not apply). Tokens used are added to the gateway key's counters and
+    /// the model's `used_token`.
     RelayEmbeddings {} = Post "/v1/embeddings", RelayKey,
-        "relayEmbeddings", "Relay", "Create embeddings (OpenAI)";
+        "relayEmbeddings", "Relay", "Create embeddings (OpenAI)",
+        wire_answer("EmbeddingList", "The embeddings.")
+            .wire_body("EmbeddingsRequest", "OpenAI's embeddings request (`Content-Type: application/json`, at most 1 MiB).")
+            .headers(&["InputTokensEstimate", "LimitExceeded"]);
 }
 
 /// What a path and method resolve to.

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 const SOURCE: &str = include_str!("factories.json");
 
 crate::closed_set! {
-    /// What a model does; the six kinds RAGFlow distinguishes, serialized lowercase (`"speech2text"`).
+    /// What a model does: `chat` (default field `llm_id`), `embedding` (`embd_id`), `rerank`
+    /// (`rerank_id`), `speech2text` (speech recognition, `asr_id`), `image2text` (`img2txt_id`),
+    /// `tts` (text to speech, `tts_id`).
     pub enum ModelType {
         /// Chat completion (RAGFlow `llm_id`).
         Chat = "chat",
@@ -67,25 +69,22 @@ impl ModelType {
     }
 }
 
-/// How a factory's credential is presented to the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Auth {
-    /// `Authorization: Bearer <key>`.
-    Bearer,
-    /// Azure OpenAI's `api-key: <key>` header.
-    Azure,
-    /// Google AI Studio's `x-goog-api-key: <key>` header.
-    GoogleApiKey,
-    /// `x-api-key: <key>` plus an `anthropic-version` header.
-    Anthropic,
-    /// A Google Cloud service-account JSON, exchanged for an OAuth access token (Vertex AI).
-    ServiceAccount,
-    /// No credential: self-hosted servers and the builtin models.
-    None,
-    /// `Authorization: Bearer <key>` when the tenant gives a key, nothing otherwise
-    /// (OpenAI-API-Compatible servers).
-    OptionalBearer,
+crate::closed_set! {
+    /// How the factory's credential is presented: `bearer` (`Authorization: Bearer <api_key>`),
+    /// `azure` (`api-key` header), `google_api_key` (`x-goog-api-key` header), `anthropic`
+    /// (`x-api-key` plus `anthropic-version`), `service_account` (a Google service-account JSON
+    /// exchanged for an OAuth token), `none` (no credential: self-hosted servers and Builtin),
+    /// `optional_bearer` (Bearer when the tenant gives a key, nothing otherwise).
+    #[schema = "FactoryAuth"]
+    pub enum Auth {
+        Bearer = "bearer",
+        Azure = "azure",
+        GoogleApiKey = "google_api_key",
+        Anthropic = "anthropic",
+        ServiceAccount = "service_account",
+        None = "none",
+        OptionalBearer = "optional_bearer",
+    }
 }
 
 /// The wire protocol a factory's API speaks, which picks the adapter that calls it.
@@ -108,16 +107,17 @@ pub enum ApiStyle {
     Ollama,
 }
 
-/// How a tenant's connections to a factory are organized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Connection {
-    /// One connection (one key) per tenant gives every catalog model; adding again replaces it.
-    Organization,
-    /// Each model is added on its own, named by `llm_name` (an Azure deployment, a self-hosted model).
-    PerModel,
-    /// Configured by the operator for the whole deployment; tenants cannot add or remove it.
-    Builtin,
+crate::closed_set! {
+    /// How a tenant's connections to the factory are organized: `organization` (one key per
+    /// tenant gives every catalog model; adding again replaces it), `per_model` (each model is
+    /// added on its own, named by `llm_name` or, for Azure-OpenAI, `deployment`), `builtin`
+    /// (enabled by the operator for the whole deployment; tenants cannot add or remove it).
+    #[schema = "FactoryConnection"]
+    pub enum Connection {
+        Organization = "organization",
+        PerModel = "per_model",
+        Builtin = "builtin",
+    }
 }
 
 /// One model a factory offers.

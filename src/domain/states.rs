@@ -9,11 +9,15 @@
 /// place handles it.
 #[macro_export]
 macro_rules! closed_set {
-    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
-        $(#[$m])*
+    (
+        $(#[doc = $d:literal])*
+        $(#[schema = $schema:literal])?
+        pub enum $name:ident { $($(#[doc = $vd:literal])* $v:ident = $s:literal),+ $(,)? }
+    ) => {
+        $(#[doc = $d])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
-            $($(#[$vm])* #[serde(rename = $s)] $v),+
+            $($(#[doc = $vd])* #[serde(rename = $s)] $v),+
         }
 
         impl $name {
@@ -36,12 +40,6 @@ macro_rules! closed_set {
             }
         }
 
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
         impl $crate::domain::states::ClosedSet for $name {
             const NAME: &'static str = stringify!($name);
             fn text(self) -> &'static str {
@@ -49,6 +47,22 @@ macro_rules! closed_set {
             }
             fn from_text(s: &str) -> Option<Self> {
                 Self::parse(s)
+            }
+        }
+
+        // The document's schema: the values and the type's own doc comment, one paragraph.
+        #[cfg(not(target_arch = "wasm32"))]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                [stringify!($name) $(, $schema)?][[stringify!($name) $(, $schema)?].len() - 1].into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let description = [$($d),*].map(str::trim).join(" ");
+                schemars::json_schema!({
+                    "type": "string",
+                    "enum": [$($s),+],
+                    "description": description,
+                })
             }
         }
     };
@@ -63,7 +77,9 @@ pub trait ClosedSet: Copy + Sized + 'static {
 }
 
 closed_set! {
-    /// Whether the relay uses a gateway key.
+    /// Whether the relay accepts the key. A disabled key is refused with 403 `key_disabled`; the
+    /// cron disables keys whose `expire_time` has passed.
+    #[schema = "AiKeyStatus"]
     pub enum KeyStatus {
         Enabled = "enabled",
         Disabled = "disabled",
@@ -71,7 +87,10 @@ closed_set! {
 }
 
 closed_set! {
-    /// What the relay does with a request over a gateway key's per-request limit.
+    /// What the relay does with a request over a limit: `reject` refuses it (400
+    /// `input_limit_exceeded` / `output_limit_exceeded`); `use_anyway` forwards it (an output cap
+    /// lowered to the limit) and marks the answer with `x-keyward-limit-exceeded`.
+    #[schema = "UsageLimitPolicy"]
     pub enum UsagePolicy {
         /// Refuse it (400 on input, the output cap lowered to the limit).
         Reject = "reject",
@@ -100,7 +119,7 @@ impl Role {
 }
 
 closed_set! {
-    /// Whether a user may authenticate.
+    /// Whether the user's keys work; a disabled user's keys stop working at once.
     pub enum UserStatus {
         Active = "active",
         Disabled = "disabled",
@@ -108,8 +127,8 @@ closed_set! {
 }
 
 closed_set! {
-    /// The state of a provider connection. Every connection is validated live against its
-    /// provider before it is saved, so the one state a stored connection has today is `valid`.
+    /// The connection's state. Every connection is validated live against its provider before
+    /// it is saved, so the one state a stored connection has is `valid`.
     pub enum ConnectionStatus {
         Valid = "valid",
     }

@@ -27,23 +27,99 @@ pub const MAX_SECRET_LEN: usize = 16 * 1024;
 /// encodings) from what upstreams answer would cut pieces of ordinary text out of answers.
 pub const MIN_SECRET_LEN: usize = 8;
 
-/// `POST /api/v1/models` as RAGFlow's clients send it, plus the provider-specific fields.
+// `POST /api/v1/models` as RAGFlow's clients send it, plus the provider-specific fields.
+/// Connect a provider for the caller's tenant. Which optional fields apply depends on the factory;
+/// a field that does not apply is a 400 naming it.
+///
+/// - Key-per-organization factories (auth `bearer`, `google_api_key`, `anthropic`: OpenAI, Gemini,
+///   Anthropic, Mistral, DeepSeek, Cohere, Jina): `api_key` (required), `base_url`, `llm_name`,
+///   `model_type`, `max_tokens`, `verify`. Without `llm_name` this is the tenant's one connection to
+///   the factory and gives every catalog model; adding again replaces the key. With `llm_name` one
+///   model is added on its own connection (it overrides the catalog model of that name).
+/// - Azure-OpenAI (auth `azure`, one connection per deployment): `endpoint`, `deployment`,
+///   `api_key` (all required), `api_version` (default `2024-10-21`), `llm_name` (the deployed model's
+///   name, kept as a setting), `model_type`, `max_tokens`, `verify`. The deployment names the model
+///   in ids (`<deployment>@Azure-OpenAI`).
+/// - VertexAI (auth `service_account`, one connection per tenant): `credentials_json` (required),
+///   `project_id` (required when `credentials_json` has none), `location` (default `us-central1`),
+///   `base_url`, `llm_name`, `model_type`, `max_tokens`, `verify`.
+/// - OpenAI-API-Compatible (auth `optional_bearer`): `llm_name` and `base_url` (both required),
+///   `api_key` and `auth_token` (optional; empty strings are ignored; `api_key` is sent when both are
+///   given), `model_type`, `max_tokens`, `verify`.
+/// - Ollama, LocalAI, Xinference (auth `none`, self-deployed): `llm_name` and `base_url` (both
+///   required), `model_type`, `max_tokens`, `verify`; no key.
+/// - Builtin cannot be added (400).
+///
+/// `model_type` must be a type the factory serves; a single model without one takes its catalog
+/// model's type, else `chat`. Secrets are encrypted at rest and never returned. Optional fields may
+/// also be null, which means the same as leaving them out.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "AddModelRequest"))]
 #[serde(deny_unknown_fields)]
 pub struct AddModel {
+    /// The factory, exactly as `GET /api/v1/factories` names it (case-sensitive); an unknown
+    /// factory or `Builtin` is a 400.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["OpenAI"])))]
     pub llm_factory: String,
+    /// The provider key: required for key-per-organization factories and Azure-OpenAI, optional for
+    /// OpenAI-API-Compatible (an empty string is ignored there). Not blank, 8 characters to 16 KiB
+    /// (a shorter one is not a real credential: 400), no control characters. Moving a connection
+    /// that holds a credential to another endpoint needs the credential again (a 400 on `api_key`
+    /// otherwise).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("maxLength" = 16384)))]
     pub api_key: Option<String>,
+    /// The API root, overriding the factory's default; required for OpenAI-API-Compatible, Ollama,
+    /// LocalAI and Xinference; not accepted for Azure-OpenAI (use `endpoint`). An http or https URL
+    /// with a host, without user name, password, query or fragment; a trailing `/` is dropped.
+    /// Refused when it names this deployment itself (its host, or a host in `KEYWARD_PUBLIC_HOSTS`;
+    /// on loopback the same port in any spelling) or an address class the operator does not allow
+    /// (loopback, private, link-local: `PROVIDER_PRIVATE_ADDRESSES`, none by default); hosts are
+    /// judged by name, without DNS.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("format" = "uri", "maxLength" = 2048, "pattern" = "^[Hh][Tt][Tt][Pp][Ss]?://")))]
     pub base_url: Option<String>,
+    /// One model to add on its own connection (required for per-model factories except
+    /// Azure-OpenAI, where it is the deployed model's name). 1 to 128 characters, not only
+    /// whitespace, no control characters.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "maxLength" = 128, "pattern" = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]*$")))]
     pub llm_name: Option<String>,
+    /// The model's type; must be one of the factory's `model_types`.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::catalog::ModelType>")
+    )]
     pub model_type: Option<String>,
+    /// The model's context window, overriding the catalog's.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 10000000)))]
     pub max_tokens: Option<i64>,
+    /// Whether to prove the credential with one live call to the provider before storing it (e.g.
+    /// `GET {base}/models`; VertexAI: a signed token exchange). Default true, except false for
+    /// self-deployed factories (Ollama, LocalAI, Xinference).
     pub verify: Option<bool>,
+    /// OpenAI-API-Compatible only: a bearer token, used when no `api_key` is given; an empty string
+    /// is ignored, a shorter one than 8 characters is a 400.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("maxLength" = 16384)))]
     pub auth_token: Option<String>,
+    /// Azure-OpenAI only (required): the deployment's name, 1 to 64 letters, digits and `. _ - :`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,64}$")))]
     pub deployment: Option<String>,
+    /// Azure-OpenAI only (required): the resource endpoint, e.g.
+    /// `https://<resource>.openai.azure.com`; same rules as `base_url`, refusals included.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("format" = "uri", "maxLength" = 2048, "pattern" = "^[Hh][Tt][Tt][Pp][Ss]?://")))]
     pub endpoint: Option<String>,
+    /// Azure-OpenAI only: the data-plane API version.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,32}$", "default" = "2024-10-21")))]
     pub api_version: Option<String>,
+    /// VertexAI only (required): a Google service-account key, as a JSON object or a string holding
+    /// one (at most 16 KiB). It must have `type: "service_account"`, `client_email`, a PKCS#8 PEM
+    /// `private_key` and an http(s) `token_uri`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("type" = ["string", "object", "null"], "maxLength" = 16384)))]
     pub credentials_json: Option<Value>,
+    /// VertexAI only: the Google Cloud project; default the `credentials_json`'s `project_id`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,64}$")))]
     pub project_id: Option<String>,
+    /// VertexAI only: the region.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,32}$", "default" = "us-central1")))]
     pub location: Option<String>,
 }
 

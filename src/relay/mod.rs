@@ -345,20 +345,32 @@ impl Drop for RelayStream {
     }
 }
 
-/// The relay's OpenAI-style error: `{"error": {message, type, param, code}}`.
+/// OpenAI's error shape, which every relay error uses instead of the envelope.
 #[derive(Debug, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RelayError"))]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-/// The inside of [`ErrorBody`]. `param` is always `null`: no message names a request field
-/// that way (the message itself says which).
+// The inside of [`ErrorBody`]. `param` is always `null`: no message names a request field
+// that way (the message itself says which). The document lists the `type` and `code` values
+// the relay sends.
 #[derive(Debug, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(inline))]
 pub struct ErrorDetail<'a> {
+    /// A specific human-readable message; never a credential.
     pub message: &'a str,
+    /// The error's class.
     #[serde(rename = "type")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["invalid_request_error", "permission_error", "rate_limit_error", "server_error", "upstream_error"])))]
     pub kind: &'a str,
+    /// Always null; the message names the field.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "()"))]
     pub param: Option<&'a str>,
+    /// A machine-readable code, null when the type says it all.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["invalid_api_key", "model_not_found", "input_limit_exceeded", "output_limit_exceeded", "key_disabled", "key_expired", "request_too_large", "rate_limit_exceeded", "upstream_rate_limited", "upstream_auth_failed", "upstream_timeout", null])))]
     pub code: Option<&'a str>,
 }
 

@@ -1,12 +1,13 @@
 //! SQL for a tenant's default models.
 
 use super::{Db, DbError, Guard, RowExt, Stmt};
+use crate::catalog::ModelType;
 use crate::stmt;
 
 /// One default as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Default {
-    pub model_type: String,
+    pub model_type: ModelType,
     pub factory: String,
     pub llm_name: String,
 }
@@ -32,7 +33,7 @@ pub async fn list(db: &impl Db, tenant_id: &str) -> Result<Vec<Default>, DbError
         .await?;
     super::decode_all(&rows, |r| {
         Ok(Default {
-            model_type: r.text("model_type")?,
+            model_type: r.closed("model_type")?,
             factory: r.text("factory")?,
             llm_name: r.text("llm_name")?,
         })
@@ -43,7 +44,7 @@ pub async fn list(db: &impl Db, tenant_id: &str) -> Result<Vec<Default>, DbError
 /// the meantime makes the whole batch fail, so no default ever points at a removed model.
 pub fn set(
     tenant_id: &str,
-    model_type: &str,
+    model_type: ModelType,
     factory: &str,
     llm_name: &str,
     connection_id: Option<&str>,
@@ -58,7 +59,7 @@ pub fn set(
              connection_id = excluded.connection_id, update_date = excluded.update_date"
         ),
         tenant_id,
-        model_type,
+        model_type.as_str(),
         factory,
         llm_name,
         connection_id,
@@ -66,11 +67,11 @@ pub fn set(
     )
 }
 
-pub fn clear(tenant_id: &str, model_type: &str) -> Stmt {
+pub fn clear(tenant_id: &str, model_type: ModelType) -> Stmt {
     stmt!(
         "DELETE FROM tenant_defaults WHERE tenant_id = ?1 AND model_type = ?2",
         tenant_id,
-        model_type
+        model_type.as_str()
     )
 }
 

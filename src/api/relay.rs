@@ -48,6 +48,20 @@ impl RelayError {
             retry_after: None,
         }
     }
+    /// A `/v1` path no route has: 404 as OpenAI answers one (`unknown_url`).
+    pub fn not_found_route(method: &str, path: &str) -> Self {
+        let method: String = method
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .take(16)
+            .collect();
+        Self::new(
+            404,
+            "invalid_request_error",
+            Some("unknown_url"),
+            format!("Unknown relay URL ({method} {path}); the relay serves GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings"),
+        )
+    }
     fn bad(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", None, message)
     }
@@ -149,10 +163,11 @@ pub struct RelayModel {
 impl<P: Platform> App<P> {
     pub(crate) async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
         let models = self.available_models(&caller.tenant_id).await?;
-        // Builtin models are served by the platform, not this relay, so they are not listed here.
+        // Builtin models are listed once the deployment's Workers AI account can serve them.
+        let builtin_served = self.config.workers_ai.endpoint().is_ok();
         let mut data: Vec<RelayModel> = models
             .iter()
-            .filter(|m| m.connection.is_some())
+            .filter(|m| m.connection.is_some() || builtin_served)
             .map(|m| RelayModel {
                 id: m.id(),
                 object: "model",
@@ -289,10 +304,7 @@ impl<P: Platform> App<P> {
 
     fn connection_target(&self, a: &Available) -> RResult<Target> {
         let Some(conn) = &a.connection else {
-            return Err(RelayError::bad(format!(
-                "{} is a Builtin model; Builtin models are served by the platform, not through this relay",
-                a.id()
-            )));
+            return self.builtin_target(a);
         };
         let secrets = self.connection_secrets(conn)?;
         let base = base_of(
@@ -315,6 +327,33 @@ impl<P: Platform> App<P> {
             },
             gateway: None,
             usage_conn: Some((conn.id.clone(), a.name.clone())),
+            shown: a.id(),
+        })
+    }
+
+    /// A Builtin model, served through the deployment's Workers AI account.
+    fn builtin_target(&self, a: &Available) -> RResult<Target> {
+        let (base, token) = self.config.workers_ai.endpoint().map_err(|why| {
+            RelayError::new(
+                400,
+                "invalid_request_error",
+                Some("builtin_not_configured"),
+                format!("{} cannot be called: {why}", a.id()),
+            )
+        })?;
+        let mut secrets = crate::providers::Secrets::default();
+        secrets.0.insert("api_key".into(), json!(token));
+        Ok(Target {
+            upstream: Upstream {
+                style: ApiStyle::Openai,
+                auth: catalog::Auth::Bearer,
+                base,
+                model: a.name.clone(),
+                secrets,
+                settings: Map::new(),
+            },
+            gateway: None,
+            usage_conn: None,
             shown: a.id(),
         })
     }
@@ -487,8 +526,9 @@ impl<P: Platform> App<P> {
                     include_usage,
                     usage: Usage::default(),
                 }),
-                _ => StreamMode::PassThrough {
+                style => StreamMode::PassThrough {
                     strip_usage_chunk: !include_usage,
+                    add_usage_chunk: include_usage && !relay::streams_usage_on_request(style),
                 },
             };
             let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage, scrubber, idle);
@@ -711,9 +751,21 @@ fn upstream_retry_after(headers: &[(String, String)], now_ms: i64) -> Option<u64
     Some(seconds.min(MAX_RETRY_AFTER))
 }
 
-/// A provider's refusal, passed on without the credential. Its 401/403 are about the tenant's
-/// provider key, not the caller's keyward key, so they become 502s. A 429's `retry_after`
-/// (from [`upstream_retry_after`]) goes on to the client.
+/// A provider's refusal, passed on without the credential, in OpenAI's error shape with the
+/// status the official SDKs turn into the matching exception:
+///
+/// | provider | client |
+/// |---|---|
+/// | 400, 404, 409, 413, 422 (the request is wrong) | the same status, the provider's message |
+/// | 401, 403 (the tenant's stored credential is refused) | 502 `upstream_auth_failed` |
+/// | 429 | 429 `upstream_rate_limited`, with its `Retry-After` |
+/// | 408 | 504 `upstream_timeout` |
+/// | 508 | 508 `loop_detected` |
+/// | 3xx, any other 4xx, 5xx | 502 |
+///
+/// A 401/403 is about the tenant's provider key, not the caller's keyward key, so it is never
+/// passed on as one: an SDK would tell the user their own key is wrong. Gemini refuses a bad key
+/// with a 400 (`API_KEY_INVALID`), which is treated as the refused credential it is.
 fn upstream_status_error(
     status: u16,
     body: &[u8],
@@ -724,6 +776,19 @@ fn upstream_status_error(
     let why = reason(body)
         .map(|r| probe::clean(&r, scrubber))
         .unwrap_or_else(|| format!("HTTP {status}"));
+    let credential_refused = matches!(status, 401 | 403) || (status == 400 && key_invalid(body));
+    if credential_refused {
+        return RelayError::new(
+            502,
+            "upstream_error",
+            Some("upstream_auth_failed"),
+            format!(
+                "{host} refused the credential this tenant stored for it (the provider key in \
+                 keyward, not the key this request was sent with); a tenant owner must replace \
+                 it: {why}"
+            ),
+        );
+    }
     match status {
         300..=399 => RelayError::new(
             502,
@@ -740,12 +805,6 @@ fn upstream_status_error(
             Some("loop_detected"),
             format!("{host} answered 508 Loop Detected: {}", probe::LOOP_REASON),
         ),
-        401 | 403 => RelayError::new(
-            502,
-            "upstream_error",
-            Some("upstream_auth_failed"),
-            format!("{host} refused the configured credential: {why}"),
-        ),
         429 => RelayError {
             retry_after,
             ..RelayError::new(
@@ -755,12 +814,47 @@ fn upstream_status_error(
                 format!("{host} is rate limiting: {why}"),
             )
         },
-        400..=499 => RelayError::new(
+        400 | 404 | 409 | 413 | 422 => RelayError::new(
             status,
             "invalid_request_error",
-            None,
+            Some(match status {
+                400 => "upstream_bad_request",
+                404 => "upstream_not_found",
+                409 => "upstream_conflict",
+                413 => "upstream_request_too_large",
+                _ => "upstream_unprocessable",
+            }),
             format!("{host}: {why}"),
         ),
-        _ => RelayError::new(502, "upstream_error", None, format!("{host} failed: {why}")),
+        408 => RelayError::new(
+            504,
+            "upstream_error",
+            Some("upstream_timeout"),
+            format!("{host} timed out: {why}"),
+        ),
+        _ => RelayError::new(
+            502,
+            "upstream_error",
+            Some("upstream_failed"),
+            match reason(body) {
+                Some(_) => format!("{host} failed with HTTP {status}: {why}"),
+                None => format!("{host} failed with HTTP {status}"),
+            },
+        ),
     }
+}
+
+/// Whether an error body says the API key itself is invalid (Google's `API_KEY_INVALID`,
+/// in its own error shape or wrapped in the array its OpenAI-compatible surface sends).
+fn key_invalid(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let err = v.get(0).unwrap_or(&v).get("error").cloned().unwrap_or_default();
+    err.get("details")
+        .and_then(Value::as_array)
+        .is_some_and(|d| {
+            d.iter()
+                .any(|x| x.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        })
 }

@@ -186,8 +186,15 @@ pub fn clean(text: &str, scrubber: &Scrubber) -> String {
 /// The human reason in a provider's error body, whatever its dialect.
 pub fn reason(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
+    // Google's OpenAI-compatible surface wraps its error in a one-element array.
+    let v = match v {
+        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+        v => v,
+    };
     let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     s(v.pointer("/error/message"))
+        // Cloudflare's API (Workers AI): `{"errors": [{"code", "message"}], "success": false}`.
+        .or_else(|| s(v.pointer("/errors/0/message")))
         .or_else(|| s(v.pointer("/error_description")))
         .or_else(|| s(v.get("error")))
         .or_else(|| s(v.get("message")))

@@ -5,8 +5,12 @@
 //! Translated: OpenAI-style factories (OpenAI, Mistral, DeepSeek, Jina, OpenAI-API-Compatible,
 //! LocalAI, Xinference) are forwarded as they are; Azure-OpenAI is addressed by deployment and API
 //! version; Anthropic is translated both ways (requests, responses and streams); Ollama is reached
-//! through its OpenAI-compatible `/v1` API. Gemini, Vertex AI and Cohere are refused with a clear
-//! error until they are translated.
+//! through its OpenAI-compatible `/v1` API; Gemini through Google's OpenAI-compatible surface
+//! (`{base}/v1beta/openai/...`, bearer API key); Cohere through its Compatibility API
+//! (`{base}/compatibility/v1/...`, which refuses `stream_options`, so its streams are counted from
+//! their text); Builtin models through Workers AI's OpenAI-compatible endpoints
+//! (`{WORKERS_AI_BASE_URL}/accounts/{id}/ai/v1/...`, see [`WorkersAi`]). Vertex AI is refused with
+//! a clear error until it is translated.
 
 pub mod anthropic;
 pub mod sse;
@@ -64,6 +68,81 @@ impl Usage {
     }
 }
 
+/// Workers AI's REST API root, which `/accounts/{account_id}/ai/v1/...` is appended to.
+pub const WORKERS_AI_DEFAULT_BASE: &str = "https://api.cloudflare.com/client/v4";
+
+/// The deployment's Workers AI settings, which serve the Builtin models: the account id
+/// (`WORKERS_AI_ACCOUNT_ID` var), an API token with Workers AI access (`WORKERS_AI_API_TOKEN`
+/// secret) and the API root (`WORKERS_AI_BASE_URL` var, default [`WORKERS_AI_DEFAULT_BASE`],
+/// which tests point at a stand-in).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WorkersAi {
+    pub account_id: Option<String>,
+    pub api_token: Option<String>,
+    pub base_url: Option<String>,
+}
+
+impl std::fmt::Debug for WorkersAi {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersAi")
+            .field("account_id", &self.account_id)
+            .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl WorkersAi {
+    /// The OpenAI-compatible root (`.../accounts/{id}/ai/v1`) and the token; `Err` names the
+    /// missing or unusable settings, for a 400.
+    pub fn endpoint(&self) -> Result<(String, String), String> {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let mut missing = Vec::new();
+        let account = set(&self.account_id);
+        // The id becomes a path segment: anything but letters, digits, `-` and `_` could
+        // change the path (Cloudflare's ids are 32 hex digits).
+        let account_ok = account.filter(|a| {
+            a.len() <= 64
+                && a
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if account_ok.is_none() {
+            missing.push(if account.is_some() {
+                "WORKERS_AI_ACCOUNT_ID (not an account id)"
+            } else {
+                "WORKERS_AI_ACCOUNT_ID"
+            });
+        }
+        let token = set(&self.api_token);
+        if token.is_none() {
+            missing.push("WORKERS_AI_API_TOKEN");
+        }
+        match (account_ok, token) {
+            (Some(account), Some(token)) if missing.is_empty() => {
+                let root = set(&self.base_url)
+                    .unwrap_or(WORKERS_AI_DEFAULT_BASE)
+                    .trim_end_matches('/');
+                Ok((format!("{root}/accounts/{account}/ai/v1"), token.to_owned()))
+            }
+            _ => Err(format!(
+                "Builtin models are served through this deployment's Workers AI account, which is \
+                 not configured: the operator must set {}",
+                missing.join(" and ")
+            )),
+        }
+    }
+}
+
+/// Whether a provider's stream can be asked for its usage with `stream_options` (Cohere's
+/// Compatibility API refuses the field).
+pub fn streams_usage_on_request(style: ApiStyle) -> bool {
+    style != ApiStyle::Cohere
+}
+
 /// Where a relay call goes and with what credential.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -91,12 +170,24 @@ pub fn upstream_request(
     };
     let mut forwarded = body.clone();
     forwarded["model"] = json!(up.model);
-    if stream && endpoint == Endpoint::Chat {
+    if !streams_usage_on_request(up.style) {
+        // Refused by the provider whatever it says; the relay counts the stream itself.
+        if let Some(o) = forwarded.as_object_mut() {
+            o.remove("stream_options");
+        }
+    } else if stream && endpoint == Endpoint::Chat {
         // Ask for the final usage chunk so streamed calls are counted exactly.
         forwarded["stream_options"]["include_usage"] = json!(true);
     }
+    // Google's OpenAI-compatible surface takes the API key as a bearer token.
+    let auth = match up.style {
+        ApiStyle::Gemini => Auth::Bearer,
+        _ => up.auth,
+    };
     let (url, payload) = match up.style {
         ApiStyle::Openai => (format!("{}/{path}", up.base), forwarded),
+        ApiStyle::Gemini => (format!("{}/v1beta/openai/{path}", up.base), forwarded),
+        ApiStyle::Cohere => (format!("{}/compatibility/v1/{path}", up.base), forwarded),
         ApiStyle::Ollama => (format!("{}/v1/{path}", up.base), forwarded),
         ApiStyle::Azure => {
             let version = up
@@ -117,19 +208,15 @@ pub fn upstream_request(
             anthropic::request(body, &up.model)?,
         ),
         ApiStyle::Anthropic => return Err("Anthropic models do not serve embeddings".into()),
-        ApiStyle::Gemini | ApiStyle::Vertex | ApiStyle::Cohere => {
-            return Err(format!(
-            "the relay does not translate this provider's API yet ({}); use an OpenAI-compatible \
-                 factory, Azure-OpenAI, Ollama or Anthropic",
-            match up.style {
-                ApiStyle::Gemini => "Gemini",
-                ApiStyle::Vertex => "VertexAI",
-                _ => "Cohere",
-            }
-        ))
+        ApiStyle::Vertex => {
+            return Err(
+                "the relay does not translate VertexAI's API yet; use Gemini (an API key), an \
+                 OpenAI-compatible factory, Azure-OpenAI, Ollama, Anthropic or Cohere"
+                    .into(),
+            )
         }
     };
-    let mut headers = auth_headers(up.auth, &up.secrets);
+    let mut headers = auth_headers(auth, &up.secrets);
     headers.push(("content-type".into(), "application/json".into()));
     if stream {
         headers.push(("accept".into(), "text/event-stream".into()));
@@ -151,6 +238,10 @@ pub enum StreamMode {
     /// the relay asked for when the client did not.
     PassThrough {
         strip_usage_chunk: bool,
+        /// The client asked for the usage chunk but the provider cannot be asked for one
+        /// ([`streams_usage_on_request`]): one is added before `[DONE]`, with the usage the
+        /// provider reported in the stream, or else the relay's count.
+        add_usage_chunk: bool,
     },
     Anthropic(anthropic::StreamTranslator),
 }
@@ -176,6 +267,13 @@ pub struct RelayStream {
     completion_tokens: u64,
     input_estimate: u64,
     done: bool,
+    /// The upstream said it was done (`[DONE]`, Anthropic's `message_stop`) or sent its own
+    /// error event: a stream that ends without either was cut, and the client is told so.
+    complete: bool,
+    /// A usage-only chunk was passed on (so none is added).
+    usage_chunk_sent: bool,
+    /// `id`, `created` and `model` of the last chunk, for a chunk the relay adds.
+    last_chunk: Option<(Value, Value, Value)>,
     on_usage: Option<(OnUsage, oneshot::Sender<Vec<Stmt>>)>,
 }
 
@@ -209,6 +307,9 @@ impl RelayStream {
             completion_tokens: 0,
             input_estimate,
             done: false,
+            complete: false,
+            usage_chunk_sent: false,
+            last_chunk: None,
             on_usage: Some((on_usage, tx)),
         };
         (s, rx)
@@ -226,27 +327,61 @@ impl RelayStream {
         (!out.is_empty()).then_some(out)
     }
 
+    /// The usage as it will be counted: what the provider reported, else the relay's estimate.
+    fn counted(&self) -> Usage {
+        Usage {
+            input: self.usage.input.or(Some(self.input_estimate)),
+            output: self.usage.output.or(Some(self.completion_tokens)),
+        }
+    }
+
     fn handle(&mut self, ev: &sse::Event) -> Vec<u8> {
         match &mut self.mode {
             StreamMode::Anthropic(t) => {
                 let out = t.event(ev);
                 self.usage = t.usage;
                 if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+                    if matches!(
+                        v.get("type").and_then(Value::as_str),
+                        Some("message_stop" | "error")
+                    ) {
+                        self.complete = true;
+                    }
                     if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
                         self.completion_tokens += tokens::text(text);
                     }
                 }
                 out
             }
-            StreamMode::PassThrough { strip_usage_chunk } => {
+            StreamMode::PassThrough {
+                strip_usage_chunk,
+                add_usage_chunk,
+            } => {
+                let (strip, add) = (*strip_usage_chunk, *add_usage_chunk);
+                if ev.data.trim() == "[DONE]" {
+                    self.complete = true;
+                    if add && !self.usage_chunk_sent {
+                        let mut out = self.usage_chunk();
+                        out.extend_from_slice(&ev.raw);
+                        return out;
+                    }
+                    return ev.raw.clone();
+                }
                 let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
                     return ev.raw.clone();
                 };
+                if v.get("error").is_some_and(|e| !e.is_null()) {
+                    self.complete = true;
+                }
                 if let Some(text) = v
                     .pointer("/choices/0/delta/content")
                     .and_then(Value::as_str)
                 {
                     self.completion_tokens += tokens::text(text);
+                }
+                if v.get("id").is_some() {
+                    let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+                    self.last_chunk = Some((field("id"), field("created"), field("model")));
                 }
                 if let Some(u) = Usage::from_openai(&v) {
                     self.usage = u;
@@ -254,8 +389,11 @@ impl RelayStream {
                         .get("choices")
                         .and_then(Value::as_array)
                         .is_some_and(Vec::is_empty);
-                    if *strip_usage_chunk && usage_only {
-                        return Vec::new();
+                    if usage_only {
+                        if strip {
+                            return Vec::new();
+                        }
+                        self.usage_chunk_sent = true;
                     }
                 }
                 ev.raw.clone()
@@ -263,13 +401,21 @@ impl RelayStream {
         }
     }
 
+    /// OpenAI's usage-only chunk, for a client that asked for it from a provider that sends none.
+    fn usage_chunk(&mut self) -> Vec<u8> {
+        self.usage_chunk_sent = true;
+        let (id, created, model) = self.last_chunk.clone().unwrap_or_default();
+        let chunk = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": self.counted().openai_json(),
+        });
+        sse::data(&chunk.to_string())
+    }
+
     /// Hand the usage writes over, once.
     fn finish(&mut self) {
         if let Some((on_usage, tx)) = self.on_usage.take() {
-            let usage = Usage {
-                input: self.usage.input.or(Some(self.input_estimate)),
-                output: self.usage.output.or(Some(self.completion_tokens)),
-            };
+            let usage = self.counted();
             let _ = tx.send(on_usage(usage));
         }
     }
@@ -331,7 +477,15 @@ impl Stream for RelayStream {
                         .finish()
                         .map(|e| self.handle(&e))
                         .unwrap_or_default();
-                    return Poll::Ready(self.end(&tail, None));
+                    // A body that ends before the provider said it was done is a cut answer,
+                    // however cleanly the connection closed: the client must not take it whole.
+                    let last = (!self.complete).then(|| {
+                        error_event(
+                            "The provider ended the stream before the answer was complete",
+                            Some("upstream_stream_incomplete"),
+                        )
+                    });
+                    return Poll::Ready(self.end(&tail, last));
                 }
             }
         }
@@ -425,7 +579,7 @@ mod tests {
             e.url,
             "http://p/v1/openai/deployments/m1/embeddings?api-version=2024-10-21"
         );
-        assert!(upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).is_err());
+        assert!(upstream_request(&upstream(ApiStyle::Vertex), Endpoint::Chat, &body, 1).is_err());
     }
 
     fn counting(u: Usage) -> Vec<Stmt> {
@@ -439,6 +593,7 @@ mod tests {
     fn pass_through() -> StreamMode {
         StreamMode::PassThrough {
             strip_usage_chunk: false,
+            add_usage_chunk: false,
         }
     }
 
@@ -578,6 +733,7 @@ mod tests {
             inner,
             StreamMode::PassThrough {
                 strip_usage_chunk: true,
+                add_usage_chunk: false,
             },
             100,
             Box::new(counting),
@@ -605,6 +761,7 @@ mod tests {
             inner,
             StreamMode::PassThrough {
                 strip_usage_chunk: false,
+                add_usage_chunk: false,
             },
             42,
             Box::new(counting),

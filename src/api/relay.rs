@@ -518,6 +518,23 @@ impl<P: Platform> App<P> {
                     retry_after,
                 ));
             }
+            // Anything but an event stream would reach the client as a stream of garbage.
+            let content_type = up
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.to_ascii_lowercase());
+            if let Some(ct) = content_type.filter(|ct| !ct.contains("text/event-stream")) {
+                return Err(RelayError::new(
+                    502,
+                    "upstream_error",
+                    Some("upstream_not_event_stream"),
+                    format!(
+                        "{host} answered a streamed call with {} instead of an event stream",
+                        printable(&ct)
+                    ),
+                ));
+            }
             let mode = match target.upstream.style {
                 ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
                     id: "chatcmpl".into(),
@@ -655,7 +672,7 @@ impl<P: Platform> App<P> {
             RelayError::new(
                 502,
                 "upstream_error",
-                None,
+                Some("upstream_not_json"),
                 format!("{host} answered with something that is not JSON"),
             )
         })?;
@@ -710,7 +727,7 @@ fn transport_error(
         OutboundError::TooLarge => RelayError::new(
             502,
             "upstream_error",
-            None,
+            Some("upstream_too_large"),
             format!("{host} answered with too much data"),
         ),
         OutboundError::Unreachable(why) => {
@@ -721,7 +738,7 @@ fn transport_error(
             RelayError::new(
                 502,
                 "upstream_error",
-                None,
+                Some("upstream_unreachable"),
                 format!("Cannot connect to {host}"),
             )
         }

@@ -875,3 +875,61 @@ fn key_invalid(body: &[u8]) -> bool {
                 .any(|x| x.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(status: u16, body: &str) -> RelayError {
+        upstream_status_error(
+            status,
+            body.as_bytes(),
+            "p.example",
+            &Scrubber::new(&["sk-secret-1234"]),
+            Some(3),
+        )
+    }
+
+    #[test]
+    fn each_provider_status_maps_to_the_status_and_code_the_sdks_expect() {
+        let body = r#"{"error": {"message": "nope sk-secret-1234"}}"#;
+        for (from, to, code) in [
+            (400, 400, "upstream_bad_request"),
+            (404, 404, "upstream_not_found"),
+            (409, 409, "upstream_conflict"),
+            (413, 413, "upstream_request_too_large"),
+            (422, 422, "upstream_unprocessable"),
+            (401, 502, "upstream_auth_failed"),
+            (403, 502, "upstream_auth_failed"),
+            (429, 429, "upstream_rate_limited"),
+            (408, 504, "upstream_timeout"),
+            (402, 502, "upstream_failed"),
+            (500, 502, "upstream_failed"),
+            (503, 502, "upstream_failed"),
+            (302, 502, "upstream_redirect"),
+            (508, 508, "loop_detected"),
+        ] {
+            let e = mapped(from, body);
+            assert_eq!((e.status, e.code), (to, Some(code)), "{from}");
+            assert!(!e.message.contains("sk-secret-1234"), "{from}: {}", e.message);
+            assert_eq!(e.retry_after.is_some(), from == 429, "{from}");
+        }
+        assert!(mapped(422, body).message.contains("nope ***"));
+        assert_eq!(mapped(500, "<html>").message, "p.example failed with HTTP 500");
+    }
+
+    #[test]
+    fn googles_api_key_invalid_is_the_stored_credential_refused_in_either_shape() {
+        let inner = r#"{"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT",
+            "details": [{"reason": "API_KEY_INVALID"}]}}"#;
+        for body in [inner.to_owned(), format!("[{inner}]")] {
+            let e = mapped(400, &body);
+            assert_eq!((e.status, e.code), (502, Some("upstream_auth_failed")), "{body}");
+            assert!(e.message.contains("API key not valid."), "{}", e.message);
+        }
+        let other = r#"[{"error": {"code": 400, "message": "bad field", "details": [{"reason": "OTHER"}]}}]"#;
+        let e = mapped(400, other);
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("bad field"), "the array's message is read");
+    }
+}

@@ -774,4 +774,118 @@ mod tests {
         let stmts = rx.try_recv().unwrap().unwrap();
         assert_eq!(stmts[0].params, vec![42.into(), 2.into()]);
     }
+    fn collect(s: RelayStream) -> String {
+        String::from_utf8(s.collect::<Vec<_>>().now_or_never().expect("ends").concat()).unwrap()
+    }
+
+    #[test]
+    fn a_stream_that_ends_before_done_ends_with_an_error_event() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"half\"}}]}\n\n".to_vec(),
+        )]));
+        let (s, _rx) = RelayStream::new(
+            inner,
+            pass_through(),
+            1,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        let out = collect(s);
+        assert!(out.contains("\"half\""), "what came is passed on: {out}");
+        assert_eq!(last_error(out.as_bytes())["code"], "upstream_stream_incomplete");
+    }
+
+    #[test]
+    fn an_anthropic_stream_cut_before_message_stop_ends_with_an_error_event() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n".to_vec(),
+        )]));
+        let mode = StreamMode::Anthropic(anthropic::StreamTranslator {
+            id: "chatcmpl".into(),
+            model: "claude".into(),
+            created: 0,
+            include_usage: false,
+            usage: Usage::default(),
+        });
+        let (s, _rx) = RelayStream::new(
+            inner,
+            mode,
+            1,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        assert_eq!(
+            last_error(collect(s).as_bytes())["code"],
+            "upstream_stream_incomplete"
+        );
+    }
+
+    #[test]
+    fn a_client_asking_for_usage_from_a_provider_that_sends_none_gets_one_counted_chunk() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"data: {\"id\":\"c1\",\"created\":5,\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"hello there\"}}]}\n\ndata: [DONE]\n\n".to_vec(),
+        )]));
+        let (s, mut rx) = RelayStream::new(
+            inner,
+            StreamMode::PassThrough {
+                strip_usage_chunk: false,
+                add_usage_chunk: true,
+            },
+            42,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        let out = collect(s);
+        let events: Vec<&str> = out.trim_end().split("\n\n").collect();
+        assert_eq!(events.len(), 3, "{out}");
+        assert_eq!(events[2], "data: [DONE]");
+        let chunk: Value = serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(chunk["id"], "c1");
+        assert_eq!(chunk["choices"], json!([]));
+        assert_eq!(
+            chunk["usage"],
+            json!({"prompt_tokens": 42, "completion_tokens": 2, "total_tokens": 44})
+        );
+        let stmts = rx.try_recv().unwrap().unwrap();
+        assert_eq!(stmts[0].params, vec![42.into(), 2.into()], "the same count is recorded");
+    }
+
+    #[test]
+    fn gemini_and_cohere_go_to_their_compatible_paths_and_cohere_never_gets_stream_options() {
+        let body = json!({"model": "x", "messages": [], "stream": true,
+            "stream_options": {"include_usage": true}});
+        let g = upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).unwrap();
+        assert_eq!(g.url, "http://p/v1/v1beta/openai/chat/completions");
+        assert!(g.headers.contains(&("authorization".into(), "Bearer sk-x".into())));
+        let c = upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Embeddings, &body, 1)
+            .unwrap();
+        assert_eq!(c.url, "http://p/v1/compatibility/v1/embeddings");
+        let c = upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Chat, &body, 1).unwrap();
+        let sent: Value = serde_json::from_slice(c.body.as_ref().unwrap()).unwrap();
+        assert!(sent.get("stream_options").is_none(), "{sent}");
+    }
+
+    #[test]
+    fn workers_ai_settings_name_what_is_missing_and_refuse_an_id_that_would_change_the_path() {
+        let mut w = WorkersAi::default();
+        let e = w.endpoint().unwrap_err();
+        assert!(e.contains("WORKERS_AI_ACCOUNT_ID and WORKERS_AI_API_TOKEN"), "{e}");
+        w.api_token = Some("t0ken".into());
+        w.account_id = Some("abc/../x".into());
+        assert!(w.endpoint().unwrap_err().contains("not an account id"));
+        w.account_id = Some(" 0123abc ".into());
+        assert_eq!(
+            w.endpoint().unwrap(),
+            (
+                "https://api.cloudflare.com/client/v4/accounts/0123abc/ai/v1".to_owned(),
+                "t0ken".to_owned()
+            )
+        );
+        w.base_url = Some("http://127.0.0.1:9/cf/".into());
+        assert_eq!(w.endpoint().unwrap().0, "http://127.0.0.1:9/cf/accounts/0123abc/ai/v1");
+        assert!(!format!("{w:?}").contains("t0ken"), "Debug hides the token");
+    }
 }

@@ -119,13 +119,20 @@ fn gemini_is_called_through_its_openai_compatible_surface_with_a_bearer_key() {
     assert_eq!(sent["model"], "gemini-2.5-flash");
 
     // Streamed, with the usage the relay asked for hidden from a client that did not ask.
-    let resp = r.chat("gemini-2.5-flash@Gemini", "one two", json!({"stream": true}));
+    let resp = r.chat(
+        "gemini-2.5-flash@Gemini",
+        "one two",
+        json!({"stream": true}),
+    );
     assert_eq!(resp.status, 200, "{}", text(&resp));
     let evs = events(&text(&resp));
     assert_eq!(evs.last(), Some(&json!("[DONE]")));
     let content: String = evs
         .iter()
-        .filter_map(|e| e.pointer("/choices/0/delta/content").and_then(Value::as_str))
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
         .collect();
     assert_eq!(content, "echo: one two");
     assert!(!text(&resp).contains("prompt_tokens"));
@@ -146,7 +153,9 @@ fn gemini_is_called_through_its_openai_compatible_surface_with_a_bearer_key() {
 fn geminis_refusal_of_the_stored_key_is_a_502_about_the_stored_credential() {
     let r = setup();
     let bad = "AIzaSy-stored-but-refused-0123456789";
-    r.connect(json!({"llm_factory": "Gemini", "api_key": bad, "base_url": r.s.base(), "verify": false}));
+    r.connect(
+        json!({"llm_factory": "Gemini", "api_key": bad, "base_url": r.s.base(), "verify": false}),
+    );
     for extra in [json!({}), json!({"stream": true})] {
         let resp = r.chat("gemini-2.5-flash@Gemini", "x", extra.clone());
         assert_eq!(
@@ -162,7 +171,10 @@ fn geminis_refusal_of_the_stored_key_is_a_502_about_the_stored_credential() {
             m.contains("refused the credential this tenant stored"),
             "{m}"
         );
-        assert!(m.contains("API key not valid"), "the provider's own reason: {m}");
+        assert!(
+            m.contains("API key not valid"),
+            "the provider's own reason: {m}"
+        );
         assert!(!text(&resp).contains(bad));
     }
 }
@@ -211,7 +223,10 @@ fn cohere_is_called_through_its_compatibility_api_and_its_streams_are_counted_wi
     assert_eq!(u["total_tokens"].as_u64(), Some(i + o));
     let content: String = evs
         .iter()
-        .filter_map(|e| e.pointer("/choices/0/delta/content").and_then(Value::as_str))
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
         .collect();
     assert_eq!(content, "echo: one two three");
     // Counted on the model as shown to the client.
@@ -224,7 +239,10 @@ fn cohere_is_called_through_its_compatibility_api_and_its_streams_are_counted_wi
         .unwrap()["used_token"]
         .as_i64()
         .unwrap();
-    assert!(used >= (i + o) as i64, "used_token {used} counts the stream");
+    assert!(
+        used >= (i + o) as i64,
+        "used_token {used} counts the stream"
+    );
 
     // A stream whose client did not ask gets no usage chunk.
     let resp = r.chat("command-r@Cohere", "quiet", json!({"stream": true}));
@@ -275,7 +293,9 @@ fn builtin_models_are_served_through_workers_ai_with_the_deployments_token() {
     assert_eq!(resp.status, 200, "{}", text(&resp));
     let evs = events(&text(&resp));
     assert_eq!(evs.last(), Some(&json!("[DONE]")));
-    assert!(evs.iter().any(|e| e["usage"]["prompt_tokens"].as_u64() > Some(0)));
+    assert!(evs
+        .iter()
+        .any(|e| e["usage"]["prompt_tokens"].as_u64() > Some(0)));
 
     let resp = r.post(
         "/v1/embeddings",
@@ -342,14 +362,44 @@ fn each_provider_status_reaches_the_client_as_its_documented_status_in_openai_sh
     let r = setup();
     // (stand-in path prefix, client status, type, code)
     let table: &[(&str, u16, &str, &str)] = &[
-        ("/status/400", 400, "invalid_request_error", "upstream_bad_request"),
-        ("/status/404", 404, "invalid_request_error", "upstream_not_found"),
-        ("/status/409", 409, "invalid_request_error", "upstream_conflict"),
-        ("/status/413", 413, "invalid_request_error", "upstream_request_too_large"),
-        ("/status/422", 422, "invalid_request_error", "upstream_unprocessable"),
+        (
+            "/status/400",
+            400,
+            "invalid_request_error",
+            "upstream_bad_request",
+        ),
+        (
+            "/status/404",
+            404,
+            "invalid_request_error",
+            "upstream_not_found",
+        ),
+        (
+            "/status/409",
+            409,
+            "invalid_request_error",
+            "upstream_conflict",
+        ),
+        (
+            "/status/413",
+            413,
+            "invalid_request_error",
+            "upstream_request_too_large",
+        ),
+        (
+            "/status/422",
+            422,
+            "invalid_request_error",
+            "upstream_unprocessable",
+        ),
         ("/status/401", 502, "upstream_error", "upstream_auth_failed"),
         ("/status/403", 502, "upstream_error", "upstream_auth_failed"),
-        ("/ratelimited/9", 429, "rate_limit_error", "upstream_rate_limited"),
+        (
+            "/ratelimited/9",
+            429,
+            "rate_limit_error",
+            "upstream_rate_limited",
+        ),
         ("/status/408", 504, "upstream_error", "upstream_timeout"),
         ("/status/402", 502, "upstream_error", "upstream_failed"),
         ("/status/500", 502, "upstream_error", "upstream_failed"),
@@ -414,7 +464,10 @@ fn a_stream_the_provider_ends_without_done_ends_with_an_error_event() {
         "what came is passed on"
     );
     let last = evs.last().unwrap();
-    assert_eq!(last["error"]["code"], "upstream_stream_incomplete", "{last}");
+    assert_eq!(
+        last["error"]["code"], "upstream_stream_incomplete",
+        "{last}"
+    );
     assert_eq!(last["error"]["type"], "upstream_error");
     assert!(!text(&resp).contains("[DONE]"));
 }

@@ -867,7 +867,12 @@ fn key_invalid(body: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return false;
     };
-    let err = v.get(0).unwrap_or(&v).get("error").cloned().unwrap_or_default();
+    let err = v
+        .get(0)
+        .unwrap_or(&v)
+        .get("error")
+        .cloned()
+        .unwrap_or_default();
     err.get("details")
         .and_then(Value::as_array)
         .is_some_and(|d| {
@@ -911,11 +916,18 @@ mod tests {
         ] {
             let e = mapped(from, body);
             assert_eq!((e.status, e.code), (to, Some(code)), "{from}");
-            assert!(!e.message.contains("sk-secret-1234"), "{from}: {}", e.message);
+            assert!(
+                !e.message.contains("sk-secret-1234"),
+                "{from}: {}",
+                e.message
+            );
             assert_eq!(e.retry_after.is_some(), from == 429, "{from}");
         }
         assert!(mapped(422, body).message.contains("nope ***"));
-        assert_eq!(mapped(500, "<html>").message, "p.example failed with HTTP 500");
+        assert_eq!(
+            mapped(500, "<html>").message,
+            "p.example failed with HTTP 500"
+        );
     }
 
     #[test]
@@ -924,12 +936,19 @@ mod tests {
             "details": [{"reason": "API_KEY_INVALID"}]}}"#;
         for body in [inner.to_owned(), format!("[{inner}]")] {
             let e = mapped(400, &body);
-            assert_eq!((e.status, e.code), (502, Some("upstream_auth_failed")), "{body}");
+            assert_eq!(
+                (e.status, e.code),
+                (502, Some("upstream_auth_failed")),
+                "{body}"
+            );
             assert!(e.message.contains("API key not valid."), "{}", e.message);
         }
         let other = r#"[{"error": {"code": 400, "message": "bad field", "details": [{"reason": "OTHER"}]}}]"#;
         let e = mapped(400, other);
         assert_eq!(e.status, 400);
-        assert!(e.message.contains("bad field"), "the array's message is read");
+        assert!(
+            e.message.contains("bad field"),
+            "the array's message is read"
+        );
     }
 }

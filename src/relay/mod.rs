@@ -106,8 +106,7 @@ impl WorkersAi {
         // change the path (Cloudflare's ids are 32 hex digits).
         let account_ok = account.filter(|a| {
             a.len() <= 64
-                && a
-                    .bytes()
+                && a.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
         if account_ok.is_none() {
@@ -793,7 +792,10 @@ mod tests {
         );
         let out = collect(s);
         assert!(out.contains("\"half\""), "what came is passed on: {out}");
-        assert_eq!(last_error(out.as_bytes())["code"], "upstream_stream_incomplete");
+        assert_eq!(
+            last_error(out.as_bytes())["code"],
+            "upstream_stream_incomplete"
+        );
     }
 
     #[test]
@@ -850,7 +852,11 @@ mod tests {
             json!({"prompt_tokens": 42, "completion_tokens": 2, "total_tokens": 44})
         );
         let stmts = rx.try_recv().unwrap().unwrap();
-        assert_eq!(stmts[0].params, vec![42.into(), 2.into()], "the same count is recorded");
+        assert_eq!(
+            stmts[0].params,
+            vec![42.into(), 2.into()],
+            "the same count is recorded"
+        );
     }
 
     #[test]
@@ -859,9 +865,11 @@ mod tests {
             "stream_options": {"include_usage": true}});
         let g = upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).unwrap();
         assert_eq!(g.url, "http://p/v1/v1beta/openai/chat/completions");
-        assert!(g.headers.contains(&("authorization".into(), "Bearer sk-x".into())));
-        let c = upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Embeddings, &body, 1)
-            .unwrap();
+        assert!(g
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-x".into())));
+        let c =
+            upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Embeddings, &body, 1).unwrap();
         assert_eq!(c.url, "http://p/v1/compatibility/v1/embeddings");
         let c = upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Chat, &body, 1).unwrap();
         let sent: Value = serde_json::from_slice(c.body.as_ref().unwrap()).unwrap();
@@ -872,7 +880,10 @@ mod tests {
     fn workers_ai_settings_name_what_is_missing_and_refuse_an_id_that_would_change_the_path() {
         let mut w = WorkersAi::default();
         let e = w.endpoint().unwrap_err();
-        assert!(e.contains("WORKERS_AI_ACCOUNT_ID and WORKERS_AI_API_TOKEN"), "{e}");
+        assert!(
+            e.contains("WORKERS_AI_ACCOUNT_ID and WORKERS_AI_API_TOKEN"),
+            "{e}"
+        );
         w.api_token = Some("t0ken".into());
         w.account_id = Some("abc/../x".into());
         assert!(w.endpoint().unwrap_err().contains("not an account id"));
@@ -885,7 +896,10 @@ mod tests {
             )
         );
         w.base_url = Some("http://127.0.0.1:9/cf/".into());
-        assert_eq!(w.endpoint().unwrap().0, "http://127.0.0.1:9/cf/accounts/0123abc/ai/v1");
+        assert_eq!(
+            w.endpoint().unwrap().0,
+            "http://127.0.0.1:9/cf/accounts/0123abc/ai/v1"
+        );
         assert!(!format!("{w:?}").contains("t0ken"), "Debug hides the token");
     }
 }

@@ -277,6 +277,20 @@ mod tests {
     }
 
     #[test]
+    fn googles_array_wrapped_errors_and_cloudflares_error_lists_give_their_reason() {
+        assert_eq!(
+            reason(br#"[{"error": {"code": 400, "message": "API key not valid."}}]"#).as_deref(),
+            Some("API key not valid.")
+        );
+        assert_eq!(
+            reason(br#"{"errors": [{"code": 10000, "message": "Authentication error"}], "success": false}"#)
+                .as_deref(),
+            Some("Authentication error")
+        );
+        assert_eq!(reason(b"[]"), None);
+    }
+
+    #[test]
     fn provider_reasons_are_read_in_every_dialect_and_scrubbed() {
         let secret = "sk-abcdefgh";
         let cases = [

@@ -71,6 +71,8 @@ if [ ! -f .dev.vars ]; then
   {
     echo "ADMIN_TOKEN=kwadmin_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     echo "KEYWARD_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
+    echo "# Builtin models: a Cloudflare API token with Workers AI access (and WORKERS_AI_ACCOUNT_ID in wrangler.toml)"
+    echo "# WORKERS_AI_API_TOKEN="
   } > .dev.vars
 fi
 

@@ -28,6 +28,9 @@ pub struct EnvValues {
     pub encryption_key: Option<String>,
     pub encryption_key_version: Option<String>,
     pub encryption_keys_older: Option<String>,
+    pub workers_ai_account_id: Option<String>,
+    pub workers_ai_api_token: Option<String>,
+    pub workers_ai_base_url: Option<String>,
 }
 
 impl EnvValues {
@@ -48,6 +51,9 @@ impl EnvValues {
             encryption_key: secret("KEYWARD_ENCRYPTION_KEY"),
             encryption_key_version: var("KEYWARD_ENCRYPTION_KEY_VERSION"),
             encryption_keys_older: secret("KEYWARD_ENCRYPTION_KEYS_OLDER"),
+            workers_ai_account_id: var("WORKERS_AI_ACCOUNT_ID"),
+            workers_ai_api_token: secret("WORKERS_AI_API_TOKEN"),
+            workers_ai_base_url: var("WORKERS_AI_BASE_URL"),
         }
     }
 }
@@ -75,6 +81,11 @@ pub fn parse(v: &EnvValues) -> Config {
     }
     c.stream_idle_timeout_ms = stream_idle_timeout_ms(v.stream_idle_timeout_ms.as_deref());
     c.builtin_models = v.builtin_models.clone().unwrap_or_default();
+    c.workers_ai = crate::relay::WorkersAi {
+        account_id: v.workers_ai_account_id.clone(),
+        api_token: v.workers_ai_api_token.clone(),
+        base_url: v.workers_ai_base_url.clone(),
+    };
     // A malformed list fails closed: no private class allowed, no extra public host (the request's
     // own host is still refused).
     match AddressPolicy::parse(v.private_addresses.as_deref().unwrap_or_default()) {

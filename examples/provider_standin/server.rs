@@ -12,6 +12,9 @@
 //!   JSON body (Content-Length); `/huge-chunked/<rest>`: the same body, chunked;
 //!   `/garbage/<rest>`: 200 `text/html` `<html>oops</html>`.
 //! - `/open/<rest>`: `<rest>` as an OpenAI-compatible endpoint that needs no key.
+//! - `/status/<code>/<rest>`: `<code>` with an OpenAI-shaped error body, for any method.
+//! - `/cut/<rest>`: 200 `text/event-stream` with two chat chunks, then a clean end of the body
+//!   without `[DONE]` (an answer cut short).
 //! - `/ratelimited/<retry-after>/<rest>`: 429 in OpenAI's error shape with `Retry-After:
 //!   <retry-after>` (percent-decoded, so an HTTP date fits), for any method and `<rest>`.
 //! - `/redirect/<status>/<target>/<rest>`: answers `<status>` (a 3xx) with
@@ -25,6 +28,14 @@
 //! - `POST …/v1/messages`, and `GET …/models` carrying `x-api-key` or
 //!   `anthropic-version`: Anthropic.
 //! - `/cohere/…/models`: Cohere's model list; `POST …/check-api-key`: Cohere's key check.
+//! - `…/v1beta/openai/{chat/completions,embeddings,models}`: Gemini's OpenAI-compatible
+//!   surface (`Authorization: Bearer <key>`; a wrong key is Google's 400 `API_KEY_INVALID`,
+//!   wrapped in a one-element array as that surface sends its errors).
+//! - `/cohere/…/compatibility/v1/{chat/completions,embeddings}`: Cohere's Compatibility API
+//!   (Bearer; `stream_options` refused with a 400; streams carry no usage).
+//! - `…/accounts/{id}/ai/v1/{chat/completions,embeddings,models}`: Workers AI's
+//!   OpenAI-compatible endpoints, for [`WORKERS_AI_ACCOUNT`] and [`WORKERS_AI_TOKEN`] only, errors
+//!   in Cloudflare's `{"errors": [...], "success": false}` shape.
 //! - `GET …/api/tags`: Ollama (no key).
 //! - `GET …/models`, `POST …/chat/completions`, `POST …/embeddings`: OpenAI (Bearer).
 //! - anything else: 404 JSON.
@@ -65,6 +76,12 @@ use tiny_http::{Header, Response, Server};
 
 /// The only API key the stand-in accepts (OpenAI, Azure, Gemini, Anthropic, Cohere).
 pub const GOOD_KEY: &str = "sk-standin-good-0123456789";
+
+/// The Workers AI account the `/accounts/{id}/ai/v1/...` routes serve.
+pub const WORKERS_AI_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+
+/// The only Cloudflare API token the Workers AI routes accept (the deployment's, not a tenant's).
+pub const WORKERS_AI_TOKEN: &str = "cf-standin-token-0123456789abcdef";
 
 /// The access token the Vertex token endpoint hands out, accepted by the Vertex routes.
 pub const VERTEX_ACCESS_TOKEN: &str = "ya29.standin";
@@ -523,8 +540,39 @@ fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
     if let Some(rest) = path.strip_prefix("/open/") {
         return openai_routes(&rq.with_path(&format!("/{rest}")), true).or_else(|| not_found(rq));
     }
+    if let Some(rest) = path.strip_prefix("/status/") {
+        let code = rest.split('/').next().and_then(|c| c.parse::<u16>().ok());
+        return match code.filter(|c| (400..600).contains(c)) {
+            Some(code) => json_reply(
+                code,
+                json!({"error": {
+                    "message": format!("the stand-in answers {code} here"),
+                    "type": "standin_error", "param": null, "code": format!("standin_{code}"),
+                }}),
+            ),
+            None => not_found(rq),
+        };
+    }
+    if path.starts_with("/cut/") {
+        let chunk = |content: &str| {
+            sse_data(&json!({
+                "id": "chatcmpl-cut", "object": "chat.completion.chunk", "created": 1_700_000_000u64,
+                "model": "cut", "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}],
+            }))
+        };
+        return Some(Reply::Events(vec![chunk("half"), chunk(" an answer")]));
+    }
     if let Some(rest) = path.strip_prefix("/openai/deployments/") {
         return azure(rq, rest).or_else(|| not_found(rq));
+    }
+    if path.contains("/v1beta/openai/") {
+        return gemini_openai(rq).or_else(|| not_found(rq));
+    }
+    if path.starts_with("/cohere/") && path.contains("/compatibility/v1/") {
+        return cohere_compat(rq).or_else(|| not_found(rq));
+    }
+    if let Some(reply) = workers_ai(rq) {
+        return Some(reply);
     }
     if path.contains("/v1beta/models") {
         return gemini(rq).or_else(|| not_found(rq));
@@ -1364,6 +1412,116 @@ fn cohere_models(rq: &Incoming) -> Option<Reply> {
         200,
         json!({"models": [{"name": "command-r", "endpoints": ["chat", "generate"]}]}),
     )
+}
+
+/// Cohere's Compatibility API: OpenAI's bodies, Cohere's errors (`{"id", "message"}`).
+fn cohere_compat(rq: &Incoming) -> Option<Reply> {
+    let path = rq.path.as_str();
+    let chat = rq.method == "POST" && path.ends_with("/chat/completions");
+    let embeddings = rq.method == "POST" && path.ends_with("/embeddings");
+    if !chat && !embeddings {
+        return None;
+    }
+    if rq.bearer() != Some(GOOD_KEY) {
+        return cohere_unauthorized();
+    }
+    if chat && rq.json().is_some_and(|b| b.get("stream_options").is_some()) {
+        return json_reply(
+            400,
+            json!({"id": "standin-cohere-400", "message": "invalid request: stream_options is not supported"}),
+        );
+    }
+    if chat {
+        openai_chat(rq, None)
+    } else {
+        openai_embeddings(rq)
+    }
+}
+
+/// Gemini's OpenAI-compatible surface. Errors come as Google's error object in a one-element
+/// array.
+fn gemini_openai(rq: &Incoming) -> Option<Reply> {
+    let path = rq.path.as_str();
+    let op = match rq.method.as_str() {
+        "POST" if path.ends_with("/chat/completions") => "chat",
+        "POST" if path.ends_with("/embeddings") => "embeddings",
+        "GET" if path.ends_with("/models") => "models",
+        _ => return None,
+    };
+    let google_error = |code: u16, status: &str, message: &str, reason: Option<&str>| {
+        let mut e = json!({"code": code, "message": message, "status": status});
+        if let Some(reason) = reason {
+            e["details"] = json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason, "domain": "googleapis.com"}]);
+        }
+        json_reply(code, json!([{"error": e}]))
+    };
+    match rq.bearer() {
+        None | Some("") => {
+            return google_error(
+                401,
+                "UNAUTHENTICATED",
+                "Request is missing required authentication credential.",
+                Some("CREDENTIALS_MISSING"),
+            )
+        }
+        Some(k) if k != GOOD_KEY => {
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                Some("API_KEY_INVALID"),
+            )
+        }
+        Some(_) => {}
+    }
+    match op {
+        "chat" => openai_chat(rq, None),
+        "embeddings" => openai_embeddings(rq),
+        _ => json_reply(
+            200,
+            json!({"object": "list", "data": [
+                {"id": "models/gemini-2.5-flash", "object": "model", "owned_by": "google"},
+            ]}),
+        ),
+    }
+}
+
+/// Workers AI's OpenAI-compatible endpoints under `/accounts/{id}/ai/v1/`; `None` for other paths.
+fn workers_ai(rq: &Incoming) -> Option<Reply> {
+    let (_, rest) = rq.path.split_once("/accounts/")?;
+    let (account, tail) = rest.split_once('/')?;
+    let tail = tail.strip_prefix("ai/v1/")?;
+    let cf_error = |status: u16, code: u32, message: &str| {
+        json_reply(
+            status,
+            json!({"errors": [{"code": code, "message": message}], "success": false,
+                "result": null, "messages": []}),
+        )
+    };
+    if rq.bearer() != Some(WORKERS_AI_TOKEN) {
+        return cf_error(401, 10000, "Authentication error");
+    }
+    if account != WORKERS_AI_ACCOUNT {
+        return cf_error(
+            404,
+            7003,
+            "Could not route to /client/v4/accounts, perhaps your object identifier is invalid?",
+        );
+    }
+    let model = rq
+        .json()
+        .and_then(|b| b.get("model").and_then(Value::as_str).map(str::to_owned));
+    match (rq.method.as_str(), tail) {
+        ("POST", "chat/completions" | "embeddings")
+            if !model.as_deref().is_some_and(|m| m.starts_with("@cf/")) =>
+        {
+            cf_error(400, 5007, "No such model or task")
+        }
+        ("POST", "chat/completions") => openai_chat(rq, None),
+        ("POST", "embeddings") => openai_embeddings(rq),
+        _ => cf_error(404, 7000, "No route for that URI"),
+    }
 }
 
 fn cohere_check_key(rq: &Incoming) -> Option<Reply> {

@@ -8,6 +8,7 @@ use super::error::{redact_secrets, ApiError, LOOP_DETECTED};
 use super::http::{Request, Response};
 use super::{error_response, App};
 use crate::providers::address::{self, OwnHosts, HOP_HEADER, HOP_VALUE};
+use crate::relay::{ErrorCode, ErrorType};
 use crate::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
 };
@@ -44,8 +45,8 @@ pub fn refuse_hop(req: &Request) -> Option<Response> {
             508,
             &crate::relay::error_body(
                 LOOP_DETECTED,
-                "invalid_request_error",
-                Some("loop_detected"),
+                ErrorType::InvalidRequest,
+                Some(ErrorCode::LoopDetected),
             ),
         )
     } else {

@@ -58,6 +58,9 @@ pub struct Config {
     /// The deployment's public hostnames (`KEYWARD_PUBLIC_HOSTS` var), refused as provider URLs
     /// beside the host each request was sent to.
     pub public_hosts: PublicHosts,
+    /// The Workers AI account serving the Builtin models (`WORKERS_AI_*`); unset, calling a
+    /// Builtin model is a 400 naming what is missing.
+    pub workers_ai: crate::relay::WorkersAi,
 }
 
 /// Provider calls give up after this long (../API.md: 10 s).
@@ -92,6 +95,7 @@ impl Default for Config {
             stream_idle_timeout_ms: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
             address_policy: AddressPolicy::default(),
             public_hosts: PublicHosts::default(),
+            workers_ai: crate::relay::WorkersAi::default(),
         }
     }
 }
@@ -164,10 +168,14 @@ impl<P: Platform> App<P> {
         let (def, operation) = match routes::resolve(&req.path, method) {
             Resolved::Found(def, operation) => (def, operation),
             Resolved::NotFound => {
-                return error_response(&ApiError::NotFound(format!(
-                    "No route for {}",
-                    printable_path(&req.path)
-                )))
+                let e = ApiError::NotFound(format!("No route for {}", printable_path(&req.path)));
+                // OpenAI's SDKs read every `/v1` answer in OpenAI's error shape.
+                return if is_relay_path(&req.path) {
+                    relay::RelayError::not_found_route(&req.method, &printable_path(&req.path))
+                        .response()
+                } else {
+                    error_response(&e)
+                };
             }
             Resolved::WrongMethod(allowed, def) => {
                 let allow = Method::join(&allowed);
@@ -437,6 +445,11 @@ pub fn error_response(e: &ApiError) -> Response {
         | ApiError::LoopDetected => {}
     }
     r
+}
+
+/// Whether a path is under the relay's `/v1`, whose answers are all in OpenAI's shape.
+fn is_relay_path(p: &str) -> bool {
+    p == "/v1" || p.starts_with("/v1/")
 }
 
 /// A path for an error message: bounded and without control characters.

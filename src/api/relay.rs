@@ -16,6 +16,7 @@ use crate::relay::{
     self, anthropic, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage, ESTIMATE_HEADER,
     LIMIT_HEADER, MAX_RELAY_BODY,
 };
+use crate::relay::{ErrorCode, ErrorType};
 use crate::store::ai_keys::{self, AiKey};
 use crate::store::outbound::{OutboundError, OutboundResponse};
 use crate::store::{providers, Platform, Stmt};
@@ -27,8 +28,8 @@ use serde_json::{json, Map, Value};
 pub struct RelayError {
     pub status: u16,
     pub message: String,
-    pub kind: &'static str,
-    pub code: Option<&'static str>,
+    pub kind: ErrorType,
+    pub code: Option<ErrorCode>,
     /// Seconds for `Retry-After` (rate limiting).
     pub retry_after: Option<u64>,
 }
@@ -36,8 +37,8 @@ pub struct RelayError {
 impl RelayError {
     fn new(
         status: u16,
-        kind: &'static str,
-        code: Option<&'static str>,
+        kind: ErrorType,
+        code: Option<ErrorCode>,
         message: impl Into<String>,
     ) -> Self {
         RelayError {
@@ -48,8 +49,22 @@ impl RelayError {
             retry_after: None,
         }
     }
+    /// A `/v1` path no route has: 404 as OpenAI answers one (`unknown_url`).
+    pub fn not_found_route(method: &str, path: &str) -> Self {
+        let method: String = method
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .take(16)
+            .collect();
+        Self::new(
+            404,
+            ErrorType::InvalidRequest,
+            Some(ErrorCode::UnknownUrl),
+            format!("Unknown relay URL ({method} {path}); the relay serves GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings"),
+        )
+    }
     fn bad(message: impl Into<String>) -> Self {
-        Self::new(400, "invalid_request_error", None, message)
+        Self::new(400, ErrorType::InvalidRequest, None, message)
     }
     pub fn response(&self) -> Response {
         if self.status >= 500 {
@@ -77,17 +92,17 @@ impl From<ApiError> for RelayError {
             _ => None,
         };
         let (kind, code) = match e {
-            ApiError::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
-            ApiError::Forbidden(_) => ("permission_error", None),
-            ApiError::NotFound(_) => ("invalid_request_error", Some("model_not_found")),
-            ApiError::RateLimited(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
+            ApiError::Unauthorized => (ErrorType::InvalidRequest, Some(ErrorCode::InvalidApiKey)),
+            ApiError::Forbidden(_) => (ErrorType::Permission, None),
+            ApiError::NotFound(_) => (ErrorType::InvalidRequest, Some(ErrorCode::ModelNotFound)),
+            ApiError::RateLimited(_) => (ErrorType::RateLimit, Some(ErrorCode::RateLimitExceeded)),
             ApiError::Internal(ref detail) => {
                 log::error!("relay internal error: {detail}");
-                ("server_error", None)
+                (ErrorType::Server, None)
             }
-            ApiError::BadGateway(_) => ("upstream_error", None),
-            ApiError::LoopDetected => ("invalid_request_error", Some("loop_detected")),
-            _ => ("invalid_request_error", None),
+            ApiError::BadGateway(_) => (ErrorType::Upstream, None),
+            ApiError::LoopDetected => (ErrorType::InvalidRequest, Some(ErrorCode::LoopDetected)),
+            _ => (ErrorType::InvalidRequest, None),
         };
         RelayError {
             status,
@@ -158,10 +173,11 @@ pub struct RelayModel {
 impl<P: Platform> App<P> {
     pub(crate) async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
         let models = self.available_models(&caller.tenant_id).await?;
-        // Builtin models are served by the platform, not this relay, so they are not listed here.
+        // Builtin models are listed once the deployment's Workers AI account can serve them.
+        let builtin_served = self.config.workers_ai.endpoint().is_ok();
         let mut data: Vec<RelayModel> = models
             .iter()
-            .filter(|m| m.connection.is_some())
+            .filter(|m| m.connection.is_some() || builtin_served)
             .map(|m| RelayModel {
                 id: m.id(),
                 object: "model",
@@ -201,15 +217,15 @@ impl<P: Platform> App<P> {
         if req.body.len() > MAX_RELAY_BODY || req.unread_len.is_some() {
             return Err(RelayError::new(
                 413,
-                "invalid_request_error",
-                Some("request_too_large"),
+                ErrorType::InvalidRequest,
+                Some(ErrorCode::RequestTooLarge),
                 format!("Request body is larger than the limit of {MAX_RELAY_BODY} bytes"),
             ));
         }
         if !super::body::is_json(req) {
             return Err(RelayError::new(
                 415,
-                "invalid_request_error",
+                ErrorType::InvalidRequest,
                 None,
                 "Request body must be JSON with Content-Type: application/json",
             ));
@@ -258,7 +274,12 @@ impl<P: Platform> App<P> {
             })?;
             let available = available_for(id).await?;
             let a = super::defaults::resolve(id, want, &available).map_err(|why| {
-                RelayError::new(404, "invalid_request_error", Some("model_not_found"), why)
+                RelayError::new(
+                    404,
+                    ErrorType::InvalidRequest,
+                    Some(ErrorCode::ModelNotFound),
+                    why,
+                )
             })?;
             return self.connection_target(a);
         }
@@ -278,8 +299,8 @@ impl<P: Platform> App<P> {
             // Name the endpoint's need when the model exists with another type.
             RelayError::new(
                 404,
-                "invalid_request_error",
-                Some("model_not_found"),
+                ErrorType::InvalidRequest,
+                Some(ErrorCode::ModelNotFound),
                 format!(
                     "The model `{}` does not exist or cannot be used here: {why}",
                     printable(model)
@@ -298,10 +319,7 @@ impl<P: Platform> App<P> {
 
     fn connection_target(&self, a: &Available) -> RResult<Target> {
         let Some(conn) = &a.connection else {
-            return Err(RelayError::bad(format!(
-                "{} is a Builtin model; Builtin models are served by the platform, not through this relay",
-                a.id()
-            )));
+            return self.builtin_target(a);
         };
         let secrets = self.connection_secrets(conn)?;
         let base = base_of(
@@ -324,6 +342,33 @@ impl<P: Platform> App<P> {
             },
             gateway: None,
             usage_conn: Some((conn.id.clone(), a.name.clone())),
+            shown: a.id(),
+        })
+    }
+
+    /// A Builtin model, served through the deployment's Workers AI account.
+    fn builtin_target(&self, a: &Available) -> RResult<Target> {
+        let (base, token) = self.config.workers_ai.endpoint().map_err(|why| {
+            RelayError::new(
+                400,
+                ErrorType::InvalidRequest,
+                Some(ErrorCode::BuiltinNotConfigured),
+                format!("{} cannot be called: {why}", a.id()),
+            )
+        })?;
+        let mut secrets = crate::providers::Secrets::default();
+        secrets.0.insert("api_key".into(), json!(token));
+        Ok(Target {
+            upstream: Upstream {
+                style: ApiStyle::Openai,
+                auth: catalog::Auth::Bearer,
+                base,
+                model: a.name.clone(),
+                secrets,
+                settings: Map::new(),
+            },
+            gateway: None,
+            usage_conn: None,
             shown: a.id(),
         })
     }
@@ -373,8 +418,8 @@ impl<P: Platform> App<P> {
                     )),
                     Some(_) => RelayError::new(
                         403,
-                        "permission_error",
-                        Some("endpoint_unbound"),
+                        ErrorType::Permission,
+                        Some(ErrorCode::EndpointUnbound),
                         format!(
                             "Gateway key {} is not bound to an endpoint (it was stored before \
                              keys were); set its api_key again with PUT /api/v1/ai_keys/{} to \
@@ -437,8 +482,8 @@ impl<P: Platform> App<P> {
         if let Some(why) = self.stored_url_refusal(&target.upstream.base) {
             return Err(RelayError::new(
                 403,
-                "permission_error",
-                Some("provider_address_forbidden"),
+                ErrorType::Permission,
+                Some(ErrorCode::ProviderAddressForbidden),
                 format!("The provider URL of {} is not allowed: {why}", target.shown),
             ));
         }
@@ -488,6 +533,23 @@ impl<P: Platform> App<P> {
                     retry_after,
                 ));
             }
+            // Anything but an event stream would reach the client as a stream of garbage.
+            let content_type = up
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.to_ascii_lowercase());
+            if let Some(ct) = content_type.filter(|ct| !ct.contains("text/event-stream")) {
+                return Err(RelayError::new(
+                    502,
+                    ErrorType::Upstream,
+                    Some(ErrorCode::UpstreamNotEventStream),
+                    format!(
+                        "{host} answered a streamed call with {} instead of an event stream",
+                        printable(&ct)
+                    ),
+                ));
+            }
             let mode = match target.upstream.style {
                 ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
                     id: "chatcmpl".into(),
@@ -496,8 +558,9 @@ impl<P: Platform> App<P> {
                     include_usage,
                     usage: Usage::default(),
                 }),
-                _ => StreamMode::PassThrough {
+                style => StreamMode::PassThrough {
                     strip_usage_chunk: !include_usage,
+                    add_usage_chunk: include_usage && !relay::streams_usage_on_request(style),
                 },
             };
             let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage, scrubber, idle);
@@ -535,8 +598,8 @@ impl<P: Platform> App<P> {
             KeyStatus::Disabled => {
                 return Err(RelayError::new(
                     403,
-                    "permission_error",
-                    Some("key_disabled"),
+                    ErrorType::Permission,
+                    Some(ErrorCode::KeyDisabled),
                     format!("Gateway key {} is disabled", key.alias),
                 ))
             }
@@ -544,8 +607,8 @@ impl<P: Platform> App<P> {
         if key.expire_time.is_some_and(|t| t <= self.platform.now_ms()) {
             return Err(RelayError::new(
                 403,
-                "permission_error",
-                Some("key_expired"),
+                ErrorType::Permission,
+                Some(ErrorCode::KeyExpired),
                 format!("Gateway key {} has expired", key.alias),
             ));
         }
@@ -557,8 +620,8 @@ impl<P: Platform> App<P> {
             if reject {
                 return Err(RelayError::new(
                     400,
-                    "invalid_request_error",
-                    Some("input_limit_exceeded"),
+                    ErrorType::InvalidRequest,
+                    Some(ErrorCode::InputLimitExceeded),
                     format!(
                         "The input is about {estimate} tokens, over gateway key {}'s input limit of {} tokens per request",
                         key.alias, key.input_limit
@@ -578,8 +641,8 @@ impl<P: Platform> App<P> {
                 Some(asked) if asked > limit && reject => {
                     return Err(RelayError::new(
                         400,
-                        "invalid_request_error",
-                        Some("output_limit_exceeded"),
+                        ErrorType::InvalidRequest,
+                        Some(ErrorCode::OutputLimitExceeded),
                         format!(
                         "{field} {asked} is over gateway key {}'s output limit of {limit} tokens",
                         key.alias
@@ -621,8 +684,8 @@ impl<P: Platform> App<P> {
         let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
             RelayError::new(
                 502,
-                "upstream_error",
-                None,
+                ErrorType::Upstream,
+                Some(ErrorCode::UpstreamNotJson),
                 format!("{host} answered with something that is not JSON"),
             )
         })?;
@@ -670,14 +733,14 @@ fn transport_error(
     match e {
         OutboundError::Timeout => RelayError::new(
             504,
-            "upstream_error",
-            Some("upstream_timeout"),
+            ErrorType::Upstream,
+            Some(ErrorCode::UpstreamTimeout),
             format!("No answer from {host} within {} s", timeout_ms / 1000),
         ),
         OutboundError::TooLarge => RelayError::new(
             502,
-            "upstream_error",
-            None,
+            ErrorType::Upstream,
+            Some(ErrorCode::UpstreamTooLarge),
             format!("{host} answered with too much data"),
         ),
         OutboundError::Unreachable(why) => {
@@ -687,8 +750,8 @@ fn transport_error(
             );
             RelayError::new(
                 502,
-                "upstream_error",
-                None,
+                ErrorType::Upstream,
+                Some(ErrorCode::UpstreamUnreachable),
                 format!("Cannot connect to {host}"),
             )
         }
@@ -718,9 +781,21 @@ fn upstream_retry_after(headers: &[(String, String)], now_ms: i64) -> Option<u64
     Some(seconds.min(MAX_RETRY_AFTER))
 }
 
-/// A provider's refusal, passed on without the credential. Its 401/403 are about the tenant's
-/// provider key, not the caller's keyward key, so they become 502s. A 429's `retry_after`
-/// (from [`upstream_retry_after`]) goes on to the client.
+/// A provider's refusal, passed on without the credential, in OpenAI's error shape with the
+/// status the official SDKs turn into the matching exception:
+///
+/// | provider | client |
+/// |---|---|
+/// | 400, 404, 409, 413, 422 (the request is wrong) | the same status, the provider's message |
+/// | 401, 403 (the tenant's stored credential is refused) | 502 `upstream_auth_failed` |
+/// | 429 | 429 `upstream_rate_limited`, with its `Retry-After` |
+/// | 408 | 504 `upstream_timeout` |
+/// | 508 | 508 `loop_detected` |
+/// | 3xx, any other 4xx, 5xx | 502 |
+///
+/// A 401/403 is about the tenant's provider key, not the caller's keyward key, so it is never
+/// passed on as one: an SDK would tell the user their own key is wrong. Gemini refuses a bad key
+/// with a 400 (`API_KEY_INVALID`), which is treated as the refused credential it is.
 fn upstream_status_error(
     status: u16,
     body: &[u8],
@@ -731,11 +806,24 @@ fn upstream_status_error(
     let why = reason(body)
         .map(|r| probe::clean(&r, scrubber))
         .unwrap_or_else(|| format!("HTTP {status}"));
+    let credential_refused = matches!(status, 401 | 403) || (status == 400 && key_invalid(body));
+    if credential_refused {
+        return RelayError::new(
+            502,
+            ErrorType::Upstream,
+            Some(ErrorCode::UpstreamAuthFailed),
+            format!(
+                "{host} refused the credential this tenant stored for it (the provider key in \
+                 keyward, not the key this request was sent with); a tenant owner must replace \
+                 it: {why}"
+            ),
+        );
+    }
     match status {
         300..=399 => RelayError::new(
             502,
-            "upstream_error",
-            Some("upstream_redirect"),
+            ErrorType::Upstream,
+            Some(ErrorCode::UpstreamRedirect),
             format!(
                 "{host} {}",
                 probe::REDIRECT_REFUSED.replace("{status}", &status.to_string())
@@ -743,31 +831,141 @@ fn upstream_status_error(
         ),
         508 => RelayError::new(
             508,
-            "upstream_error",
-            Some("loop_detected"),
+            ErrorType::Upstream,
+            Some(ErrorCode::LoopDetected),
             format!("{host} answered 508 Loop Detected: {}", probe::LOOP_REASON),
-        ),
-        401 | 403 => RelayError::new(
-            502,
-            "upstream_error",
-            Some("upstream_auth_failed"),
-            format!("{host} refused the configured credential: {why}"),
         ),
         429 => RelayError {
             retry_after,
             ..RelayError::new(
                 429,
-                "rate_limit_error",
-                Some("upstream_rate_limited"),
+                ErrorType::RateLimit,
+                Some(ErrorCode::UpstreamRateLimited),
                 format!("{host} is rate limiting: {why}"),
             )
         },
-        400..=499 => RelayError::new(
+        400 | 404 | 409 | 413 | 422 => RelayError::new(
             status,
-            "invalid_request_error",
-            None,
+            ErrorType::InvalidRequest,
+            Some(match status {
+                400 => ErrorCode::UpstreamBadRequest,
+                404 => ErrorCode::UpstreamNotFound,
+                409 => ErrorCode::UpstreamConflict,
+                413 => ErrorCode::UpstreamRequestTooLarge,
+                _ => ErrorCode::UpstreamUnprocessable,
+            }),
             format!("{host}: {why}"),
         ),
-        _ => RelayError::new(502, "upstream_error", None, format!("{host} failed: {why}")),
+        408 => RelayError::new(
+            504,
+            ErrorType::Upstream,
+            Some(ErrorCode::UpstreamTimeout),
+            format!("{host} timed out: {why}"),
+        ),
+        _ => RelayError::new(
+            502,
+            ErrorType::Upstream,
+            Some(ErrorCode::UpstreamFailed),
+            match reason(body) {
+                Some(_) => format!("{host} failed with HTTP {status}: {why}"),
+                None => format!("{host} failed with HTTP {status}"),
+            },
+        ),
+    }
+}
+
+/// Whether an error body says the API key itself is invalid (Google's `API_KEY_INVALID`,
+/// in its own error shape or wrapped in the array its OpenAI-compatible surface sends).
+fn key_invalid(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let err = v
+        .get(0)
+        .unwrap_or(&v)
+        .get("error")
+        .cloned()
+        .unwrap_or_default();
+    err.get("details")
+        .and_then(Value::as_array)
+        .is_some_and(|d| {
+            d.iter()
+                .any(|x| x.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(status: u16, body: &str) -> RelayError {
+        upstream_status_error(
+            status,
+            body.as_bytes(),
+            "p.example",
+            &Scrubber::new(&["sk-secret-1234"]),
+            Some(3),
+        )
+    }
+
+    #[test]
+    fn each_provider_status_maps_to_the_status_and_code_the_sdks_expect() {
+        let body = r#"{"error": {"message": "nope sk-secret-1234"}}"#;
+        for (from, to, code) in [
+            (400, 400, "upstream_bad_request"),
+            (404, 404, "upstream_not_found"),
+            (409, 409, "upstream_conflict"),
+            (413, 413, "upstream_request_too_large"),
+            (422, 422, "upstream_unprocessable"),
+            (401, 502, "upstream_auth_failed"),
+            (403, 502, "upstream_auth_failed"),
+            (429, 429, "upstream_rate_limited"),
+            (408, 504, "upstream_timeout"),
+            (402, 502, "upstream_failed"),
+            (500, 502, "upstream_failed"),
+            (503, 502, "upstream_failed"),
+            (302, 502, "upstream_redirect"),
+            (508, 508, "loop_detected"),
+        ] {
+            let e = mapped(from, body);
+            assert_eq!(
+                (e.status, e.code.map(ErrorCode::as_str)),
+                (to, Some(code)),
+                "{from}"
+            );
+            assert!(
+                !e.message.contains("sk-secret-1234"),
+                "{from}: {}",
+                e.message
+            );
+            assert_eq!(e.retry_after.is_some(), from == 429, "{from}");
+        }
+        assert!(mapped(422, body).message.contains("nope ***"));
+        assert_eq!(
+            mapped(500, "<html>").message,
+            "p.example failed with HTTP 500"
+        );
+    }
+
+    #[test]
+    fn googles_api_key_invalid_is_the_stored_credential_refused_in_either_shape() {
+        let inner = r#"{"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT",
+            "details": [{"reason": "API_KEY_INVALID"}]}}"#;
+        for body in [inner.to_owned(), format!("[{inner}]")] {
+            let e = mapped(400, &body);
+            assert_eq!(
+                (e.status, e.code),
+                (502, Some(ErrorCode::UpstreamAuthFailed)),
+                "{body}"
+            );
+            assert!(e.message.contains("API key not valid."), "{}", e.message);
+        }
+        let other = r#"[{"error": {"code": 400, "message": "bad field", "details": [{"reason": "OTHER"}]}}]"#;
+        let e = mapped(400, other);
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("bad field"),
+            "the array's message is read"
+        );
     }
 }

@@ -11,8 +11,8 @@
 //!   `cohere`). It is `null` when the tenant must give one: Azure-OpenAI (the resource endpoint),
 //!   OpenAI-API-Compatible, and the self-deployed Ollama / LocalAI / Xinference. VertexAI is `null` too, but
 //!   for another reason: its root is `https://{location}-aiplatform.googleapis.com`, built from the
-//!   connection's `location`. Builtin is `null` because it is served by the deployment's Workers AI binding,
-//!   not over a URL.
+//!   connection's `location`. Builtin is `null` because it is served through the deployment's own Workers AI
+//!   account (`WORKERS_AI_*` settings, see `relay::WorkersAi`), not a tenant's URL.
 //! - `max_tokens` is the context window in tokens, except, as in RAGFlow's catalog, for `speech2text`
 //!   (the largest audio upload in bytes, 25 MiB after OpenAI's limit) and `tts` (the input length).
 //! - A model name is unique within its factory, so a model serving two types (a vision-capable chat model)

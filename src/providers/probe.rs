@@ -186,8 +186,15 @@ pub fn clean(text: &str, scrubber: &Scrubber) -> String {
 /// The human reason in a provider's error body, whatever its dialect.
 pub fn reason(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
+    // Google's OpenAI-compatible surface wraps its error in a one-element array.
+    let v = match v {
+        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+        v => v,
+    };
     let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     s(v.pointer("/error/message"))
+        // Cloudflare's API (Workers AI): `{"errors": [{"code", "message"}], "success": false}`.
+        .or_else(|| s(v.pointer("/errors/0/message")))
         .or_else(|| s(v.pointer("/error_description")))
         .or_else(|| s(v.get("error")))
         .or_else(|| s(v.get("message")))
@@ -267,6 +274,20 @@ mod tests {
             headers: vec![],
             body: body.as_bytes().to_vec(),
         })
+    }
+
+    #[test]
+    fn googles_array_wrapped_errors_and_cloudflares_error_lists_give_their_reason() {
+        assert_eq!(
+            reason(br#"[{"error": {"code": 400, "message": "API key not valid."}}]"#).as_deref(),
+            Some("API key not valid.")
+        );
+        assert_eq!(
+            reason(br#"{"errors": [{"code": 10000, "message": "Authentication error"}], "success": false}"#)
+                .as_deref(),
+            Some("Authentication error")
+        );
+        assert_eq!(reason(b"[]"), None);
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! Translated: OpenAI-style factories (OpenAI, Mistral, DeepSeek, Jina, OpenAI-API-Compatible,
 //! LocalAI, Xinference) are forwarded as they are; Azure-OpenAI is addressed by deployment and API
 //! version; Anthropic is translated both ways (requests, responses and streams); Ollama is reached
-//! through its OpenAI-compatible `/v1` API. Gemini, Vertex AI and Cohere are refused with a clear
-//! error until they are translated.
+//! through its OpenAI-compatible `/v1` API; Gemini through Google's OpenAI-compatible surface
+//! (`{base}/v1beta/openai/...`, bearer API key); Cohere through its Compatibility API
+//! (`{base}/compatibility/v1/...`, which refuses `stream_options`, so its streams are counted from
+//! their text); Builtin models through Workers AI's OpenAI-compatible endpoints
+//! (`{WORKERS_AI_BASE_URL}/accounts/{id}/ai/v1/...`, see [`WorkersAi`]). Vertex AI is refused with
+//! a clear error until it is translated.
 
 pub mod anthropic;
 pub mod sse;
@@ -64,6 +68,80 @@ impl Usage {
     }
 }
 
+/// Workers AI's REST API root, which `/accounts/{account_id}/ai/v1/...` is appended to.
+pub const WORKERS_AI_DEFAULT_BASE: &str = "https://api.cloudflare.com/client/v4";
+
+/// The deployment's Workers AI settings, which serve the Builtin models: the account id
+/// (`WORKERS_AI_ACCOUNT_ID` var), an API token with Workers AI access (`WORKERS_AI_API_TOKEN`
+/// secret) and the API root (`WORKERS_AI_BASE_URL` var, default [`WORKERS_AI_DEFAULT_BASE`],
+/// which tests point at a stand-in).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WorkersAi {
+    pub account_id: Option<String>,
+    pub api_token: Option<String>,
+    pub base_url: Option<String>,
+}
+
+impl std::fmt::Debug for WorkersAi {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersAi")
+            .field("account_id", &self.account_id)
+            .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl WorkersAi {
+    /// The OpenAI-compatible root (`.../accounts/{id}/ai/v1`) and the token; `Err` names the
+    /// missing or unusable settings, for a 400.
+    pub fn endpoint(&self) -> Result<(String, String), String> {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let mut missing = Vec::new();
+        let account = set(&self.account_id);
+        // The id becomes a path segment: anything but letters, digits, `-` and `_` could
+        // change the path (Cloudflare's ids are 32 hex digits).
+        let account_ok = account.filter(|a| {
+            a.len() <= 64
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if account_ok.is_none() {
+            missing.push(if account.is_some() {
+                "WORKERS_AI_ACCOUNT_ID (not an account id)"
+            } else {
+                "WORKERS_AI_ACCOUNT_ID"
+            });
+        }
+        let token = set(&self.api_token);
+        if token.is_none() {
+            missing.push("WORKERS_AI_API_TOKEN");
+        }
+        match (account_ok, token) {
+            (Some(account), Some(token)) if missing.is_empty() => {
+                let root = set(&self.base_url)
+                    .unwrap_or(WORKERS_AI_DEFAULT_BASE)
+                    .trim_end_matches('/');
+                Ok((format!("{root}/accounts/{account}/ai/v1"), token.to_owned()))
+            }
+            _ => Err(format!(
+                "Builtin models are served through this deployment's Workers AI account, which is \
+                 not configured: the operator must set {}",
+                missing.join(" and ")
+            )),
+        }
+    }
+}
+
+/// Whether a provider's stream can be asked for its usage with `stream_options` (Cohere's
+/// Compatibility API refuses the field).
+pub fn streams_usage_on_request(style: ApiStyle) -> bool {
+    style != ApiStyle::Cohere
+}
+
 /// Where a relay call goes and with what credential.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -91,12 +169,24 @@ pub fn upstream_request(
     };
     let mut forwarded = body.clone();
     forwarded["model"] = json!(up.model);
-    if stream && endpoint == Endpoint::Chat {
+    if !streams_usage_on_request(up.style) {
+        // Refused by the provider whatever it says; the relay counts the stream itself.
+        if let Some(o) = forwarded.as_object_mut() {
+            o.remove("stream_options");
+        }
+    } else if stream && endpoint == Endpoint::Chat {
         // Ask for the final usage chunk so streamed calls are counted exactly.
         forwarded["stream_options"]["include_usage"] = json!(true);
     }
+    // Google's OpenAI-compatible surface takes the API key as a bearer token.
+    let auth = match up.style {
+        ApiStyle::Gemini => Auth::Bearer,
+        _ => up.auth,
+    };
     let (url, payload) = match up.style {
         ApiStyle::Openai => (format!("{}/{path}", up.base), forwarded),
+        ApiStyle::Gemini => (format!("{}/v1beta/openai/{path}", up.base), forwarded),
+        ApiStyle::Cohere => (format!("{}/compatibility/v1/{path}", up.base), forwarded),
         ApiStyle::Ollama => (format!("{}/v1/{path}", up.base), forwarded),
         ApiStyle::Azure => {
             let version = up
@@ -117,19 +207,15 @@ pub fn upstream_request(
             anthropic::request(body, &up.model)?,
         ),
         ApiStyle::Anthropic => return Err("Anthropic models do not serve embeddings".into()),
-        ApiStyle::Gemini | ApiStyle::Vertex | ApiStyle::Cohere => {
-            return Err(format!(
-            "the relay does not translate this provider's API yet ({}); use an OpenAI-compatible \
-                 factory, Azure-OpenAI, Ollama or Anthropic",
-            match up.style {
-                ApiStyle::Gemini => "Gemini",
-                ApiStyle::Vertex => "VertexAI",
-                _ => "Cohere",
-            }
-        ))
+        ApiStyle::Vertex => {
+            return Err(
+                "the relay does not translate VertexAI's API yet; use Gemini (an API key), an \
+                 OpenAI-compatible factory, Azure-OpenAI, Ollama, Anthropic or Cohere"
+                    .into(),
+            )
         }
     };
-    let mut headers = auth_headers(up.auth, &up.secrets);
+    let mut headers = auth_headers(auth, &up.secrets);
     headers.push(("content-type".into(), "application/json".into()));
     if stream {
         headers.push(("accept".into(), "text/event-stream".into()));
@@ -151,6 +237,10 @@ pub enum StreamMode {
     /// the relay asked for when the client did not.
     PassThrough {
         strip_usage_chunk: bool,
+        /// The client asked for the usage chunk but the provider cannot be asked for one
+        /// ([`streams_usage_on_request`]): one is added before `[DONE]`, with the usage the
+        /// provider reported in the stream, or else the relay's count.
+        add_usage_chunk: bool,
     },
     Anthropic(anthropic::StreamTranslator),
 }
@@ -176,6 +266,13 @@ pub struct RelayStream {
     completion_tokens: u64,
     input_estimate: u64,
     done: bool,
+    /// The upstream said it was done (`[DONE]`, Anthropic's `message_stop`) or sent its own
+    /// error event: a stream that ends without either was cut, and the client is told so.
+    complete: bool,
+    /// A usage-only chunk was passed on (so none is added).
+    usage_chunk_sent: bool,
+    /// `id`, `created` and `model` of the last chunk, for a chunk the relay adds.
+    last_chunk: Option<(Value, Value, Value)>,
     on_usage: Option<(OnUsage, oneshot::Sender<Vec<Stmt>>)>,
 }
 
@@ -185,8 +282,8 @@ fn seconds(ms: u64) -> String {
 }
 
 /// The event that ends a stream early, in OpenAI's error shape.
-fn error_event(message: &str, code: Option<&str>) -> Vec<u8> {
-    sse::data(&error_body(message, "upstream_error", code).to_string())
+fn error_event(message: &str, code: Option<ErrorCode>) -> Vec<u8> {
+    sse::data(&error_body(message, ErrorType::Upstream, code).to_string())
 }
 
 impl RelayStream {
@@ -209,6 +306,9 @@ impl RelayStream {
             completion_tokens: 0,
             input_estimate,
             done: false,
+            complete: false,
+            usage_chunk_sent: false,
+            last_chunk: None,
             on_usage: Some((on_usage, tx)),
         };
         (s, rx)
@@ -226,27 +326,61 @@ impl RelayStream {
         (!out.is_empty()).then_some(out)
     }
 
+    /// The usage as it will be counted: what the provider reported, else the relay's estimate.
+    fn counted(&self) -> Usage {
+        Usage {
+            input: self.usage.input.or(Some(self.input_estimate)),
+            output: self.usage.output.or(Some(self.completion_tokens)),
+        }
+    }
+
     fn handle(&mut self, ev: &sse::Event) -> Vec<u8> {
         match &mut self.mode {
             StreamMode::Anthropic(t) => {
                 let out = t.event(ev);
                 self.usage = t.usage;
                 if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+                    if matches!(
+                        v.get("type").and_then(Value::as_str),
+                        Some("message_stop" | "error")
+                    ) {
+                        self.complete = true;
+                    }
                     if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
                         self.completion_tokens += tokens::text(text);
                     }
                 }
                 out
             }
-            StreamMode::PassThrough { strip_usage_chunk } => {
+            StreamMode::PassThrough {
+                strip_usage_chunk,
+                add_usage_chunk,
+            } => {
+                let (strip, add) = (*strip_usage_chunk, *add_usage_chunk);
+                if ev.data.trim() == "[DONE]" {
+                    self.complete = true;
+                    if add && !self.usage_chunk_sent {
+                        let mut out = self.usage_chunk();
+                        out.extend_from_slice(&ev.raw);
+                        return out;
+                    }
+                    return ev.raw.clone();
+                }
                 let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
                     return ev.raw.clone();
                 };
+                if v.get("error").is_some_and(|e| !e.is_null()) {
+                    self.complete = true;
+                }
                 if let Some(text) = v
                     .pointer("/choices/0/delta/content")
                     .and_then(Value::as_str)
                 {
                     self.completion_tokens += tokens::text(text);
+                }
+                if v.get("id").is_some() {
+                    let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+                    self.last_chunk = Some((field("id"), field("created"), field("model")));
                 }
                 if let Some(u) = Usage::from_openai(&v) {
                     self.usage = u;
@@ -254,8 +388,11 @@ impl RelayStream {
                         .get("choices")
                         .and_then(Value::as_array)
                         .is_some_and(Vec::is_empty);
-                    if *strip_usage_chunk && usage_only {
-                        return Vec::new();
+                    if usage_only {
+                        if strip {
+                            return Vec::new();
+                        }
+                        self.usage_chunk_sent = true;
                     }
                 }
                 ev.raw.clone()
@@ -263,13 +400,21 @@ impl RelayStream {
         }
     }
 
+    /// OpenAI's usage-only chunk, for a client that asked for it from a provider that sends none.
+    fn usage_chunk(&mut self) -> Vec<u8> {
+        self.usage_chunk_sent = true;
+        let (id, created, model) = self.last_chunk.clone().unwrap_or_default();
+        let chunk = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": self.counted().openai_json(),
+        });
+        sse::data(&chunk.to_string())
+    }
+
     /// Hand the usage writes over, once.
     fn finish(&mut self) {
         if let Some((on_usage, tx)) = self.on_usage.take() {
-            let usage = Usage {
-                input: self.usage.input.or(Some(self.input_estimate)),
-                output: self.usage.output.or(Some(self.completion_tokens)),
-            };
+            let usage = self.counted();
             let _ = tx.send(on_usage(usage));
         }
     }
@@ -292,11 +437,11 @@ impl Stream for RelayStream {
                         let last = match over {
                             sse::Overflow::Event(n) => error_event(
                                 &format!("The provider sent an event of more than {n} bytes without an event boundary; the stream was ended"),
-                                Some("upstream_event_too_large"),
+                                Some(ErrorCode::UpstreamEventTooLarge),
                             ),
                             sse::Overflow::Stream(n) => error_event(
                                 &format!("The provider's stream passed {n} bytes; the stream was ended"),
-                                Some("upstream_stream_too_large"),
+                                Some(ErrorCode::UpstreamStreamTooLarge),
                             ),
                         };
                         return Poll::Ready(self.end(&out, Some(last)));
@@ -314,7 +459,7 @@ impl Stream for RelayStream {
                                 "The provider sent nothing for {} s; the stream was ended",
                                 seconds(self.idle_timeout_ms)
                             ),
-                            Some("upstream_idle_timeout"),
+                            Some(ErrorCode::UpstreamIdleTimeout),
                         ),
                         OutboundError::TooLarge => {
                             error_event("the provider sent an oversized event", None)
@@ -331,7 +476,15 @@ impl Stream for RelayStream {
                         .finish()
                         .map(|e| self.handle(&e))
                         .unwrap_or_default();
-                    return Poll::Ready(self.end(&tail, None));
+                    // A body that ends before the provider said it was done is a cut answer,
+                    // however cleanly the connection closed: the client must not take it whole.
+                    let last = (!self.complete).then(|| {
+                        error_event(
+                            "The provider ended the stream before the answer was complete",
+                            Some(ErrorCode::UpstreamStreamIncomplete),
+                        )
+                    });
+                    return Poll::Ready(self.end(&tail, last));
                 }
             }
         }
@@ -342,6 +495,57 @@ impl Drop for RelayStream {
     /// A client that hangs up early still has what it used counted.
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+crate::closed_set! {
+    /// The error's class.
+    #[schema = "RelayErrorType"]
+    pub enum ErrorType {
+        InvalidRequest = "invalid_request_error",
+        Permission = "permission_error",
+        RateLimit = "rate_limit_error",
+        Server = "server_error",
+        Upstream = "upstream_error",
+    }
+}
+
+crate::closed_set! {
+    /// A machine-readable code, null when the type says it all. `upstream_*` codes describe what the
+    /// provider did; the others, what keyward refused.
+    #[schema = "RelayErrorCode"]
+    pub enum ErrorCode {
+        BuiltinNotConfigured = "builtin_not_configured",
+        EndpointUnbound = "endpoint_unbound",
+        InputLimitExceeded = "input_limit_exceeded",
+        InvalidApiKey = "invalid_api_key",
+        KeyDisabled = "key_disabled",
+        KeyExpired = "key_expired",
+        LoopDetected = "loop_detected",
+        ModelNotFound = "model_not_found",
+        OutputLimitExceeded = "output_limit_exceeded",
+        ProviderAddressForbidden = "provider_address_forbidden",
+        RateLimitExceeded = "rate_limit_exceeded",
+        RequestTooLarge = "request_too_large",
+        UnknownUrl = "unknown_url",
+        UpstreamAuthFailed = "upstream_auth_failed",
+        UpstreamBadRequest = "upstream_bad_request",
+        UpstreamConflict = "upstream_conflict",
+        UpstreamEventTooLarge = "upstream_event_too_large",
+        UpstreamFailed = "upstream_failed",
+        UpstreamIdleTimeout = "upstream_idle_timeout",
+        UpstreamNotEventStream = "upstream_not_event_stream",
+        UpstreamNotFound = "upstream_not_found",
+        UpstreamNotJson = "upstream_not_json",
+        UpstreamRateLimited = "upstream_rate_limited",
+        UpstreamRedirect = "upstream_redirect",
+        UpstreamRequestTooLarge = "upstream_request_too_large",
+        UpstreamStreamIncomplete = "upstream_stream_incomplete",
+        UpstreamStreamTooLarge = "upstream_stream_too_large",
+        UpstreamTimeout = "upstream_timeout",
+        UpstreamTooLarge = "upstream_too_large",
+        UpstreamUnprocessable = "upstream_unprocessable",
+        UpstreamUnreachable = "upstream_unreachable",
     }
 }
 
@@ -364,14 +568,11 @@ pub struct ErrorDetail<'a> {
     pub message: &'a str,
     /// The error's class.
     #[serde(rename = "type")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["invalid_request_error", "permission_error", "rate_limit_error", "server_error", "upstream_error"])))]
-    pub kind: &'a str,
+    pub kind: ErrorType,
     /// Always null; the message names the field.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "()"))]
     pub param: Option<&'a str>,
-    /// A machine-readable code, null when the type says it all.
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["invalid_api_key", "model_not_found", "input_limit_exceeded", "output_limit_exceeded", "key_disabled", "key_expired", "request_too_large", "rate_limit_exceeded", "upstream_rate_limited", "upstream_auth_failed", "upstream_timeout", null])))]
-    pub code: Option<&'a str>,
+    pub code: Option<ErrorCode>,
 }
 
 impl std::fmt::Display for ErrorBody<'_> {
@@ -382,7 +583,7 @@ impl std::fmt::Display for ErrorBody<'_> {
 }
 
 /// A body for the relay's OpenAI-style error.
-pub fn error_body<'a>(message: &'a str, kind: &'a str, code: Option<&'a str>) -> ErrorBody<'a> {
+pub fn error_body(message: &str, kind: ErrorType, code: Option<ErrorCode>) -> ErrorBody<'_> {
     ErrorBody {
         error: ErrorDetail {
             message,
@@ -437,7 +638,7 @@ mod tests {
             e.url,
             "http://p/v1/openai/deployments/m1/embeddings?api-version=2024-10-21"
         );
-        assert!(upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).is_err());
+        assert!(upstream_request(&upstream(ApiStyle::Vertex), Endpoint::Chat, &body, 1).is_err());
     }
 
     fn counting(u: Usage) -> Vec<Stmt> {
@@ -451,6 +652,7 @@ mod tests {
     fn pass_through() -> StreamMode {
         StreamMode::PassThrough {
             strip_usage_chunk: false,
+            add_usage_chunk: false,
         }
     }
 
@@ -590,6 +792,7 @@ mod tests {
             inner,
             StreamMode::PassThrough {
                 strip_usage_chunk: true,
+                add_usage_chunk: false,
             },
             100,
             Box::new(counting),
@@ -617,6 +820,7 @@ mod tests {
             inner,
             StreamMode::PassThrough {
                 strip_usage_chunk: false,
+                add_usage_chunk: false,
             },
             42,
             Box::new(counting),
@@ -628,5 +832,134 @@ mod tests {
         drop(s);
         let stmts = rx.try_recv().unwrap().unwrap();
         assert_eq!(stmts[0].params, vec![42.into(), 2.into()]);
+    }
+    fn collect(s: RelayStream) -> String {
+        String::from_utf8(s.collect::<Vec<_>>().now_or_never().expect("ends").concat()).unwrap()
+    }
+
+    #[test]
+    fn a_stream_that_ends_before_done_ends_with_an_error_event() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"half\"}}]}\n\n".to_vec(),
+        )]));
+        let (s, _rx) = RelayStream::new(
+            inner,
+            pass_through(),
+            1,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        let out = collect(s);
+        assert!(out.contains("\"half\""), "what came is passed on: {out}");
+        assert_eq!(
+            last_error(out.as_bytes())["code"],
+            "upstream_stream_incomplete"
+        );
+    }
+
+    #[test]
+    fn an_anthropic_stream_cut_before_message_stop_ends_with_an_error_event() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n".to_vec(),
+        )]));
+        let mode = StreamMode::Anthropic(anthropic::StreamTranslator {
+            id: "chatcmpl".into(),
+            model: "claude".into(),
+            created: 0,
+            include_usage: false,
+            usage: Usage::default(),
+        });
+        let (s, _rx) = RelayStream::new(
+            inner,
+            mode,
+            1,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        assert_eq!(
+            last_error(collect(s).as_bytes())["code"],
+            "upstream_stream_incomplete"
+        );
+    }
+
+    #[test]
+    fn a_client_asking_for_usage_from_a_provider_that_sends_none_gets_one_counted_chunk() {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            b"data: {\"id\":\"c1\",\"created\":5,\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"hello there\"}}]}\n\ndata: [DONE]\n\n".to_vec(),
+        )]));
+        let (s, mut rx) = RelayStream::new(
+            inner,
+            StreamMode::PassThrough {
+                strip_usage_chunk: false,
+                add_usage_chunk: true,
+            },
+            42,
+            Box::new(counting),
+            Scrubber::new(&["sk-unused-key"]),
+            30_000,
+        );
+        let out = collect(s);
+        let events: Vec<&str> = out.trim_end().split("\n\n").collect();
+        assert_eq!(events.len(), 3, "{out}");
+        assert_eq!(events[2], "data: [DONE]");
+        let chunk: Value = serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(chunk["id"], "c1");
+        assert_eq!(chunk["choices"], json!([]));
+        assert_eq!(
+            chunk["usage"],
+            json!({"prompt_tokens": 42, "completion_tokens": 2, "total_tokens": 44})
+        );
+        let stmts = rx.try_recv().unwrap().unwrap();
+        assert_eq!(
+            stmts[0].params,
+            vec![42.into(), 2.into()],
+            "the same count is recorded"
+        );
+    }
+
+    #[test]
+    fn gemini_and_cohere_go_to_their_compatible_paths_and_cohere_never_gets_stream_options() {
+        let body = json!({"model": "x", "messages": [], "stream": true,
+            "stream_options": {"include_usage": true}});
+        let g = upstream_request(&upstream(ApiStyle::Gemini), Endpoint::Chat, &body, 1).unwrap();
+        assert_eq!(g.url, "http://p/v1/v1beta/openai/chat/completions");
+        assert!(g
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-x".into())));
+        let c =
+            upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Embeddings, &body, 1).unwrap();
+        assert_eq!(c.url, "http://p/v1/compatibility/v1/embeddings");
+        let c = upstream_request(&upstream(ApiStyle::Cohere), Endpoint::Chat, &body, 1).unwrap();
+        let sent: Value = serde_json::from_slice(c.body.as_ref().unwrap()).unwrap();
+        assert!(sent.get("stream_options").is_none(), "{sent}");
+    }
+
+    #[test]
+    fn workers_ai_settings_name_what_is_missing_and_refuse_an_id_that_would_change_the_path() {
+        let mut w = WorkersAi::default();
+        let e = w.endpoint().unwrap_err();
+        assert!(
+            e.contains("WORKERS_AI_ACCOUNT_ID and WORKERS_AI_API_TOKEN"),
+            "{e}"
+        );
+        w.api_token = Some("t0ken".into());
+        w.account_id = Some("abc/../x".into());
+        assert!(w.endpoint().unwrap_err().contains("not an account id"));
+        w.account_id = Some(" 0123abc ".into());
+        assert_eq!(
+            w.endpoint().unwrap(),
+            (
+                "https://api.cloudflare.com/client/v4/accounts/0123abc/ai/v1".to_owned(),
+                "t0ken".to_owned()
+            )
+        );
+        w.base_url = Some("http://127.0.0.1:9/cf/".into());
+        assert_eq!(
+            w.endpoint().unwrap().0,
+            "http://127.0.0.1:9/cf/accounts/0123abc/ai/v1"
+        );
+        assert!(!format!("{w:?}").contains("t0ken"), "Debug hides the token");
     }
 }

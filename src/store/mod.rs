@@ -92,18 +92,26 @@ pub trait RowExt {
     /// A NOT NULL text column holding one value of a closed set; any other text is an error.
     fn closed<T: ClosedSet>(&self, col: &str) -> Result<T, DbError> {
         self.closed_opt(col)?
-            .ok_or_else(|| DbError::Decode(format!("column {col} is NULL, {} expected", T::NAME)))
+            .ok_or_else(|| not_in_set(col, None, T::NAME))
     }
     /// A nullable text column holding one value of a closed set.
     fn closed_opt<T: ClosedSet>(&self, col: &str) -> Result<Option<T>, DbError> {
-        self.text_opt(col)?
-            .map(|s| {
-                T::from_text(&s).ok_or_else(|| {
-                    DbError::Decode(format!("column {col} holds {s:?}, not a {}", T::NAME))
-                })
-            })
-            .transpose()
+        match self.text_opt(col)? {
+            None => Ok(None),
+            Some(s) => T::from_text(&s)
+                .map(Some)
+                .ok_or_else(|| not_in_set(col, Some(&s), T::NAME)),
+        }
     }
+}
+
+/// The decode error of a closed-set column (one function, not one per set, for the bundle).
+#[cold]
+fn not_in_set(col: &str, text: Option<&str>, set: &str) -> DbError {
+    DbError::Decode(match text {
+        Some(s) => format!("column {col} holds {s:?}, not a {set}"),
+        None => format!("column {col} is NULL, {set} expected"),
+    })
 }
 
 fn column<'r>(row: &'r Row, col: &str) -> Result<&'r Json, DbError> {

@@ -87,9 +87,10 @@ impl From<ApiError> for RelayError {
     fn from(e: ApiError) -> Self {
         let (status, _) = e.status_and_code();
         let message = e.message();
-        let retry_after = match e {
-            ApiError::RateLimited(s) => Some(s),
-            _ => None,
+        let retry_after = if let ApiError::RateLimited(s) = e {
+            Some(s)
+        } else {
+            None
         };
         let (kind, code) = match e {
             ApiError::Unauthorized => (ErrorType::InvalidRequest, Some(ErrorCode::InvalidApiKey)),
@@ -102,7 +103,12 @@ impl From<ApiError> for RelayError {
             }
             ApiError::BadGateway(_) => (ErrorType::Upstream, None),
             ApiError::LoopDetected => (ErrorType::InvalidRequest, Some(ErrorCode::LoopDetected)),
-            _ => (ErrorType::InvalidRequest, None),
+            ApiError::BadRequest(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::Conflict(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType
+            | ApiError::DataError(_) => (ErrorType::InvalidRequest, None),
         };
         RelayError {
             status,
@@ -694,7 +700,12 @@ impl<P: Platform> App<P> {
                 let (b, u) = anthropic::response(&v, &target.shown, created);
                 (b.to_string().into_bytes(), u)
             }
-            _ => (up.body, Usage::from_openai(&v).unwrap_or_default()),
+            ApiStyle::Openai
+            | ApiStyle::Azure
+            | ApiStyle::Gemini
+            | ApiStyle::Vertex
+            | ApiStyle::Cohere
+            | ApiStyle::Ollama => (up.body, Usage::from_openai(&v).unwrap_or_default()),
         };
         let usage = Usage {
             input: usage.input.or(Some(estimate)),

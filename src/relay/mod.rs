@@ -181,7 +181,12 @@ pub fn upstream_request(
     // Google's OpenAI-compatible surface takes the API key as a bearer token.
     let auth = match up.style {
         ApiStyle::Gemini => Auth::Bearer,
-        _ => up.auth,
+        ApiStyle::Openai
+        | ApiStyle::Azure
+        | ApiStyle::Anthropic
+        | ApiStyle::Vertex
+        | ApiStyle::Cohere
+        | ApiStyle::Ollama => up.auth,
     };
     let (url, payload) = match up.style {
         ApiStyle::Openai => (format!("{}/{path}", up.base), forwarded),

@@ -93,10 +93,12 @@ fn user_content(content: &Value, at: &str) -> Result<Value, String> {
             Some("input_audio") => {
                 return Err(format!("{here}: Anthropic models take no audio input"))
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "{here}: {} parts cannot be sent to an Anthropic model (text and image_url can)",
                 other.unwrap_or("untyped")
-            )),
+            ))
+            }
         }
     }
     Ok(Value::Array(blocks))

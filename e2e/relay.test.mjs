@@ -27,6 +27,7 @@ const EMBED_ID = `${EMBED}@${COMPAT}`;
 const CLAUDE_ID = 'claude-sonnet-4-5@Anthropic';
 const PYTHON = join(ROOT, '.venv/bin/python');
 const SDK_SCRIPT = join(ROOT, 'e2e/openai_sdk.py');
+const SDK_TOOLS_SCRIPT = join(ROOT, 'e2e/openai_sdk_tools.py');
 
 // Shared across tests.
 const users = {}; // name -> {username, tenant_id, role, token}
@@ -219,10 +220,10 @@ function standinChatModel(who) {
   });
 }
 
-/** Run e2e/openai_sdk.py; resolves with {code, signal, stdout, stderr}. */
-function runSdk(env, timeoutMs = 60_000) {
+/** Run e2e/openai_sdk.py (or `script`); resolves with {code, signal, stdout, stderr}. */
+function runSdk(env, timeoutMs = 60_000, script = SDK_SCRIPT) {
   return new Promise((res, rej) => {
-    const child = spawn(PYTHON, [SDK_SCRIPT], {
+    const child = spawn(PYTHON, [script], {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -639,6 +640,65 @@ test('9. the official OpenAI Python SDK works against the relay: chat, stream, e
     assert.ok(!sdkOutput.includes(s), 'the SDK script never prints the token');
     assert.ok(!sdkTraffic.includes(s), 'no response the SDK received carries the token');
   }
+});
+
+test('9b. the OpenAI Python SDK makes an Anthropic tool call round trip through the relay, whole and streamed', { timeout: 90_000 }, async (t) => {
+  assert.ok(existsSync(PYTHON), `${PYTHON} exists (run \`make setup\`)`);
+  const mark = standin.mark();
+  const res = await runSdk({
+    KEYWARD_BASE_URL: `${w.base}/v1`,
+    KEYWARD_TOKEN: users['rl-owner'].token,
+    KEYWARD_CHAT_MODEL: CLAUDE_ID,
+  }, 60_000, SDK_TOOLS_SCRIPT);
+  sdkOutput += res.stdout + res.stderr;
+  const what = `openai_sdk_tools.py exited ${res.code ?? res.signal}\n--- stdout ---\n${res.stdout}\n--- stderr ---\n${res.stderr}`;
+  let out;
+  try {
+    out = JSON.parse(res.stdout.trim().split('\n').pop());
+  } catch {
+    assert.fail(`stdout is not one JSON object: ${what}`);
+  }
+  t.diagnostic(`openai_sdk_tools.py: ${res.stdout.trim()}`);
+  assert.deepEqual(out.errors, {}, what);
+  assert.equal(res.code, 0, what);
+
+  // Whole: one call with parseable arguments; the stand-in refuses a tool_result whose id it did
+  // not hand out, so the final answer shows the id and the turns came back intact.
+  assert.equal(out.whole.finish_reason, 'tool_calls', what);
+  assert.equal(out.whole.calls.length, 1, what);
+  assert.equal(out.whole.calls[0].type, 'function');
+  assert.equal(out.whole.calls[0].name, 'get_weather');
+  assert.match(out.whole.calls[0].id, /^toolu_/);
+  assert.deepEqual(out.whole.parsed_arguments, [{ city: 'Paris' }]);
+  assert.equal(out.whole.final_content, 'echo: tool result: 18 C, sunny');
+  assert.equal(out.whole.final_finish_reason, 'stop');
+
+  // Streamed: the call assembled from several deltas of tool call 0, then the streamed answer.
+  assert.equal(out.streamed.finish_reason, 'tool_calls', what);
+  assert.deepEqual(out.streamed.indexes, [0]);
+  assert.ok(out.streamed.tool_call_deltas >= 3, `tool-call deltas: ${out.streamed.tool_call_deltas}`);
+  assert.equal(out.streamed.calls[0].name, 'get_weather');
+  assert.match(out.streamed.calls[0].id, /^toolu_/);
+  assert.deepEqual(out.streamed.parsed_arguments, [{ city: 'Paris' }]);
+  assert.equal(out.streamed.final_content, 'echo: tool result: 18 C, sunny');
+  assert.equal(out.streamed.final_finish_reason, 'stop');
+  assert.ok(await standin.waitForLog(/^standin: POST \/v1\/messages -> 200$/m, 5_000, mark), standin.logSince(mark));
+  assert.doesNotMatch(standin.logSince(mark), /\/v1\/messages -> 400/, 'the provider refused nothing the relay sent');
+
+  // What Anthropic cannot do is a 400 in OpenAI's shape saying why, and never reaches it.
+  const e = relayFails(await as('rl-owner', 'POST', '/v1/chat/completions', {
+    model: CLAUDE_ID, n: 2, messages: [{ role: 'user', content: 'x' }],
+  }), 400, null, 'n > 1 for Anthropic');
+  assert.equal(e.type, 'invalid_request_error');
+  assert.match(e.message, /^n: Anthropic models return one choice per request/);
+  const img = relayOk(await as('rl-owner', 'POST', '/v1/chat/completions', {
+    model: CLAUDE_ID,
+    messages: [{ role: 'user', content: [
+      { type: 'text', text: 'look' },
+      { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+    ] }],
+  }), 'anthropic image part');
+  assert.equal(img.choices[0].message.content, 'echo: look (+1 image)');
 });
 
 test('10. upstream failures become OpenAI errors without the credential; Ollama; an expired gateway key', { timeout: 60_000 }, async () => {

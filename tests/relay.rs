@@ -427,6 +427,138 @@ fn anthropic_is_translated_both_ways_whole_and_streamed() {
     assert!(text.trim_end().ends_with("data: [DONE]"));
 }
 
+/// The weather tool of the tool tests, in OpenAI's shape.
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+}
+
+#[test]
+fn an_anthropic_tool_call_round_trips_through_the_relay_whole_and_streamed() {
+    let r = setup();
+    let resp = r.post(
+        "/api/v1/models",
+        json!({"llm_factory": "Anthropic", "api_key": GOOD_KEY, "base_url": r.s.base()}),
+    );
+    assert_eq!(resp.status, 200);
+    let claude = "claude-sonnet-4-5@Anthropic";
+    let ask = json!({"role": "user", "content": "Paris"});
+    let resp = r.post(
+        "/v1/chat/completions",
+        json!({"model": claude, "messages": [ask], "tools": weather_tool(), "tool_choice": "required"}),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let body = resp.json_body();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Paris"}));
+    let sent: Value = serde_json::from_str(
+        &r.s.requests()
+            .into_iter()
+            .rfind(|q| q.path == "/v1/messages")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["required"],
+        json!(["city"])
+    );
+
+    // The result goes back as a tool message; the stand-in refuses a result whose id it did not
+    // hand out, so this passing shows the id and the turns survived the round trip.
+    let history = json!([ask, choice["message"],
+        {"role": "tool", "tool_call_id": call["id"], "content": "18 C, sunny"}]);
+    let resp = r.post(
+        "/v1/chat/completions",
+        json!({"model": claude, "messages": history, "tools": weather_tool()}),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let body = resp.json_body();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "echo: tool result: 18 C, sunny"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+
+    // Streamed: the call arrives as tool_calls deltas whose fragments join to the arguments.
+    let resp = r.post(
+        "/v1/chat/completions",
+        json!({"model": claude, "messages": [ask], "tools": weather_tool(), "stream": true}),
+    );
+    assert_eq!(resp.status, 200);
+    let text = String::from_utf8(resp.body.clone()).unwrap();
+    let mut id = None;
+    let mut arguments = String::new();
+    let mut finish = None;
+    for data in text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        if let Some(d) = chunk.pointer("/choices/0/delta/tool_calls/0") {
+            assert_eq!(d["index"], 0, "{d}");
+            if let Some(i) = d.get("id") {
+                id = Some(i.clone());
+                assert_eq!(d["function"]["name"], "get_weather");
+            }
+            arguments.push_str(d["function"]["arguments"].as_str().unwrap_or(""));
+        }
+        if let Some(f) = chunk
+            .pointer("/choices/0/finish_reason")
+            .filter(|f| !f.is_null())
+        {
+            finish = Some(f.clone());
+        }
+    }
+    assert_eq!(id, Some(json!("toolu_standin_01")), "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        json!({"city": "Paris"})
+    );
+    assert_eq!(finish, Some(json!("tool_calls")));
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+}
+
+#[test]
+fn a_request_anthropic_cannot_serve_is_a_400_saying_why_and_never_reaches_it() {
+    let r = setup();
+    r.post(
+        "/api/v1/models",
+        json!({"llm_factory": "Anthropic", "api_key": GOOD_KEY, "base_url": r.s.base()}),
+    );
+    r.s.clear_requests();
+    for (extra, says) in [
+        (
+            json!({"n": 2}),
+            "n: Anthropic models return one choice per request",
+        ),
+        (
+            json!({"logprobs": true}),
+            "logprobs: Anthropic models do not return log probabilities",
+        ),
+        (
+            json!({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}),
+            "tools[0].type: only function tools",
+        ),
+    ] {
+        let resp = r.chat("claude-sonnet-4-5@Anthropic", "x", extra.clone());
+        assert_eq!(resp.status, 400, "{extra}");
+        let e = error_of(&resp);
+        assert_eq!(e["type"], "invalid_request_error");
+        assert!(e["message"].as_str().unwrap().contains(says), "{e}");
+    }
+    assert!(
+        r.s.requests().iter().all(|q| q.path != "/v1/messages"),
+        "nothing was sent to the provider"
+    );
+}
+
 #[test]
 fn upstream_failures_become_openai_errors_without_the_credential() {
     let r = setup();

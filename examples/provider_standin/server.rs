@@ -26,7 +26,11 @@
 //! - `POST …/token`: Google OAuth token endpoint for a service-account JWT (Vertex).
 //! - `…/publishers/google/models[/{m}[:generateContent]]`: Vertex AI, `Bearer ya29.standin`.
 //! - `POST …/v1/messages`, and `GET …/models` carrying `x-api-key` or
-//!   `anthropic-version`: Anthropic.
+//!   `anthropic-version`: Anthropic. Offered tools (and no `tool_result` to answer), it calls
+//!   the first tool or the one `tool_choice` names, every string property set to the user's
+//!   text (`stop_reason: tool_use`, streamed as `input_json_delta` fragments); given tool
+//!   results, it answers `echo: tool result: <results>`; it refuses, as Anthropic does, tools
+//!   without `input_schema`, malformed image sources and a `tool_result` answering no `tool_use`.
 //! - `/cohere/…/models`: Cohere's model list; `POST …/check-api-key`: Cohere's key check.
 //! - `…/v1beta/openai/{chat/completions,embeddings,models}`: Gemini's OpenAI-compatible
 //!   surface (`Authorization: Bearer <key>`; a wrong key is Google's 400 `API_KEY_INVALID`,
@@ -1330,17 +1334,67 @@ fn anthropic_messages(rq: &Incoming) -> Option<Reply> {
     else {
         return anthropic_error(400, "invalid_request_error", "messages: Field required");
     };
+    if let Some(problem) = anthropic_invalid(&body, messages) {
+        return anthropic_error(400, "invalid_request_error", &problem);
+    }
     let model = body
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("claude-sonnet-4-5")
         .to_string();
-    let text = format!("echo: {}", last_user_text(messages));
     let input = prompt_tokens(messages) + words(&content_text(body.get("system")));
     let output = completion_tokens(body.get("max_tokens").and_then(Value::as_u64));
     let id = "msg_standin";
+    let last = messages.last().unwrap_or(&Value::Null);
+    let results = anthropic_tool_results(last);
+    let images = anthropic_images(last);
+    // With tools on offer and no result to answer, the model calls the first tool (or the one
+    // `tool_choice` names), with every string property of its schema set to the user's text.
+    let call = match (
+        results.is_empty(),
+        body.get("tools").and_then(Value::as_array),
+    ) {
+        (true, Some(tools)) if body.pointer("/tool_choice/type") != Some(&json!("none")) => {
+            let named = body.pointer("/tool_choice/name").and_then(Value::as_str);
+            tools
+                .iter()
+                .find(|t| named.is_none() || t.get("name").and_then(Value::as_str) == named)
+                .map(|t| {
+                    let name = t.get("name").and_then(Value::as_str).unwrap_or("tool");
+                    let mut input = serde_json::Map::new();
+                    if let Some(props) = t
+                        .pointer("/input_schema/properties")
+                        .and_then(Value::as_object)
+                    {
+                        for (k, v) in props {
+                            if v.get("type") == Some(&json!("string")) {
+                                input.insert(k.clone(), json!(last_user_text(messages)));
+                            }
+                        }
+                    }
+                    (name.to_string(), Value::Object(input))
+                })
+        }
+        _ => None,
+    };
+    let text = match &call {
+        Some((name, _)) => format!("calling {name}"),
+        None if !results.is_empty() => format!("echo: tool result: {}", results.join(", ")),
+        None if images > 0 => format!("echo: {} (+{images} image)", last_user_text(messages)),
+        None => format!("echo: {}", last_user_text(messages)),
+    };
+    let stop_reason = if call.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    let tool_id = "toolu_standin_01";
 
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        let mut content = vec![json!({"type": "text", "text": text})];
+        if let Some((name, input)) = &call {
+            content.push(json!({"type": "tool_use", "id": tool_id, "name": name, "input": input}));
+        }
         return json_reply(
             200,
             json!({
@@ -1348,8 +1402,8 @@ fn anthropic_messages(rq: &Incoming) -> Option<Reply> {
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
+                "content": content,
+                "stop_reason": stop_reason,
                 "stop_sequence": null,
                 "usage": {"input_tokens": input, "output_tokens": output},
             }),
@@ -1386,16 +1440,150 @@ fn anthropic_messages(rq: &Incoming) -> Option<Reply> {
         "content_block_stop",
         json!({"type": "content_block_stop", "index": 0}),
     ));
+    if let Some((name, input)) = &call {
+        // As Anthropic streams a tool_use block: the block with an empty input, then the input's
+        // JSON in `input_json_delta` fragments (the first one empty), then the block's end.
+        events.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block":
+                {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}),
+        ));
+        let json_text = input.to_string();
+        let mut fragments = vec![String::new()];
+        let chars: Vec<char> = json_text.chars().collect();
+        fragments.extend(chars.chunks(7).map(|c| c.iter().collect::<String>()));
+        for f in fragments {
+            events.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": f}}),
+            ));
+        }
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
     events.push(event(
         "message_delta",
         json!({
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
             "usage": {"output_tokens": output},
         }),
     ));
     events.push(event("message_stop", json!({"type": "message_stop"})));
     Some(Reply::Events(events))
+}
+
+/// What Anthropic would refuse with a 400 in the parts the relay translates: tools without a
+/// name or an object `input_schema`, an unknown `tool_choice`, malformed image sources, and a
+/// `tool_result` that answers no `tool_use` of the assistant turn just before it.
+fn anthropic_invalid(body: &Value, messages: &[Value]) -> Option<String> {
+    if let Some(tools) = body.get("tools") {
+        let Some(tools) = tools.as_array() else {
+            return Some("tools: Input should be a valid list".into());
+        };
+        for (i, t) in tools.iter().enumerate() {
+            if t.get("name").and_then(Value::as_str).is_none() {
+                return Some(format!("tools.{i}.name: Field required"));
+            }
+            if !t.get("input_schema").is_some_and(Value::is_object) {
+                return Some(format!("tools.{i}.input_schema: Field required"));
+            }
+        }
+    }
+    if let Some(c) = body.get("tool_choice") {
+        match c.get("type").and_then(Value::as_str) {
+            Some("auto" | "any" | "none") => {}
+            Some("tool") if c.get("name").and_then(Value::as_str).is_some() => {}
+            _ => return Some("tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'".into()),
+        }
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let blocks = m
+            .get("content")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (j, b) in blocks.iter().enumerate() {
+            match b.get("type").and_then(Value::as_str) {
+                Some("image") => {
+                    let src = b.get("source").unwrap_or(&Value::Null);
+                    let ok = match src.get("type").and_then(Value::as_str) {
+                        Some("base64") => {
+                            src.get("media_type")
+                                .and_then(Value::as_str)
+                                .is_some_and(|t| t.starts_with("image/"))
+                                && src.get("data").and_then(Value::as_str).is_some_and(|d| {
+                                    base64::engine::general_purpose::STANDARD.decode(d).is_ok()
+                                })
+                        }
+                        Some("url") => src
+                            .get("url")
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| u.starts_with("http")),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Some(format!(
+                            "messages.{i}.content.{j}.image.source: invalid image source"
+                        ));
+                    }
+                }
+                Some("tool_result") => {
+                    let id = b
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let asked = i > 0
+                        && messages[i - 1]
+                            .get("content")
+                            .and_then(Value::as_array)
+                            .is_some_and(|prev| {
+                                prev.iter().any(|p| {
+                                    p.get("type") == Some(&json!("tool_use"))
+                                        && p.get("id").and_then(Value::as_str) == Some(id)
+                                })
+                            });
+                    if !asked {
+                        return Some(format!(
+                            "messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// The contents of the `tool_result` blocks of a user turn.
+fn anthropic_tool_results(m: &Value) -> Vec<String> {
+    m.get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b.get("type") == Some(&json!("tool_result")))
+                .map(|b| content_text(b.get("content")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many image blocks a turn carries.
+fn anthropic_images(m: &Value) -> usize {
+    m.get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b.get("type") == Some(&json!("image")))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 // ---------- Cohere ----------

@@ -563,6 +563,7 @@ impl<P: Platform> App<P> {
                     created,
                     include_usage,
                     usage: Usage::default(),
+                    ..Default::default()
                 }),
                 style => StreamMode::PassThrough {
                     strip_usage_chunk: !include_usage,

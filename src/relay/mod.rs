@@ -874,6 +874,7 @@ mod tests {
             created: 0,
             include_usage: false,
             usage: Usage::default(),
+            ..Default::default()
         });
         let (s, _rx) = RelayStream::new(
             inner,

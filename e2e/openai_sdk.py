@@ -3,7 +3,7 @@
 Usage:
     KEYWARD_TOKEN=<access_key:secret> .venv/bin/python e2e/openai_sdk.py \
         --base-url http://127.0.0.1:PORT/v1 --chat-model MODEL --embed-model MODEL \
-        [--missing-model NAME]
+        [--missing-model NAME] [--embeddings-refused]
 
 Every option may also come from the environment: KEYWARD_BASE_URL, KEYWARD_TOKEN (or --api-key, but
 the environment keeps the token out of the process list), KEYWARD_CHAT_MODEL, KEYWARD_EMBED_MODEL,
@@ -11,7 +11,9 @@ KEYWARD_MISSING_MODEL.
 
 Makes, with `openai.OpenAI(base_url=..., api_key=...)`: one chat completion, one streamed chat
 completion (chunks collected), one embedding, and one call naming a model that does not exist
-(expected to raise `openai.NotFoundError`). Prints ONE JSON object with what came back on stdout and
+(expected to raise `openai.NotFoundError`). With --embeddings-refused the embedding call is expected
+to raise `openai.BadRequestError` (a factory that serves no embeddings) and what it raised is
+reported instead. Prints ONE JSON object with what came back on stdout and
 exits 0 when every step ran (the caller judges the results); a step that raised something unexpected
 is reported in the object under "errors" and makes the exit status 1.
 
@@ -40,6 +42,7 @@ def parse_args():
         "--missing-model",
         default=os.environ.get("KEYWARD_MISSING_MODEL", "no-such-model@OpenAI-API-Compatible"),
     )
+    p.add_argument("--embeddings-refused", action="store_true")
     p.add_argument("--prompt", default="hello from the python sdk")
     p.add_argument("--traffic", default=os.environ.get("KEYWARD_SDK_TRAFFIC"))
     p.add_argument("--timeout", type=float, default=30.0)
@@ -177,7 +180,22 @@ def main():
             "spread_ms": round(((last_at or 0) - (first_at or 0)) * 1000),
         }
 
+    def embeddings_refused():
+        try:
+            client.embeddings.create(model=args.embed_model, input=["first text"])
+        except openai.BadRequestError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            return {
+                "raised": type(e).__name__,
+                "status_code": e.status_code,
+                "type": body.get("type", getattr(e, "type", None)),
+                "message": body.get("message", str(e)),
+            }
+        raise AssertionError("the embedding call was not refused")
+
     def embeddings():
+        if args.embeddings_refused:
+            return embeddings_refused()
         r = client.embeddings.create(model=args.embed_model, input=["first text", "second text here"])
         return {
             "type": type(r).__name__,

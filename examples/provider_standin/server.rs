@@ -23,8 +23,14 @@
 //! - `/openai/deployments/{d}[/chat/completions]?api-version=`: Azure OpenAI (`api-key`).
 //! - `…/v1beta/models[/{m}[:generateContent|:streamGenerateContent]]`: Gemini
 //!   (`x-goog-api-key` header or `?key=`).
-//! - `POST …/token`: Google OAuth token endpoint for a service-account JWT (Vertex).
-//! - `…/publishers/google/models[/{m}[:generateContent]]`: Vertex AI, `Bearer ya29.standin`.
+//! - `POST …/token`: Google OAuth token endpoint for a service-account JWT (Vertex); each grant
+//!   is a new token `ya29.standin.<n>`. `…/ttl/<secs>/token` grants tokens with that
+//!   `expires_in` (default 3599); `…/refused/token` grants tokens `ya29.refused.<n>`, which the
+//!   Vertex routes refuse with Google's 401 `UNAUTHENTICATED`.
+//! - `…/publishers/google/models[/{m}[:generateContent]]`: Vertex AI, `Bearer ya29.standin…`.
+//! - `…/v1/projects/{p}/locations/{l}/endpoints/openapi/chat/completions`: Vertex AI's
+//!   OpenAI-compatible Chat Completions (streamed too), for `Bearer ya29.standin…` and models
+//!   named `google/<model>` (others: Google's 400 `INVALID_ARGUMENT`).
 //! - `POST …/v1/messages`, and `GET …/models` carrying `x-api-key` or
 //!   `anthropic-version`: Anthropic. Offered tools (and no `tool_result` to answer), it calls
 //!   the first tool or the one `tool_choice` names, every string property set to the user's
@@ -87,8 +93,24 @@ pub const WORKERS_AI_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 /// The only Cloudflare API token the Workers AI routes accept (the deployment's, not a tenant's).
 pub const WORKERS_AI_TOKEN: &str = "cf-standin-token-0123456789abcdef";
 
-/// The access token the Vertex token endpoint hands out, accepted by the Vertex routes.
+/// The prefix of every access token the Vertex token endpoint hands out (then `.<n>`), the
+/// tokens the Vertex routes accept.
 pub const VERTEX_ACCESS_TOKEN: &str = "ya29.standin";
+
+/// The `expires_in` of a granted token unless the token URI says `…/ttl/<secs>/token`.
+pub const VERTEX_TOKEN_LIFETIME_S: u64 = 3599;
+
+/// Numbers the granted tokens, so each grant is told apart from the last.
+static TOKENS_GRANTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a bearer token is one the Vertex routes accept.
+fn vertex_token_ok(rq: &Incoming) -> bool {
+    rq.bearer().is_some_and(|t| {
+        t == VERTEX_ACCESS_TOKEN
+            || t.strip_prefix(VERTEX_ACCESS_TOKEN)
+                .is_some_and(|n| n.starts_with('.'))
+    })
+}
 
 /// How long `/slow/…` waits before answering.
 pub const SLOW_DELAY: Duration = Duration::from_secs(15);
@@ -577,6 +599,9 @@ fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
     }
     if let Some(reply) = workers_ai(rq) {
         return Some(reply);
+    }
+    if path.contains("/endpoints/openapi/") {
+        return vertex_openai(rq).or_else(|| not_found(rq));
     }
     if path.contains("/v1beta/models") {
         return gemini(rq).or_else(|| not_found(rq));
@@ -1082,7 +1107,7 @@ fn vertex(rq: &Incoming) -> Option<Reply> {
         },
         _ => return None,
     };
-    if rq.bearer() != Some(VERTEX_ACCESS_TOKEN) {
+    if !vertex_token_ok(rq) {
         return gemini_error(
             401,
             "UNAUTHENTICATED",
@@ -1100,6 +1125,37 @@ fn vertex(rq: &Incoming) -> Option<Reply> {
         ),
         GeminiOp::Generate(model, stream) => generate_content(rq, model, stream),
     }
+}
+
+/// Vertex AI's OpenAI-compatible endpoint:
+/// `/v1/projects/{p}/locations/{l}/endpoints/openapi/chat/completions`. Errors in Google's shape.
+fn vertex_openai(rq: &Incoming) -> Option<Reply> {
+    let (before, op) = rq.path.split_once("/endpoints/openapi/")?;
+    let (_, scope) = before.split_once("/v1/projects/")?;
+    let located = matches!(scope.split('/').collect::<Vec<_>>().as_slice(),
+        [project, "locations", location] if !project.is_empty() && !location.is_empty());
+    if !located || rq.method != "POST" || op != "chat/completions" {
+        return None;
+    }
+    if !vertex_token_ok(rq) {
+        return gemini_error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        );
+    }
+    let model = rq
+        .json()
+        .and_then(|b| b.get("model").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    if !model.starts_with("google/") {
+        return gemini_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!("Publisher model `{model}` is not found or not supported; Google models are named google/<model>."),
+        );
+    }
+    openai_chat(rq, None)
 }
 
 // ---------- Vertex token endpoint ----------
@@ -1180,9 +1236,21 @@ fn vertex_token(rq: &Incoming, port: u16) -> Option<Reply> {
     let ok = field("grant_type") == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
         && field("assertion").is_some_and(|a| jwt_ok(a, &audiences));
     if ok {
+        let n = TOKENS_GRANTED.fetch_add(1, Ordering::SeqCst) + 1;
+        let prefix = if rq.path.ends_with("/refused/token") {
+            "ya29.refused"
+        } else {
+            VERTEX_ACCESS_TOKEN
+        };
+        let lifetime = rq
+            .path
+            .split_once("/ttl/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|secs| secs.parse::<u64>().ok())
+            .unwrap_or(VERTEX_TOKEN_LIFETIME_S);
         json_reply(
             200,
-            json!({"access_token": VERTEX_ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}),
+            json!({"access_token": format!("{prefix}.{n}"), "expires_in": lifetime, "token_type": "Bearer"}),
         )
     } else {
         json_reply(

@@ -18,7 +18,7 @@ use crate::relay::{
 };
 use crate::relay::{ErrorCode, ErrorType};
 use crate::store::ai_keys::{self, AiKey};
-use crate::store::outbound::{OutboundError, OutboundResponse};
+use crate::store::outbound::{Outbound, OutboundError, OutboundResponse};
 use crate::store::{providers, Platform, Stmt};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -328,14 +328,24 @@ impl<P: Platform> App<P> {
             return self.builtin_target(a);
         };
         let secrets = self.connection_secrets(conn)?;
-        let base = base_of(
-            conn.api_base.as_deref(),
-            a.factory.default_base_url.as_deref(),
-        )
-        .ok_or_else(|| RelayError::bad(format!("{} has no base URL", a.id())))?;
         let settings = match serde_json::from_str(&conn.settings) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
+        };
+        let base = match base_of(
+            conn.api_base.as_deref(),
+            a.factory.default_base_url.as_deref(),
+        ) {
+            Some(b) => b,
+            // Vertex AI's root is its location's host.
+            None if a.factory.api_style == ApiStyle::Vertex => relay::vertex::default_base(
+                settings
+                    .get("location")
+                    .and_then(Value::as_str)
+                    .unwrap_or(crate::providers::VERTEX_DEFAULT_LOCATION),
+            )
+            .map_err(RelayError::bad)?,
+            None => return Err(RelayError::bad(format!("{} has no base URL", a.id()))),
         };
         Ok(Target {
             upstream: Upstream {
@@ -502,90 +512,131 @@ impl<P: Platform> App<P> {
             self.enforce_limits(key, endpoint, &mut body, estimate, &mut extra_headers)?;
         }
         let timeout = self.config.provider_timeout_ms;
-        let mut upstream_req = relay::upstream_request(&target.upstream, endpoint, &body, timeout)
-            .map_err(RelayError::bad)?;
-        // Whatever the upstream sends back is passed on without the call's credentials.
-        let scrubber = Scrubber::new(&target.upstream.secrets.values());
-        let host = probe::host_of(&upstream_req.url);
+        let idle = self.config.stream_idle_timeout_ms;
+        // Vertex AI: refused before any token is minted when the endpoint cannot be served.
+        let vertex = target.upstream.style == ApiStyle::Vertex;
+        if vertex && endpoint != Endpoint::Chat {
+            return Err(RelayError::bad(relay::vertex::EMBEDDINGS_REFUSED));
+        }
+        // A Vertex token the provider refuses (401) is forgotten and minted again once; a second
+        // refusal is the stored credential's fault and answered as such below.
+        let mut attempt = 0;
+        let (sent, scrubber, host) = loop {
+            let mut upstream = target.upstream.clone();
+            let mut extra_secrets: Vec<String> = Vec::new();
+            if vertex {
+                let token = self.vertex_token(&target).await?;
+                extra_secrets.extend(vertex_private_key(&target.upstream.secrets));
+                upstream.secrets.0.insert("api_key".into(), json!(token));
+            }
+            let mut upstream_req = relay::upstream_request(&upstream, endpoint, &body, timeout)
+                .map_err(RelayError::bad)?;
+            // Whatever the upstream sends back is passed on without the call's credentials.
+            let mut secrets: Vec<&str> = upstream.secrets.values();
+            secrets.extend(extra_secrets.iter().map(String::as_str));
+            let scrubber = Scrubber::new(&secrets);
+            let host = probe::host_of(&upstream_req.url);
+            let sent = if stream {
+                upstream_req.idle_timeout_ms = Some(idle);
+                Sent::Stream(
+                    self.stream_out(upstream_req)
+                        .await
+                        .map_err(|e| transport_error(e, &host, timeout, &scrubber))?,
+                )
+            } else {
+                Sent::Whole(
+                    self.send_out(upstream_req)
+                        .await
+                        .map_err(|e| transport_error(e, &host, timeout, &scrubber))?,
+                )
+            };
+            if vertex && sent.status() == 401 {
+                relay::vertex::forget(&vertex_cache_key(&target));
+                attempt += 1;
+                if attempt < 2 {
+                    // Dropping the refused answer (a stream's body too) ends that call.
+                    continue;
+                }
+            }
+            break (sent, scrubber, host);
+        };
         let on_usage = usage_writes(&target, self.platform.now_ms());
         let created = self.platform.now_ms() / 1000;
-        let mut resp = if stream {
-            let include_usage = body
-                .pointer("/stream_options/include_usage")
-                .and_then(Value::as_bool)
-                == Some(true);
-            let idle = self.config.stream_idle_timeout_ms;
-            upstream_req.idle_timeout_ms = Some(idle);
-            let up = self
-                .stream_out(upstream_req)
-                .await
-                .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
-            if !(200..300).contains(&up.status) {
-                let mut bytes = Vec::new();
-                let mut body_stream = up.body;
-                use futures_util::StreamExt;
-                while let Some(Ok(chunk)) = body_stream.next().await {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > 64 * 1024 {
-                        break;
+        let mut resp = match sent {
+            Sent::Stream(up) => {
+                let include_usage = body
+                    .pointer("/stream_options/include_usage")
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                if !(200..300).contains(&up.status) {
+                    let mut bytes = Vec::new();
+                    let mut body_stream = up.body;
+                    use futures_util::StreamExt;
+                    while let Some(Ok(chunk)) = body_stream.next().await {
+                        bytes.extend_from_slice(&chunk);
+                        if bytes.len() > 64 * 1024 {
+                            break;
+                        }
                     }
+                    let retry_after = upstream_retry_after(&up.headers, self.platform.now_ms());
+                    return Err(upstream_status_error(
+                        up.status,
+                        &bytes,
+                        &host,
+                        &scrubber,
+                        retry_after,
+                    ));
                 }
-                let retry_after = upstream_retry_after(&up.headers, self.platform.now_ms());
-                return Err(upstream_status_error(
-                    up.status,
-                    &bytes,
-                    &host,
-                    &scrubber,
-                    retry_after,
-                ));
+                // Anything but an event stream would reach the client as a stream of garbage.
+                let content_type = up
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.to_ascii_lowercase());
+                if let Some(ct) = content_type.filter(|ct| !ct.contains("text/event-stream")) {
+                    return Err(RelayError::new(
+                        502,
+                        ErrorType::Upstream,
+                        Some(ErrorCode::UpstreamNotEventStream),
+                        format!(
+                            "{host} answered a streamed call with {} instead of an event stream",
+                            printable(&ct)
+                        ),
+                    ));
+                }
+                let mode = match target.upstream.style {
+                    ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
+                        id: "chatcmpl".into(),
+                        model: target.shown.clone(),
+                        created,
+                        include_usage,
+                        usage: Usage::default(),
+                        ..Default::default()
+                    }),
+                    style @ (ApiStyle::Openai
+                    | ApiStyle::Azure
+                    | ApiStyle::Gemini
+                    | ApiStyle::Vertex
+                    | ApiStyle::Cohere
+                    | ApiStyle::Ollama) => StreamMode::PassThrough {
+                        strip_usage_chunk: !include_usage,
+                        add_usage_chunk: include_usage && !relay::streams_usage_on_request(style),
+                    },
+                };
+                let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage, scrubber, idle);
+                let mut r = Response::json(200, &Value::Null);
+                r.body.clear();
+                r.headers = vec![
+                    ("content-type".into(), "text/event-stream".into()),
+                    ("cache-control".into(), "no-cache".into()),
+                ];
+                r.stream = Some(Box::pin(s));
+                r.deferred_after_stream = Some(rx);
+                r
             }
-            // Anything but an event stream would reach the client as a stream of garbage.
-            let content_type = up
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-                .map(|(_, v)| v.to_ascii_lowercase());
-            if let Some(ct) = content_type.filter(|ct| !ct.contains("text/event-stream")) {
-                return Err(RelayError::new(
-                    502,
-                    ErrorType::Upstream,
-                    Some(ErrorCode::UpstreamNotEventStream),
-                    format!(
-                        "{host} answered a streamed call with {} instead of an event stream",
-                        printable(&ct)
-                    ),
-                ));
+            Sent::Whole(up) => {
+                self.whole_answer(up, &target, estimate, created, &host, &scrubber, on_usage)?
             }
-            let mode = match target.upstream.style {
-                ApiStyle::Anthropic => StreamMode::Anthropic(anthropic::StreamTranslator {
-                    id: "chatcmpl".into(),
-                    model: target.shown.clone(),
-                    created,
-                    include_usage,
-                    usage: Usage::default(),
-                    ..Default::default()
-                }),
-                style => StreamMode::PassThrough {
-                    strip_usage_chunk: !include_usage,
-                    add_usage_chunk: include_usage && !relay::streams_usage_on_request(style),
-                },
-            };
-            let (s, rx) = RelayStream::new(up.body, mode, estimate, on_usage, scrubber, idle);
-            let mut r = Response::json(200, &Value::Null);
-            r.body.clear();
-            r.headers = vec![
-                ("content-type".into(), "text/event-stream".into()),
-                ("cache-control".into(), "no-cache".into()),
-            ];
-            r.stream = Some(Box::pin(s));
-            r.deferred_after_stream = Some(rx);
-            r
-        } else {
-            let up = self
-                .send_out(upstream_req)
-                .await
-                .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
-            self.whole_answer(up, &target, estimate, created, &host, &scrubber, on_usage)?
         };
         resp.headers.extend(extra_headers);
         Ok(resp)
@@ -716,6 +767,156 @@ impl<P: Platform> App<P> {
         r.body = scrubber.bytes(&body);
         r.deferred = on_usage(usage);
         Ok(r)
+    }
+}
+
+/// An upstream answer as it was asked for: whole, or read as it arrives.
+enum Sent {
+    Whole(OutboundResponse),
+    Stream(crate::store::outbound::StreamingResponse),
+}
+
+impl Sent {
+    fn status(&self) -> u16 {
+        match self {
+            Sent::Whole(r) => r.status,
+            Sent::Stream(r) => r.status,
+        }
+    }
+}
+
+/// The service-account JSON of a Vertex call: a connection's `credentials_json`, or a gateway
+/// key's `api_key`.
+fn vertex_credential(secrets: &crate::providers::Secrets) -> Option<&str> {
+    secrets
+        .get("credentials_json")
+        .or_else(|| secrets.get("api_key"))
+}
+
+/// The PEM private key inside a Vertex credential, scrubbed from answers on its own too (the
+/// scrubber knows the whole JSON, where the key is escaped).
+fn vertex_private_key(secrets: &crate::providers::Secrets) -> Option<String> {
+    let creds: Value = serde_json::from_str(vertex_credential(secrets)?).ok()?;
+    creds
+        .get("private_key")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Where a Vertex call's access token is cached: its gateway key or its connection, with the
+/// credential's fingerprint.
+fn vertex_cache_key(target: &Target) -> String {
+    let scope = match (&target.gateway, &target.usage_conn) {
+        (Some(k), _) => format!("key:{}", k.id),
+        (None, Some((conn, _))) => format!("conn:{conn}"),
+        (None, None) => format!("model:{}", target.shown),
+    };
+    relay::vertex::cache_key(
+        &scope,
+        vertex_credential(&target.upstream.secrets).unwrap_or_default(),
+    )
+}
+
+/// The stored service-account key cannot be used at all: the tenant's credential, not the
+/// caller's, so a 502 like a refused one.
+fn vertex_credential_unusable(target: &Target, why: &str) -> RelayError {
+    RelayError::new(
+        502,
+        ErrorType::Upstream,
+        Some(ErrorCode::UpstreamAuthFailed),
+        format!(
+            "The service-account credential this tenant stored for {} cannot be used ({why}); a \
+             tenant owner must replace it",
+            target.shown
+        ),
+    )
+}
+
+impl<P: Platform> App<P> {
+    /// An access token for a Vertex call: the cached one while it lives, else one minted from the
+    /// service account (an RS256 assertion exchanged at its `token_uri`) and cached. Neither the
+    /// token nor the key is ever logged or passed on; the token endpoint's refusal (400
+    /// `invalid_grant`, 401, 403) is the stored credential refused.
+    async fn vertex_token(&self, target: &Target) -> RResult<String> {
+        let key = vertex_cache_key(target);
+        let now = self.platform.now_ms();
+        if let Some(token) = relay::vertex::cached(&key, now) {
+            return Ok(token);
+        }
+        let creds: Value = vertex_credential(&target.upstream.secrets)
+            .and_then(|c| serde_json::from_str(c).ok())
+            .ok_or_else(|| {
+                vertex_credential_unusable(target, "it is not a service-account JSON")
+            })?;
+        let (unsigned, token_uri) =
+            probe::vertex_assertion(&creds, now / 1000).ok_or_else(|| {
+                vertex_credential_unusable(target, "client_email or token_uri is missing")
+            })?;
+        if let Some(why) = self.stored_url_refusal(&token_uri) {
+            return Err(RelayError::new(
+                403,
+                ErrorType::Permission,
+                Some(ErrorCode::ProviderAddressForbidden),
+                format!(
+                    "The token_uri of {}'s service account is not allowed: {why}",
+                    target.shown
+                ),
+            ));
+        }
+        let private_key = creds.get("private_key").and_then(Value::as_str);
+        let der = private_key
+            .and_then(probe::pem_to_der)
+            .ok_or_else(|| vertex_credential_unusable(target, "private_key is not a PEM key"))?;
+        let signature = self
+            .platform
+            .outbound()
+            .sign_rs256(&der, unsigned.as_bytes())
+            .await
+            .map_err(|_| {
+                vertex_credential_unusable(target, "private_key is not an RSA PKCS#8 key")
+            })?;
+        let timeout = self.config.provider_timeout_ms;
+        let req = probe::vertex_token_request(&token_uri, &unsigned, &signature, timeout);
+        // The signed assertion buys tokens for an hour: as secret as the key.
+        let form = String::from_utf8_lossy(req.body.as_deref().unwrap_or_default()).into_owned();
+        let assertion = form.split("assertion=").nth(1).unwrap_or_default();
+        let mut secrets = target.upstream.secrets.values();
+        secrets.extend(private_key);
+        secrets.push(assertion);
+        let scrubber = Scrubber::new(&secrets);
+        let host = probe::host_of(&token_uri);
+        let resp = self
+            .send_out(req)
+            .await
+            .map_err(|e| transport_error(e, &host, timeout, &scrubber))?;
+        match resp.status {
+            200..=299 => {}
+            400 | 401 | 403 => {
+                return Err(upstream_status_error(
+                    401, &resp.body, &host, &scrubber, None,
+                ))
+            }
+            status => {
+                let retry_after = upstream_retry_after(&resp.headers, now);
+                return Err(upstream_status_error(
+                    status,
+                    &resp.body,
+                    &host,
+                    &scrubber,
+                    retry_after,
+                ));
+            }
+        }
+        let (token, expires_in) = relay::vertex::token_answer(&resp.body).map_err(|why| {
+            RelayError::new(
+                502,
+                ErrorType::Upstream,
+                Some(ErrorCode::UpstreamNotJson),
+                format!("{host}: {why}"),
+            )
+        })?;
+        relay::vertex::store(&key, &token, expires_in, now);
+        Ok(token)
     }
 }
 

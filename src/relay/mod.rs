@@ -9,12 +9,13 @@
 //! (`{base}/v1beta/openai/...`, bearer API key); Cohere through its Compatibility API
 //! (`{base}/compatibility/v1/...`, which refuses `stream_options`, so its streams are counted from
 //! their text); Builtin models through Workers AI's OpenAI-compatible endpoints
-//! (`{WORKERS_AI_BASE_URL}/accounts/{id}/ai/v1/...`, see [`WorkersAi`]). Vertex AI is refused with
-//! a clear error until it is translated.
+//! (`{WORKERS_AI_BASE_URL}/accounts/{id}/ai/v1/...`, see [`WorkersAi`]); Vertex AI through its
+//! OpenAI-compatible endpoint with a minted access token (see [`vertex`]).
 
 pub mod anthropic;
 pub mod sse;
 pub mod tokens;
+pub mod vertex;
 
 use crate::catalog::{ApiStyle, Auth};
 use crate::providers::probe::auth_headers;
@@ -178,13 +179,13 @@ pub fn upstream_request(
         // Ask for the final usage chunk so streamed calls are counted exactly.
         forwarded["stream_options"]["include_usage"] = json!(true);
     }
-    // Google's OpenAI-compatible surface takes the API key as a bearer token.
+    // Google's OpenAI-compatible surfaces take the API key (Gemini) or the access token minted
+    // from the service account (Vertex, set as `api_key` by the caller) as a bearer token.
     let auth = match up.style {
-        ApiStyle::Gemini => Auth::Bearer,
+        ApiStyle::Gemini | ApiStyle::Vertex => Auth::Bearer,
         ApiStyle::Openai
         | ApiStyle::Azure
         | ApiStyle::Anthropic
-        | ApiStyle::Vertex
         | ApiStyle::Cohere
         | ApiStyle::Ollama => up.auth,
     };
@@ -212,13 +213,11 @@ pub fn upstream_request(
             anthropic::request(body, &up.model)?,
         ),
         ApiStyle::Anthropic => return Err("Anthropic models do not serve embeddings".into()),
-        ApiStyle::Vertex => {
-            return Err(
-                "the relay does not translate VertexAI's API yet; use Gemini (an API key), an \
-                 OpenAI-compatible factory, Azure-OpenAI, Ollama, Anthropic or Cohere"
-                    .into(),
-            )
+        ApiStyle::Vertex if endpoint == Endpoint::Chat => {
+            forwarded["model"] = json!(vertex::model_name(&up.model));
+            (vertex::url(&up.base, &up.settings, path)?, forwarded)
         }
+        ApiStyle::Vertex => return Err(vertex::EMBEDDINGS_REFUSED.into()),
     };
     let mut headers = auth_headers(auth, &up.secrets);
     headers.push(("content-type".into(), "application/json".into()));
@@ -643,7 +642,27 @@ mod tests {
             e.url,
             "http://p/v1/openai/deployments/m1/embeddings?api-version=2024-10-21"
         );
-        assert!(upstream_request(&upstream(ApiStyle::Vertex), Endpoint::Chat, &body, 1).is_err());
+    }
+
+    #[test]
+    fn vertex_chat_goes_to_the_compatible_endpoint_as_a_google_model_and_embeddings_are_refused() {
+        let mut up = upstream(ApiStyle::Vertex);
+        up.auth = Auth::ServiceAccount;
+        up.settings.insert("project_id".into(), json!("p1"));
+        up.settings.insert("location".into(), json!("us-central1"));
+        let body = json!({"model": "alias", "messages": []});
+        let r = upstream_request(&up, Endpoint::Chat, &body, 1).unwrap();
+        assert_eq!(
+            r.url,
+            "http://p/v1/v1/projects/p1/locations/us-central1/endpoints/openapi/chat/completions"
+        );
+        let sent: Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent["model"], "google/m1");
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-x".into())));
+        let e = upstream_request(&up, Endpoint::Embeddings, &json!({"input": "x"}), 1).unwrap_err();
+        assert!(e.contains("chat completions only"), "{e}");
     }
 
     fn counting(u: Usage) -> Vec<Stmt> {

@@ -346,9 +346,10 @@ fn the_committed_document_is_the_one_the_types_generate() {
         std::fs::write(path, &generated).expect("write src/api/openapi.json");
         return;
     }
-    if generated != OPENAPI {
+    let committed = std::fs::read_to_string(path).expect("read src/api/openapi.json");
+    if generated != committed {
         let (g, c): (Vec<&str>, Vec<&str>) =
-            (generated.lines().collect(), OPENAPI.lines().collect());
+            (generated.lines().collect(), committed.lines().collect());
         let at = g
             .iter()
             .zip(&c)
@@ -361,4 +362,20 @@ fn the_committed_document_is_the_one_the_types_generate() {
             g.get(at).unwrap_or(&"<end>")
         );
     }
+}
+
+/// What `GET /openapi.json` serves is the committed document, whitespace aside.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_served_document_is_the_committed_one_without_whitespace() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json");
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read src/api/openapi.json"))
+            .expect("the committed document is JSON");
+    assert_eq!(doc(), committed);
+    assert!(
+        !OPENAPI.contains("\n  "),
+        "the served document keeps its indentation"
+    );
+    assert!(OPENAPI.len() < std::fs::metadata(path).unwrap().len() as usize * 2 / 3);
 }

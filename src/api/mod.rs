@@ -29,8 +29,9 @@ use routes::{Auth, Method, Operation, Resolved};
 use serde::Serialize;
 use serde_json::Value;
 
-/// The OpenAPI document served at `/openapi.json`; a test keeps it in step with the route table.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI document served at `/openapi.json`: the committed `src/api/openapi.json` (generated
+/// from the route table and the types) without its whitespace (see build.rs).
+pub const OPENAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.min.json"));
 
 /// Deployment configuration, from Worker vars and secrets.
 #[derive(Debug, Clone)]

@@ -605,9 +605,17 @@ function installStandInExitHook() {
   installExitHooks();
 }
 
-/** Build the stand-in example when its binary is missing. */
-async function ensureStandInBuilt() {
-  if (existsSync(STANDIN_BIN)) return;
+/**
+ * Build the stand-in example, once per process: cargo returns at once when it is up to date, and
+ * a binary older than its source would otherwise run a stand-in the tests no longer describe.
+ */
+let standInBuilt = null;
+function ensureStandInBuilt() {
+  standInBuilt ??= buildStandIn();
+  return standInBuilt;
+}
+
+async function buildStandIn() {
   await new Promise((res, rej) => {
     const child = spawn('cargo', ['build', '--example', 'provider_standin'], {
       cwd: ROOT,

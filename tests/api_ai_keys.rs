@@ -1792,7 +1792,11 @@ fn add_usage_accumulates_and_never_moves_last_used_backwards() {
     let t2 = START_MS + 20_000;
     assert_eq!(run(&t, store::add_usage(&id, 10, 5, t1, ONE)), 1);
     assert_eq!(run(&t, store::add_usage(&id, 3, 2, t2, ONE)), 1);
-    assert_eq!(run(&t, store::add_usage(&id, 1, 0, t1, ONE)), 1, "a late report");
+    assert_eq!(
+        run(&t, store::add_usage(&id, 1, 0, t1, ONE)),
+        1,
+        "a late report"
+    );
     assert_eq!(
         run(&t, store::add_usage(&id, -50, -50, t1, ONE)),
         1,

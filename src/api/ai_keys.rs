@@ -63,7 +63,10 @@ pub struct CreateAiKey {
     /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
     /// control characters. Encrypted at rest (a master key must be configured, else 500); never
     /// returned. A pool of one; send this or `api_keys` (both, or neither, is a 400).
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::ProviderKey>"))]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::api::doc::scalars::ProviderKey>")
+    )]
     api_key: Option<String>,
     /// A pool of 1 to 5 provider keys in priority order, each checked as `api_key` and none
     /// repeated: the relay uses the first that is not cooling down and fails over to the next on

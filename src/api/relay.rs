@@ -13,8 +13,8 @@ use crate::providers::printable;
 use crate::providers::probe::{self, base_of, reason};
 use crate::providers::scrub::Scrubber;
 use crate::relay::{
-    self, anthropic, cooldown, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage, ESTIMATE_HEADER,
-    LIMIT_HEADER, MAX_RELAY_BODY,
+    self, anthropic, cooldown, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage,
+    ESTIMATE_HEADER, LIMIT_HEADER, MAX_RELAY_BODY,
 };
 use crate::relay::{ErrorCode, ErrorType};
 use crate::store::ai_keys::{self, AiKey};

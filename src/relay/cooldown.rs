@@ -46,7 +46,8 @@ pub fn order(key_id: &str, size: usize, now_ms: i64) -> Vec<usize> {
 
 /// Keep member `index` of `key_id` out for `seconds` from `now_ms`.
 pub fn cool(key_id: &str, index: usize, seconds: u64, now_ms: i64) {
-    let until = now_ms.saturating_add(i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let until =
+        now_ms.saturating_add(i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
     let mut map = cooling();
     let entry = (key_id.to_owned(), index);
     if map.len() >= MAX_ENTRIES && !map.contains_key(&entry) {
@@ -87,6 +88,10 @@ mod tests {
         assert_eq!(order(id, 2, 1), vec![1]);
         assert_eq!(order("cooldown-test-one", 1, 0), vec![0]);
         cool("cooldown-test-one", 0, 30, 0);
-        assert_eq!(order("cooldown-test-one", 1, 1), vec![0], "a pool of one is always tried");
+        assert_eq!(
+            order("cooldown-test-one", 1, 1),
+            vec![0],
+            "a pool of one is always tried"
+        );
     }
 }

@@ -373,7 +373,9 @@ pub struct ServedBy {
 /// the pool member that served it. Negative counts are taken as 0, so a buggy caller cannot wind
 /// a counter back. The member's count is set in place (`json_set` on the stored array, or on
 /// `size` zeros when there is none yet), so concurrent calls never lose each other's counts; an
-/// index past the stored array (the pool was replaced meanwhile) changes no count.
+/// index past the stored array (the pool was replaced meanwhile) changes no count. The JSON path
+/// is bound as text made here: D1 binds every number as a JavaScript number, so `'$[' || ?5 || ']'`
+/// would read `$[1.0]`, which SQLite refuses as a bad path.
 pub fn add_usage(
     id: &str,
     input_tokens: i64,
@@ -382,19 +384,21 @@ pub fn add_usage(
     served: ServedBy,
 ) -> Stmt {
     let zeros = format!("[{}]", vec!["0"; served.size.max(1)].join(","));
+    let path = format!("$[{}]", served.index);
     stmt!(
         "UPDATE ai_keys SET used_input_tokens = used_input_tokens + MAX(?2, 0), \
          used_output_tokens = used_output_tokens + MAX(?3, 0), \
          last_used_at = MAX(COALESCE(last_used_at, ?4), ?4), served_by = ?5, \
-         served_counts = json_set(COALESCE(served_counts, ?6), '$[' || ?5 || ']', \
-           COALESCE(json_extract(COALESCE(served_counts, ?6), '$[' || ?5 || ']'), 0) + 1) \
+         served_counts = json_set(COALESCE(served_counts, ?6), ?7, \
+           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + 1) \
          WHERE id = ?1",
         id,
         input_tokens,
         output_tokens,
         now,
         served.index as i64,
-        zeros
+        zeros,
+        path
     )
 }
 
@@ -421,6 +425,14 @@ mod tests {
         // LIKE would give `%` and `_` meaning and hit D1's 50-byte pattern limit.
         assert!(!search_where!().contains("LIKE"));
         assert!(search_where!().contains("instr(lower(alias), lower(?2))"));
+    }
+
+    #[test]
+    fn add_usage_binds_the_members_json_path_as_text_never_as_a_number() {
+        let s = add_usage("i", 1, 2, 3, ServedBy { index: 2, size: 3 });
+        assert!(!s.sql.contains("'$['"), "no path built from a bound number");
+        assert_eq!(s.params[5], super::super::Value::Text("[0,0,0]".into()));
+        assert_eq!(s.params[6], super::super::Value::Text("$[2]".into()));
     }
 
     #[test]

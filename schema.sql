@@ -124,6 +124,10 @@ CREATE INDEX IF NOT EXISTS tenant_defaults_connection ON tenant_defaults(connect
 -- endpoint, id). endpoint is the provider base URL the key was sealed for; the relay sends the key
 -- there and nowhere else, whatever the tenant's connection says later. NULL: a row from before
 -- keys were bound (sealed with an empty endpoint), refused by the relay until its key is set again.
+-- A pool of provider keys (priority order): api_key seals the JSON array of the keys and
+-- pool_hints holds the JSON array of their hints; NULL pool_hints is a pool of one. served_by is
+-- the pool index of the key that served the last relay call, served_counts the JSON array of
+-- calls each member served (NULL: none yet); both are reset when the pool is replaced.
 CREATE TABLE IF NOT EXISTS ai_keys (
   id                 TEXT PRIMARY KEY,
   tenant_id          TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
@@ -144,6 +148,9 @@ CREATE TABLE IF NOT EXISTS ai_keys (
   create_date        INTEGER NOT NULL,
   update_date        INTEGER NOT NULL,
   endpoint           TEXT,
+  pool_hints         TEXT,
+  served_by          INTEGER,
+  served_counts      TEXT,
   UNIQUE (tenant_id, alias)
 );
 CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;

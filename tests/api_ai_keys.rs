@@ -143,13 +143,15 @@ fn assert_no_key_leaked(t: &T) {
     }
 }
 
-const RECORD_FIELDS: [&str; 16] = [
+const RECORD_FIELDS: [&str; 18] = [
     "id",
     "alias",
     "provider",
     "model",
     "status",
     "api_key_hint",
+    "pool",
+    "last_served_by",
     "endpoint_host",
     "input_limit",
     "output_limit",
@@ -1777,6 +1779,9 @@ fn disable_expired_disables_only_enabled_keys_past_expiry_and_is_idempotent() {
     );
 }
 
+/// A pool of one, served by its only key.
+const ONE: store::ServedBy = store::ServedBy { index: 0, size: 1 };
+
 #[test]
 fn add_usage_accumulates_and_never_moves_last_used_backwards() {
     let t = T::new();
@@ -1785,11 +1790,15 @@ fn add_usage_accumulates_and_never_moves_last_used_backwards() {
     let other = id_of(&created(&t, &tok, valid("idle")));
     let t1 = START_MS + 10_000;
     let t2 = START_MS + 20_000;
-    assert_eq!(run(&t, store::add_usage(&id, 10, 5, t1)), 1);
-    assert_eq!(run(&t, store::add_usage(&id, 3, 2, t2)), 1);
-    assert_eq!(run(&t, store::add_usage(&id, 1, 0, t1)), 1, "a late report");
+    assert_eq!(run(&t, store::add_usage(&id, 10, 5, t1, ONE)), 1);
+    assert_eq!(run(&t, store::add_usage(&id, 3, 2, t2, ONE)), 1);
     assert_eq!(
-        run(&t, store::add_usage(&id, -50, -50, t1)),
+        run(&t, store::add_usage(&id, 1, 0, t1, ONE)),
+        1,
+        "a late report"
+    );
+    assert_eq!(
+        run(&t, store::add_usage(&id, -50, -50, t1, ONE)),
         1,
         "negative counts add nothing"
     );
@@ -1802,7 +1811,7 @@ fn add_usage_accumulates_and_never_moves_last_used_backwards() {
     );
     let idle = stored(&t, &tenant, &other);
     assert_eq!((idle.used_input_tokens, idle.last_used_at), (0, None));
-    assert_eq!(run(&t, store::add_usage("no-such-id", 1, 1, t2)), 0);
+    assert_eq!(run(&t, store::add_usage("no-such-id", 1, 1, t2, ONE)), 0);
 
     let d = get(&t, &tok, &id).json_body()["data"].clone();
     assert_eq!(d["used_input_tokens"], 14);

@@ -47,7 +47,11 @@
 //!   OpenAI-compatible endpoints, for [`WORKERS_AI_ACCOUNT`] and [`WORKERS_AI_TOKEN`] only, errors
 //!   in Cloudflare's `{"errors": [...], "success": false}` shape.
 //! - `GET …/api/tags`: Ollama (no key).
-//! - `GET …/models`, `POST …/chat/completions`, `POST …/embeddings`: OpenAI (Bearer).
+//! - `GET …/models`, `POST …/chat/completions`, `POST …/embeddings`: OpenAI (Bearer). Keys made
+//!   to fail, for the relay's key pools: [`rate_limited_key`] (`sk-standin-429-<secs>-…`) answers
+//!   429 with `Retry-After: <secs>`, [`FAILING_KEY`] (`sk-standin-500-…`) answers 500, and
+//!   [`CUT_KEY`] (`sk-standin-cut-…`) answers whole calls as the good key but cuts a stream after
+//!   its first content chunk (no `[DONE]`).
 //! - anything else: 404 JSON.
 //!
 //! Hostile upstreams, for the relay's defences (each streamed one ends with a line
@@ -86,6 +90,17 @@ use tiny_http::{Header, Response, Server};
 
 /// The only API key the stand-in accepts (OpenAI, Azure, Gemini, Anthropic, Cohere).
 pub const GOOD_KEY: &str = "sk-standin-good-0123456789";
+
+/// An OpenAI key the stand-in answers 500 for, every time.
+pub const FAILING_KEY: &str = "sk-standin-500-0123456789";
+
+/// An OpenAI key whose streams stop after their first content chunk, without `[DONE]`.
+pub const CUT_KEY: &str = "sk-standin-cut-0123456789";
+
+/// An OpenAI key the stand-in answers 429 with `Retry-After: <seconds>` for, every time.
+pub fn rate_limited_key(seconds: u64) -> String {
+    format!("sk-standin-429-{seconds}-0123456789")
+}
 
 /// The Workers AI account the `/accounts/{id}/ai/v1/...` routes serve.
 pub const WORKERS_AI_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
@@ -689,7 +704,39 @@ fn openai_routes(rq: &Incoming, keyless: bool) -> Option<Reply> {
         "POST" if path.ends_with("/embeddings") => "embeddings",
         _ => return None,
     };
-    if !keyless && rq.bearer() != Some(GOOD_KEY) {
+    let bearer = rq.bearer().unwrap_or_default();
+    if let Some(rest) = bearer.strip_prefix("sk-standin-429-").filter(|_| !keyless) {
+        return Some(Reply::RateLimited(
+            rest.split('-').next().unwrap_or("1").to_string(),
+        ));
+    }
+    if bearer == FAILING_KEY && !keyless {
+        return json_reply(
+            500,
+            json!({"error": {
+                "message": "The server had an error while processing your request.",
+                "type": "server_error", "param": null, "code": null,
+            }}),
+        );
+    }
+    if bearer == CUT_KEY && !keyless && kind == "chat" {
+        let streamed = rq
+            .json()
+            .and_then(|b| b.get("stream").and_then(Value::as_bool))
+            == Some(true);
+        if streamed {
+            let Some(Reply::Events(events)) = openai_chat(rq, None) else {
+                return openai_bad_request(
+                    "We could not parse the JSON body of your request.",
+                    "body",
+                );
+            };
+            // The role chunk and the first content chunk, then the body ends.
+            return Some(Reply::Events(events.into_iter().take(2).collect()));
+        }
+        return openai_chat(rq, None);
+    }
+    if !keyless && bearer != GOOD_KEY {
         return openai_unauthorized();
     }
     match kind {

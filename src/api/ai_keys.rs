@@ -35,12 +35,14 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE: i64 = 1_000_000;
 /// Longest `search` / `provider` filter accepted.
 pub const FILTER_MAX: usize = 128;
+/// Most provider keys one gateway key's pool holds.
+pub const POOL_MAX: usize = 5;
 
 // `POST /api/v1/ai_keys`.
 /// A new gateway key. An unknown field is a 400; optional fields sent as null take their default.
 #[derive(Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateAiKeyRequest"))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateAiKeyRequest", extend("oneOf" = [{"required": ["api_key"]}, {"required": ["api_keys"]}])))]
 #[serde(deny_unknown_fields)]
 pub struct CreateAiKey {
     #[cfg_attr(
@@ -60,9 +62,17 @@ pub struct CreateAiKey {
     model: String,
     /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
     /// control characters. Encrypted at rest (a master key must be configured, else 500); never
-    /// returned.
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 8, "maxLength" = 16384)))]
-    api_key: String,
+    /// returned. A pool of one; send this or `api_keys` (both, or neither, is a 400).
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::api::doc::scalars::ProviderKey>")
+    )]
+    api_key: Option<String>,
+    /// A pool of 1 to 5 provider keys in priority order, each checked as `api_key` and none
+    /// repeated: the relay uses the first that is not cooling down and fails over to the next on
+    /// a provider 429, 5xx, timeout or refused credential. Sealed like `api_key`; never returned.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<Vec<crate::api::doc::scalars::ProviderKey>>", extend("minItems" = 1, "maxItems" = 5)))]
+    api_keys: Option<Vec<String>>,
     /// Most input tokens per request, 0 = unlimited.
     #[cfg_attr(
         not(target_arch = "wasm32"),
@@ -119,10 +129,15 @@ pub struct UpdateAiKey {
     model: Option<Option<String>>,
     /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
     /// control characters. Encrypted at rest (a master key must be configured, else 500); never
-    /// returned.
+    /// returned. Replaces the whole pool with a pool of one; not together with `api_keys`.
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String", extend("minLength" = 8, "maxLength" = 16384)))]
     api_key: Option<Option<String>>,
+    /// Replaces the pool: 1 to 5 provider keys in priority order, as on create. The served
+    /// counters start again; the token counters are kept.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<crate::api::doc::scalars::ProviderKey>", extend("minItems" = 1, "maxItems" = 5)))]
+    api_keys: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
@@ -157,7 +172,7 @@ pub struct UpdateAiKey {
 }
 
 /// The writable fields, as a PUT with none of them is told.
-const WRITABLE: &str = "alias, provider, model, api_key, input_limit, output_limit, \
+const WRITABLE: &str = "alias, provider, model, api_key, api_keys, input_limit, output_limit, \
                         usage_limit_policy, status, expire_time";
 
 /// A field that may be left out but not sent as `null`.
@@ -208,6 +223,43 @@ pub fn check_model_name(s: &str) -> Result<String> {
 pub fn check_api_key(s: &str) -> Result<&str> {
     crate::providers::secret("api_key", s).map_err(|(f, why)| ApiError::bad(&f, why))?;
     Ok(s)
+}
+
+/// The pool a request sends: `api_key` (a pool of one) or `api_keys` (1 to [`POOL_MAX`] keys,
+/// each checked as `api_key`, none repeated); both is a 400, and so is neither when `required`.
+/// Messages name the field and position, never a key.
+pub fn check_pool(
+    api_key: Option<String>,
+    api_keys: Option<Vec<String>>,
+    required: bool,
+) -> Result<Option<Vec<String>>> {
+    match (api_key, api_keys) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "Send api_key or api_keys, not both".into(),
+        )),
+        (None, None) if required => Err(ApiError::bad(
+            "api_key",
+            "is required (or api_keys, a pool of 1 to 5 keys)",
+        )),
+        (None, None) => Ok(None),
+        (Some(k), None) => Ok(Some(vec![check_api_key(&k)?.to_owned()])),
+        (None, Some(keys)) => {
+            if keys.is_empty() || keys.len() > POOL_MAX {
+                return Err(ApiError::bad(
+                    "api_keys",
+                    format!("must hold 1 to {POOL_MAX} keys, got {}", keys.len()),
+                ));
+            }
+            for (i, k) in keys.iter().enumerate() {
+                let field = format!("api_keys[{i}]");
+                crate::providers::secret(&field, k).map_err(|(f, why)| ApiError::bad(&f, why))?;
+                if let Some(j) = keys[..i].iter().position(|o| o == k) {
+                    return Err(ApiError::bad(&field, format!("repeats api_keys[{j}]")));
+                }
+            }
+            Ok(Some(keys))
+        }
+    }
 }
 
 /// A per-request token limit: 0 (unlimited) to [`LIMIT_MAX`].
@@ -276,8 +328,14 @@ pub struct AiKeyView {
     pub status: KeyStatus,
     /// A masked hint of the provider key: the first 3 and last 4 characters around `...`, `****`
     /// for a key shorter than 12 characters.
+    /// Of a pool, its first key's.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["sk-...wxyz"])))]
     pub api_key_hint: String,
+    /// The provider keys of the key's pool, in priority order, each by its hint only, with the
+    /// relay calls it served since the pool was set.
+    pub pool: Vec<PoolMemberView>,
+    /// The pool member that served the last relay call; null if none has since the pool was set.
+    pub last_served_by: Option<PoolMemberView>,
     // The host the key is bound to; `null` for a key stored before keys were bound.
     /// The host (and port, if not the default) of the endpoint the provider key is bound to: the
     /// relay sends the key there and nowhere else, whatever the tenant's connection says later. Set
@@ -320,6 +378,23 @@ pub struct AiKeyView {
     pub update_date: String,
 }
 
+// One provider key of a gateway key's pool, by its hint.
+/// One provider key of a pool: its position, its masked hint (never the key) and the relay calls
+/// it served.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct PoolMemberView {
+    /// The position in the pool, from 0 (the first tried).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 4)))]
+    pub index: i64,
+    /// The key's masked hint, as `api_key_hint`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["sk-...wxyz"])))]
+    pub api_key_hint: String,
+    /// Relay calls this key served since the pool was set.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
+    pub requests: i64,
+}
+
 // One page of gateway keys and how many match in all.
 /// One page of the tenant's gateway keys that match the filters.
 #[derive(Serialize)]
@@ -333,7 +408,24 @@ pub struct AiKeyPage {
 }
 
 pub fn ai_key_json(k: &AiKey) -> AiKeyView {
+    let counts = k.served_counts();
+    let pool: Vec<PoolMemberView> = k
+        .hints()
+        .into_iter()
+        .enumerate()
+        .map(|(i, hint)| PoolMemberView {
+            index: i as i64,
+            api_key_hint: hint,
+            requests: counts.get(i).copied().unwrap_or(0),
+        })
+        .collect();
+    let last_served_by = k
+        .served_by
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| pool.get(i).cloned());
     AiKeyView {
+        pool,
+        last_served_by,
         id: k.id.clone(),
         alias: k.alias.clone(),
         provider: k.provider.clone(),
@@ -412,8 +504,48 @@ impl<P: Platform> App<P> {
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
-    /// Open a gateway key's sealed provider key, for the relay. Any failure (no master key, a
-    /// retired key version, a tampered or moved row) is an internal error that names the row only.
+    /// Seal a pool for its row and endpoint: `(key_version, sealed, first hint, pool_hints)`. A
+    /// pool of one is sealed as a single key always was; a larger one as the JSON array of its
+    /// keys, in one ciphertext, so no member can be moved, dropped or reordered on its own.
+    fn seal_pool(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        endpoint: Option<&str>,
+        keys: &[String],
+    ) -> Result<(i64, String, String, Option<String>)> {
+        let first = keys
+            .first()
+            .ok_or_else(|| ApiError::Internal("an empty pool".into()))?;
+        if keys.len() == 1 {
+            let (v, sealed) = self.seal_ai_key(tenant_id, id, endpoint, first)?;
+            return Ok((v, sealed, mask(first), None));
+        }
+        let plain = serde_json::to_string(keys).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (v, sealed) = self.seal_ai_key(tenant_id, id, endpoint, &plain)?;
+        let hints: Vec<String> = keys.iter().map(|k| mask(k)).collect();
+        let hints = serde_json::to_string(&hints).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((v, sealed, mask(first), Some(hints)))
+    }
+
+    /// Open every provider key of a gateway key's pool, in priority order, for the relay.
+    pub fn ai_key_secrets(&self, k: &AiKey) -> Result<Vec<String>> {
+        let opened = self.ai_key_secret(k)?;
+        if k.pool_hints.is_none() {
+            return Ok(vec![opened]);
+        }
+        match serde_json::from_str::<Vec<String>>(&opened) {
+            Ok(keys) if !keys.is_empty() => Ok(keys),
+            _ => Err(ApiError::Internal(format!(
+                "the pool of AI key {} does not open to a list of keys",
+                k.id
+            ))),
+        }
+    }
+
+    /// Open a gateway key's sealed provider key (of a pool, the JSON array of its keys). Any
+    /// failure (no master key, a retired key version, a tampered or moved row) is an internal
+    /// error that names the row only.
     pub fn ai_key_secret(&self, k: &AiKey) -> Result<String> {
         let slot = Slot::GatewayKey {
             tenant_id: &k.tenant_id,
@@ -475,7 +607,7 @@ impl<P: Platform> App<P> {
         let alias = check_alias(&body.alias)?;
         let factory = check_provider(&body.provider)?;
         let model = check_model_name(&body.model)?;
-        let api_key = check_api_key(&body.api_key)?;
+        let pool = check_pool(body.api_key, body.api_keys, true)?.unwrap_or_default();
         let input_limit = check_limit("input_limit", body.input_limit)?;
         let output_limit = check_limit("output_limit", body.output_limit.unwrap_or(0))?;
         let policy = match body.usage_limit_policy.as_deref() {
@@ -494,8 +626,8 @@ impl<P: Platform> App<P> {
             .transpose()?;
         let endpoint = self.check_model(&caller.tenant_id, factory, &model).await?;
         let id = new_id(|b| self.platform.fill_random(b));
-        let (key_version, sealed) =
-            self.seal_ai_key(&caller.tenant_id, &id, endpoint.as_deref(), api_key)?;
+        let (key_version, sealed, api_key_hint, pool_hints) =
+            self.seal_pool(&caller.tenant_id, &id, endpoint.as_deref(), &pool)?;
         let key = AiKey {
             id,
             tenant_id: caller.tenant_id.clone(),
@@ -505,7 +637,10 @@ impl<P: Platform> App<P> {
             status,
             key_version,
             api_key: sealed,
-            api_key_hint: mask(api_key),
+            api_key_hint,
+            pool_hints,
+            served_by: None,
+            served_counts: None,
             endpoint,
             input_limit,
             output_limit,
@@ -585,6 +720,7 @@ impl<P: Platform> App<P> {
         let provider = not_null("provider", body.provider)?;
         let model = not_null("model", body.model)?;
         let api_key = not_null("api_key", body.api_key)?;
+        let api_keys = not_null("api_keys", body.api_keys)?;
         let input_limit = not_null("input_limit", body.input_limit)?;
         let output_limit = not_null("output_limit", body.output_limit)?;
         let policy = not_null("usage_limit_policy", body.usage_limit_policy)?;
@@ -593,6 +729,7 @@ impl<P: Platform> App<P> {
             && provider.is_none()
             && model.is_none()
             && api_key.is_none()
+            && api_keys.is_none()
             && input_limit.is_none()
             && output_limit.is_none()
             && policy.is_none()
@@ -614,6 +751,7 @@ impl<P: Platform> App<P> {
                 .map(|f| f.name.clone()),
             model: model.as_deref().map(check_model_name).transpose()?,
             sealed: None,
+            pool_hints: None,
             endpoint: None,
             input_limit: input_limit
                 .map(|n| check_limit("input_limit", n))
@@ -636,7 +774,7 @@ impl<P: Platform> App<P> {
                 Some(Some(s)) => Some(Some(check_expire_time(&s, now)?)),
             },
         };
-        let api_key = api_key.as_deref().map(check_api_key).transpose()?;
+        let api_key = check_pool(api_key, api_keys, false)?;
 
         let db = self.platform.db();
         let stored = store::get(db, &caller.tenant_id, id)
@@ -660,7 +798,7 @@ impl<P: Platform> App<P> {
                     .into(),
             ));
         }
-        let endpoint_note = match (&endpoint, api_key) {
+        let endpoint_note = match (&endpoint, &api_key) {
             // The stored key never follows a new provider or model to another endpoint.
             (Some(new), None) if *new != stored.endpoint => {
                 return Err(ApiError::bad(
@@ -673,10 +811,11 @@ impl<P: Platform> App<P> {
                     ),
                 ))
             }
-            (Some(new), Some(k)) => {
-                let (v, sealed) =
-                    self.seal_ai_key(&caller.tenant_id, &stored.id, new.as_deref(), k)?;
-                changes.sealed = Some((v, sealed, mask(k)));
+            (Some(new), Some(keys)) => {
+                let (v, sealed, hint, hints) =
+                    self.seal_pool(&caller.tenant_id, &stored.id, new.as_deref(), keys)?;
+                changes.sealed = Some((v, sealed, hint));
+                changes.pool_hints = hints;
                 changes.endpoint.clone_from(new);
                 (*new != stored.endpoint)
                     .then(|| endpoint_change(stored.endpoint.as_deref(), new.as_deref()))
@@ -695,7 +834,10 @@ impl<P: Platform> App<P> {
         note("model", changes.model.clone());
         note(
             "api_key",
-            changes.sealed.as_ref().map(|_| "replaced".into()),
+            api_key.as_ref().map(|keys| match keys.len() {
+                1 => "replaced".into(),
+                n => format!("replaced pool_size={n}"),
+            }),
         );
         note("endpoint", endpoint_note);
         note("input_limit", changes.input_limit.map(|n| n.to_string()));

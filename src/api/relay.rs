@@ -13,8 +13,8 @@ use crate::providers::printable;
 use crate::providers::probe::{self, base_of, reason};
 use crate::providers::scrub::Scrubber;
 use crate::relay::{
-    self, anthropic, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage, ESTIMATE_HEADER,
-    LIMIT_HEADER, MAX_RELAY_BODY,
+    self, anthropic, cooldown, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage,
+    ESTIMATE_HEADER, LIMIT_HEADER, MAX_RELAY_BODY,
 };
 use crate::relay::{ErrorCode, ErrorType};
 use crate::store::ai_keys::{self, AiKey};
@@ -123,8 +123,12 @@ impl From<ApiError> for RelayError {
 type RResult<T> = std::result::Result<T, RelayError>;
 
 /// What a relay call resolved to.
+#[derive(Clone)]
 struct Target {
     upstream: Upstream,
+    /// A gateway key's provider keys in priority order (`upstream` carries the first); empty for
+    /// a connection or a Builtin model, whose one credential is in `upstream`.
+    pool: Vec<String>,
     /// The gateway key whose limits apply, if the model named one.
     gateway: Option<AiKey>,
     /// The connection whose per-model `used_token` counts this call.
@@ -356,6 +360,7 @@ impl<P: Platform> App<P> {
                 secrets,
                 settings,
             },
+            pool: Vec::new(),
             gateway: None,
             usage_conn: Some((conn.id.clone(), a.name.clone())),
             shown: a.id(),
@@ -383,6 +388,7 @@ impl<P: Platform> App<P> {
                 secrets,
                 settings: Map::new(),
             },
+            pool: Vec::new(),
             gateway: None,
             usage_conn: None,
             shown: a.id(),
@@ -450,11 +456,11 @@ impl<P: Platform> App<P> {
             .and_then(|c| serde_json::from_str::<Value>(&c.settings).ok())
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default();
+        let pool = self.ai_key_secrets(&key)?;
         let mut secrets = crate::providers::Secrets::default();
-        secrets
-            .0
-            .insert("api_key".into(), json!(self.ai_key_secret(&key)?));
+        secrets.0.insert("api_key".into(), json!(pool[0]));
         Ok(Target {
+            pool,
             upstream: Upstream {
                 style: factory.api_style,
                 auth: factory.auth,
@@ -511,56 +517,72 @@ impl<P: Platform> App<P> {
         if let Some(key) = &target.gateway {
             self.enforce_limits(key, endpoint, &mut body, estimate, &mut extra_headers)?;
         }
-        let timeout = self.config.provider_timeout_ms;
         let idle = self.config.stream_idle_timeout_ms;
         // Vertex AI: refused before any token is minted when the endpoint cannot be served.
         let vertex = target.upstream.style == ApiStyle::Vertex;
         if vertex && endpoint != Endpoint::Chat {
             return Err(RelayError::bad(relay::vertex::EMBEDDINGS_REFUSED));
         }
-        // A Vertex token the provider refuses (401) is forgotten and minted again once; a second
-        // refusal is the stored credential's fault and answered as such below.
-        let mut attempt = 0;
-        let (sent, scrubber, host) = loop {
-            let mut upstream = target.upstream.clone();
-            let mut extra_secrets: Vec<String> = Vec::new();
-            if vertex {
-                let token = self.vertex_token(&target).await?;
-                extra_secrets.extend(vertex_private_key(&target.upstream.secrets));
-                upstream.secrets.0.insert("api_key".into(), json!(token));
-            }
-            let mut upstream_req = relay::upstream_request(&upstream, endpoint, &body, timeout)
-                .map_err(RelayError::bad)?;
-            // Whatever the upstream sends back is passed on without the call's credentials.
-            let mut secrets: Vec<&str> = upstream.secrets.values();
-            secrets.extend(extra_secrets.iter().map(String::as_str));
-            let scrubber = Scrubber::new(&secrets);
-            let host = probe::host_of(&upstream_req.url);
-            let sent = if stream {
-                upstream_req.idle_timeout_ms = Some(idle);
-                Sent::Stream(
-                    self.stream_out(upstream_req)
-                        .await
-                        .map_err(|e| transport_error(e, &host, timeout, &scrubber))?,
-                )
-            } else {
-                Sent::Whole(
-                    self.send_out(upstream_req)
-                        .await
-                        .map_err(|e| transport_error(e, &host, timeout, &scrubber))?,
-                )
-            };
-            if vertex && sent.status() == 401 {
-                relay::vertex::forget(&vertex_cache_key(&target));
-                attempt += 1;
-                if attempt < 2 {
-                    // Dropping the refused answer (a stream's body too) ends that call.
-                    continue;
-                }
-            }
-            break (sent, scrubber, host);
+        // A gateway key's pool is tried in priority order, skipping members cooling down; a member
+        // that fails in a way another key may not (429, 5xx, timeout, refused credential) is
+        // cooled down and the next one tried, all before anything reaches the client. The
+        // client gets the last failure when every member fails.
+        let key_id = target.gateway.as_ref().map(|k| k.id.clone());
+        let size = target.pool.len().max(1);
+        let order = match &key_id {
+            Some(id) => cooldown::order(id, size, self.platform.now_ms()),
+            None => vec![0],
         };
-        let on_usage = usage_writes(&target, self.platform.now_ms());
+        let mut last: Option<RelayError> = None;
+        let mut served = None;
+        for index in order {
+            let mut member = target.clone();
+            if let Some(secret) = target.pool.get(index) {
+                member
+                    .upstream
+                    .secrets
+                    .0
+                    .insert("api_key".into(), json!(secret));
+            }
+            match self.send_member(&member, endpoint, &body, stream).await {
+                Ok(sent) => {
+                    served = Some((index, sent));
+                    break;
+                }
+                Err(Failure {
+                    error,
+                    cool_for: Some(seconds),
+                }) => {
+                    if let (Some(id), Some(k)) = (&key_id, &target.gateway) {
+                        cooldown::cool(id, index, seconds, self.platform.now_ms());
+                        if size > 1 {
+                            log::info!(
+                                "relay: gateway key {} pool member {index} failed with {} ({}); \
+                                 cooling it down for {seconds} s",
+                                k.alias,
+                                error.status,
+                                error.code.map_or("-", ErrorCode::as_str)
+                            );
+                        }
+                    }
+                    last = Some(error);
+                }
+                Err(Failure { error, .. }) => return Err(error),
+            }
+        }
+        let Some((index, (sent, scrubber, host))) = served else {
+            return Err(last.unwrap_or_else(|| {
+                RelayError::from(ApiError::Internal("a pool with no member to try".into()))
+            }));
+        };
+        if let Some(id) = &key_id {
+            cooldown::clear(id, index);
+        }
+        let on_usage = usage_writes(
+            &target,
+            self.platform.now_ms(),
+            ai_keys::ServedBy { index, size },
+        );
         let created = self.platform.now_ms() / 1000;
         let mut resp = match sent {
             Sent::Stream(up) => {
@@ -568,25 +590,6 @@ impl<P: Platform> App<P> {
                     .pointer("/stream_options/include_usage")
                     .and_then(Value::as_bool)
                     == Some(true);
-                if !(200..300).contains(&up.status) {
-                    let mut bytes = Vec::new();
-                    let mut body_stream = up.body;
-                    use futures_util::StreamExt;
-                    while let Some(Ok(chunk)) = body_stream.next().await {
-                        bytes.extend_from_slice(&chunk);
-                        if bytes.len() > 64 * 1024 {
-                            break;
-                        }
-                    }
-                    let retry_after = upstream_retry_after(&up.headers, self.platform.now_ms());
-                    return Err(upstream_status_error(
-                        up.status,
-                        &bytes,
-                        &host,
-                        &scrubber,
-                        retry_after,
-                    ));
-                }
                 // Anything but an event stream would reach the client as a stream of garbage.
                 let content_type = up
                     .headers
@@ -640,6 +643,93 @@ impl<P: Platform> App<P> {
         };
         resp.headers.extend(extra_headers);
         Ok(resp)
+    }
+
+    /// Send the call with one credential (a pool member's, or the target's only one): the
+    /// upstream's answer when it succeeded (a stream not yet read), else the client's error and
+    /// whether another member may do better. A Vertex token the provider refuses (401) is
+    /// forgotten and minted again once; a second refusal is the stored credential's fault.
+    async fn send_member(
+        &self,
+        target: &Target,
+        endpoint: Endpoint,
+        body: &Value,
+        stream: bool,
+    ) -> std::result::Result<(Sent, Scrubber, String), Failure> {
+        let vertex = target.upstream.style == ApiStyle::Vertex;
+        let timeout = self.config.provider_timeout_ms;
+        let idle = self.config.stream_idle_timeout_ms;
+        let mut attempt = 0;
+        let (sent, scrubber, host) = loop {
+            let mut upstream = target.upstream.clone();
+            let mut extra_secrets: Vec<String> = Vec::new();
+            if vertex {
+                let token = self
+                    .vertex_token(target)
+                    .await
+                    .map_err(|e| Failure::classify(e, None, None))?;
+                extra_secrets.extend(vertex_private_key(&target.upstream.secrets));
+                upstream.secrets.0.insert("api_key".into(), json!(token));
+            }
+            let mut upstream_req = relay::upstream_request(&upstream, endpoint, body, timeout)
+                .map_err(|why| Failure::final_error(RelayError::bad(why)))?;
+            // Whatever the upstream sends back is passed on without the call's credentials,
+            // nor any other key of the pool.
+            let mut secrets: Vec<&str> = upstream.secrets.values();
+            secrets.extend(extra_secrets.iter().map(String::as_str));
+            secrets.extend(target.pool.iter().map(String::as_str));
+            let scrubber = Scrubber::new(&secrets);
+            let host = probe::host_of(&upstream_req.url);
+            let sent = if stream {
+                upstream_req.idle_timeout_ms = Some(idle);
+                self.stream_out(upstream_req).await.map(Sent::Stream)
+            } else {
+                self.send_out(upstream_req).await.map(Sent::Whole)
+            };
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(e) => {
+                    let timed_out = matches!(e, OutboundError::Timeout);
+                    let error = transport_error(e, &host, timeout, &scrubber);
+                    return Err(if timed_out {
+                        Failure::classify(error, None, None)
+                    } else {
+                        Failure::final_error(error)
+                    });
+                }
+            };
+            if vertex && sent.status() == 401 {
+                relay::vertex::forget(&vertex_cache_key(target));
+                attempt += 1;
+                if attempt < 2 {
+                    // Dropping the refused answer (a stream's body too) ends that call.
+                    continue;
+                }
+            }
+            break (sent, scrubber, host);
+        };
+        let status = sent.status();
+        if (200..300).contains(&status) {
+            return Ok((sent, scrubber, host));
+        }
+        let (headers, bytes) = match sent {
+            Sent::Whole(up) => (up.headers, up.body),
+            Sent::Stream(up) => {
+                let mut bytes = Vec::new();
+                let mut body_stream = up.body;
+                use futures_util::StreamExt;
+                while let Some(Ok(chunk)) = body_stream.next().await {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > 64 * 1024 {
+                        break;
+                    }
+                }
+                (up.headers, bytes)
+            }
+        };
+        let retry_after = upstream_retry_after(&headers, self.platform.now_ms());
+        let error = upstream_status_error(status, &bytes, &host, &scrubber, retry_after);
+        Err(Failure::classify(error, Some(status), retry_after))
     }
 
     /// Apply a gateway key's status, expiry and limits; may rewrite the output cap in `body`.
@@ -767,6 +857,39 @@ impl<P: Platform> App<P> {
         r.body = scrubber.bytes(&body);
         r.deferred = on_usage(usage);
         Ok(r)
+    }
+}
+
+/// A call one credential could not make: the client's error, and for how many seconds to keep
+/// that pool member out when another member may do better (`None`: the request itself failed,
+/// or the provider cannot be reached, which no other key changes).
+struct Failure {
+    error: RelayError,
+    cool_for: Option<u64>,
+}
+
+impl Failure {
+    fn final_error(error: RelayError) -> Self {
+        Failure {
+            error,
+            cool_for: None,
+        }
+    }
+
+    /// A provider's 429 (for its `Retry-After`), 5xx (508 aside: a loop is no key's fault), a
+    /// timeout and a refused credential are worth the next key; anything else (the request is
+    /// wrong) would fail with every key and is answered at once.
+    fn classify(error: RelayError, status: Option<u16>, retry_after: Option<u64>) -> Self {
+        let default = cooldown::DEFAULT_COOLDOWN_S;
+        let cool_for = match (error.code, status) {
+            (Some(ErrorCode::UpstreamRateLimited), _) => Some(retry_after.unwrap_or(default)),
+            (Some(ErrorCode::UpstreamAuthFailed | ErrorCode::UpstreamTimeout), _) => Some(default),
+            (_, Some(s)) if (500..=599).contains(&s) && s != 508 => {
+                Some(retry_after.unwrap_or(default))
+            }
+            _ => None,
+        };
+        Failure { error, cool_for }
     }
 }
 
@@ -920,15 +1043,16 @@ impl<P: Platform> App<P> {
     }
 }
 
-/// The counter updates for one call: the gateway key's and the model's `used_token`.
-fn usage_writes(target: &Target, now: i64) -> relay::OnUsage {
+/// The counter updates for one call: the gateway key's (with the pool member that served it) and
+/// the model's `used_token`.
+fn usage_writes(target: &Target, now: i64, served: ai_keys::ServedBy) -> relay::OnUsage {
     let key_id = target.gateway.as_ref().map(|k| k.id.clone());
     let conn = target.usage_conn.clone();
     Box::new(move |u: Usage| {
         let (i, o) = (u.input.unwrap_or(0) as i64, u.output.unwrap_or(0) as i64);
         let mut out: Vec<Stmt> = Vec::new();
         if let Some(id) = key_id {
-            out.push(ai_keys::add_usage(&id, i, o, now));
+            out.push(ai_keys::add_usage(&id, i, o, now, served));
         }
         if let Some((cid, name)) = conn {
             out.push(providers::add_usage(&cid, &name, i + o));

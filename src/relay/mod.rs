@@ -13,6 +13,7 @@
 //! OpenAI-compatible endpoint with a minted access token (see [`vertex`]).
 
 pub mod anthropic;
+pub mod cooldown;
 pub mod sse;
 pub mod tokens;
 pub mod vertex;

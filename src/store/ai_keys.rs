@@ -7,7 +7,7 @@ use crate::domain::states::{KeyStatus, UsagePolicy};
 use crate::stmt;
 
 /// One gateway key row. `api_key` is sealed (AES-256-GCM, see `domain::crypto`); only
-/// `api_key_hint` may be shown.
+/// `api_key_hint` and `pool_hints` may be shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AiKey {
     pub id: String,
@@ -20,7 +20,15 @@ pub struct AiKey {
     pub key_version: i64,
     /// Sealed: base64 of nonce || ciphertext || tag.
     pub api_key: String,
+    /// The hint of the pool's first key.
     pub api_key_hint: String,
+    /// A pool of more than one key: the JSON array of every member's hint, in priority order, and
+    /// `api_key` seals the JSON array of their keys. `None`: a pool of one, `api_key` its key.
+    pub pool_hints: Option<String>,
+    /// The pool index of the key that served the last relay call.
+    pub served_by: Option<i64>,
+    /// The JSON array of relay calls each pool member served; `None`: none yet.
+    pub served_counts: Option<String>,
     /// The provider base URL `api_key` was sealed for (it is in the sealed data's associated
     /// data); the relay sends the key there and nowhere else. `None`: a row stored before keys
     /// were bound, which the relay refuses until its key is set again.
@@ -38,12 +46,33 @@ pub struct AiKey {
     pub update_date: i64,
 }
 
+impl AiKey {
+    /// The hints of the pool's keys, in priority order (a pool of one: `api_key_hint`). A stored
+    /// list that does not read falls back to the first key's hint.
+    pub fn hints(&self) -> Vec<String> {
+        self.pool_hints
+            .as_deref()
+            .and_then(|h| serde_json::from_str::<Vec<String>>(h).ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| vec![self.api_key_hint.clone()])
+    }
+
+    /// The relay calls each pool member served, by index (missing entries are 0).
+    pub fn served_counts(&self) -> Vec<i64> {
+        self.served_counts
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Vec<i64>>(c).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// Every column of `ai_keys`, in the order INSERT binds them; every SELECT and INSERT uses it, as a literal so it can be `concat!`ed into `&'static str` SQL.
 macro_rules! columns {
     () => {
         "id, tenant_id, alias, provider, model, status, key_version, api_key, api_key_hint, \
          input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
-         used_output_tokens, last_used_at, create_date, update_date, endpoint"
+         used_output_tokens, last_used_at, create_date, update_date, endpoint, pool_hints, \
+         served_by, served_counts"
     };
 }
 
@@ -71,6 +100,9 @@ fn from_row(r: &Row) -> Result<AiKey, DbError> {
         api_key: r.text("api_key")?,
         api_key_hint: r.text("api_key_hint")?,
         endpoint: r.text_opt("endpoint")?,
+        pool_hints: r.text_opt("pool_hints")?,
+        served_by: r.int_opt("served_by")?,
+        served_counts: r.text_opt("served_counts")?,
         input_limit: r.int("input_limit")?,
         output_limit: r.int("output_limit")?,
         usage_limit_policy: r.closed("usage_limit_policy")?,
@@ -91,7 +123,7 @@ pub fn insert(k: &AiKey) -> Stmt {
             "INSERT INTO ai_keys (",
             columns!(),
             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19)"
+             ?18, ?19, ?20, ?21, ?22)"
         ),
         &k.id,
         &k.tenant_id,
@@ -111,7 +143,10 @@ pub fn insert(k: &AiKey) -> Stmt {
         k.last_used_at,
         k.create_date,
         k.update_date,
-        k.endpoint.as_deref()
+        k.endpoint.as_deref(),
+        k.pool_hints.as_deref(),
+        k.served_by,
+        k.served_counts.as_deref()
     )
 }
 
@@ -219,8 +254,11 @@ pub struct Changes {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub status: Option<KeyStatus>,
-    /// A new sealed key with its version and hint; all three change together.
+    /// A new sealed key (or pool) with its version and hint; all three change together, with
+    /// `pool_hints`, and the served counters start again.
     pub sealed: Option<(i64, String, String)>,
+    /// The new pool's hints (JSON), `None` for a pool of one; used only together with `sealed`.
+    pub pool_hints: Option<String>,
     /// The endpoint a new sealed key is bound to; set only together with `sealed`.
     pub endpoint: Option<String>,
     pub input_limit: Option<i64>,
@@ -253,6 +291,9 @@ impl Changes {
             out.api_key.clone_from(sealed);
             out.api_key_hint.clone_from(hint);
             out.endpoint.clone_from(&self.endpoint);
+            out.pool_hints.clone_from(&self.pool_hints);
+            out.served_by = None;
+            out.served_counts = None;
         }
         out.input_limit = self.input_limit.unwrap_or(out.input_limit);
         out.output_limit = self.output_limit.unwrap_or(out.output_limit);
@@ -285,7 +326,10 @@ pub fn update(
          output_limit = COALESCE(?11, output_limit), \
          usage_limit_policy = COALESCE(?12, usage_limit_policy), \
          expire_time = CASE WHEN ?13 = 1 THEN ?14 ELSE expire_time END, update_date = ?15, \
-         endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE ?18 END \
+         endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE ?18 END, \
+         pool_hints = CASE WHEN ?8 IS NULL THEN pool_hints ELSE ?19 END, \
+         served_by = CASE WHEN ?8 IS NULL THEN served_by ELSE NULL END, \
+         served_counts = CASE WHEN ?8 IS NULL THEN served_counts ELSE NULL END \
          WHERE tenant_id = ?1 AND id = ?2 AND (?16 IS NULL OR (provider = ?16 AND model = ?17))",
         tenant_id,
         id,
@@ -304,7 +348,8 @@ pub fn update(
         now,
         expect.map(|e| e.0),
         expect.map(|e| e.1),
-        c.endpoint.as_deref()
+        c.endpoint.as_deref(),
+        c.pool_hints.as_deref()
     )
 }
 
@@ -317,17 +362,43 @@ pub fn delete(tenant_id: &str, id: &str) -> Stmt {
     )
 }
 
-/// Add one call's tokens and stamp last_used_at (never moving it backwards).
-/// Negative counts are taken as 0, so a buggy caller cannot wind a counter back.
-pub fn add_usage(id: &str, input_tokens: i64, output_tokens: i64, now: i64) -> Stmt {
+/// Which member of a pool of `size` keys served a call (`index` counts from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedBy {
+    pub index: usize,
+    pub size: usize,
+}
+
+/// Add one call's tokens, stamp last_used_at (never moving it backwards) and count the call for
+/// the pool member that served it. Negative counts are taken as 0, so a buggy caller cannot wind
+/// a counter back. The member's count is set in place (`json_set` on the stored array, or on
+/// `size` zeros when there is none yet), so concurrent calls never lose each other's counts; an
+/// index past the stored array (the pool was replaced meanwhile) changes no count. The JSON path
+/// is bound as text made here: D1 binds every number as a JavaScript number, so `'$[' || ?5 || ']'`
+/// would read `$[1.0]`, which SQLite refuses as a bad path.
+pub fn add_usage(
+    id: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    now: i64,
+    served: ServedBy,
+) -> Stmt {
+    let zeros = format!("[{}]", vec!["0"; served.size.max(1)].join(","));
+    let path = format!("$[{}]", served.index);
     stmt!(
         "UPDATE ai_keys SET used_input_tokens = used_input_tokens + MAX(?2, 0), \
          used_output_tokens = used_output_tokens + MAX(?3, 0), \
-         last_used_at = MAX(COALESCE(last_used_at, ?4), ?4) WHERE id = ?1",
+         last_used_at = MAX(COALESCE(last_used_at, ?4), ?4), served_by = ?5, \
+         served_counts = json_set(COALESCE(served_counts, ?6), ?7, \
+           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + 1) \
+         WHERE id = ?1",
         id,
         input_tokens,
         output_tokens,
-        now
+        now,
+        served.index as i64,
+        zeros,
+        path
     )
 }
 
@@ -357,6 +428,14 @@ mod tests {
     }
 
     #[test]
+    fn add_usage_binds_the_members_json_path_as_text_never_as_a_number() {
+        let s = add_usage("i", 1, 2, 3, ServedBy { index: 2, size: 3 });
+        assert!(!s.sql.contains("'$['"), "no path built from a bound number");
+        assert_eq!(s.params[5], super::super::Value::Text("[0,0,0]".into()));
+        assert_eq!(s.params[6], super::super::Value::Text("$[2]".into()));
+    }
+
+    #[test]
     fn update_binds_every_value_and_splices_none() {
         let c = Changes {
             alias: Some("a'; DROP TABLE ai_keys; --".into()),
@@ -365,7 +444,7 @@ mod tests {
         };
         let s = update("t", "i", &c, None, 5);
         assert!(!s.sql.contains("DROP"));
-        assert_eq!(s.params.len(), 18);
+        assert_eq!(s.params.len(), 19);
         assert_eq!(s.params[12], super::super::Value::Int(1));
         assert_eq!(s.params[13], super::super::Value::Null);
     }

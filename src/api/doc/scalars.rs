@@ -129,6 +129,15 @@ scalar! {
 }
 
 scalar! {
+    ProviderKey true {
+        "type": "string",
+        "minLength": 8,
+        "maxLength": 16384,
+        "description": "A provider key: 8 characters to 16 KiB, no control characters. Encrypted at rest; never returned."
+    }
+}
+
+scalar! {
     TokenLimit false {
         "type": "integer",
         "minimum": 0,

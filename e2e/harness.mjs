@@ -776,3 +776,17 @@ export function runProcess(cmd, args, { env = process.env, cwd = ROOT, timeoutMs
 export function runPython(script, args = [], { env = {}, timeoutMs = 90_000 } = {}) {
   return runProcess(PYTHON, [script, ...args], { env: { ...process.env, ...env }, timeoutMs });
 }
+
+/** Runs e2e's SDK scripts against a worker's `/v1` with a user key, keeping their output for the leak scan. */
+export class SdkRunner {
+  output = '';
+
+  async run(worker, token, script, args = [], timeoutMs = 90_000) {
+    const r = await runPython(script, args, {
+      env: { KEYWARD_BASE_URL: `${worker.base}/v1`, KEYWARD_TOKEN: token },
+      timeoutMs,
+    });
+    this.output += r.stdout + r.stderr;
+    return r;
+  }
+}

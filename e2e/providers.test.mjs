@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { leakProblems, ok, workerLogProblems } from './checks.mjs';
-import { ROOT, runPython, STANDIN_GOOD_KEY, startStandIn, Worker } from './harness.mjs';
+import { ROOT, SdkRunner, STANDIN_GOOD_KEY, startStandIn, Worker } from './harness.mjs';
 
 const GOOD = STANDIN_GOOD_KEY;
 // examples/provider_standin/server.rs WORKERS_AI_ACCOUNT and WORKERS_AI_TOKEN.
@@ -39,21 +39,12 @@ after(async () => {
 }, { timeout: 30_000 });
 
 let token = null;
-let sdkOutput = '';
+const sdk = new SdkRunner();
 
 function as(method, path, body) {
   return w.call(method, path, { token, body });
 }
 
-/** Run a Python script with the SDK against the worker; its output joins the leak scan. */
-async function runSdkScript(script, args, timeoutMs = 90_000) {
-  const r = await runPython(script, args, {
-    env: { KEYWARD_BASE_URL: `${w.base}/v1`, KEYWARD_TOKEN: token },
-    timeoutMs,
-  });
-  sdkOutput += r.stdout + r.stderr;
-  return r;
-}
 
 /** The stand-in's request lines since `mark` for paths matching `re`. */
 function sentSince(mark, re) {
@@ -75,7 +66,7 @@ for (const [factory, chatModel, embedModel, paths] of [
 ]) {
   test(`${factory}: chat, a stream and embeddings through the official OpenAI SDK`, async () => {
     const mark = standin.mark();
-    const r = await runSdkScript(SDK_SCRIPT, ['--chat-model', chatModel, '--embed-model', embedModel]);
+    const r = await sdk.run(w, token, SDK_SCRIPT, ['--chat-model', chatModel, '--embed-model', embedModel]);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const out = JSON.parse(r.stdout);
     assert.deepEqual(out.errors, {});
@@ -139,7 +130,7 @@ test('each provider failure raises the SDK exception its status stands for', asy
     { name: 'cut', model: 'cut', stream: true },
   ];
   const started = Date.now();
-  const r = await runSdkScript(SDK_ERRORS, ['--cases', JSON.stringify(calls)]);
+  const r = await sdk.run(w, token, SDK_ERRORS, ['--cases', JSON.stringify(calls)]);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   const out = JSON.parse(r.stdout);
   const expect = (name, status, raised, code) => {
@@ -181,7 +172,7 @@ test('an unknown /v1 path is a 404 in OpenAI’s shape (code unknown_url), with 
 
 test('no provider key or token is ever seen again: not in a response, the log or the SDK output', async () => {
   await new Promise((r) => setTimeout(r, 300));
-  const { problems } = leakProblems(w, { credentials: CREDENTIALS, texts: { 'the SDK scripts’ output': sdkOutput } });
+  const { problems } = leakProblems(w, { credentials: CREDENTIALS, texts: { 'the SDK scripts’ output': sdk.output } });
   assert.deepEqual(problems, []);
   assert.deepEqual(workerLogProblems(w, { own: [/\[WARN\] relay answered 50\d: /] }), []);
 });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { leakProblems, ok, workerLogProblems } from './checks.mjs';
-import { ROOT, runPython, startStandIn, Worker } from './harness.mjs';
+import { ROOT, SdkRunner, startStandIn, Worker } from './harness.mjs';
 
 const SDK_SCRIPT = join(ROOT, 'e2e/openai_sdk.py');
 const CHAT_PATH = '/v1/projects/standin-project/locations/us-central1/endpoints/openapi/chat/completions';
@@ -46,21 +46,12 @@ after(async () => {
 }, { timeout: 30_000 });
 
 let token = null;
-let sdkOutput = '';
+const sdk = new SdkRunner();
 
 function as(method, path, body) {
   return w.call(method, path, { token, body });
 }
 
-/** Run the SDK script against the worker; its output joins the leak scan. */
-async function runSdkScript(args, timeoutMs = 90_000) {
-  const r = await runPython(SDK_SCRIPT, args, {
-    env: { KEYWARD_BASE_URL: `${w.base}/v1`, KEYWARD_TOKEN: token },
-    timeoutMs,
-  });
-  sdkOutput += r.stdout + r.stderr;
-  return r;
-}
 
 /** The stand-in's request lines since `mark` for paths matching `re`. */
 function sentSince(mark, re) {
@@ -78,7 +69,7 @@ test('setup: a tenant owner with VertexAI connected (the token exchange validate
 
 test('VertexAI: chat and a stream through the official OpenAI SDK on one cached token; embeddings a 400', async () => {
   const mark = standin.mark();
-  const r = await runSdkScript([
+  const r = await sdk.run(w, token, SDK_SCRIPT, [
     '--chat-model', 'gemini-2.5-flash@VertexAI', '--embed-model', 'text-embedding-005@VertexAI', '--embeddings-refused',
   ]);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
@@ -111,7 +102,7 @@ test('VertexAI: a refused token is minted again once, then the SDK gets the stor
     llm_factory: 'VertexAI', credentials_json: credentials(`${standin.base}/refused/token`), base_url: standin.base,
   }), 'replace VertexAI with a service account whose tokens are refused');
   const mark = standin.mark();
-  const r = await runSdkScript(['--chat-model', 'gemini-2.5-flash@VertexAI', '--embed-model', 'text-embedding-005@VertexAI', '--embeddings-refused']);
+  const r = await sdk.run(w, token, SDK_SCRIPT, ['--chat-model', 'gemini-2.5-flash@VertexAI', '--embed-model', 'text-embedding-005@VertexAI', '--embeddings-refused']);
   const out = JSON.parse(r.stdout);
   assert.match(out.errors.chat ?? '', /^InternalServerError: .*refused the credential this tenant stored/, JSON.stringify(out.errors));
   assert.match(out.errors.stream ?? '', /^InternalServerError: /, JSON.stringify(out.errors));
@@ -126,9 +117,9 @@ test('VertexAI: a refused token is minted again once, then the SDK gets the stor
 test('no access token or private key is ever seen: not in a response, the log or the SDK output', async () => {
   await new Promise((r) => setTimeout(r, 300));
   const keyLine = PRIVATE_KEY.split('\n')[3];
-  const { problems } = leakProblems(w, { credentials: [keyLine], texts: { 'the SDK script’s output': sdkOutput } });
+  const { problems } = leakProblems(w, { credentials: [keyLine], texts: { 'the SDK script’s output': sdk.output } });
   assert.deepEqual(problems, []);
-  for (const [where, text] of [['the worker log', w.output], ['the SDK output', sdkOutput], ...w.responses.map((r) => [`response #${r.seq}`, `${r.headers ?? ''}\n${r.text}`])]) {
+  for (const [where, text] of [['the worker log', w.output], ['the SDK output', sdk.output], ...w.responses.map((r) => [`response #${r.seq}`, `${r.headers ?? ''}\n${r.text}`])]) {
     assert.ok(!/ya29\./.test(text), `an access token in ${where}`);
     assert.ok(!text.includes('PRIVATE KEY'), `the private key in ${where}`);
   }

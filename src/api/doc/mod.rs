@@ -20,6 +20,23 @@ const FRAME: &str = include_str!("frame.json");
 /// A schema of a type, put into (or referenced from) a generator's definitions.
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
+/// Where a body's schema comes from: a Rust type, or a schema of the frame by name (the OpenAI
+/// wire shapes the relay passes on; `tests/openapi.rs` checks every `$ref` resolves).
+#[derive(Clone, Copy)]
+enum Source {
+    Type(SchemaFn),
+    Frame(&'static str),
+}
+
+impl Source {
+    fn schema(self, g: &mut SchemaGenerator) -> Value {
+        match self {
+            Source::Type(f) => value(f(g)),
+            Source::Frame(name) => r("schemas", name),
+        }
+    }
+}
+
 fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
 }
@@ -72,7 +89,7 @@ enum Answer {
     },
     /// A body of its own shape (the relay, health).
     Plain {
-        schema: SchemaFn,
+        schema: Source,
         description: &'static str,
     },
     /// Any JSON object (this document).
@@ -91,7 +108,7 @@ enum Data {
 /// The document of one operation, beyond what its route line says.
 #[derive(Clone)]
 pub struct OpDoc {
-    body: Option<(SchemaFn, &'static str)>,
+    body: Option<(Source, &'static str)>,
     body_required: bool,
     message: &'static str,
     answer: Answer,
@@ -154,7 +171,7 @@ pub fn done(description: &'static str) -> OpDoc {
 /// An operation answering a `T` as it is, without the envelope.
 pub fn plain<T: JsonSchema>(description: &'static str) -> OpDoc {
     OpDoc::new(Answer::Plain {
-        schema: schema_of::<T>,
+        schema: Source::Type(schema_of::<T>),
         description,
     })
 }
@@ -181,13 +198,13 @@ impl OpDoc {
 
     /// The request body, a JSON `T` (read by its `Deserialize`).
     pub fn body<T: JsonSchema>(mut self, description: &'static str) -> Self {
-        self.body = Some((schema_of::<T>, description));
+        self.body = Some((Source::Type(schema_of::<T>), description));
         self
     }
 
     /// A request body that may be left out (every field has a default).
     pub fn optional_body<T: JsonSchema>(mut self, description: &'static str) -> Self {
-        self.body = Some((schema_of::<T>, description));
+        self.body = Some((Source::Type(schema_of::<T>), description));
         self.body_required = false;
         self
     }
@@ -200,7 +217,7 @@ impl OpDoc {
 
     /// A request body whose schema is one of the frame's (the relay's OpenAI wire shapes).
     pub fn wire_body(mut self, schema: &'static str, description: &'static str) -> Self {
-        self.body = Some((wire(schema), description));
+        self.body = Some((Source::Frame(schema), description));
         self
     }
 
@@ -241,27 +258,10 @@ impl OpDoc {
     }
 }
 
-/// A schema of the frame, referenced by name (the generator checks it exists).
-fn wire(name: &'static str) -> SchemaFn {
-    // A fn pointer cannot capture the name, so the few wire schemas are spelled out.
-    match name {
-        "ChatCompletionRequest" => |_| wire_ref("ChatCompletionRequest"),
-        "EmbeddingsRequest" => |_| wire_ref("EmbeddingsRequest"),
-        "ChatCompletion" => |_| wire_ref("ChatCompletion"),
-        "EmbeddingList" => |_| wire_ref("EmbeddingList"),
-        other => panic!("no wire schema {other} in frame.json"),
-    }
-}
-
-fn wire_ref(name: &str) -> Schema {
-    Schema::try_from(json!({ "$ref": format!("#/components/schemas/{name}") }))
-        .expect("a $ref is an object schema")
-}
-
 /// The relay's answers in OpenAI's wire shapes, named from the frame.
 pub fn wire_answer(schema: &'static str, description: &'static str) -> OpDoc {
     OpDoc::new(Answer::Plain {
-        schema: wire(schema),
+        schema: Source::Frame(schema),
         description,
     })
 }
@@ -457,7 +457,7 @@ fn operation(
             json!({
                 "required": d.body_required,
                 "description": description,
-                "content": { "application/json": { "schema": value(schema(requests)) } }
+                "content": { "application/json": { "schema": schema.schema(requests) } }
             }),
         );
     }
@@ -506,7 +506,7 @@ fn operation(
             description,
         } => {
             ok.insert("description".into(), json!(description));
-            value(schema(answers))
+            schema.schema(answers)
         }
         Answer::AnyObject { description } => {
             ok.insert("description".into(), json!(description));

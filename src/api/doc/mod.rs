@@ -606,10 +606,8 @@ fn error_responses(def: &RouteDef, d: &OpDoc, relay: bool) -> Vec<(&'static str,
         out.push(("413", "PayloadTooLarge"));
         out.push(("415", "UnsupportedMediaType"));
     }
-    for f in [Fail::ProviderRejected] {
-        if d.fails.contains(&f) {
-            out.push(f.entry());
-        }
+    if d.fails.contains(&Fail::ProviderRejected) {
+        out.push(Fail::ProviderRejected.entry());
     }
     if !public {
         out.push(("429", "TooManyRequests"));

@@ -54,6 +54,9 @@ test('a key revoked while signed in ends the session with the API message', asyn
   const w = watch(page);
   const { user, key } = await userWithKey(`revoked-${stamp}@example.com`);
   await signInUser(page, key.token);
+  // The Account page's own requests (its keys, its limits) finish first: revoked while one is in
+  // flight, that request would end the session before the click this test is about.
+  await page.waitForLoadState('networkidle');
   await admin('DELETE', `/api/v1/admin/users/${encodeURIComponent(user.username)}/api_key/${key.id}`);
   await page.getByRole('link', { name: 'AI API keys' }).click();
   await expect(page.getByRole('heading', { name: 'Sign in to keyward' })).toBeVisible();

@@ -1,6 +1,6 @@
 // End to end: the relay's Gemini (Google's OpenAI-compatible surface), Cohere (its Compatibility
-// API) and Builtin (Workers AI's OpenAI-compatible endpoints) models, and how each provider failure
-// reaches the official OpenAI Python SDK, against `wrangler dev` (real workerd) and the provider
+// API) and Builtin (Workers AI's OpenAI-compatible endpoints) models, rerank and audio for every
+// factory that has them, and how each provider failure reaches the official OpenAI Python SDK, against `wrangler dev` (real workerd) and the provider
 // stand-in (examples/provider_standin) on loopback. One worker and one stand-in for the file; the
 // worker starts after the stand-in, since WORKERS_AI_BASE_URL names the stand-in's port.
 
@@ -18,6 +18,7 @@ const BAD_GEMINI = 'AIzaSy-stored-but-refused-0123456789';
 const CREDENTIALS = [GOOD, CF_TOKEN, BAD_GEMINI];
 const SDK_SCRIPT = join(ROOT, 'e2e/openai_sdk.py');
 const SDK_ERRORS = join(ROOT, 'e2e/openai_sdk_errors.py');
+const SDK_AUDIO = join(ROOT, 'e2e/openai_sdk_audio.py');
 
 const w = new Worker();
 let standin = null;
@@ -28,6 +29,8 @@ before(async () => {
       WORKERS_AI_ACCOUNT_ID: CF_ACCOUNT,
       WORKERS_AI_API_TOKEN: CF_TOKEN,
       WORKERS_AI_BASE_URL: `${standin.base}/client/v4`,
+      // One Builtin model of each type, all served through the stand-in's Workers AI.
+      BUILTIN_MODELS: '@cf/meta/llama-3.1-8b-instruct,@cf/baai/bge-base-en-v1.5,@cf/baai/bge-reranker-base,@cf/openai/whisper,@cf/myshell-ai/melotts,@cf/llava-hf/llava-1.5-7b-hf',
       // /slow/ answers after 15 s: the timeout case ends well before.
       PROVIDER_TIMEOUT_MS: '3000',
     },
@@ -91,6 +94,73 @@ for (const [factory, chatModel, embedModel, paths] of [
     assert.ok(lines.every((l) => / -> 200/.test(l)), lines.join('\n'));
   });
 }
+
+test('rerank through each factory that has it, in one shape (plain HTTP)', async () => {
+  ok(await as('POST', '/api/v1/models', { llm_factory: 'Jina', api_key: GOOD, base_url: standin.base }), 'add Jina');
+  const docs = ['a guide to baking bread', 'keys rotate on schedule', 'rotate api keys often for safety'];
+  for (const [model, path] of [
+    ['jina-reranker-v2-base-multilingual@Jina', /POST \/rerank -> 200/],
+    ['rerank-english-v3.0@Cohere', /POST \/cohere\/v2\/rerank -> 200/],
+    ['@cf/baai/bge-reranker-base@Builtin', /POST \/client\/v4\/accounts\/\w+\/ai\/run\/@cf\/baai\/bge-reranker-base -> 200/],
+  ]) {
+    const mark = standin.mark();
+    const r = await as('POST', '/v1/rerank', { model, query: 'rotate keys', documents: docs, top_n: 2, return_documents: true });
+    assert.equal(r.status, 200, `${model}: ${r.text}`);
+    assert.deepEqual(r.json.results.map((x) => x.index), [1, 2], `${model}: ${r.text}`);
+    assert.equal(r.json.results[0].document.text, docs[1]);
+    assert.ok(r.json.results[0].relevance_score >= r.json.results[1].relevance_score);
+    assert.equal(r.json.model, model);
+    assert.ok(r.json.usage.total_tokens > 0, r.text);
+    assert.ok(await standin.waitForLog(path, 2_000, mark), `${model}: ${standin.logSince(mark)}`);
+  }
+  // Gemini has no rerank models: not found for the endpoint, nothing sent.
+  const r = await as('POST', '/v1/rerank', { model: 'gemini-2.5-flash@Gemini', query: 'q', documents: ['a'] });
+  assert.equal(r.status, 404, r.text);
+  assert.equal(r.json.error.code, 'model_not_found');
+});
+
+test('speech to text, text to speech and an image chat through the official OpenAI SDK', async () => {
+  ok(await as('POST', '/api/v1/models', { llm_factory: 'OpenAI', api_key: GOOD, base_url: standin.base }), 'add OpenAI');
+  for (const [asr, tts, image, heard] of [
+    ['whisper-1@OpenAI', 'tts-1@OpenAI', null, 'heard 3000 bytes starting 00010203 (whisper-1)'],
+    ['@cf/openai/whisper@Builtin', '@cf/myshell-ai/melotts@Builtin', '@cf/llava-hf/llava-1.5-7b-hf@Builtin', 'heard 3000 bytes starting 00010203'],
+  ]) {
+    const args = ['--asr-model', asr, '--tts-model', tts, ...(image ? ['--image-model', image] : [])];
+    const r = await sdk.run(w, token, SDK_AUDIO, args);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.errors, {});
+    assert.equal(out.transcription.type, 'Transcription');
+    assert.equal(out.transcription.text, heard, `${asr}: the file arrived byte for byte`);
+    assert.equal(out.transcription_text.text.trim(), heard);
+    assert.equal(out.speech.content_type, 'audio/mpeg');
+    assert.equal(out.speech.head, 'ID3');
+    assert.ok(out.speech.has_input && out.speech.bytes >= 4096, JSON.stringify(out.speech));
+    if (image) {
+      assert.match(out.image_chat.content, /^an image of \d+ bytes, asked: What is in this picture\?$/);
+      assert.ok(out.image_chat.usage.prompt_tokens > 85, JSON.stringify(out.image_chat));
+    }
+  }
+});
+
+test('a transcription form above the JSON limit is read whole; one above 25 MiB is refused unread', async () => {
+  const boundary = 'e2e-boundary';
+  const audio = new Uint8Array(2 * 1024 * 1024).map((_, i) => i % 251);
+  const head = new TextEncoder().encode(`--${boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n@cf/openai/whisper@Builtin\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n`);
+  const tail = new TextEncoder().encode(`\r\n--${boundary}--\r\n`);
+  const body = new Uint8Array(head.length + audio.length + tail.length);
+  body.set(head);
+  body.set(audio, head.length);
+  body.set(tail, head.length + audio.length);
+  const headers = { 'content-type': `multipart/form-data; boundary=${boundary}` };
+  const r = await w.call('POST', '/v1/audio/transcriptions', { token, body, headers });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.text, `heard ${audio.length} bytes starting 00010203`);
+  const big = new Uint8Array(25 * 1024 * 1024 + 1);
+  const refused = await w.call('POST', '/v1/audio/transcriptions', { token, body: big, headers });
+  assert.equal(refused.status, 413, refused.text);
+  assert.equal(refused.json.error.code, 'request_too_large');
+});
 
 test('a Builtin model is listed by GET /v1/models once Workers AI is configured', async () => {
   const r = await as('GET', '/v1/models');

@@ -46,6 +46,12 @@
 //! - `…/accounts/{id}/ai/v1/{chat/completions,embeddings,models}`: Workers AI's
 //!   OpenAI-compatible endpoints, for [`WORKERS_AI_ACCOUNT`] and [`WORKERS_AI_TOKEN`] only, errors
 //!   in Cloudflare's `{"errors": [...], "success": false}` shape.
+//! - `…/accounts/{id}/ai/run/{model}`: Workers AI's own API for the Builtin reranker
+//!   (`{query, contexts}`), whisper (the audio as the body), MeloTTS (`{prompt}`, base64 MP3) and
+//!   LLaVA (`{prompt, image}`, the image as an array of bytes).
+//! - `POST …/rerank` (Jina's shape, Bearer), `POST /cohere/…/v2/rerank` (Cohere's),
+//!   `POST …/audio/transcriptions` (OpenAI's form; the transcript names the bytes heard) and
+//!   `POST …/audio/speech` (chunked `audio/mpeg`), the last two also under Azure deployments.
 //! - `GET …/api/tags`: Ollama (no key).
 //! - `GET …/models`, `POST …/chat/completions`, `POST …/embeddings`: OpenAI (Bearer). Keys made
 //!   to fail, for the relay's key pools: [`rate_limited_key`] (`sk-standin-429-<secs>-…`) answers
@@ -337,6 +343,8 @@ struct Incoming {
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     body: String,
+    /// The body's bytes (audio forms are not text).
+    raw: Vec<u8>,
 }
 
 impl Incoming {
@@ -373,6 +381,7 @@ impl Incoming {
             query: self.query.clone(),
             headers: self.headers.clone(),
             body: self.body.clone(),
+            raw: self.raw.clone(),
         }
     }
 }
@@ -423,7 +432,8 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
         })
         .collect();
     let method = request.method().as_str().to_ascii_uppercase();
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let raw = body;
+    let body = String::from_utf8_lossy(&raw).into_owned();
     lock(&shared.requests).push(Recorded {
         method: method.clone(),
         path: target.clone(),
@@ -441,6 +451,7 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
         query,
         headers,
         body,
+        raw,
     };
     let Some(reply) = route(&incoming, shared) else {
         return; // shutting down in the middle of a slow answer
@@ -612,6 +623,9 @@ fn route(rq: &Incoming, shared: &Shared) -> Option<Reply> {
     if path.starts_with("/cohere/") && path.contains("/compatibility/v1/") {
         return cohere_compat(rq).or_else(|| not_found(rq));
     }
+    if path.starts_with("/cohere/") && path.ends_with("/v2/rerank") && method == "POST" {
+        return cohere_rerank(rq);
+    }
     if let Some(reply) = workers_ai(rq) {
         return Some(reply);
     }
@@ -702,6 +716,9 @@ fn openai_routes(rq: &Incoming, keyless: bool) -> Option<Reply> {
         "GET" if path.ends_with("/models") => "models",
         "POST" if path.ends_with("/chat/completions") => "chat",
         "POST" if path.ends_with("/embeddings") => "embeddings",
+        "POST" if path.ends_with("/rerank") => "rerank",
+        "POST" if path.ends_with("/audio/transcriptions") => "transcriptions",
+        "POST" if path.ends_with("/audio/speech") => "speech",
         _ => return None,
     };
     let bearer = rq.bearer().unwrap_or_default();
@@ -748,6 +765,9 @@ fn openai_routes(rq: &Incoming, keyless: bool) -> Option<Reply> {
             ]}),
         ),
         "chat" => openai_chat(rq, None),
+        "rerank" => jina_rerank(rq),
+        "transcriptions" => openai_transcription(rq),
+        "speech" => openai_speech(rq),
         _ => openai_embeddings(rq),
     }
 }
@@ -959,6 +979,8 @@ fn azure(rq: &Incoming, rest: &str) -> Option<Reply> {
         ("GET", "") => "get",
         ("POST", "chat/completions") => "chat",
         ("POST", "embeddings") => "embeddings",
+        ("POST", "audio/transcriptions") => "transcriptions",
+        ("POST", "audio/speech") => "speech",
         _ => return None,
     };
     if rq.query("api-version").is_none_or(str::is_empty) {
@@ -991,6 +1013,8 @@ fn azure(rq: &Incoming, rest: &str) -> Option<Reply> {
             json!({"id": deployment, "model": "gpt-4o", "status": "succeeded", "object": "deployment"}),
         ),
         "chat" => openai_chat(rq, Some(deployment)),
+        "transcriptions" => openai_transcription(rq),
+        "speech" => openai_speech(rq),
         _ => openai_embeddings(rq),
     }
 }
@@ -1794,7 +1818,11 @@ fn gemini_openai(rq: &Incoming) -> Option<Reply> {
 fn workers_ai(rq: &Incoming) -> Option<Reply> {
     let (_, rest) = rq.path.split_once("/accounts/")?;
     let (account, tail) = rest.split_once('/')?;
-    let tail = tail.strip_prefix("ai/v1/")?;
+    let run = tail.strip_prefix("ai/run/");
+    let tail = match run {
+        Some(_) => "",
+        None => tail.strip_prefix("ai/v1/")?,
+    };
     let cf_error = |status: u16, code: u32, message: &str| {
         json_reply(
             status,
@@ -1812,6 +1840,9 @@ fn workers_ai(rq: &Incoming) -> Option<Reply> {
             "Could not route to /client/v4/accounts, perhaps your object identifier is invalid?",
         );
     }
+    if let Some(model) = run {
+        return workers_ai_run(rq, model).or_else(|| cf_error(400, 5007, "No such model or task"));
+    }
     let model = rq
         .json()
         .and_then(|b| b.get("model").and_then(Value::as_str).map(str::to_owned));
@@ -1825,6 +1856,235 @@ fn workers_ai(rq: &Incoming) -> Option<Reply> {
         ("POST", "embeddings") => openai_embeddings(rq),
         _ => cf_error(404, 7000, "No route for that URI"),
     }
+}
+
+/// Workers AI's own `POST /ai/run/{model}` for the Builtin rerank, speech-to-text and
+/// text-to-speech models, each answering `{"result": ..., "success": true}`; `None` for a model
+/// it does not run.
+fn workers_ai_run(rq: &Incoming, model: &str) -> Option<Reply> {
+    if rq.method != "POST" {
+        return None;
+    }
+    let ok = |result: Value| {
+        json_reply(
+            200,
+            json!({"result": result, "success": true, "errors": [], "messages": []}),
+        )
+    };
+    match model {
+        "@cf/baai/bge-reranker-base" => {
+            let body = rq.json()?;
+            let query = body.get("query")?.as_str()?;
+            let contexts = body.get("contexts")?.as_array()?;
+            let mut scored: Vec<Value> = contexts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| json!({"id": i, "score": relevance(query, c.get("text").and_then(Value::as_str).unwrap_or(""))}))
+                .collect();
+            // Best first, as Workers AI answers `top_k`.
+            scored.sort_by(|a, b| {
+                b["score"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&a["score"].as_f64().unwrap_or(0.0))
+            });
+            if let Some(k) = body.get("top_k").and_then(Value::as_u64) {
+                scored.truncate(k as usize);
+            }
+            ok(json!({"response": scored}))
+        }
+        "@cf/openai/whisper" => {
+            if rq.raw.is_empty() {
+                return None;
+            }
+            let text = transcript_of(&rq.raw);
+            ok(json!({"text": text, "word_count": text.split(' ').count(),
+                "vtt": format!("WEBVTT\n\n00:00.000 --> 00:01.000\n{text}")}))
+        }
+        "@cf/llava-hf/llava-1.5-7b-hf" => {
+            let body = rq.json()?;
+            let prompt = body.get("prompt")?.as_str()?;
+            let image = body.get("image")?.as_array()?;
+            ok(
+                json!({"description": format!("an image of {} bytes, asked: {prompt}", image.len())}),
+            )
+        }
+        "@cf/myshell-ai/melotts" => {
+            let prompt = rq.json()?.get("prompt")?.as_str()?.to_owned();
+            ok(
+                json!({"audio": base64::engine::general_purpose::STANDARD.encode(audio_for(&prompt))}),
+            )
+        }
+        _ => None,
+    }
+}
+
+// ---------- Rerank and audio (OpenAI's, Jina's and Cohere's shapes) ----------
+
+/// A document's relevance to a query: the share of the query's words it holds.
+fn relevance(query: &str, doc: &str) -> f64 {
+    let doc = doc.to_lowercase();
+    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    let hits = words.iter().filter(|w| doc.contains(w.as_str())).count();
+    (hits as f64 / words.len().max(1) as f64 * 1000.0).round() / 1000.0
+}
+
+/// Results `{index, relevance_score}` by falling score, at most `top_n`; `None` for a malformed
+/// request.
+fn ranked(body: &Value) -> Option<Vec<Value>> {
+    let query = body.get("query")?.as_str()?;
+    let docs = body.get("documents")?.as_array()?;
+    let mut results: Vec<(usize, f64)> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i, relevance(query, d.as_str().unwrap_or(""))))
+        .collect();
+    results.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some(n) = body.get("top_n").and_then(Value::as_u64) {
+        results.truncate(n as usize);
+    }
+    Some(
+        results
+            .into_iter()
+            .map(|(i, s)| json!({"index": i, "relevance_score": s}))
+            .collect(),
+    )
+}
+
+/// Jina's `POST /v1/rerank` (also LocalAI's and Xinference's), with token usage.
+fn jina_rerank(rq: &Incoming) -> Option<Reply> {
+    let Some(results) = rq.json().as_ref().and_then(ranked) else {
+        return openai_bad_request("query and documents are required", "documents");
+    };
+    let body = rq.json().unwrap_or_default();
+    let tokens = words(body["query"].as_str().unwrap_or("")) * results.len() as u64
+        + body["documents"].as_array().map_or(0, |d| {
+            d.iter().map(|x| words(x.as_str().unwrap_or(""))).sum()
+        });
+    json_reply(
+        200,
+        json!({"model": body["model"], "usage": {"total_tokens": tokens}, "results": results}),
+    )
+}
+
+/// Cohere's `POST /v2/rerank`: no token usage, billed search units instead.
+fn cohere_rerank(rq: &Incoming) -> Option<Reply> {
+    if rq.bearer() != Some(GOOD_KEY) {
+        return cohere_unauthorized();
+    }
+    let Some(results) = rq.json().as_ref().and_then(ranked) else {
+        return json_reply(
+            400,
+            json!({"id": "standin-cohere-400", "message": "invalid request: query and documents are required"}),
+        );
+    };
+    json_reply(
+        200,
+        json!({"id": "standin-rerank", "results": results, "meta": {"billed_units": {"search_units": 1}}}),
+    )
+}
+
+/// What the stand-in "hears" in audio: its length and first bytes, so a test can tell that the
+/// file arrived whole.
+fn transcript_of(audio: &[u8]) -> String {
+    let head: String = audio.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("heard {} bytes starting {head}", audio.len())
+}
+
+/// The "audio" spoken for a text: an ID3 header, then the text, repeated to a few KiB.
+fn audio_for(text: &str) -> Vec<u8> {
+    let mut out = b"ID3\x04\x00".to_vec();
+    while out.len() < 4096 {
+        out.extend_from_slice(text.as_bytes());
+        out.push(0xff);
+    }
+    out
+}
+
+/// The parts of a multipart form as `(name, bytes)`; `None` when it is not one.
+fn form_parts(rq: &Incoming) -> Option<Vec<(String, Vec<u8>)>> {
+    let ct = rq.header("content-type")?;
+    let boundary = ct.split("boundary=").nth(1)?.trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let raw = &rq.raw;
+    let positions: Vec<usize> = (0..raw.len().saturating_sub(delimiter.len()) + 1)
+        .filter(|&i| raw[i..].starts_with(delimiter.as_bytes()))
+        .collect();
+    let mut parts = Vec::new();
+    for w in positions.windows(2) {
+        let part = &raw[w[0] + delimiter.len() + 2..w[1] - 2];
+        let split = (0..part.len().saturating_sub(3)).find(|&i| &part[i..i + 4] == b"\r\n\r\n")?;
+        let headers = String::from_utf8_lossy(&part[..split]);
+        let name = headers
+            .split("name=\"")
+            .nth(1)?
+            .split('"')
+            .next()?
+            .to_owned();
+        parts.push((name, part[split + 4..].to_vec()));
+    }
+    Some(parts)
+}
+
+/// OpenAI's `POST /v1/audio/transcriptions`: a form with `file` and `model`.
+fn openai_transcription(rq: &Incoming) -> Option<Reply> {
+    let Some(parts) = form_parts(rq) else {
+        return openai_bad_request("Expected a multipart/form-data body.", "file");
+    };
+    let field = |n: &str| {
+        parts
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(file), Some(model)) = (field("file"), field("model")) else {
+        return openai_bad_request("file and model are required.", "file");
+    };
+    let text = format!(
+        "{} ({})",
+        transcript_of(&file),
+        String::from_utf8_lossy(&model)
+    );
+    let format = field("response_format").map(|f| String::from_utf8_lossy(&f).into_owned());
+    match format.as_deref() {
+        None | Some("json") => json_reply(
+            200,
+            json!({"text": text, "usage": {"type": "duration", "seconds": 1}}),
+        ),
+        Some("verbose_json") => json_reply(
+            200,
+            json!({"task": "transcribe", "language": "english", "duration": 1.0, "text": text, "segments": []}),
+        ),
+        Some("vtt") => Some(Reply::Body {
+            status: 200,
+            content_type: "text/vtt",
+            body: format!("WEBVTT\n\n00:00.000 --> 00:01.000\n{text}\n").into_bytes(),
+            chunked: false,
+        }),
+        Some(_) => Some(Reply::Body {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("{text}\n").into_bytes(),
+            chunked: false,
+        }),
+    }
+}
+
+/// OpenAI's `POST /v1/audio/speech`: the audio, chunked as OpenAI streams it.
+fn openai_speech(rq: &Incoming) -> Option<Reply> {
+    let body = rq.json()?;
+    let Some(input) = body.get("input").and_then(Value::as_str) else {
+        return openai_bad_request("Missing required parameter: 'input'.", "input");
+    };
+    if body.get("voice").and_then(Value::as_str).is_none() {
+        return openai_bad_request("Missing required parameter: 'voice'.", "voice");
+    }
+    Some(Reply::Body {
+        status: 200,
+        content_type: "audio/mpeg",
+        body: audio_for(input),
+        chunked: true,
+    })
 }
 
 fn cohere_check_key(rq: &Incoming) -> Option<Reply> {

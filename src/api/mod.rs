@@ -379,17 +379,13 @@ impl<P: Platform> App<P> {
                 Ok(c) => self.relay_models(c).await.unwrap_or_else(|e| e.response()),
                 Err(e) => relay::RelayError::from(e).response(),
             }),
-            Operation::RelayChatCompletions {} => Answer::Raw(match key() {
-                Ok(c) => {
-                    (self.relay_call(c, req, Endpoint::Chat).await).unwrap_or_else(|e| e.response())
-                }
-                Err(e) => relay::RelayError::from(e).response(),
-            }),
-            Operation::RelayEmbeddings {} => Answer::Raw(match key() {
-                Ok(c) => (self.relay_call(c, req, Endpoint::Embeddings).await)
-                    .unwrap_or_else(|e| e.response()),
-                Err(e) => relay::RelayError::from(e).response(),
-            }),
+            Operation::RelayChatCompletions {} => self.relayed(key(), req, Endpoint::Chat).await,
+            Operation::RelayEmbeddings {} => self.relayed(key(), req, Endpoint::Embeddings).await,
+            Operation::RelayRerank {} => self.relayed(key(), req, Endpoint::Rerank).await,
+            Operation::RelayTranscription {} => {
+                self.relayed(key(), req, Endpoint::Transcription).await
+            }
+            Operation::RelaySpeech {} => self.relayed(key(), req, Endpoint::Speech).await,
         })
     }
 }
@@ -409,6 +405,21 @@ enum Who {
     Admin,
     /// A user's key, and the `last_used_at` write to run after the answer.
     Key(Caller, Option<Stmt>),
+}
+
+impl<P: Platform> App<P> {
+    /// A relay call's answer, its errors (a missing caller included) in OpenAI's shape.
+    async fn relayed(
+        &self,
+        caller: Result<&Caller, ApiError>,
+        req: &Request,
+        endpoint: Endpoint,
+    ) -> Answer {
+        Answer::Raw(match caller {
+            Ok(c) => (self.relay_call(c, req, endpoint).await).unwrap_or_else(|e| e.response()),
+            Err(e) => relay::RelayError::from(e).response(),
+        })
+    }
 }
 
 /// A handler's success: the envelope's data, or a response of its own (health, the document, the

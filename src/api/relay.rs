@@ -1,6 +1,7 @@
 //! The OpenAI-compatible relay: `GET /v1/models`, `POST /v1/chat/completions` (streaming
-//! included) and `POST /v1/embeddings`, authenticated by a user's keyward key, answering in
-//! OpenAI's shapes and errors so OpenAI's SDKs work pointed at `<worker>/v1`.
+//! included), `POST /v1/embeddings`, `POST /v1/rerank`, `POST /v1/audio/transcriptions` and
+//! `POST /v1/audio/speech`, authenticated by a user's keyward key, answering in OpenAI's shapes
+//! and errors so OpenAI's SDKs work pointed at `<worker>/v1`.
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -13,8 +14,8 @@ use crate::providers::printable;
 use crate::providers::probe::{self, base_of, reason};
 use crate::providers::scrub::Scrubber;
 use crate::relay::{
-    self, anthropic, cooldown, tokens, Endpoint, RelayStream, StreamMode, Upstream, Usage,
-    ESTIMATE_HEADER, LIMIT_HEADER, MAX_RELAY_BODY,
+    self, anthropic, cooldown, media, multipart, tokens, Call, Endpoint, RelayStream, StreamMode,
+    Upstream, Usage, ESTIMATE_HEADER, LIMIT_HEADER, MAX_RELAY_BODY,
 };
 use crate::relay::{ErrorCode, ErrorType};
 use crate::store::ai_keys::{self, AiKey};
@@ -60,7 +61,7 @@ impl RelayError {
             404,
             ErrorType::InvalidRequest,
             Some(ErrorCode::UnknownUrl),
-            format!("Unknown relay URL ({method} {path}); the relay serves GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings"),
+            format!("Unknown relay URL ({method} {path}); the relay serves GET /v1/models, POST /v1/chat/completions, POST /v1/embeddings, POST /v1/rerank, POST /v1/audio/transcriptions and POST /v1/audio/speech"),
         )
     }
     fn bad(message: impl Into<String>) -> Self {
@@ -122,6 +123,17 @@ impl From<ApiError> for RelayError {
 
 type RResult<T> = std::result::Result<T, RelayError>;
 
+/// The most body bytes the runtime reads for a path before the core sees the request: an audio
+/// form's limit for transcriptions, the relay's JSON limit everywhere else (a larger declared body
+/// is answered 413 unread). The callers use the length, so one byte over is enough to tell.
+pub fn read_limit(path: &str) -> u64 {
+    if path == Endpoint::Transcription.path() {
+        media::MAX_AUDIO_UPLOAD as u64
+    } else {
+        MAX_RELAY_BODY as u64
+    }
+}
+
 /// What a relay call resolved to.
 #[derive(Clone)]
 struct Target {
@@ -135,19 +147,25 @@ struct Target {
     usage_conn: Option<(String, String)>,
     /// The model id echoed back to the client.
     shown: String,
+    /// A Builtin image-to-text model, called on Workers AI's own endpoint.
+    builtin_image: bool,
 }
 
+/// The model type an endpoint calls, whose tenant default `default` means.
 fn wanted_type(endpoint: Endpoint) -> ModelType {
     match endpoint {
         Endpoint::Chat => ModelType::Chat,
         Endpoint::Embeddings => ModelType::Embedding,
+        Endpoint::Rerank => ModelType::Rerank,
+        Endpoint::Transcription => ModelType::Speech2text,
+        Endpoint::Speech => ModelType::Tts,
     }
 }
 
 fn type_fits(endpoint: Endpoint, t: ModelType) -> bool {
     match endpoint {
         Endpoint::Chat => matches!(t, ModelType::Chat | ModelType::Image2text),
-        Endpoint::Embeddings => t == ModelType::Embedding,
+        other => t == wanted_type(other),
     }
 }
 
@@ -364,6 +382,7 @@ impl<P: Platform> App<P> {
             gateway: None,
             usage_conn: Some((conn.id.clone(), a.name.clone())),
             shown: a.id(),
+            builtin_image: false,
         })
     }
 
@@ -381,7 +400,7 @@ impl<P: Platform> App<P> {
         secrets.0.insert("api_key".into(), json!(token));
         Ok(Target {
             upstream: Upstream {
-                style: ApiStyle::Openai,
+                style: ApiStyle::WorkersAi,
                 auth: catalog::Auth::Bearer,
                 base,
                 model: a.name.clone(),
@@ -392,6 +411,7 @@ impl<P: Platform> App<P> {
             gateway: None,
             usage_conn: None,
             shown: a.id(),
+            builtin_image: a.model_type == ModelType::Image2text,
         })
     }
 
@@ -472,7 +492,74 @@ impl<P: Platform> App<P> {
             usage_conn: conn.map(|c| (c.id.clone(), key.model.clone())),
             shown: key.alias.clone(),
             gateway: Some(key),
+            builtin_image: false,
         })
+    }
+
+    /// The checked call and the model it names, from a JSON body or (transcriptions) a form.
+    fn relay_request(req: &Request, endpoint: Endpoint) -> RResult<(Call, String)> {
+        if endpoint == Endpoint::Transcription {
+            let t = Self::relay_form(req)?;
+            let model = t.model.clone();
+            return Ok((Call::Transcription(t), model));
+        }
+        let body = Value::Object(Self::relay_body(req)?);
+        let model = match body.get("model") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(RelayError::bad("model: must be a string")),
+        };
+        let call = match endpoint {
+            Endpoint::Chat | Endpoint::Embeddings => {
+                for field in ["max_tokens", "max_completion_tokens"] {
+                    match body.get(field) {
+                        None | Some(Value::Null) => {}
+                        Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
+                        Some(_) => {
+                            return Err(RelayError::bad(format!(
+                                "{field}: must be a positive integer"
+                            )))
+                        }
+                    }
+                }
+                Call::Json(body)
+            }
+            Endpoint::Rerank => Call::Rerank(media::Rerank::parse(&body).map_err(RelayError::bad)?),
+            Endpoint::Speech => Call::Speech(media::Speech::parse(&body).map_err(RelayError::bad)?),
+            Endpoint::Transcription => unreachable!("read as a form above"),
+        };
+        Ok((call, model))
+    }
+
+    /// A transcription's form: multipart, within [`media::MAX_AUDIO_UPLOAD`].
+    fn relay_form(req: &Request) -> RResult<media::Transcription> {
+        if req.body.len() > media::MAX_AUDIO_UPLOAD || req.unread_len.is_some() {
+            return Err(RelayError::new(
+                413,
+                ErrorType::InvalidRequest,
+                Some(ErrorCode::RequestTooLarge),
+                format!(
+                    "The audio form is larger than the limit of 25 MiB ({} bytes)",
+                    media::MAX_AUDIO_UPLOAD
+                ),
+            ));
+        }
+        let content_type = req
+            .headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        let boundary = multipart::boundary(content_type).map_err(|why| {
+            RelayError::new(
+                415,
+                ErrorType::InvalidRequest,
+                None,
+                format!("{why} (Content-Type: multipart/form-data with a boundary)"),
+            )
+        })?;
+        let form = multipart::parse(&req.body, &boundary).map_err(RelayError::bad)?;
+        media::Transcription::parse(form).map_err(RelayError::bad)
     }
 
     pub(crate) async fn relay_call(
@@ -481,25 +568,7 @@ impl<P: Platform> App<P> {
         req: &Request,
         endpoint: Endpoint,
     ) -> RResult<Response> {
-        let mut body = Value::Object(Self::relay_body(req)?);
-        let model = match body.get("model") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(RelayError::bad("model: must be a string")),
-        };
-        for field in ["max_tokens", "max_completion_tokens"] {
-            match body.get(field) {
-                None | Some(Value::Null) => {}
-                Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
-                Some(_) => {
-                    return Err(RelayError::bad(format!(
-                        "{field}: must be a positive integer"
-                    )))
-                }
-            }
-        }
-        let stream =
-            endpoint == Endpoint::Chat && body.get("stream").and_then(Value::as_bool) == Some(true);
+        let (mut call, model) = Self::relay_request(req, endpoint)?;
         let target = self.relay_target(caller, &model, endpoint).await?;
         if let Some(why) = self.stored_url_refusal(&target.upstream.base) {
             return Err(RelayError::new(
@@ -509,19 +578,53 @@ impl<P: Platform> App<P> {
                 format!("The provider URL of {} is not allowed: {why}", target.shown),
             ));
         }
-        let estimate = match endpoint {
-            Endpoint::Chat => tokens::chat(&body),
-            Endpoint::Embeddings => tokens::embeddings(&body),
+        if target.builtin_image {
+            if let Call::Json(body) = &call {
+                call = Call::ImageChat(media::ImageChat::from_chat(body).map_err(RelayError::bad)?);
+            }
+        }
+        let stream = match &call {
+            Call::Json(body) => {
+                endpoint == Endpoint::Chat
+                    && body.get("stream").and_then(Value::as_bool) == Some(true)
+            }
+            Call::Speech(_) => media::Speech::streamed(target.upstream.style),
+            Call::Rerank(_) | Call::Transcription(_) | Call::ImageChat(_) => false,
+        };
+        let estimate = match &call {
+            Call::Json(body) if endpoint == Endpoint::Chat => tokens::chat(body),
+            Call::ImageChat(c) => tokens::text(&c.prompt) + tokens::PER_IMAGE,
+            Call::Json(body) => tokens::embeddings(body),
+            Call::Rerank(r) => r.estimate(),
+            Call::Speech(s) => s.estimate(),
+            Call::Transcription(_) => 0,
         };
         let mut extra_headers = vec![(ESTIMATE_HEADER.to_owned(), estimate.to_string())];
         if let Some(key) = &target.gateway {
-            self.enforce_limits(key, endpoint, &mut body, estimate, &mut extra_headers)?;
+            let mut none = Value::Null;
+            let body = match &mut call {
+                Call::Json(body) => body,
+                _ => &mut none,
+            };
+            self.enforce_limits(key, endpoint, body, estimate, &mut extra_headers)?;
         }
         let idle = self.config.stream_idle_timeout_ms;
         // Vertex AI: refused before any token is minted when the endpoint cannot be served.
         let vertex = target.upstream.style == ApiStyle::Vertex;
-        if vertex && endpoint != Endpoint::Chat {
+        if vertex && endpoint == Endpoint::Embeddings {
             return Err(RelayError::bad(relay::vertex::EMBEDDINGS_REFUSED));
+        }
+        if let Some(why) = media::refusal(target.upstream.style, endpoint) {
+            return Err(RelayError::new(
+                400,
+                ErrorType::InvalidRequest,
+                Some(ErrorCode::EndpointNotServed),
+                format!(
+                    "{} cannot be called on POST {}: its provider {why}",
+                    target.shown,
+                    endpoint.path()
+                ),
+            ));
         }
         // A gateway key's pool is tried in priority order, skipping members cooling down; a member
         // that fails in a way another key may not (429, 5xx, timeout, refused credential) is
@@ -544,7 +647,7 @@ impl<P: Platform> App<P> {
                     .0
                     .insert("api_key".into(), json!(secret));
             }
-            match self.send_member(&member, endpoint, &body, stream).await {
+            match self.send_member(&member, endpoint, &call, stream).await {
                 Ok(sent) => {
                     served = Some((index, sent));
                     break;
@@ -585,7 +688,26 @@ impl<P: Platform> App<P> {
         );
         let created = self.platform.now_ms() / 1000;
         let mut resp = match sent {
+            Sent::Stream(up) if endpoint == Endpoint::Speech => {
+                let usage = Usage {
+                    input: Some(estimate),
+                    output: Some(0),
+                };
+                let content_type = header_of(&up.headers, "content-type")
+                    .unwrap_or("audio/mpeg")
+                    .to_owned();
+                let (s, rx) = media::AudioStream::new(up.body, scrubber.stream(), usage, on_usage);
+                let mut r = Response::json(200, &Value::Null);
+                r.body.clear();
+                r.headers = vec![("content-type".into(), content_type)];
+                r.stream = Some(Box::pin(s));
+                r.deferred_after_stream = Some(rx);
+                r
+            }
             Sent::Stream(up) => {
+                let Call::Json(body) = &call else {
+                    unreachable!("only chat and speech are streamed")
+                };
                 let include_usage = body
                     .pointer("/stream_options/include_usage")
                     .and_then(Value::as_bool)
@@ -621,7 +743,8 @@ impl<P: Platform> App<P> {
                     | ApiStyle::Gemini
                     | ApiStyle::Vertex
                     | ApiStyle::Cohere
-                    | ApiStyle::Ollama) => StreamMode::PassThrough {
+                    | ApiStyle::Ollama
+                    | ApiStyle::WorkersAi) => StreamMode::PassThrough {
                         strip_usage_chunk: !include_usage,
                         add_usage_chunk: include_usage && !relay::streams_usage_on_request(style),
                     },
@@ -637,9 +760,9 @@ impl<P: Platform> App<P> {
                 r.deferred_after_stream = Some(rx);
                 r
             }
-            Sent::Whole(up) => {
-                self.whole_answer(up, &target, estimate, created, &host, &scrubber, on_usage)?
-            }
+            Sent::Whole(up) => self.whole_answer(
+                up, &target, &call, estimate, created, &host, &scrubber, on_usage,
+            )?,
         };
         resp.headers.extend(extra_headers);
         Ok(resp)
@@ -653,7 +776,7 @@ impl<P: Platform> App<P> {
         &self,
         target: &Target,
         endpoint: Endpoint,
-        body: &Value,
+        call: &Call,
         stream: bool,
     ) -> std::result::Result<(Sent, Scrubber, String), Failure> {
         let vertex = target.upstream.style == ApiStyle::Vertex;
@@ -671,7 +794,7 @@ impl<P: Platform> App<P> {
                 extra_secrets.extend(vertex_private_key(&target.upstream.secrets));
                 upstream.secrets.0.insert("api_key".into(), json!(token));
             }
-            let mut upstream_req = relay::upstream_request(&upstream, endpoint, body, timeout)
+            let mut upstream_req = relay::call_request(&upstream, endpoint, call, timeout)
                 .map_err(|why| Failure::final_error(RelayError::bad(why)))?;
             // Whatever the upstream sends back is passed on without the call's credentials,
             // nor any other key of the pool.
@@ -813,6 +936,7 @@ impl<P: Platform> App<P> {
         &self,
         up: OutboundResponse,
         target: &Target,
+        call: &Call,
         estimate: u64,
         created: i64,
         host: &str,
@@ -829,6 +953,27 @@ impl<P: Platform> App<P> {
                 retry_after,
             ));
         }
+        let style = target.upstream.style;
+        let unusable = |why: String| {
+            RelayError::new(
+                502,
+                ErrorType::Upstream,
+                Some(ErrorCode::UpstreamFailed),
+                format!("{host} answered in a shape keyward cannot read: {why}"),
+            )
+        };
+        // A transcription may be plain text, SubRip or WebVTT, not JSON.
+        if let Call::Transcription(t) = call {
+            let content_type = header_of(&up.headers, "content-type").unwrap_or_default();
+            let (body, content_type, usage) = t
+                .answer(style, &up.body, &content_type.to_ascii_lowercase())
+                .map_err(unusable)?;
+            let mut r = Response::json(200, &Value::Null);
+            r.body = scrubber.bytes(&body);
+            r.headers = vec![("content-type".into(), content_type)];
+            r.deferred = on_usage(usage);
+            return Ok(r);
+        }
         let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
             RelayError::new(
                 502,
@@ -837,17 +982,43 @@ impl<P: Platform> App<P> {
                 format!("{host} answered with something that is not JSON"),
             )
         })?;
-        let (body, usage) = match target.upstream.style {
-            ApiStyle::Anthropic => {
+        let (body, usage) = match (call, style) {
+            (Call::ImageChat(c), _) => {
+                let (b, u) = c
+                    .answer(&v, &target.shown, created, estimate)
+                    .map_err(unusable)?;
+                (b.to_string().into_bytes(), u)
+            }
+            (Call::Rerank(rr), _) => {
+                let (b, u) = rr.answer(style, &v, &target.shown).map_err(unusable)?;
+                (b.to_string().into_bytes(), u)
+            }
+            // Workers AI's speech answer is JSON holding the MP3 (streamed calls went elsewhere).
+            (Call::Speech(_), _) => {
+                let audio = media::Speech::workers_ai_audio(&v).map_err(unusable)?;
+                let mut r = Response::json(200, &Value::Null);
+                r.body = audio;
+                r.headers = vec![("content-type".into(), "audio/mpeg".into())];
+                r.deferred = on_usage(Usage {
+                    input: Some(estimate),
+                    output: Some(0),
+                });
+                return Ok(r);
+            }
+            (_, ApiStyle::Anthropic) => {
                 let (b, u) = anthropic::response(&v, &target.shown, created);
                 (b.to_string().into_bytes(), u)
             }
-            ApiStyle::Openai
-            | ApiStyle::Azure
-            | ApiStyle::Gemini
-            | ApiStyle::Vertex
-            | ApiStyle::Cohere
-            | ApiStyle::Ollama => (up.body, Usage::from_openai(&v).unwrap_or_default()),
+            (
+                _,
+                ApiStyle::Openai
+                | ApiStyle::Azure
+                | ApiStyle::Gemini
+                | ApiStyle::Vertex
+                | ApiStyle::Cohere
+                | ApiStyle::Ollama
+                | ApiStyle::WorkersAi,
+            ) => (up.body, Usage::from_openai(&v).unwrap_or_default()),
         };
         let usage = Usage {
             input: usage.input.or(Some(estimate)),
@@ -858,6 +1029,14 @@ impl<P: Platform> App<P> {
         r.deferred = on_usage(usage);
         Ok(r)
     }
+}
+
+/// A header's first value, by lowercase name.
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A call one credential could not make: the client's error, and for how many seconds to keep

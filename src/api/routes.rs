@@ -360,14 +360,15 @@ routes! {
         done("`true`: the key is deleted.")
             .fails(&[RoleForbidden]);
 
-    /// Every model the caller's tenant can use, as `name@factory` (all types, enabled Builtin models
-    /// included, although the relay itself does not serve Builtin models), then the aliases of its
-    /// enabled gateway keys (at most 100, newest first).
+    /// Every model the caller's tenant can use, as `name@factory` (all types; the deployment's enabled
+    /// Builtin models once its Workers AI account is configured), then the aliases of its enabled
+    /// gateway keys (at most 100, newest first).
     RelayListModels {} = Get "/v1/models", RelayKey,
         "relayListModels", "Relay", "List the models the relay knows (OpenAI)",
         plain::<relay::RelayModelList>("OpenAI's model list.");
     /// OpenAI's chat completions, relayed to the provider `model` resolves to (OpenAI-style factories,
-    /// Azure-OpenAI and Ollama as they are, Anthropic translated both ways). With a gateway key its
+    /// Azure-OpenAI, Ollama, Gemini, Cohere, Vertex AI and Builtin through their OpenAI-compatible
+    /// APIs, Anthropic translated both ways); image-to-text models take `image_url` parts. With a gateway key its
     /// status, expiry and limits are checked first. Tokens used (as the provider reports them, else
     /// estimated) are added to the gateway key's counters and the model's `used_token`, also when a
     /// streaming client hangs up early. A provider failure in the middle of a stream arrives as a last
@@ -379,13 +380,47 @@ routes! {
             .headers(&["InputTokensEstimate", "LimitExceeded"])
             .stream("Server-sent events: `data: <ChatCompletionChunk JSON>` per event, then `data: [DONE]` (or one error event, see above).");
     /// OpenAI's embeddings, relayed to the provider `model` resolves to (OpenAI-style factories,
-    /// Azure-OpenAI and Ollama). With a gateway key its status, expiry and `input_limit` are checked
+    /// Azure-OpenAI, Ollama, Gemini, Cohere and Builtin; Anthropic and Vertex AI have none: 400). With a gateway key its status, expiry and `input_limit` are checked
     /// first (`output_limit` does not apply). Tokens used are added to the gateway key's counters and
     /// the model's `used_token`.
     RelayEmbeddings {} = Post "/v1/embeddings", RelayKey,
         "relayEmbeddings", "Relay", "Create embeddings (OpenAI)",
         wire_answer("EmbeddingList", "The embeddings.")
             .wire_body("EmbeddingsRequest", "OpenAI's embeddings request (`Content-Type: application/json`, at most 1 MiB).")
+            .headers(&["InputTokensEstimate", "LimitExceeded"]);
+    /// Ranks documents against a query with the rerank model `model` resolves to (Jina, Cohere,
+    /// OpenAI-API-Compatible, LocalAI, Xinference and Builtin models, each through its own API), in
+    /// the request and answer shape Jina and Cohere share. With a gateway key its status, expiry and
+    /// `input_limit` are checked first. Tokens used (as the provider reports them, else estimated)
+    /// are counted like a chat's.
+    RelayRerank {} = Post "/v1/rerank", RelayKey,
+        "relayRerank", "Relay", "Rerank documents",
+        wire_answer("RerankResult", "The documents by falling relevance.")
+            .wire_body("RerankRequest", "The query and the documents (`Content-Type: application/json`, at most 1 MiB).")
+            .headers(&["InputTokensEstimate", "LimitExceeded"]);
+    /// OpenAI's audio transcription, relayed to the speech-to-text model `model` resolves to (OpenAI,
+    /// Azure-OpenAI, OpenAI-API-Compatible, LocalAI, Xinference, and Builtin models through Workers
+    /// AI's whisper). The form may be at most 25 MiB. With a gateway key its status and expiry are
+    /// checked first. The transcript's tokens (as the provider reports them, else estimated) are
+    /// counted as output.
+    RelayTranscription {} = Post "/v1/audio/transcriptions", RelayKey,
+        "relayTranscription", "Relay", "Transcribe audio (OpenAI)",
+        wire_answer("Transcription", "The transcript.")
+            .form_body("TranscriptionRequest", "The audio file and the model (`multipart/form-data`, at most 25 MiB).")
+            .also("text/plain", "The transcript with `response_format` `text` or `srt`.")
+            .also("text/vtt", "The transcript with `response_format` `vtt`.")
+            .headers(&["InputTokensEstimate", "LimitExceeded"]);
+    /// OpenAI's text to speech, relayed to the text-to-speech model `model` resolves to (OpenAI,
+    /// Azure-OpenAI, OpenAI-API-Compatible, LocalAI, Xinference, and Builtin models through Workers
+    /// AI's MeloTTS). The audio is streamed back as the provider sends it (at most 64 MiB). With a
+    /// gateway key its status, expiry and `input_limit` are checked first; the input's tokens are
+    /// counted.
+    RelaySpeech {} = Post "/v1/audio/speech", RelayKey,
+        "relaySpeech", "Relay", "Turn text into speech (OpenAI)",
+        media_answer("The audio, in the provider's media type for `response_format`.")
+            .wire_body("SpeechRequest", "The text and the voice (`Content-Type: application/json`, at most 1 MiB).")
+            .also("audio/mpeg", "MP3 audio (`response_format` `mp3`, the default).")
+            .also("audio/*", "Audio in another `response_format` (`opus`, `aac`, `flac`, `wav`, `pcm`).")
             .headers(&["InputTokensEstimate", "LimitExceeded"]);
 }
 

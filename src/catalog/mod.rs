@@ -105,6 +105,9 @@ pub enum ApiStyle {
     Cohere,
     /// Ollama's native API (`/api/chat`, `/api/embed`).
     Ollama,
+    /// Cloudflare Workers AI (the Builtin models): OpenAI's bodies under `.../ai/v1/` for chat and
+    /// embeddings, its own `.../ai/run/{model}` for rerank, speech and image models.
+    WorkersAi,
 }
 
 crate::closed_set! {
@@ -434,7 +437,7 @@ mod tests {
                 Auth::ServiceAccount => f.api_style == ApiStyle::Vertex,
                 Auth::Bearer | Auth::None | Auth::OptionalBearer => matches!(
                     f.api_style,
-                    ApiStyle::Openai | ApiStyle::Cohere | ApiStyle::Ollama
+                    ApiStyle::Openai | ApiStyle::Cohere | ApiStyle::Ollama | ApiStyle::WorkersAi
                 ),
             };
             assert!(pair_ok, "{}: {:?} with {:?}", f.name, f.auth, f.api_style);

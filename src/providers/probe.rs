@@ -77,7 +77,7 @@ pub fn request(spec: &Spec, timeout_ms: u64) -> Option<OutboundRequest> {
         spec.factory.default_base_url.as_deref(),
     )?;
     let url = match spec.factory.api_style {
-        ApiStyle::Openai => format!("{base}/models"),
+        ApiStyle::Openai | ApiStyle::WorkersAi => format!("{base}/models"),
         ApiStyle::Azure => format!(
             "{base}/openai/deployments/{}?api-version={}",
             spec.llm_name,

@@ -14,6 +14,8 @@
 
 pub mod anthropic;
 pub mod cooldown;
+pub mod media;
+pub mod multipart;
 pub mod sse;
 pub mod tokens;
 pub mod vertex;
@@ -40,11 +42,55 @@ pub const LIMIT_HEADER: &str = "x-keyward-limit-exceeded";
 /// Header carrying the input-token estimate the limits were checked with.
 pub const ESTIMATE_HEADER: &str = "x-keyward-input-tokens-estimate";
 
-/// The relay's two kinds of call.
+/// The relay's kinds of call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,
     Embeddings,
+    Rerank,
+    Transcription,
+    Speech,
+}
+
+impl Endpoint {
+    /// The route, for messages.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/v1/chat/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Rerank => "/v1/rerank",
+            Endpoint::Transcription => "/v1/audio/transcriptions",
+            Endpoint::Speech => "/v1/audio/speech",
+        }
+    }
+}
+
+/// A checked relay request, ready to go with any credential of a pool.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// Chat completions and embeddings: OpenAI's body.
+    Json(Value),
+    Rerank(media::Rerank),
+    Transcription(media::Transcription),
+    Speech(media::Speech),
+    /// A chat with a Builtin image-to-text model, on Workers AI's own endpoint.
+    ImageChat(media::ImageChat),
+}
+
+/// The upstream HTTP request for any relay call. `Err` is a message for a 400.
+pub fn call_request(
+    up: &Upstream,
+    endpoint: Endpoint,
+    call: &Call,
+    timeout_ms: u64,
+) -> Result<OutboundRequest, String> {
+    match call {
+        Call::Json(body) => upstream_request(up, endpoint, body, timeout_ms),
+        Call::Rerank(r) => r.request(up, timeout_ms),
+        Call::Transcription(t) => t.request(up, timeout_ms),
+        Call::Speech(s) => s.request(up, timeout_ms),
+        Call::ImageChat(c) => c.request(up, timeout_ms),
+    }
 }
 
 /// Tokens of one call as the provider reported them (or as estimated when it did not).
@@ -168,6 +214,12 @@ pub fn upstream_request(
     let path = match endpoint {
         Endpoint::Chat => "chat/completions",
         Endpoint::Embeddings => "embeddings",
+        Endpoint::Rerank | Endpoint::Transcription | Endpoint::Speech => {
+            return Err(format!(
+                "{} is not a JSON chat or embeddings call",
+                endpoint.path()
+            ))
+        }
     };
     let mut forwarded = body.clone();
     forwarded["model"] = json!(up.model);
@@ -188,10 +240,11 @@ pub fn upstream_request(
         | ApiStyle::Azure
         | ApiStyle::Anthropic
         | ApiStyle::Cohere
-        | ApiStyle::Ollama => up.auth,
+        | ApiStyle::Ollama
+        | ApiStyle::WorkersAi => up.auth,
     };
     let (url, payload) = match up.style {
-        ApiStyle::Openai => (format!("{}/{path}", up.base), forwarded),
+        ApiStyle::Openai | ApiStyle::WorkersAi => (format!("{}/{path}", up.base), forwarded),
         ApiStyle::Gemini => (format!("{}/v1beta/openai/{path}", up.base), forwarded),
         ApiStyle::Cohere => (format!("{}/compatibility/v1/{path}", up.base), forwarded),
         ApiStyle::Ollama => (format!("{}/v1/{path}", up.base), forwarded),
@@ -521,6 +574,7 @@ crate::closed_set! {
     #[schema = "RelayErrorCode"]
     pub enum ErrorCode {
         BuiltinNotConfigured = "builtin_not_configured",
+        EndpointNotServed = "endpoint_not_served",
         EndpointUnbound = "endpoint_unbound",
         InputLimitExceeded = "input_limit_exceeded",
         InvalidApiKey = "invalid_api_key",

@@ -11,9 +11,6 @@ use crate::env_config::{ConfigCache, EnvValues};
 use ports::{D1Db, WorkerPlatform};
 use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
 
-/// Bodies above this are not read at all; the core answers 413 from the declared length.
-const READ_LIMIT: u64 = 1024 * 1024;
-
 thread_local! {
     /// This isolate's parsed config; see [`crate::env_config`] for why it is keyed on the values.
     static CONFIG: ConfigCache = ConfigCache::default();
@@ -35,7 +32,10 @@ fn app(env: &Env) -> worker::Result<App<WorkerPlatform>> {
 #[event(fetch)]
 async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     let app = app(&env)?;
-    let core_req = convert::request(req, READ_LIMIT).await?;
+    // Bodies above the path's limit are not read at all; the core answers 413 from the
+    // declared length.
+    let limit = crate::api::relay::read_limit(&req.path());
+    let core_req = convert::request(req, limit).await?;
     let mut resp = app.handle(core_req).await;
     let deferred = std::mem::take(&mut resp.deferred);
     let after_stream = resp.deferred_after_stream.take();

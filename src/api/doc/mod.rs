@@ -94,6 +94,8 @@ enum Answer {
     },
     /// Any JSON object (this document).
     AnyObject { description: &'static str },
+    /// Bytes of the media types [`OpDoc::also`] lists, no JSON (audio).
+    Media { description: &'static str },
 }
 
 /// The `data` of an envelope.
@@ -117,6 +119,10 @@ pub struct OpDoc {
     paged: bool,
     headers: Vec<&'static str>,
     stream: Option<&'static str>,
+    /// The request body's media type.
+    body_media: &'static str,
+    /// Further media types of the successful answer, each a string so described.
+    also: Vec<(&'static str, &'static str)>,
 }
 
 /// An operation answering the envelope around a `T`.
@@ -193,6 +199,8 @@ impl OpDoc {
             paged: false,
             headers: Vec::new(),
             stream: None,
+            body_media: "application/json",
+            also: Vec::new(),
         }
     }
 
@@ -218,6 +226,19 @@ impl OpDoc {
     /// A request body whose schema is one of the frame's (the relay's OpenAI wire shapes).
     pub fn wire_body(mut self, schema: &'static str, description: &'static str) -> Self {
         self.body = Some((Source::Frame(schema), description));
+        self
+    }
+
+    /// A `multipart/form-data` request body whose schema is one of the frame's.
+    pub fn form_body(mut self, schema: &'static str, description: &'static str) -> Self {
+        self.body = Some((Source::Frame(schema), description));
+        self.body_media = "multipart/form-data";
+        self
+    }
+
+    /// Another media type the successful answer may come in, its body a string so described.
+    pub fn also(mut self, media: &'static str, description: &'static str) -> Self {
+        self.also.push((media, description));
         self
     }
 
@@ -256,6 +277,11 @@ impl OpDoc {
         self.stream = Some(description);
         self
     }
+}
+
+/// An answer of bytes in the media types [`OpDoc::also`] adds (the relay's audio).
+pub fn media_answer(description: &'static str) -> OpDoc {
+    OpDoc::new(Answer::Media { description })
 }
 
 /// The relay's answers in OpenAI's wire shapes, named from the frame.
@@ -457,7 +483,7 @@ fn operation(
             json!({
                 "required": d.body_required,
                 "description": description,
-                "content": { "application/json": { "schema": schema.schema(requests) } }
+                "content": { d.body_media: { "schema": schema.schema(requests) } }
             }),
         );
     }
@@ -512,6 +538,10 @@ fn operation(
             ok.insert("description".into(), json!(description));
             json!({ "type": "object" })
         }
+        Answer::Media { description } => {
+            ok.insert("description".into(), json!(description));
+            Value::Null
+        }
     };
     let mut headers = Map::new();
     if d.paged {
@@ -525,7 +555,15 @@ fn operation(
         ok.insert("headers".into(), Value::Object(headers));
     }
     let mut types = Map::new();
-    types.insert("application/json".into(), json!({ "schema": content }));
+    if !content.is_null() {
+        types.insert("application/json".into(), json!({ "schema": content }));
+    }
+    for (media, description) in &d.also {
+        types.insert(
+            (*media).into(),
+            json!({ "schema": { "type": "string", "description": description } }),
+        );
+    }
     if let Some(s) = d.stream {
         types.insert(
             "text/event-stream".into(),

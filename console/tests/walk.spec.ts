@@ -21,6 +21,8 @@ test.describe.configure({ mode: 'serial' });
 
 const USER = `walker-${Date.now().toString(36)}@example.com`;
 const COMPAT = 'OpenAI-API-Compatible';
+// examples/provider_standin/server.rs FAILING_KEY: every call with it is a 500.
+const FAILING_KEY = 'sk-standin-500-0123456789';
 const CHAT = 'standin-chat';
 const BAD_KEY = 'sk-refused-by-the-stand-in-000';
 
@@ -276,7 +278,14 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
     await d.getByLabel('Status').selectOption({ label: status });
     await expect(d.getByLabel('Provider')).toHaveValue(COMPAT);
     await expect(d.getByLabel('Model')).toHaveValue(CHAT);
-    await d.getByLabel('API key', { exact: true }).fill(env.goodKey);
+    if (alias === 'walk-chat') {
+      // A pool: a key the stand-in always fails with 500 first, the good key as its fallback.
+      await d.getByLabel('API key', { exact: true }).fill(FAILING_KEY);
+      await d.getByRole('button', { name: 'Add a fallback key' }).click();
+      await d.getByLabel('Fallback key 2').fill(env.goodKey);
+    } else {
+      await d.getByLabel('API key', { exact: true }).fill(env.goodKey);
+    }
     await expect(d.getByLabel('Usage limit policy')).toHaveValue('reject');
     if (alias === 'walk-chat') await checkPage(page, 'aikeys-create');
     await d.getByRole('button', { name: 'Create', exact: true }).click();
@@ -339,6 +348,12 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   const v = page.getByTestId('aikey-details');
   await expect(v.getByTestId('used-output')).toHaveText(String(usage.completion_tokens));
   await expect(v.getByTestId('last-used')).not.toHaveText('never');
+  // The first key failed, so its fallback served the call; each is shown by its hint only.
+  const members = v.getByTestId('pool').getByRole('listitem');
+  await expect(members).toHaveCount(2);
+  await expect(members.nth(0)).toContainText('0 calls served');
+  await expect(members.nth(1)).toContainText('1 call served');
+  await expect(v.getByTestId('last-served-by')).toHaveText(await members.nth(1).locator('code').innerText());
   // The one host the provider key is ever sent to: the connection's endpoint.
   await expect(v.getByTestId('endpoint-host')).toHaveText(new URL(env.standin).host);
   await checkPage(page, 'aikeys-details');
@@ -351,7 +366,7 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   await expect(confirm.getByRole('heading', { name: 'Confirm Delete?' })).toBeVisible();
   await confirm.getByRole('button', { name: 'Delete' }).click();
   await expect(rows).toHaveCount(1);
-  await expectNoSecrets(page, context, [env.goodKey]);
+  await expectNoSecrets(page, context, [env.goodKey, FAILING_KEY]);
 });
 
 test('the used tokens of the model show on Model Providers after the relay call', async () => {

@@ -226,7 +226,9 @@ function AiKeyDialog(props: {
   const modelsOf = (p: string) => Array.from(new Set((props.configured[p]?.llm ?? []).map((m) => m.name)));
   const [model, setModel] = useState(e?.model ?? modelsOf(provider)[0] ?? '');
   const [status, setStatus] = useState<'enabled' | 'disabled'>(e?.status ?? 'disabled');
-  const [apiKey, setApiKey] = useState('');
+  // The provider keys of the pool, in priority order: the first, then its fallbacks.
+  const [apiKeys, setApiKeys] = useState<string[]>(['']);
+  const setKeyAt = (i: number, v: string) => setApiKeys((ks) => ks.map((k, j) => (j === i ? v : k)));
   const [inputLimit, setInputLimit] = useState(e ? String(e.input_limit) : '');
   const [outputLimit, setOutputLimit] = useState(e ? String(e.output_limit) : '0');
   const [policy, setPolicy] = useState<'reject' | 'use_anyway'>(e?.usage_limit_policy ?? 'reject');
@@ -246,6 +248,10 @@ function AiKeyDialog(props: {
   };
 
   const submit = async () => {
+    const keys = apiKeys.filter((k) => k !== '');
+    if (!e && keys.length === 0) throw new Error('API key is required');
+    // One key is `api_key`, a pool of one; more are `api_keys`, tried in this order.
+    const pool = keys.length > 1 ? { api_keys: keys } : keys.length === 1 ? { api_key: keys[0] } : {};
     const input_limit = limit(inputLimit, 'Input limit', true);
     const output_limit = limit(outputLimit, 'Output limit', false);
     const expire_time = fromLocalInput(expire);
@@ -254,7 +260,7 @@ function AiKeyDialog(props: {
         alias: alias.trim(),
         provider,
         model,
-        api_key: apiKey,
+        ...pool,
         input_limit,
         output_limit,
         usage_limit_policy: policy,
@@ -268,7 +274,7 @@ function AiKeyDialog(props: {
       if (alias.trim() !== e.alias) body.alias = alias.trim();
       if (provider !== e.provider) body.provider = provider;
       if (model !== e.model) body.model = model;
-      if (apiKey) body.api_key = apiKey;
+      Object.assign(body, pool);
       if (input_limit !== e.input_limit) body.input_limit = input_limit;
       if (output_limit !== e.output_limit) body.output_limit = output_limit;
       if (policy !== e.usage_limit_policy) body.usage_limit_policy = policy;
@@ -332,17 +338,31 @@ function AiKeyDialog(props: {
             options={models.map((m) => [m, m] as const)}
             required
           />
-          <TextField
-            label={e ? 'API key (leave empty to keep)' : 'API key'}
-            type="password"
-            value={apiKey}
-            onValue={setApiKey}
-            required={!e}
-            autocomplete="new-password"
-            hint={
-              e ? `Now ${e.api_key_hint}` : 'The provider key this gateway key calls with; never shown again.'
-            }
-          />
+          {apiKeys.map((k, i) => (
+            <TextField
+              key={i}
+              label={i === 0 ? (e ? 'API key (leave empty to keep)' : 'API key') : `Fallback key ${i + 1}`}
+              type="password"
+              value={k}
+              onValue={(v) => setKeyAt(i, v)}
+              required={!e && i === 0}
+              autocomplete="new-password"
+              hint={
+                i > 0
+                  ? 'Tried when the keys before it are rate limited, failing or refused.'
+                  : e
+                    ? `Now ${e.pool.map((m) => m.api_key_hint).join(', ')}; keys entered here replace the whole pool.`
+                    : 'The provider key this gateway key calls with; never shown again.'
+              }
+            />
+          ))}
+          {apiKeys.length < 5 && (
+            <div class="field">
+              <button type="button" onClick={() => setApiKeys((ks) => [...ks, ''])}>
+                Add a fallback key
+              </button>
+            </div>
+          )}
           <TextField
             label="Input limit"
             type="number"
@@ -393,9 +413,22 @@ function DetailsDialog(props: { k: AiKey; onClose: () => void }) {
         </dd>
         <dt>Status</dt>
         <dd>{k.status}</dd>
-        <dt>Key</dt>
+        <dt>{k.pool.length > 1 ? 'Keys, in the order tried' : 'Key'}</dt>
         <dd>
-          <code>{k.api_key_hint}</code>
+          <ol class="pool" data-testid="pool">
+            {k.pool.map((m) => (
+              <li key={m.index}>
+                <code>{m.api_key_hint}</code>{' '}
+                <span class="muted">
+                  {m.requests.toLocaleString('en')} {m.requests === 1 ? 'call' : 'calls'} served
+                </span>
+              </li>
+            ))}
+          </ol>
+        </dd>
+        <dt>Last served by</dt>
+        <dd data-testid="last-served-by">
+          {k.last_served_by ? <code>{k.last_served_by.api_key_hint}</code> : 'none yet'}
         </dd>
         <dt>Sent only to</dt>
         <dd data-testid="endpoint-host">

@@ -138,6 +138,7 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
 
 /// A successful `/api/v1` answer: its `data` exactly as sent, and the next page's cursor (its
 /// message is always `success` or a fixed sentence, so it is not kept).
+#[derive(Debug)]
 pub struct Answer {
     pub data: Box<RawValue>,
     pub next_cursor: Option<String>,
@@ -423,6 +424,50 @@ mod tests {
         let f = relay_failure(502, "<html>bad gateway</html>", "");
         assert_eq!(f.exit_status(), 7);
         assert!(f.message().contains("not the keyward API's"), "{f}");
+    }
+
+    fn response(raw: &str) -> ureq::Response {
+        raw.parse().expect("a response")
+    }
+
+    #[test]
+    fn data_is_kept_exactly_as_sent_with_the_next_cursor() {
+        let a = read_envelope(response(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Next-Cursor: abc\r\n\r\n\
+             {\"code\":0,\"data\":[{\"b\":1,  \"a\":\"\\u00e9\"}],\"message\":\"success\"}",
+        ))
+        .unwrap();
+        assert_eq!(a.data.get(), "[{\"b\":1,  \"a\":\"\\u00e9\"}]");
+        assert_eq!(a.next_cursor.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn an_error_envelope_gives_its_message_class_and_when_to_retry() {
+        let f = read_envelope(response(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 42\r\n\r\n\
+             {\"code\":429,\"data\":null,\"message\":\"Too many failed attempts\"}",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            f,
+            Failure::RateLimited("Too many failed attempts (retry after 42 s)".into())
+        );
+        assert_eq!(f.exit_status(), 6);
+        let f = read_envelope(response(
+            "HTTP/1.1 404 Not Found\r\n\r\n{\"code\":404,\"data\":null,\"message\":\"User x not found\"}",
+        ))
+        .unwrap_err();
+        assert_eq!(f, Failure::NotFound("User x not found".into()));
+        // A proxy's page: the status decides the class.
+        let f = read_envelope(response(
+            "HTTP/1.1 503 Service Unavailable\r\n\r\n<html>down</html>",
+        ))
+        .unwrap_err();
+        assert_eq!(f.exit_status(), 7);
+        // A 200 that is not the envelope is the server's fault, not a success.
+        let f =
+            read_envelope(response("HTTP/1.1 200 OK\r\n\r\n<html>login page</html>")).unwrap_err();
+        assert_eq!(f.exit_status(), 7);
     }
 
     #[test]

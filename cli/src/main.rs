@@ -197,6 +197,7 @@ pub enum Users {
 /// The new key's description and lifetime.
 #[derive(Args, Clone)]
 pub struct NewKey {
+    /// Free text, at most 256 characters
     #[arg(long)]
     pub description: Option<String>,
     /// Lifetime in minutes (default: the deployment's maximum)
@@ -507,6 +508,13 @@ pub enum Relay {
 }
 
 fn main() -> ExitCode {
+    // `keyward ... | head` closes the pipe early: end quietly as other Unix tools do, instead of
+    // Rust's default of ignoring SIGPIPE and panicking on the next write.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(

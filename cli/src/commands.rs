@@ -1351,3 +1351,80 @@ fn relay_stream(ctx: &Ctx, resp: ureq::Response) -> Result<()> {
     }
     Err(Failure::Server("the stream ended before [DONE]".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    #[test]
+    fn request_bodies_leave_out_what_is_not_sent_and_send_null_only_to_clear() {
+        // PutSettings refuses null: fields not given are left out.
+        let s = PutSettings {
+            auth_token_max_ttl_minutes: None,
+            self_service_keys: Some(false),
+            max_keys_per_user: None,
+        };
+        assert_eq!(json(&s), r#"{"self_service_keys":false}"#);
+        // Defaults: a cleared field is null, one not named is absent.
+        let d = SetDefaults {
+            llm_id: Some(None),
+            embd_id: Some(Some("e@OpenAI".into())),
+            asr_id: None,
+            img2txt_id: None,
+            rerank_id: None,
+            tts_id: None,
+        };
+        assert_eq!(json(&d), r#"{"llm_id":null,"embd_id":"e@OpenAI"}"#);
+        // A gateway key's update: only the flags given, `--no-expiry` as null.
+        let u = UpdateAiKey {
+            alias: None,
+            provider: None,
+            model: None,
+            api_key: None,
+            api_keys: None,
+            input_limit: Some(Some(10)),
+            output_limit: None,
+            usage_limit_policy: None,
+            status: None,
+            expire_time: Some(None),
+        };
+        assert_eq!(json(&u), r#"{"input_limit":10,"expire_time":null}"#);
+        let k = CreateKey {
+            description: None,
+            ttl_minutes: None,
+        };
+        assert_eq!(json(&k), "{}");
+    }
+
+    #[test]
+    fn the_worker_reads_back_what_the_client_writes() {
+        // The Worker's own Deserialize (deny_unknown_fields, not_null, present) accepts each body.
+        let body = CreateAiKey {
+            alias: "a".into(),
+            provider: "OpenAI".into(),
+            model: "m".into(),
+            api_key: None,
+            api_keys: Some(vec!["sk-one-12345678".into(), "sk-two-12345678".into()]),
+            input_limit: 0,
+            output_limit: None,
+            usage_limit_policy: Some("reject".into()),
+            status: None,
+            expire_time: None,
+        };
+        let back: CreateAiKey = serde_json::from_str(&json(&body)).unwrap();
+        assert_eq!(back.api_keys.map(|k| k.len()), Some(2));
+        let s: PutSettings = serde_json::from_str(&json(&PutSettings {
+            auth_token_max_ttl_minutes: Some(60),
+            self_service_keys: None,
+            max_keys_per_user: None,
+        }))
+        .unwrap();
+        assert_eq!(s.auth_token_max_ttl_minutes, Some(60));
+        let u: UpdateAiKey = serde_json::from_str(r#"{"expire_time":null}"#).unwrap();
+        assert_eq!(u.expire_time, Some(None));
+    }
+}

@@ -76,7 +76,9 @@ function kw(args, { env = {}, stdin } = {}) {
       runs.push(run);
       res(run);
     });
-    child.stdin.end(stdin ?? '');
+    // A run that exits without reading its input (a usage error) closes the pipe first.
+    child.stdin.on('error', () => {});
+    child.stdin.end(stdin);
   });
 }
 
@@ -117,6 +119,7 @@ let aliceToken = null;
 let secondToken = null;
 let rotatedToken = null;
 let gatewayId = null;
+let adminIssued = null;
 
 test('login: the admin token from standard input is stored in an owner-only config file', async () => {
   const r = await kw(['login', '--admin', '--profile', 'ops', '--default'], { stdin: `${w.adminToken}\n` });
@@ -264,17 +267,60 @@ test('lists follow the pages, or stop at --limit', async () => {
   assert.deepEqual(three.map((u) => u.username), names.slice(0, 3));
 });
 
+test('removals: keys revoked by their owner and by the admin, a model, a user, a tenant, a profile', async () => {
+  const env = { KEYWARD_PROFILE: 'alice' };
+  const mine = await okJson(['keys', 'list'], { env });
+  const second = mine.find((k) => k.description === 'deploy');
+  assert.match(await ok(['keys', 'delete', second.id], { env }), /revoked key/);
+  await fails(['me'], 3, { env: { KEYWARD_TOKEN: rotatedToken } });
+
+  adminIssued = await newToken(['admin', 'keys', 'create', user, '--description', 'to revoke']);
+  const listed = await okJson(['admin', 'keys', 'list', user]);
+  const revoked = listed.find((k) => k.description === 'to revoke');
+  assert.equal(await ok(['admin', 'keys', 'revoke', user, revoked.id, '--json']), 'true\n');
+  await fails(['me'], 3, { env: { KEYWARD_TOKEN: adminIssued } });
+
+  await ok(['models', 'remove', COMPAT, '--llm-name', CHAT], { env });
+  assert.equal((await okJson(['models', 'list'], { env }))[COMPAT], undefined);
+  assert.equal((await okJson(['defaults', 'get'], { env })).llm_id, null, 'the removal cleared the default');
+
+  const upd = await okJson(['admin', 'users', 'update', 'p1@pages.example', '--status', 'disabled']);
+  assert.equal(upd.status, 'disabled');
+  await ok(['admin', 'users', 'delete', 'p1@pages.example']);
+  await fails(['admin', 'users', 'get', 'p1@pages.example'], 4);
+  const temp = await okJson(['admin', 'tenants', 'create', 'Temporary']);
+  assert.equal((await okJson(['admin', 'tenants', 'get', temp.id])).name, 'Temporary');
+  await ok(['admin', 'tenants', 'delete', temp.id]);
+  await fails(['admin', 'tenants', 'get', temp.id], 4);
+
+  const r = await kw(['login', '--profile', 'spare', '--no-verify'], { stdin: aliceToken });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(JSON.parse(readFileSync(CONFIG, 'utf8')).profiles.spare);
+  await ok(['logout', 'spare']);
+  assert.equal(JSON.parse(readFileSync(CONFIG, 'utf8')).profiles.spare, undefined);
+  await fails(['logout', 'spare'], 4);
+});
+
 test('the audit log as JSON, read by a JSON parser', async () => {
   const out = await ok(['admin', 'audit', '--json', '--tenant-id', tenantId]);
   const entries = JSON.parse(out);
   assert.ok(Array.isArray(entries));
   const actions = new Set(entries.map((e) => e.action));
-  for (const a of ['user.create', 'api_key.create', 'api_key.rotate', 'model.add', 'ai_key.create', 'ai_key.delete']) {
+  for (const a of [
+    'user.create', 'api_key.create', 'api_key.rotate', 'api_key.delete',
+    'model.add', 'model.remove', 'defaults.set', 'ai_key.create', 'ai_key.update', 'ai_key.delete',
+  ]) {
     assert.ok(actions.has(a), `${a} in ${[...actions].join(',')}`);
   }
   // Newest first, each entry an AuditEntry.
   for (let i = 1; i < entries.length; i++) assert.ok(entries[i - 1].at >= entries[i].at);
   assert.ok(entries.every((e) => ['admin', 'user', 'unknown'].includes(e.actor_kind)));
+  assert.ok(entries.some((e) => e.action === 'api_key.rotate' && e.actor_kind === 'user' && e.actor === user));
+  // The whole log: the changes outside the tenant too (p1's own tenant, the deleted one).
+  const everything = new Set(JSON.parse(await ok(['admin', 'audit', '--json', '--page-size', '7'])).map((e) => e.action));
+  for (const a of ['tenant.create', 'tenant.delete', 'user.update', 'user.delete', 'settings.update']) {
+    assert.ok(everything.has(a), `${a} in ${[...everything].join(',')}`);
+  }
   const table = await ok(['admin', 'audit', '--limit', '3']);
   assert.match(table, /^AT\s+ACTOR\s+ACTION\s+TARGET\s+TENANT\s+DETAIL\n/);
   assert.equal(table.trim().split('\n').length, 4);
@@ -325,13 +371,13 @@ test('6: rate limited, after the real brute-force budget of wrong tokens, with w
   }
   assert.match(stderr, /retry after \d+ s/, `no 429 after ${tries} tries`);
   // A correct token from the blocked client is told the same.
-  await fails(['me'], 6, { env: { KEYWARD_TOKEN: rotatedToken } });
+  await fails(['me'], 6, { env: { KEYWARD_TOKEN: aliceToken } });
 });
 
 test('no secret in any argument list, and a new token only in the one output that showed it', async () => {
   await new Promise((r) => setTimeout(r, 300));
-  const tokens = [aliceToken, secondToken, rotatedToken];
-  assert.equal(shown.length, 3);
+  const tokens = [aliceToken, secondToken, rotatedToken, adminIssued];
+  assert.equal(shown.length, 4);
   const secrets = [w.adminToken, STANDIN_GOOD_KEY, REFUSED_KEY];
   const problems = [];
   runs.forEach((run, i) => {

@@ -1400,6 +1400,74 @@ mod tests {
         assert_eq!(json(&k), "{}");
     }
 
+    /// Read one HTTP request's head and body from `s`; returns its header lines.
+    fn read_request(s: &mut std::net::TcpStream) -> Vec<String> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let lines: Vec<String> = head.lines().map(str::to_owned).collect();
+        let len = lines
+            .iter()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        lines
+    }
+
+    fn idempotency_key_of(lines: &[String]) -> Option<String> {
+        lines.iter().find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("idempotency-key:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+        })
+    }
+
+    #[test]
+    fn a_lost_answer_is_asked_again_with_the_same_idempotency_key() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            // The first attempt reaches the server, which "commits" and loses the answer.
+            let (mut first, _) = listener.accept().unwrap();
+            let k1 = idempotency_key_of(&read_request(&mut first));
+            drop(first);
+            let (mut second, _) = listener.accept().unwrap();
+            let k2 = idempotency_key_of(&read_request(&mut second));
+            let body = r#"{"code":0,"data":{"id":"t1"},"message":"success"}"#;
+            write!(
+                second,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            (k1, k2)
+        });
+        let c = Client::new(&base, Some("admin".into()));
+        let a = once(
+            &c,
+            "POST",
+            "/api/v1/admin/tenants",
+            &CreateTenant { name: "t".into() },
+        )
+        .unwrap();
+        assert_eq!(a.data.get(), r#"{"id":"t1"}"#);
+        let (k1, k2) = server.join().unwrap();
+        assert!(k1.as_deref().is_some_and(|k| k.len() == 32), "{k1:?}");
+        assert_eq!(k1, k2, "the retry carries the first attempt's key");
+    }
+
     #[test]
     fn the_worker_reads_back_what_the_client_writes() {
         // The Worker's own Deserialize (deny_unknown_fields, not_null, present) accepts each body.

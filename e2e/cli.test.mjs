@@ -338,9 +338,14 @@ test('each error class has its exit status', async () => {
     }),
     /refused|401|invalid/i,
   );
-  // 3: auth, a forged token and a missing one; a member-only role is also 3 (403).
+  // 3: auth, a forged token and a missing one; a member's role is also 3 (403).
   await fails(['me'], 3, { env: { KEYWARD_TOKEN: forgedToken() } });
   await fails(['me'], 3, { env: { KEYWARD_PROFILE: 'ops' } });
+  await ok(['admin', 'users', 'create', 'bob@acme.example', '--tenant-id', tenantId, '--role', 'member']);
+  const bob = await newToken(['admin', 'keys', 'create', 'bob@acme.example']);
+  assert.match(await fails(['defaults', 'set', '--chat', `${CHAT}@${COMPAT}`], 3, { env: { KEYWARD_TOKEN: bob } }), /member/i);
+  // A URL that is not one is bad input, said without echoing it.
+  assert.doesNotMatch(await fails(['me', '--url', 'https://u:pw-in-url@example.com'], 2, { env }), /pw-in-url/);
   // 4: not found.
   assert.match(await fails(['admin', 'users', 'get', 'nobody@nowhere.example'], 4), /nobody/);
   // 5: conflict.
@@ -376,8 +381,9 @@ test('6: rate limited, after the real brute-force budget of wrong tokens, with w
 
 test('no secret in any argument list, and a new token only in the one output that showed it', async () => {
   await new Promise((r) => setTimeout(r, 300));
-  const tokens = [aliceToken, secondToken, rotatedToken, adminIssued];
-  assert.equal(shown.length, 4);
+  const tokens = shown.map((s) => s.token);
+  assert.equal(shown.length, 5);
+  assert.deepEqual(tokens.slice(0, 4), [aliceToken, secondToken, rotatedToken, adminIssued]);
   const secrets = [w.adminToken, STANDIN_GOOD_KEY, REFUSED_KEY];
   const problems = [];
   runs.forEach((run, i) => {

@@ -136,6 +136,44 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
+/// The deployment's base URL, checked: http(s) with a host and nothing after the path (no user
+/// name or password either: a URL is seen by `ps`). Returns a warning for plain http to a host
+/// that is not this machine, since the token would travel unencrypted.
+pub fn check_base(raw: &str) -> Result<Option<String>> {
+    // Never echoed: it may hold a password.
+    let bad = |why: &str| {
+        Failure::BadInput(format!(
+            "the URL (--url, KEYWARD_URL or the profile's) {why}"
+        ))
+    };
+    let u = url::Url::parse(raw.trim()).map_err(|e| {
+        bad(&format!(
+            "is not a URL ({e}); e.g. https://keyward.example.com"
+        ))
+    })?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(bad("must start with https:// (or http://)"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad("must not carry a user name or password"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(bad("must not have a query or a fragment"));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(bad("has no host")),
+    };
+    Ok((u.scheme() == "http" && !loopback).then(|| {
+        format!(
+            "warning: {} is plain http: the token travels unencrypted; use https",
+            crate::table::clean(raw)
+        )
+    }))
+}
+
 /// A successful `/api/v1` answer: its `data` exactly as sent, and the next page's cursor (its
 /// message is always `success` or a fixed sentence, so it is not kept).
 #[derive(Debug)]
@@ -391,6 +429,29 @@ mod tests {
         let mut listed: Vec<i32> = EXIT_STATUSES.iter().map(|(n, _)| *n).collect();
         listed.dedup();
         assert_eq!(listed, (0..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_base_url_is_http_or_https_with_a_host_and_no_credentials() {
+        assert_eq!(check_base("https://keyward.example.com").unwrap(), None);
+        assert_eq!(check_base("http://127.0.0.1:8787/").unwrap(), None);
+        assert_eq!(check_base("http://localhost:8787").unwrap(), None);
+        assert_eq!(check_base("http://[::1]:8787").unwrap(), None);
+        assert!(check_base("http://keyward.example.com")
+            .unwrap()
+            .unwrap()
+            .contains("unencrypted"));
+        for bad in [
+            "keyward.example.com",
+            "ftp://keyward.example.com",
+            "https://admin:hunter2@keyward.example.com",
+            "https://keyward.example.com/?x=1",
+            "https://keyward.example.com/#top",
+        ] {
+            let e = check_base(bad).unwrap_err();
+            assert_eq!(e.exit_status(), 2, "{bad}");
+            assert!(!e.message().contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

@@ -39,11 +39,15 @@ struct Ctx {
 
 impl Ctx {
     fn url(&self) -> Result<&str> {
-        self.resolved.url.as_deref().ok_or_else(|| {
+        let url = self.resolved.url.as_deref().ok_or_else(|| {
             Failure::BadInput(
                 "no URL: give --url, set KEYWARD_URL, or store one with keyward login".into(),
             )
-        })
+        })?;
+        if let Some(warning) = crate::client::check_base(url)? {
+            eprintln!("{warning}");
+        }
+        Ok(url)
     }
 
     /// A client with the user key.
@@ -140,6 +144,9 @@ fn login(g: &Global, args: &LoginArgs, path: &std::path::Path, mut file: ConfigF
         .filter(|u| !u.trim().is_empty())
         .or(profile.url.clone())
         .ok_or_else(|| Failure::BadInput("keyward login needs --url (or KEYWARD_URL)".into()))?;
+    if let Some(warning) = crate::client::check_base(&url)? {
+        eprintln!("{warning}");
+    }
     let (flag, what) = if args.admin {
         (g.admin_token_file.as_deref(), "admin token")
     } else {

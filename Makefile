@@ -18,9 +18,12 @@ lint:
 	@$(ENV) cargo fmt --all -- --check
 	@$(ENV) cargo clippy --all-targets --quiet -- -D warnings
 	@$(ENV) cargo clippy --all-targets --quiet --target wasm32-unknown-unknown -- -D warnings
+	@$(ENV) cargo clippy -p keyward-cli --all-targets --quiet -- -D warnings
 
+# The Worker's tests (the root package), then the command-line client's (cli/, native only).
 test-native:
 	@$(ENV) cargo test
+	@$(ENV) cargo test -p keyward-cli
 
 test-wasm:
 	@$(ENV) cargo test --target wasm32-unknown-unknown

@@ -14,21 +14,24 @@ use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
 use crate::store::{audit, Batch, Db, DbError, Platform};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 const ADMIN: audit::Actor<'static> = audit::Actor::Admin;
 
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateTenantRequest"))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// 1 to 128 characters, not only whitespace, no control characters.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "maxLength" = 128, "pattern" = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]*$")))]
-    name: String,
+    pub name: String,
 }
 
 /// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateUserRequest"))]
 #[serde(deny_unknown_fields)]
@@ -37,28 +40,34 @@ pub struct CreateUser {
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::Username")
     )]
-    username: String,
+    pub username: String,
     /// An existing tenant (404 if there is none). Without it a new tenant named after the user is
     /// created and the user is its owner.
-    tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     /// Default `member` with tenant_id; without tenant_id only `owner` is allowed (and is the
     /// default).
-    role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// At least one of role, status. Optional fields may also be null, which means the same as leaving
 /// them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateUserRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
-    role: Option<Role>,
-    status: Option<UserStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<UserStatus>,
 }
 
 /// Any of the settings; those not sent keep their value. At least one is required.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateSettingsRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
@@ -66,19 +75,23 @@ pub struct PutSettings {
     /// Minutes; 0 means no limit.
     #[serde(default, deserialize_with = "body::not_null")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 52560000)))]
-    auth_token_max_ttl_minutes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token_max_ttl_minutes: Option<i64>,
     /// Whether users may create keys for themselves.
     #[serde(default, deserialize_with = "body::not_null")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "bool"))]
-    self_service_keys: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_service_keys: Option<bool>,
     /// The most unexpired keys one user may hold.
     #[serde(default, deserialize_with = "body::not_null")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 1, "maximum" = 10000)))]
-    max_keys_per_user: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_keys_per_user: Option<i64>,
 }
 
 // The deployment settings, as `GET` and `PUT /api/v1/admin/settings` answer them.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Settings"))]
 pub struct SettingsView {
@@ -116,6 +129,7 @@ fn username_taken(asked: &str, stored: &str) -> ApiError {
 
 // A tenant as the admin API shows it.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Tenant"))]
 pub struct TenantView {
@@ -141,6 +155,7 @@ pub fn tenant_json(t: &Tenant) -> TenantView {
 
 // A user as the admin API shows it.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "User"))]
 pub struct UserView {
@@ -178,6 +193,7 @@ pub fn user_json(u: &User) -> UserView {
 // One audit log entry. `actor` is `null` for the admin token, which has no name: a user called
 // `admin` stays a user.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "AuditEntry"))]
 pub struct AuditEntryView<'a> {
@@ -190,18 +206,18 @@ pub struct AuditEntryView<'a> {
     /// is their name), or `unknown` (an entry written before the kind was recorded whose actor
     /// cannot be told apart).
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["admin", "user", "unknown"])))]
-    pub actor_kind: &'static str,
+    pub actor_kind: Cow<'static, str>,
     /// The username whose key made the change; null when the admin token did. A user named `admin`
     /// is still `actor_kind: user`.
-    pub actor: Option<&'a str>,
+    pub actor: Option<Cow<'a, str>>,
     /// What happened, e.g. `tenant.create`, `user.update`, `api_key.rotate`, `settings.update`.
-    pub action: &'a str,
+    pub action: Cow<'a, str>,
     /// What it happened to: a tenant id, a username, `<username>/<key id>` or a setting name.
-    pub target: &'a str,
+    pub target: Cow<'a, str>,
     /// The tenant concerned; null for deployment-wide changes.
-    pub tenant_id: Option<&'a str>,
+    pub tenant_id: Option<Cow<'a, str>>,
     /// Extra detail; never a secret.
-    pub detail: &'a str,
+    pub detail: Cow<'a, str>,
 }
 
 impl<P: Platform> App<P> {
@@ -597,15 +613,17 @@ impl<P: Platform> App<P> {
                 .map(|e| AuditEntryView {
                     id: e.id,
                     at: rfc3339(e.at),
-                    actor_kind: e.actor_kind.as_str(),
+                    actor_kind: e.actor_kind.as_str().into(),
                     actor: match e.actor_kind {
                         audit::ActorKind::Admin => None,
-                        audit::ActorKind::User | audit::ActorKind::Unknown => Some(&e.actor),
+                        audit::ActorKind::User | audit::ActorKind::Unknown => {
+                            Some((&e.actor).into())
+                        }
                     },
-                    action: &e.action,
-                    target: &e.target,
-                    tenant_id: e.tenant_id.as_deref(),
-                    detail: &e.detail,
+                    action: (&e.action).into(),
+                    target: (&e.target).into(),
+                    tenant_id: e.tenant_id.as_deref().map(Cow::Borrowed),
+                    detail: (&e.detail).into(),
                 })
                 .collect::<Vec<_>>(),
         )

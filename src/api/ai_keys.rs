@@ -41,6 +41,7 @@ pub const POOL_MAX: usize = 5;
 // `POST /api/v1/ai_keys`.
 /// A new gateway key. An unknown field is a 400; optional fields sent as null take their default.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateAiKeyRequest", extend("oneOf" = [{"required": ["api_key"]}, {"required": ["api_keys"]}])))]
 #[serde(deny_unknown_fields)]
@@ -49,17 +50,17 @@ pub struct CreateAiKey {
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AiKeyAlias")
     )]
-    alias: String,
+    pub alias: String,
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AiKeyProvider")
     )]
-    provider: String,
+    pub provider: String,
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AiKeyModel")
     )]
-    model: String,
+    pub model: String,
     /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
     /// control characters. Encrypted at rest (a master key must be configured, else 500); never
     /// returned. A pool of one; send this or `api_keys` (both, or neither, is a 400).
@@ -67,31 +68,37 @@ pub struct CreateAiKey {
         not(target_arch = "wasm32"),
         schemars(with = "Option<crate::api::doc::scalars::ProviderKey>")
     )]
-    api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
     /// A pool of 1 to 5 provider keys in priority order, each checked as `api_key` and none
     /// repeated: the relay uses the first that is not cooling down and fails over to the next on
     /// a provider 429, 5xx, timeout or refused credential. Sealed like `api_key`; never returned.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<Vec<crate::api::doc::scalars::ProviderKey>>", extend("minItems" = 1, "maxItems" = 5)))]
-    api_keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<Vec<String>>,
     /// Most input tokens per request, 0 = unlimited.
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::TokenLimit")
     )]
-    input_limit: i64,
+    pub input_limit: i64,
     /// Most output tokens per chat request, 0 = unlimited (default).
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 10000000, "default" = 0)))]
-    output_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_limit: Option<i64>,
     /// See UsageLimitPolicy; default `reject`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["reject", "use_anyway", null], "default" = "reject")))]
-    usage_limit_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_limit_policy: Option<String>,
     /// Default `disabled`: the key must be enabled before the relay accepts it.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["enabled", "disabled", null], "default" = "disabled")))]
-    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// When the key stops working: an RFC 3339 time in the future, e.g. `2030-01-01T00:00:00Z` (one
     /// at or before now is a 400). Null or absent: never.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
-    expire_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<String>,
 }
 
 // `PUT /api/v1/ai_keys/{id}`: any writable field; only `expire_time` may be `null` (it clears).
@@ -105,6 +112,7 @@ pub struct CreateAiKey {
 /// the key to the endpoint its provider/model has now. Each endpoint change is audited with old and
 /// new host.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateAiKeyRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
@@ -114,61 +122,71 @@ pub struct UpdateAiKey {
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AiKeyAlias")
     )]
-    alias: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AiKeyProvider")
     )]
-    provider: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AiKeyModel")
     )]
-    model: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Option<String>>,
     /// The provider key: 8 characters to 16 KiB (a shorter one is not a real credential: 400), no
     /// control characters. Encrypted at rest (a master key must be configured, else 500); never
     /// returned. Replaces the whole pool with a pool of one; not together with `api_keys`.
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String", extend("minLength" = 8, "maxLength" = 16384)))]
-    api_key: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Option<String>>,
     /// Replaces the pool: 1 to 5 provider keys in priority order, as on create. The served
     /// counters start again; the token counters are kept.
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<crate::api::doc::scalars::ProviderKey>", extend("minItems" = 1, "maxItems" = 5)))]
-    api_keys: Option<Option<Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::TokenLimit")
     )]
-    input_limit: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_limit: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::TokenLimit")
     )]
-    output_limit: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_limit: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::domain::states::UsagePolicy")
     )]
-    usage_limit_policy: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_limit_policy: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::domain::states::KeyStatus")
     )]
-    status: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Option<String>>,
     /// An RFC 3339 time in the future (one at or before now is a 400), or null to clear the expiry.
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "Option<crate::api::doc::scalars::DateTime>")
     )]
-    expire_time: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<Option<String>>,
 }
 
 /// The writable fields, as a PUT with none of them is told.
@@ -302,6 +320,7 @@ pub fn check_expire_time(s: &str, now: i64) -> Result<i64> {
 // How a gateway key is shown: the masked hint, never the key or its ciphertext.
 /// A gateway key as shown: the provider key only as a masked hint, never the key or its ciphertext.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "AiKey"))]
 pub struct AiKeyView {
@@ -382,6 +401,7 @@ pub struct AiKeyView {
 /// One provider key of a pool: its position, its masked hint (never the key) and the relay calls
 /// it served.
 #[derive(Serialize, Debug, Clone, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct PoolMemberView {
     /// The position in the pool, from 0 (the first tried).
@@ -398,6 +418,7 @@ pub struct PoolMemberView {
 // One page of gateway keys and how many match in all.
 /// One page of the tenant's gateway keys that match the filters.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct AiKeyPage {
     /// How many keys match the filters, over all pages.

@@ -35,28 +35,35 @@ pub const FIELDS: [(&str, ModelType); 6] = [
 /// such model has it. `null` or `""` clears the field; fields not sent stay as they are. One
 /// invalid value rejects the whole request and changes nothing.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "SetDefaultModelsRequest", extend("minProperties" = 1)))]
 #[serde(deny_unknown_fields)]
 pub struct SetDefaults {
     /// The default `chat` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
-    llm_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_id: Option<Option<String>>,
     /// The default `embedding` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
-    embd_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embd_id: Option<Option<String>>,
     /// The default `speech2text` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
-    asr_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asr_id: Option<Option<String>>,
     /// The default `image2text` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
-    img2txt_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub img2txt_id: Option<Option<String>>,
     /// The default `rerank` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
-    rerank_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_id: Option<Option<String>>,
     /// The default `tts` model; null or empty clears it.
     #[serde(default, deserialize_with = "super::body::present")]
-    tts_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tts_id: Option<Option<String>>,
 }
 
 impl SetDefaults {
@@ -81,6 +88,7 @@ impl SetDefaults {
 /// The tenant's default model per type, as `name@factory` (the factory follows the last `@`,
 /// since a name may contain one, e.g. `@cf/meta/llama-3.1-8b-instruct@Builtin`); null when unset.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct DefaultModels {
     /// The default `chat` model.

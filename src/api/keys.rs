@@ -44,6 +44,7 @@ impl<'a> Issuer<'a> {
 
 /// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "CreateApiKeyRequest"))]
 #[serde(deny_unknown_fields)]
@@ -53,27 +54,32 @@ pub struct CreateKey {
         not(target_arch = "wasm32"),
         schemars(with = "Option<crate::api::doc::scalars::KeyDescription>")
     )]
-    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Lifetime in minutes. At most auth_token_max_ttl_minutes when that is not 0 (a greater value
     /// is a 400 naming the maximum); default is that maximum, or no expiry when it is 0.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 52560000)))]
-    ttl_minutes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_minutes: Option<i64>,
 }
 
 /// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RotateApiKeyRequest"))]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     /// How long the previous secret keeps working, in minutes.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1440, "default" = 0)))]
-    grace_minutes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_minutes: Option<i64>,
 }
 
 // How a key is listed: never a secret or a hash.
 /// A key as listed: never a secret or a token.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiKey"))]
 pub struct KeyView {
@@ -132,6 +138,7 @@ pub fn key_json(k: &KeyRecord) -> KeyView {
 
 // `GET /api/v1/me/limits`: what the caller's next key may be.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct KeyLimits {
     // The longest `ttl_minutes` the next key may have; `null`: no bound.
@@ -156,6 +163,7 @@ pub struct KeyLimits {
 // The one answer that carries a secret: the creation (or rotation) of a key.
 /// A newly created key, with its secret (shown this once).
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiKeyCreated"))]
 pub struct CreatedKey {
@@ -205,6 +213,7 @@ pub struct CreatedKey {
 // the Worker bundle several KiB.)
 /// A rotated key: same id and access_key, a new secret (shown this once).
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiKeyRotated"))]
 pub struct RotatedKey {

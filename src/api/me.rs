@@ -12,9 +12,11 @@ use crate::domain::time::rfc3339;
 use crate::store::users::{self, User};
 use crate::store::Platform;
 use serde::Serialize;
+use std::borrow::Cow;
 
 // `GET /api/v1/me`: the caller and the key they called with.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Me"))]
 pub struct MeView<'a> {
@@ -22,12 +24,12 @@ pub struct MeView<'a> {
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::Username")
     )]
-    pub username: &'a str,
+    pub username: Cow<'a, str>,
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::TenantId")
     )]
-    pub tenant_id: &'a str,
+    pub tenant_id: Cow<'a, str>,
     pub role: Role,
     /// The key this request authenticated with.
     pub api_key: MyKeyView<'a>,
@@ -35,6 +37,7 @@ pub struct MeView<'a> {
 
 // The key a `GET /api/v1/me` was sent with.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(inline))]
 pub struct MyKeyView<'a> {
@@ -42,12 +45,12 @@ pub struct MyKeyView<'a> {
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::KeyId")
     )]
-    pub id: &'a str,
+    pub id: Cow<'a, str>,
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "crate::api::doc::scalars::AccessKey")
     )]
-    pub access_key: &'a str,
+    pub access_key: Cow<'a, str>,
     /// When this key stops working; null when it never expires.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expires_at: Option<String>,
@@ -55,12 +58,12 @@ pub struct MyKeyView<'a> {
 
 pub(crate) fn me(caller: &Caller) -> Reply {
     Reply::ok(MeView {
-        username: &caller.username,
-        tenant_id: &caller.tenant_id,
+        username: (&caller.username).into(),
+        tenant_id: (&caller.tenant_id).into(),
         role: caller.role,
         api_key: MyKeyView {
-            id: &caller.key_id,
-            access_key: &caller.access_key,
+            id: (&caller.key_id).into(),
+            access_key: (&caller.access_key).into(),
             expires_at: caller.expires_at.map(rfc3339),
         },
     })

@@ -15,20 +15,23 @@ use crate::store::providers::{self, Connection};
 use crate::store::{audit, defaults, Batch, Platform};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Optional fields may also be null, which means the same as leaving them out.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RemoveModelRequest"))]
 #[serde(deny_unknown_fields)]
 pub struct RemoveModel {
     /// The factory (case-sensitive); an unknown factory or `Builtin` is a 400.
-    llm_factory: String,
+    pub llm_factory: String,
     /// Remove only this model's connection (for Azure-OpenAI the deployment name). Absent or empty:
     /// remove every connection the tenant has to the factory. A catalog model of an organization
     /// connection cannot be removed on its own (404); remove the factory instead.
-    llm_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_name: Option<String>,
 }
 
 /// A model a tenant can use: from a connection's catalog, a single-model connection, or Builtin.
@@ -69,19 +72,20 @@ pub fn managing(caller: &Caller) -> Result<&Caller> {
 // A catalog factory, as `GET /api/v1/factories` lists it.
 /// One provider of the catalog.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Factory"))]
 pub struct FactoryView<'a> {
     /// The factory's name as RAGFlow spells it (case-sensitive), the `llm_factory` of requests.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "examples" = ["OpenAI", "Azure-OpenAI", "OpenAI-API-Compatible", "Builtin"])))]
-    pub name: &'a str,
+    pub name: Cow<'a, str>,
     /// RAGFlow's tags for `model_types`, comma-separated in the fixed order `LLM,TEXT
     /// EMBEDDING,TEXT RE-RANK,TTS,SPEECH2TEXT,IMAGE2TEXT`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["LLM,TEXT EMBEDDING,TTS,SPEECH2TEXT,IMAGE2TEXT"])))]
-    pub tags: &'a str,
+    pub tags: Cow<'a, str>,
     /// The model types the factory offers or, for a per-model factory, can host.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("uniqueItems" = true, "minItems" = 1)))]
-    pub model_types: &'a [ModelType],
+    pub model_types: Cow<'a, [ModelType]>,
     pub auth: catalog::Auth,
     pub connection: Kind,
     /// The API root used when the tenant gives no `base_url`; null when the tenant must give one
@@ -89,7 +93,7 @@ pub struct FactoryView<'a> {
     /// VertexAI (built from `location`) and for Builtin (served by the deployment's Workers AI
     /// binding).
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("format" = "uri")))]
-    pub default_base_url: Option<&'a str>,
+    pub default_base_url: Option<Cow<'a, str>>,
     /// Whether the tenant runs the server itself: no key, and not verified with a live call on add
     /// unless `verify` is true.
     pub self_deployed: bool,
@@ -100,12 +104,13 @@ pub struct FactoryView<'a> {
 // A catalog model; `enabled` only on Builtin's, whether this deployment enables it.
 /// A catalog model of a factory.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "FactoryModel"))]
 pub struct CatalogModelView<'a> {
     /// The provider's model name, unique within its factory.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1)))]
-    pub name: &'a str,
+    pub name: Cow<'a, str>,
     #[serde(rename = "type")]
     pub model_type: ModelType,
     /// The context window in tokens; for `speech2text` the largest audio upload in bytes, for `tts`
@@ -121,12 +126,13 @@ pub struct CatalogModelView<'a> {
 
 // One factory's entry in `GET /api/v1/models`: RAGFlow's `{tags, llm}`.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ConfiguredFactory"))]
 pub struct FactoryModels<'a> {
     /// The factory's RAGFlow tags, as in `GET /api/v1/factories`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["LLM,TEXT EMBEDDING,TTS,SPEECH2TEXT,IMAGE2TEXT"])))]
-    pub tags: &'a str,
+    pub tags: Cow<'a, str>,
     /// The tenant's usable models of this factory: every catalog model of an organization
     /// connection, each single-model connection, and for `Builtin` the models the operator enabled
     /// (possibly none).
@@ -138,6 +144,7 @@ pub struct FactoryModels<'a> {
 /// A model the tenant can use. `api_base`, `max_tokens`, `status` and `credential_hint` are present
 /// only with `include_details=true`.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ConfiguredModel"))]
 pub struct TenantModelView<'a> {
@@ -146,7 +153,7 @@ pub struct TenantModelView<'a> {
     /// The model's name (an Azure-OpenAI deployment's name); with the factory it forms the id
     /// `name@factory`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1)))]
-    pub name: &'a str,
+    pub name: Cow<'a, str>,
     /// Tokens used through this tenant's connection for this model.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0)))]
     pub used_token: i64,
@@ -170,7 +177,7 @@ pub struct TenantModelView<'a> {
     /// OpenAI-API-Compatible without a key). Never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("examples" = ["sk-...wxyz"])))]
-    pub credential_hint: Option<Option<&'a str>>,
+    pub credential_hint: Option<Option<Cow<'a, str>>>,
 }
 
 impl<P: Platform> App<P> {
@@ -182,18 +189,18 @@ impl<P: Platform> App<P> {
         catalog::factories()
             .iter()
             .map(|f| FactoryView {
-                name: &f.name,
-                tags: &f.tags,
-                model_types: &f.model_types,
+                name: (&f.name).into(),
+                tags: (&f.tags).into(),
+                model_types: (&f.model_types).into(),
                 auth: f.auth,
                 connection: f.connection,
-                default_base_url: f.default_base_url.as_deref(),
+                default_base_url: f.default_base_url.as_deref().map(Cow::Borrowed),
                 self_deployed: f.self_deployed,
                 models: f
                     .models
                     .iter()
                     .map(|m| CatalogModelView {
-                        name: &m.name,
+                        name: (&m.name).into(),
                         model_type: m.model_type,
                         max_tokens: m.max_tokens,
                         enabled: f.is_builtin().then(|| enabled.contains(&m.name.as_str())),
@@ -293,7 +300,7 @@ impl<P: Platform> App<P> {
             out.insert(
                 b.name.as_str(),
                 FactoryModels {
-                    tags: &b.tags,
+                    tags: (&b.tags).into(),
                     llm: Vec::new(),
                 },
             );
@@ -310,7 +317,7 @@ impl<P: Platform> App<P> {
             let conn = m.connection.as_ref();
             let item = TenantModelView {
                 model_type: m.model_type,
-                name: &m.name,
+                name: (&m.name).into(),
                 used_token: used,
                 api_base: details.then(|| {
                     probe::base_of(
@@ -320,11 +327,12 @@ impl<P: Platform> App<P> {
                 }),
                 max_tokens: details.then_some(m.max_tokens),
                 status: details.then(|| conn.map_or(ConnectionStatus::Valid, |c| c.status)),
-                credential_hint: details.then(|| conn.and_then(|c| c.credential_hint.as_deref())),
+                credential_hint: details
+                    .then(|| conn.and_then(|c| c.credential_hint.as_deref().map(Cow::Borrowed))),
             };
             out.entry(m.factory.name.as_str())
                 .or_insert_with(|| FactoryModels {
-                    tags: &m.factory.tags,
+                    tags: (&m.factory.tags).into(),
                     llm: Vec::new(),
                 })
                 .llm

@@ -23,6 +23,7 @@ use crate::store::outbound::{Outbound, OutboundError, OutboundResponse};
 use crate::store::{providers, Platform, Stmt};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,16 +172,18 @@ fn type_fits(endpoint: Endpoint, t: ModelType) -> bool {
 
 // `GET /v1/models`: OpenAI's model list.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct RelayModelList {
     // Always `list`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "list")))]
-    pub object: &'static str,
+    pub object: Cow<'static, str>,
     pub data: Vec<RelayModel>,
 }
 
 // One model the relay serves: a connected model (`name@factory`) or a gateway key's alias.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct RelayModel {
     /// A model id `name@factory`, or a gateway key's alias.
@@ -188,7 +191,7 @@ pub struct RelayModel {
     pub id: String,
     // Always `model`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "model")))]
-    pub object: &'static str,
+    pub object: Cow<'static, str>,
     // Always 0: keyward does not know when a provider made the model.
     /// Always 0.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = 0)))]
@@ -208,7 +211,7 @@ impl<P: Platform> App<P> {
             .filter(|m| m.connection.is_some() || builtin_served)
             .map(|m| RelayModel {
                 id: m.id(),
-                object: "model",
+                object: "model".into(),
                 created: 0,
                 owned_by: m.factory.name.clone(),
             })
@@ -227,14 +230,14 @@ impl<P: Platform> App<P> {
         .map_err(ApiError::from)?;
         data.extend(keys.iter().map(|k| RelayModel {
             id: k.alias.clone(),
-            object: "model",
+            object: "model".into(),
             created: 0,
             owned_by: "keyward".into(),
         }));
         Ok(Response::json(
             200,
             &RelayModelList {
-                object: "list",
+                object: "list".into(),
                 data,
             },
         ))

@@ -54,6 +54,7 @@ pub const MIN_SECRET_LEN: usize = 8;
 /// model's type, else `chat`. Secrets are encrypted at rest and never returned. Optional fields may
 /// also be null, which means the same as leaving them out.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "AddModelRequest"))]
 #[serde(deny_unknown_fields)]
@@ -68,6 +69,7 @@ pub struct AddModel {
     /// that holds a credential to another endpoint needs the credential again (a 400 on `api_key`
     /// otherwise).
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("maxLength" = 16384)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     /// The API root, overriding the factory's default; required for OpenAI-API-Compatible, Ollama,
     /// LocalAI and Xinference; not accepted for Azure-OpenAI (use `endpoint`). An http or https URL
@@ -77,49 +79,61 @@ pub struct AddModel {
     /// (loopback, private, link-local: `PROVIDER_PRIVATE_ADDRESSES`, none by default); hosts are
     /// judged by name, without DNS.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("format" = "uri", "maxLength" = 2048, "pattern" = "^[Hh][Tt][Tt][Pp][Ss]?://")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// One model to add on its own connection (required for per-model factories except
     /// Azure-OpenAI, where it is the deployed model's name). 1 to 128 characters, not only
     /// whitespace, no control characters.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minLength" = 1, "maxLength" = 128, "pattern" = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]*$")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_name: Option<String>,
     /// The model's type; must be one of the factory's `model_types`.
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "Option<crate::catalog::ModelType>")
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
     /// The model's context window, overriding the catalog's.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 10000000)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<i64>,
     /// Whether to prove the credential with one live call to the provider before storing it (e.g.
     /// `GET {base}/models`; VertexAI: a signed token exchange). Default true, except false for
     /// self-deployed factories (Ollama, LocalAI, Xinference).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<bool>,
     /// OpenAI-API-Compatible only: a bearer token, used when no `api_key` is given; an empty string
     /// is ignored, a shorter one than 8 characters is a 400.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("maxLength" = 16384)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
     /// Azure-OpenAI only (required): the deployment's name, 1 to 64 letters, digits and `. _ - :`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,64}$")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
     /// Azure-OpenAI only (required): the resource endpoint, e.g.
     /// `https://<resource>.openai.azure.com`; same rules as `base_url`, refusals included.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("format" = "uri", "maxLength" = 2048, "pattern" = "^[Hh][Tt][Tt][Pp][Ss]?://")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Azure-OpenAI only: the data-plane API version.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,32}$", "default" = "2024-10-21")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// VertexAI only (required): a Google service-account key, as a JSON object or a string holding
     /// one (at most 16 KiB). It must have `type: "service_account"`, `client_email`, a PKCS#8 PEM
     /// `private_key` and an http(s) `token_uri`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("type" = ["string", "object", "null"], "maxLength" = 16384)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_json: Option<Value>,
     /// VertexAI only: the Google Cloud project; default the `credentials_json`'s `project_id`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,64}$")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
     /// VertexAI only: the region.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("pattern" = "^[A-Za-z0-9._:-]{1,32}$", "default" = "us-central1")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
 }
 

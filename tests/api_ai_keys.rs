@@ -1323,6 +1323,45 @@ fn side_by_side(
 }
 
 #[test]
+fn two_concurrent_creates_at_the_tenants_last_free_place_leave_exactly_one_key() {
+    let app = race_app();
+    let tok = race_owner(&app);
+    let put = as_user(
+        ADMIN_TOKEN,
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"max_ai_keys_per_tenant": 1})),
+    );
+    assert_eq!(block_on(app.handle(put)).status, 200);
+    let (ra, rb, trace) = side_by_side(
+        &app,
+        as_user(&tok, "POST", "/api/v1/ai_keys", Some(valid("left"))),
+        as_user(&tok, "POST", "/api/v1/ai_keys", Some(valid("right"))),
+    );
+    assert_eq!(
+        &trace[trace.len() - 2..],
+        ["batch", "batch"],
+        "both read the limit first"
+    );
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "exactly one fits");
+    let loser = if ra.status == 409 { &ra } else { &rb };
+    assert!(loser.json_body()["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_ai_keys_per_tenant"));
+    let n = block_on(
+        app.platform
+            .db
+            .inner
+            .query(keyward::stmt!("SELECT COUNT(*) AS n FROM ai_keys")),
+    )
+    .unwrap();
+    assert_eq!(n[0]["n"], 1);
+}
+
+#[test]
 fn two_concurrent_creates_of_one_alias_leave_exactly_one_key() {
     let app = race_app();
     let tok = race_owner(&app);
@@ -1332,10 +1371,10 @@ fn two_concurrent_creates_of_one_alias_leave_exactly_one_key() {
         as_user(&tok, "POST", "/api/v1/ai_keys", Some(body(KEY))),
         as_user(&tok, "POST", "/api/v1/ai_keys", Some(body(KEY2))),
     );
-    // Both requests did every read (auth, the tenant's models) before either wrote.
+    // Both requests did every read (auth, the tenant's models, the settings) before either wrote.
     assert_eq!(
         trace,
-        ["query", "query", "query", "query", "batch", "batch"]
+        ["query", "query", "query", "query", "query", "query", "batch", "batch"]
     );
     let mut statuses = [ra.status, rb.status];
     statuses.sort_unstable();
@@ -1904,4 +1943,40 @@ fn a_long_search_term_is_matched_literally_and_never_fails() {
         1,
         "substring, ASCII case folded"
     );
+}
+
+#[test]
+fn a_tenant_at_its_gateway_key_maximum_gets_a_409_naming_the_limit() {
+    let t = T::new();
+    let (tok, _) = owner(&t, "bounded");
+    let (other, _) = owner(&t, "unbounded");
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"max_ai_keys_per_tenant": 2})),
+    );
+    assert_eq!(r.json_body()["data"]["max_ai_keys_per_tenant"], 2);
+    let first = created(&t, &tok, valid("one"));
+    created(&t, &tok, valid("two"));
+    let r = create(&t, &tok, valid("three"));
+    assert_eq!(r.status, 409, "{}", message(&r));
+    assert!(
+        message(&r).contains("2 gateway keys") && message(&r).contains("max_ai_keys_per_tenant")
+    );
+    let audited = |alias: &str| {
+        t.db().count(&format!(
+            "SELECT COUNT(*) FROM audit WHERE action = 'ai_key.create' AND detail LIKE 'alias={alias} %'"
+        ))
+    };
+    assert_eq!(
+        audited("three"),
+        0,
+        "a refused create is not in the audit log"
+    );
+    // Counted per tenant: another tenant is not affected.
+    created(&t, &other, valid("three"));
+    // Deleting one makes room again.
+    assert_eq!(delete(&t, &tok, &id_of(&first)).status, 200);
+    created(&t, &tok, valid("three"));
+    assert_eq!(audited("three"), 2);
 }

@@ -968,3 +968,47 @@ fn a_connections_model_name_is_refused_in_the_words_a_gateway_keys_model_is() {
     );
     assert_eq!(message(&r), "llm_name: must not contain control characters");
 }
+
+#[test]
+fn a_tenant_at_its_connection_maximum_gets_a_409_but_may_still_replace_a_key() {
+    let t = T::new();
+    let tok = setup(&t, "bounded");
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"max_connections_per_tenant": 2})),
+    );
+    assert_eq!(r.json_body()["data"]["max_connections_per_tenant"], 2);
+    let model = |name: &str, key: &str| {
+        json!({"llm_factory": "OpenAI-API-Compatible", "llm_name": name, "base_url": "http://127.0.0.1:9/v1",
+            "api_key": key, "verify": false})
+    };
+    for name in ["a", "b"] {
+        let r = add(&t, &tok, model(name, "sk-first-key-000000"));
+        assert_eq!(r.status, 200, "{}", message(&r));
+    }
+    let r = add(&t, &tok, model("c", "sk-first-key-000000"));
+    assert_eq!(r.status, 409, "{}", message(&r));
+    assert!(
+        message(&r).contains("2 provider connections")
+            && message(&r).contains("max_connections_per_tenant")
+    );
+    assert_eq!(
+        t.db().count("SELECT COUNT(*) FROM provider_connections"),
+        2,
+        "nothing was written"
+    );
+    // Replacing an existing connection's key adds no connection, so it is never refused.
+    let r = add(&t, &tok, model("a", "sk-second-key-00000"));
+    assert_eq!(r.status, 200, "{}", message(&r));
+    // Out of range is a 400 naming the setting.
+    for bad in [
+        json!({"max_connections_per_tenant": 0}),
+        json!({"max_ai_keys_per_tenant": 100_001}),
+    ] {
+        let r = t.admin("PUT", "/api/v1/admin/settings", Some(bad.clone()));
+        assert_eq!(r.status, 400, "{bad}");
+        let name = bad.as_object().unwrap().keys().next().unwrap().clone();
+        assert!(message(&r).contains(&name), "{}", message(&r));
+    }
+}

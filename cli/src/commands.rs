@@ -548,6 +548,14 @@ fn settings_record(s: &SettingsView) -> String {
         ),
         ("self_service_keys", s.self_service_keys.to_string()),
         ("max_keys_per_user", s.max_keys_per_user.to_string()),
+        (
+            "max_ai_keys_per_tenant",
+            s.max_ai_keys_per_tenant.to_string(),
+        ),
+        (
+            "max_connections_per_tenant",
+            s.max_connections_per_tenant.to_string(),
+        ),
     ])
 }
 
@@ -558,18 +566,24 @@ fn settings(ctx: &Ctx, c: &Client, s: Settings) -> Result<()> {
             max_ttl_minutes,
             self_service_keys,
             max_keys_per_user,
+            max_ai_keys_per_tenant,
+            max_connections_per_tenant,
         } => {
             let body = PutSettings {
                 auth_token_max_ttl_minutes: max_ttl_minutes,
                 self_service_keys,
                 max_keys_per_user,
+                max_ai_keys_per_tenant,
+                max_connections_per_tenant,
             };
             if body.auth_token_max_ttl_minutes.is_none()
                 && body.self_service_keys.is_none()
                 && body.max_keys_per_user.is_none()
+                && body.max_ai_keys_per_tenant.is_none()
+                && body.max_connections_per_tenant.is_none()
             {
                 return Err(Failure::BadInput(
-                    "give at least one of --max-ttl-minutes, --self-service-keys, --max-keys-per-user".into(),
+                    "give at least one of --max-ttl-minutes, --self-service-keys, --max-keys-per-user, --max-ai-keys-per-tenant, --max-connections-per-tenant".into(),
                 ));
             }
             c.api("PUT", "/api/v1/admin/settings", Some(&body), &[])?
@@ -1374,6 +1388,8 @@ mod tests {
             auth_token_max_ttl_minutes: None,
             self_service_keys: Some(false),
             max_keys_per_user: None,
+            max_ai_keys_per_tenant: None,
+            max_connections_per_tenant: None,
         };
         assert_eq!(json(&s), r#"{"self_service_keys":false}"#);
         // Defaults: a cleared field is null, one not named is absent.
@@ -1496,6 +1512,8 @@ mod tests {
             auth_token_max_ttl_minutes: Some(60),
             self_service_keys: None,
             max_keys_per_user: None,
+            max_ai_keys_per_tenant: None,
+            max_connections_per_tenant: None,
         }))
         .unwrap();
         assert_eq!(s.auth_token_max_ttl_minutes, Some(60));

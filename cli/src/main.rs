@@ -242,6 +242,12 @@ pub enum Settings {
         /// Most unexpired keys per user
         #[arg(long, value_name = "N")]
         max_keys_per_user: Option<i64>,
+        /// Most gateway keys per tenant
+        #[arg(long, value_name = "N")]
+        max_ai_keys_per_tenant: Option<i64>,
+        /// Most provider connections per tenant
+        #[arg(long, value_name = "N")]
+        max_connections_per_tenant: Option<i64>,
     },
 }
 

@@ -87,6 +87,16 @@ pub struct PutSettings {
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 1, "maximum" = 10000)))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keys_per_user: Option<i64>,
+    /// The most gateway keys one tenant may hold.
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 1, "maximum" = 100000)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ai_keys_per_tenant: Option<i64>,
+    /// The most provider connections one tenant may hold.
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 1, "maximum" = 10000)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_tenant: Option<i64>,
 }
 
 // The deployment settings, as `GET` and `PUT /api/v1/admin/settings` answer them.
@@ -106,6 +116,15 @@ pub struct SettingsView {
     /// Default 50.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 10000)))]
     pub max_keys_per_user: i64,
+    /// The most gateway keys one tenant may hold; one more is a 409 naming the limit. Lowering it
+    /// removes none. Default 1000.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 100000)))]
+    pub max_ai_keys_per_tenant: i64,
+    /// The most provider connections (connected models) one tenant may hold; one more is a 409
+    /// naming the limit, while replacing an existing connection's key is always possible. Lowering
+    /// it removes none. Default 200.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 1, "maximum" = 10000)))]
+    pub max_connections_per_tenant: i64,
 }
 
 pub fn settings_json(p: &KeyPolicy) -> SettingsView {
@@ -113,6 +132,8 @@ pub fn settings_json(p: &KeyPolicy) -> SettingsView {
         auth_token_max_ttl_minutes: p.max_ttl_minutes,
         self_service_keys: p.self_service_keys,
         max_keys_per_user: p.max_keys_per_user,
+        max_ai_keys_per_tenant: p.max_ai_keys_per_tenant,
+        max_connections_per_tenant: p.max_connections_per_tenant,
     }
 }
 
@@ -516,15 +537,27 @@ impl<P: Platform> App<P> {
                 ));
             }
         }
-        if let Some(v) = body.max_keys_per_user {
-            if !(1..=settings::MAX_KEYS_PER_USER_LIMIT).contains(&v) {
-                return Err(ApiError::bad(
-                    settings::MAX_KEYS_PER_USER,
-                    format!(
-                        "must be between 1 and {}",
-                        settings::MAX_KEYS_PER_USER_LIMIT
-                    ),
-                ));
+        // The counted maximums: (setting, value sent, largest allowed).
+        let maximums = [
+            (
+                settings::MAX_KEYS_PER_USER,
+                body.max_keys_per_user,
+                settings::MAX_KEYS_PER_USER_LIMIT,
+            ),
+            (
+                settings::MAX_AI_KEYS_PER_TENANT,
+                body.max_ai_keys_per_tenant,
+                settings::MAX_AI_KEYS_PER_TENANT_LIMIT,
+            ),
+            (
+                settings::MAX_CONNECTIONS_PER_TENANT,
+                body.max_connections_per_tenant,
+                settings::MAX_CONNECTIONS_PER_TENANT_LIMIT,
+            ),
+        ];
+        for (name, value, most) in maximums {
+            if value.is_some_and(|v| !(1..=most).contains(&v)) {
+                return Err(ApiError::bad(name, format!("must be between 1 and {most}")));
             }
         }
         let mut batch = Vec::new();
@@ -537,16 +570,18 @@ impl<P: Platform> App<P> {
             batch.push(settings::put_bool(settings::SELF_SERVICE_KEYS, v));
             changed.push(format!("{}={v}", settings::SELF_SERVICE_KEYS));
         }
-        if let Some(v) = body.max_keys_per_user {
-            batch.push(settings::put_int(settings::MAX_KEYS_PER_USER, v));
-            changed.push(format!("{}={v}", settings::MAX_KEYS_PER_USER));
+        for (name, value, _) in maximums {
+            if let Some(v) = value {
+                batch.push(settings::put_int(name, v));
+                changed.push(format!("{name}={v}"));
+            }
         }
         if batch.is_empty() {
             return Err(ApiError::BadRequest(format!(
                 "Send at least one of {}, {}, {}",
                 settings::MAX_TTL,
                 settings::SELF_SERVICE_KEYS,
-                settings::MAX_KEYS_PER_USER
+                maximums.map(|(name, _, _)| name).join(", ")
             )));
         }
         // Read before writing, so the answer can be built without a read after the commit.
@@ -570,6 +605,12 @@ impl<P: Platform> App<P> {
             .unwrap_or(policy.max_ttl_minutes);
         policy.self_service_keys = body.self_service_keys.unwrap_or(policy.self_service_keys);
         policy.max_keys_per_user = body.max_keys_per_user.unwrap_or(policy.max_keys_per_user);
+        policy.max_ai_keys_per_tenant = body
+            .max_ai_keys_per_tenant
+            .unwrap_or(policy.max_ai_keys_per_tenant);
+        policy.max_connections_per_tenant = body
+            .max_connections_per_tenant
+            .unwrap_or(policy.max_connections_per_tenant);
         Ok(Reply::ok(settings_json(&policy)))
     }
 

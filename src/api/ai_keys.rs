@@ -17,7 +17,7 @@ use crate::domain::vault::Slot;
 use crate::providers::printable;
 use crate::providers::probe::{self, base_of};
 use crate::store::ai_keys::{self as store, AiKey, Changes, Filter};
-use crate::store::{audit, Batch, Db, DbError, Platform};
+use crate::store::{audit, Batch, DbError, Platform};
 use serde::{Deserialize, Serialize};
 
 /// Longest alias (API.md "AI API keys").
@@ -673,28 +673,36 @@ impl<P: Platform> App<P> {
             create_date: now,
             update_date: now,
         };
-        self.platform
-            .db()
-            .batch(vec![
-                store::insert(&key),
-                audit::record(
-                    now,
-                    audit::Actor::User(&caller.username),
-                    "ai_key.create",
-                    &key.id,
-                    Some(&caller.tenant_id),
-                    &format!(
-                        "alias={} provider={} model={} status={} endpoint={}",
-                        key.alias,
-                        key.provider,
-                        key.model,
-                        key.status.as_str(),
-                        endpoint_host(key.endpoint.as_deref())
-                    ),
+        let most = self.key_policy().await?.max_ai_keys_per_tenant;
+        let mut batch = Batch::new();
+        let created = batch
+            .push(store::insert_within_limit(&key, most))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                audit::Actor::User(&caller.username),
+                "ai_key.create",
+                &key.id,
+                Some(&caller.tenant_id),
+                &format!(
+                    "alias={} provider={} model={} status={} endpoint={}",
+                    key.alias,
+                    key.provider,
+                    key.model,
+                    key.status.as_str(),
+                    endpoint_host(key.endpoint.as_deref())
                 ),
-            ])
+            ))
+            .handle();
+        let done = batch
+            .run(self.platform.db())
             .await
             .map_err(|e| alias_conflict(e, Some(&key.alias)))?;
+        if !done.did_change(created) {
+            return Err(ApiError::Conflict(format!(
+                "This tenant already holds {most} gateway keys, the most allowed \
+                 (max_ai_keys_per_tenant); delete one first"
+            )));
+        }
         Ok(Reply::ok(ai_key_json(&key)))
     }
 

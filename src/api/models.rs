@@ -434,9 +434,10 @@ impl<P: Platform> App<P> {
             None => endpoint_host(new_endpoint.as_deref()),
         };
         let seen = before.as_ref().map(|c| c.api_base.as_deref());
+        let most = self.key_policy().await?.max_connections_per_tenant;
         let mut batch = Batch::new();
         let upserted = batch
-            .push(providers::upsert(&conn, seen))
+            .push(providers::upsert(&conn, seen, most))
             .then_if_changed(audit::record_if_changed(
                 now,
                 audit::Actor::User(&caller.username),
@@ -447,6 +448,14 @@ impl<P: Platform> App<P> {
             ))
             .handle();
         if !batch.run(self.platform.db()).await?.did_change(upserted) {
+            // No row changed: a new connection at the tenant's limit, or a lost race.
+            let held = providers::count(self.platform.db(), &caller.tenant_id).await?;
+            if before.is_none() && held >= most {
+                return Err(ApiError::Conflict(format!(
+                    "This tenant already holds {held} provider connections, the most allowed \
+                     (max_connections_per_tenant); remove one first"
+                )));
+            }
             return Err(ApiError::Conflict(
                 "The connection was changed by another request meanwhile; nothing was changed, \
                  try again"

@@ -115,15 +115,18 @@ fn from_row(r: &Row) -> Result<AiKey, DbError> {
     })
 }
 
-/// A new key. The `(tenant_id, alias)` UNIQUE constraint is the arbiter of duplicate aliases, so
-/// of two concurrent inserts exactly one succeeds.
-pub fn insert(k: &AiKey) -> Stmt {
+/// A new key, written only while its tenant holds fewer than `max_keys` gateway keys. The count
+/// and the insert are one statement, so concurrent creations cannot overshoot (D1 runs a
+/// database's statements one at a time); changes 0 rows at the limit. The `(tenant_id, alias)`
+/// UNIQUE constraint is the arbiter of duplicate aliases, so of two concurrent inserts exactly one
+/// succeeds.
+pub fn insert_within_limit(k: &AiKey, max_keys: i64) -> Stmt {
     stmt!(
         concat!(
             "INSERT INTO ai_keys (",
             columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22)"
+            ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19, ?20, ?21, ?22 WHERE (SELECT COUNT(*) FROM ai_keys WHERE tenant_id = ?2) < ?23"
         ),
         &k.id,
         &k.tenant_id,
@@ -146,7 +149,8 @@ pub fn insert(k: &AiKey) -> Stmt {
         k.endpoint.as_deref(),
         k.pool_hints.as_deref(),
         k.served_by,
-        k.served_counts.as_deref()
+        k.served_counts.as_deref(),
+        max_keys
     )
 }
 

@@ -58,13 +58,16 @@ fn from_row(r: &Row) -> Result<Connection, DbError> {
 /// row (and so the defaults and usage that point at it). `seen` is what the caller read before:
 /// `Some(api_base)` of the row it saw (the update applies only while the row still has that base,
 /// so the audited old endpoint is the one replaced), `None` when it saw no row (a row inserted
-/// meanwhile is left alone). Either way a lost race changes no row.
-pub fn upsert(c: &Connection, seen: Option<Option<&str>>) -> Stmt {
+/// meanwhile is left alone). Either way a lost race changes no row. A new row is written only
+/// while the tenant holds fewer than `max_new` connections (counted in the same statement, so
+/// concurrent adds cannot overshoot); at the limit no row changes either.
+pub fn upsert(c: &Connection, seen: Option<Option<&str>>, max_new: i64) -> Stmt {
     stmt!(
         concat!(
             "INSERT INTO provider_connections (",
             columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+            ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+         WHERE ?15 = 1 OR (SELECT COUNT(*) FROM provider_connections WHERE tenant_id = ?2) < ?17 \
          ON CONFLICT(tenant_id, factory, llm_name) DO UPDATE SET model_type = excluded.model_type, \
          api_base = excluded.api_base, settings = excluded.settings, key_version = excluded.key_version, \
          credential = excluded.credential, credential_hint = excluded.credential_hint, \
@@ -86,7 +89,8 @@ pub fn upsert(c: &Connection, seen: Option<Option<&str>>) -> Stmt {
         c.create_date,
         c.update_date,
         i64::from(seen.is_some()),
-        seen.flatten()
+        seen.flatten(),
+        max_new
     )
 }
 
@@ -165,6 +169,17 @@ pub async fn usage_for_tenant(
 }
 
 /// Add tokens to a model's counter.
+/// How many connections a tenant holds.
+pub async fn count(db: &impl Db, tenant_id: &str) -> Result<i64, DbError> {
+    let rows = db
+        .query(stmt!(
+            "SELECT COUNT(*) AS n FROM provider_connections WHERE tenant_id = ?1",
+            tenant_id
+        ))
+        .await?;
+    rows.first().map_or(Ok(0), |r| r.int("n"))
+}
+
 pub fn add_usage(connection_id: &str, llm_name: &str, tokens: i64) -> Stmt {
     stmt!(
         "INSERT INTO model_usage (connection_id, llm_name, used_token) VALUES (?1, ?2, ?3) \

@@ -17,13 +17,30 @@ pub const DEFAULT_MAX_KEYS_PER_USER: i64 = 50;
 /// The largest `max_keys_per_user` an admin may set.
 pub const MAX_KEYS_PER_USER_LIMIT: i64 = 10_000;
 
-/// The settings that govern issuing user keys, read together in one query.
+/// The most gateway keys one tenant may hold.
+pub const MAX_AI_KEYS_PER_TENANT: &str = "max_ai_keys_per_tenant";
+/// `max_ai_keys_per_tenant` until an admin sets it: a key per team, service and environment of a
+/// large organization, with room to spare.
+pub const DEFAULT_MAX_AI_KEYS_PER_TENANT: i64 = 1_000;
+/// The largest `max_ai_keys_per_tenant` an admin may set.
+pub const MAX_AI_KEYS_PER_TENANT_LIMIT: i64 = 100_000;
+/// The most provider connections (connected models) one tenant may hold.
+pub const MAX_CONNECTIONS_PER_TENANT: &str = "max_connections_per_tenant";
+/// `max_connections_per_tenant` until an admin sets it: every catalog factory, and dozens of
+/// self-hosted models each added on its own.
+pub const DEFAULT_MAX_CONNECTIONS_PER_TENANT: i64 = 200;
+/// The largest `max_connections_per_tenant` an admin may set.
+pub const MAX_CONNECTIONS_PER_TENANT_LIMIT: i64 = 10_000;
+
+/// The settings that bound what may be created, read together in one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyPolicy {
     /// Longest lifetime of a new key in minutes; 0 = no limit.
     pub max_ttl_minutes: i64,
     pub self_service_keys: bool,
     pub max_keys_per_user: i64,
+    pub max_ai_keys_per_tenant: i64,
+    pub max_connections_per_tenant: i64,
 }
 
 /// The key policy, each setting falling back to its default; `default_max_ttl` comes from the
@@ -31,16 +48,20 @@ pub struct KeyPolicy {
 pub async fn key_policy(db: &impl Db, default_max_ttl: i64) -> Result<KeyPolicy, DbError> {
     let rows = db
         .query(stmt!(
-            "SELECT name, value FROM settings WHERE name IN (?1, ?2, ?3)",
+            "SELECT name, value FROM settings WHERE name IN (?1, ?2, ?3, ?4, ?5)",
             MAX_TTL,
             SELF_SERVICE_KEYS,
-            MAX_KEYS_PER_USER
+            MAX_KEYS_PER_USER,
+            MAX_AI_KEYS_PER_TENANT,
+            MAX_CONNECTIONS_PER_TENANT
         ))
         .await?;
     let mut policy = KeyPolicy {
         max_ttl_minutes: default_max_ttl,
         self_service_keys: true,
         max_keys_per_user: DEFAULT_MAX_KEYS_PER_USER,
+        max_ai_keys_per_tenant: DEFAULT_MAX_AI_KEYS_PER_TENANT,
+        max_connections_per_tenant: DEFAULT_MAX_CONNECTIONS_PER_TENANT,
     };
     for r in &rows {
         let (name, value) = (r.text("name")?, r.text("value")?);
@@ -50,6 +71,14 @@ pub async fn key_policy(db: &impl Db, default_max_ttl: i64) -> Result<KeyPolicy,
             SELF_SERVICE_KEYS => policy.self_service_keys = value != "false",
             MAX_KEYS_PER_USER => {
                 policy.max_keys_per_user = value.parse().unwrap_or(policy.max_keys_per_user)
+            }
+            MAX_AI_KEYS_PER_TENANT => {
+                policy.max_ai_keys_per_tenant =
+                    value.parse().unwrap_or(policy.max_ai_keys_per_tenant)
+            }
+            MAX_CONNECTIONS_PER_TENANT => {
+                policy.max_connections_per_tenant =
+                    value.parse().unwrap_or(policy.max_connections_per_tenant)
             }
             _ => {}
         }

@@ -129,12 +129,16 @@ export function AdminSettingsPage() {
   const [maxTtl, setMaxTtl] = useState('');
   const [selfService, setSelfService] = useState('true');
   const [maxKeys, setMaxKeys] = useState('');
+  const [maxAiKeys, setMaxAiKeys] = useState('');
+  const [maxConnections, setMaxConnections] = useState('');
   const [error, setError] = useState<unknown>(null);
   const show = (s: Settings) => {
     setValue(s);
     setMaxTtl(String(s.auth_token_max_ttl_minutes));
     setSelfService(String(s.self_service_keys));
     setMaxKeys(String(s.max_keys_per_user));
+    setMaxAiKeys(String(s.max_ai_keys_per_tenant));
+    setMaxConnections(String(s.max_connections_per_tenant));
   };
   const load = async () => {
     try {
@@ -163,15 +167,26 @@ export function AdminSettingsPage() {
         <dd data-testid="current-self-service">{value.self_service_keys ? 'yes' : 'no'}</dd>
         <dt>Keys per user</dt>
         <dd data-testid="current-max-keys">at most {value.max_keys_per_user} unexpired</dd>
+        <dt>Per tenant</dt>
+        <dd data-testid="current-tenant-maximums">
+          at most {value.max_ai_keys_per_tenant} gateway keys and {value.max_connections_per_tenant} provider
+          connections
+        </dd>
       </dl>
       <Form
         onSubmit={async () => {
           const ttl = Number(maxTtl);
           if (maxTtl.trim() === '' || !Number.isInteger(ttl) || ttl < 0 || ttl > 52560000)
             throw new Error('The maximum lifetime is a whole number of minutes, 0 (no limit) to 52560000');
-          const keys = Number(maxKeys);
-          if (maxKeys.trim() === '' || !Number.isInteger(keys) || keys < 1 || keys > 10000)
-            throw new Error('The keys per user are a whole number from 1 to 10000');
+          const count = (text: string, what: string, most: number) => {
+            const n = Number(text);
+            if (text.trim() === '' || !Number.isInteger(n) || n < 1 || n > most)
+              throw new Error(`The ${what} are a whole number from 1 to ${most}`);
+            return n;
+          };
+          const keys = count(maxKeys, 'keys per user', 10000);
+          const aiKeys = count(maxAiKeys, 'gateway keys per tenant', 100000);
+          const connections = count(maxConnections, 'provider connections per tenant', 10000);
           show(
             await unwrap(
               api.PUT('/api/v1/admin/settings', {
@@ -179,6 +194,8 @@ export function AdminSettingsPage() {
                   auth_token_max_ttl_minutes: ttl,
                   self_service_keys: selfService === 'true',
                   max_keys_per_user: keys,
+                  max_ai_keys_per_tenant: aiKeys,
+                  max_connections_per_tenant: connections,
                 },
               }),
             ),
@@ -217,6 +234,26 @@ export function AdminSettingsPage() {
           onValue={setMaxKeys}
           required
           hint="Unexpired keys one user may hold, however they were issued: 1 to 10000."
+        />
+        <TextField
+          label="Most gateway keys per tenant"
+          type="number"
+          min={1}
+          max={100000}
+          value={maxAiKeys}
+          onValue={setMaxAiKeys}
+          required
+          hint="AI API keys one tenant may hold: 1 to 100000. Lowering it removes none."
+        />
+        <TextField
+          label="Most provider connections per tenant"
+          type="number"
+          min={1}
+          max={10000}
+          value={maxConnections}
+          onValue={setMaxConnections}
+          required
+          hint="Connected models one tenant may hold: 1 to 10000. Replacing a connection's key is always possible."
         />
       </Form>
     </section>

@@ -16,6 +16,7 @@ pub mod me;
 pub mod models;
 pub mod page;
 pub mod relay;
+pub mod replicas;
 pub mod routes;
 
 use crate::domain::crypto::Keyring;

@@ -6,8 +6,9 @@ mod limiter;
 mod outbound;
 mod ports;
 
-use crate::api::{App, Config};
+use crate::api::{replicas, App, Config};
 use crate::env_config::{ConfigCache, EnvValues};
+use crate::store::Platform;
 use ports::{D1Db, WorkerPlatform};
 use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
 
@@ -24,23 +25,43 @@ fn config(env: &Env) -> Config {
     CONFIG.with(|cache| cache.get(values))
 }
 
-fn app(env: &Env) -> worker::Result<App<WorkerPlatform>> {
+fn app(env: &Env, session_start: Option<&str>) -> worker::Result<App<WorkerPlatform>> {
     ports::init_logging();
-    Ok(App::new(WorkerPlatform::new(env)?, config(env)))
+    Ok(App::new(
+        WorkerPlatform::new(env, session_start)?,
+        config(env),
+    ))
 }
 
 #[event(fetch)]
 async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
-    let app = app(&env)?;
     // Bodies above the path's limit are not read at all; the core answers 413 from the
     // declared length.
     let limit = crate::api::relay::read_limit(&req.path());
     let core_req = convert::request(req, limit).await?;
+    let replicated = replicas::enabled(
+        env.var(replicas::VAR)
+            .ok()
+            .map(|v| v.to_string())
+            .as_deref(),
+    );
+    let session_start = match replicated.then(|| replicas::session_start(&core_req)) {
+        Some(Err(e)) => return convert::response(crate::api::error_response(&e)),
+        Some(Ok(start)) => Some(start),
+        None => None,
+    };
+    let answers_bookmark = replicated && replicas::answers_bookmark(&core_req.path);
+    let app = app(&env, session_start.as_deref())?;
     let mut resp = app.handle(core_req).await;
+    if answers_bookmark {
+        if let Some(b) = app.platform.db().bookmark() {
+            resp.headers.push((replicas::BOOKMARK_HEADER.into(), b));
+        }
+    }
     let deferred = std::mem::take(&mut resp.deferred);
     let after_stream = resp.deferred_after_stream.take();
     if !deferred.is_empty() || after_stream.is_some() {
-        let db = D1Db(env.d1("DB")?);
+        let db = D1Db::Primary(env.d1("DB")?);
         ctx.wait_until(async move {
             let mut stmts = deferred;
             if let Some(rx) = after_stream {
@@ -59,7 +80,7 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    match app(&env) {
+    match app(&env, None) {
         Ok(app) => {
             if let Err(e) = app.purge().await {
                 log::error!("purge failed: {e}");

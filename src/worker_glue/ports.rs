@@ -4,9 +4,14 @@ use super::limiter::BindingLimiter;
 use super::outbound::FetchOutbound;
 use crate::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, Env};
 
-pub struct D1Db(pub D1Database);
+/// The database, bound directly (every query at the primary), or through a D1 session that may
+/// read from replicas (`D1_READ_REPLICATION`, see [`crate::api::replicas`]).
+pub enum D1Db {
+    Primary(D1Database),
+    Session(D1DatabaseSession),
+}
 
 fn js(v: &Value) -> JsValue {
     match v {
@@ -24,7 +29,19 @@ fn db_err(e: worker::Error) -> DbError {
 impl D1Db {
     fn prepare(&self, stmt: &Stmt) -> Result<D1PreparedStatement, DbError> {
         let params: Vec<JsValue> = stmt.params.iter().map(js).collect();
-        self.0.prepare(stmt.sql).bind(&params).map_err(db_err)
+        let prepared = match self {
+            D1Db::Primary(db) => db.prepare(stmt.sql),
+            D1Db::Session(s) => s.prepare(stmt.sql),
+        };
+        prepared.bind(&params).map_err(db_err)
+    }
+
+    /// The session's latest bookmark, for the client to send back.
+    pub fn bookmark(&self) -> Option<String> {
+        match self {
+            D1Db::Primary(_) => None,
+            D1Db::Session(s) => s.get_bookmark().ok().flatten(),
+        }
     }
 }
 
@@ -48,7 +65,11 @@ impl Db for D1Db {
             .iter()
             .map(|s| self.prepare(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let results = self.0.batch(prepared).await.map_err(db_err)?;
+        let results = match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map_err(db_err)?;
         Ok(results.iter().map(changes).collect())
     }
 }
@@ -85,9 +106,16 @@ pub struct WorkerPlatform {
 }
 
 impl WorkerPlatform {
-    pub fn new(env: &Env) -> worker::Result<Self> {
+    /// The platform of one request; `session_start` (a bookmark or `first-unconstrained`) runs
+    /// its queries in a D1 session.
+    pub fn new(env: &Env, session_start: Option<&str>) -> worker::Result<Self> {
+        let db = env.d1("DB")?;
+        let db = match session_start {
+            Some(start) => D1Db::Session(db.with_session(Some(start))?),
+            None => D1Db::Primary(db),
+        };
         Ok(WorkerPlatform {
-            db: D1Db(env.d1("DB")?),
+            db,
             cache: KvCache(env.kv("CACHE")?),
             outbound: FetchOutbound,
             limiter: BindingLimiter(env.rate_limiter("AUTH_FAILURES").ok()),

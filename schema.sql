@@ -9,7 +9,15 @@ CREATE TABLE IF NOT EXISTS tenants (
   id               TEXT PRIMARY KEY,
   name             TEXT NOT NULL,
   create_date      INTEGER NOT NULL,
-  defaults_version INTEGER NOT NULL DEFAULT 0
+  defaults_version INTEGER NOT NULL DEFAULT 0,
+  -- Limits over the whole tenant (0 = none); the counters are in the tenant's Durable Object.
+  rpm_limit          INTEGER NOT NULL DEFAULT 0,
+  tpm_limit          INTEGER NOT NULL DEFAULT 0,
+  token_budget       INTEGER NOT NULL DEFAULT 0,
+  budget_period      TEXT NOT NULL DEFAULT 'month'
+    CHECK (budget_period IN ('day', 'week', 'month', 'total')),
+  usage_limit_policy TEXT NOT NULL DEFAULT 'reject'
+    CHECK (usage_limit_policy IN ('reject', 'use_anyway'))
 );
 
 CREATE TABLE IF NOT EXISTS users (
@@ -151,6 +159,12 @@ CREATE TABLE IF NOT EXISTS ai_keys (
   pool_hints         TEXT,
   served_by          INTEGER,
   served_counts      TEXT,
+  -- Limits over time (0 = none); the counters are in the key's Durable Object.
+  rpm_limit          INTEGER NOT NULL DEFAULT 0,
+  tpm_limit          INTEGER NOT NULL DEFAULT 0,
+  token_budget       INTEGER NOT NULL DEFAULT 0,
+  budget_period      TEXT NOT NULL DEFAULT 'month'
+    CHECK (budget_period IN ('day', 'week', 'month', 'total')),
   UNIQUE (tenant_id, alias)
 );
 CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;

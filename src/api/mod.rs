@@ -278,6 +278,9 @@ impl<P: Platform> App<P> {
             Operation::GetTenant { tenant_id } => {
                 Answer::Envelope(self.get_tenant(&tenant_id).await?)
             }
+            Operation::UpdateTenantLimits { tenant_id } => {
+                Answer::Envelope(self.put_tenant_limits_request(&tenant_id, req).await?)
+            }
             Operation::DeleteTenant { tenant_id } => {
                 Answer::Envelope(self.delete_tenant(&tenant_id).await?)
             }

@@ -169,6 +169,13 @@ routes! {
     GetTenant { tenant_id } = Get "/api/v1/admin/tenants/{tenant_id}", Admin,
         "getTenant", "Tenants", "Get a tenant",
         answer::<admin::TenantView>("The tenant.");
+    /// Sets the tenant's limits over time (requests and tokens per minute, a token budget per
+    /// period), which hold over all of its relay calls together, on top of each gateway key's own.
+    /// Fields not sent keep their value. A change mid-period keeps the spend of the current period.
+    UpdateTenantLimits { tenant_id } = Put "/api/v1/admin/tenants/{tenant_id}/limits", Admin,
+        "updateTenantLimits", "Tenants", "Set a tenant's limits over time",
+        answer::<admin::TenantView>("The tenant with its limits as now stored.")
+            .body::<admin::PutTenantLimits>("The limits to change.");
     /// Removes the tenant with its users and their API keys.
     DeleteTenant { tenant_id } = Delete "/api/v1/admin/tenants/{tenant_id}", Admin,
         "deleteTenant", "Tenants", "Delete a tenant",

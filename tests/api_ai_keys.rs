@@ -1254,6 +1254,10 @@ impl Platform for RacePlatform {
     type Cache = <TestPlatform as Platform>::Cache;
     type Outbound = <TestPlatform as Platform>::Outbound;
     type Limiter = <TestPlatform as Platform>::Limiter;
+    type Counters = <TestPlatform as Platform>::Counters;
+    fn counters(&self) -> &Self::Counters {
+        self.inner.counters()
+    }
     fn db(&self) -> &YieldingDb {
         &self.db
     }

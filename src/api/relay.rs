@@ -23,6 +23,8 @@ use crate::store::{providers, Platform, Stmt};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+mod over_time;
+
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelayError {
@@ -475,11 +477,27 @@ impl<P: Platform> App<P> {
         })
     }
 
+    /// A relay call, with the reservations of limits over time it made released when it fails.
     pub(crate) async fn relay_call(
         &self,
         caller: &Caller,
         req: &Request,
         endpoint: Endpoint,
+    ) -> RResult<Response> {
+        let mut held = over_time::Held::default();
+        let answer = self.relay_call_held(caller, req, endpoint, &mut held).await;
+        if answer.is_err() {
+            self.release_held(held).await;
+        }
+        answer
+    }
+
+    async fn relay_call_held(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        endpoint: Endpoint,
+        held: &mut over_time::Held,
     ) -> RResult<Response> {
         let mut body = Value::Object(Self::relay_body(req)?);
         let model = match body.get("model") {
@@ -523,6 +541,16 @@ impl<P: Platform> App<P> {
         if vertex && endpoint != Endpoint::Chat {
             return Err(RelayError::bad(relay::vertex::EMBEDDINGS_REFUSED));
         }
+        *held = self
+            .reserve_over_time(
+                caller,
+                &target,
+                &body,
+                endpoint,
+                estimate,
+                &mut extra_headers,
+            )
+            .await?;
         // A gateway key's pool is tried in priority order, skipping members cooling down; a member
         // that fails in a way another key may not (429, 5xx, timeout, refused credential) is
         // cooled down and the next one tried, all before anything reaches the client. The
@@ -583,6 +611,7 @@ impl<P: Platform> App<P> {
             self.platform.now_ms(),
             ai_keys::ServedBy { index, size },
         );
+        let (on_usage, settled) = over_time::settle_on(held.clone(), on_usage);
         let created = self.platform.now_ms() / 1000;
         let mut resp = match sent {
             Sent::Stream(up) => {
@@ -642,6 +671,8 @@ impl<P: Platform> App<P> {
             }
         };
         resp.headers.extend(extra_headers);
+        resp.limits_after = Some(settled);
+        held.clear();
         Ok(resp)
     }
 

@@ -184,11 +184,35 @@ pub struct Ledger {
     spent: u64,
     reservations: BTreeMap<u64, Reservation>,
     next_id: u64,
-    /// Hour buckets not yet flushed, by (model, hour start).
+    /// Hour buckets not yet flushed, by (model, hour start); a list in JSON, whose object keys
+    /// must be strings.
+    #[serde(with = "as_pairs")]
     pending: BTreeMap<(String, i64), Totals>,
     /// Thresholds already raised in the current period.
     alerted: Vec<u8>,
     outbox: Vec<Alert>,
+}
+
+/// A map stored as the list of its entries.
+mod as_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// The first millisecond of the period holding `now_ms` (UTC); 0 for `total`.

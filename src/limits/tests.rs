@@ -683,6 +683,33 @@ fn an_op_survives_its_json_form_as_the_object_receives_it() {
     assert_eq!(serde_json::from_str::<Decision>(&text).unwrap(), d);
 }
 
+#[test]
+fn a_ledger_in_use_survives_its_json_form_as_the_object_stores_it() {
+    let l = limits(5, 1_000, 1_000, BudgetPeriod::Day);
+    let mut g = Ledger::default();
+    let t = ms("2026-12-10T10:00:00Z");
+    let a = admitted(g.reserve(&l, &ask(100), t));
+    admitted(g.reserve(&l, &ask(200), t + 1_500));
+    g.settle(
+        &l,
+        a,
+        Used {
+            input: 60,
+            output: 70,
+        },
+        "gpt-4o",
+        t + 2_000,
+    );
+    for _ in 0..5 {
+        let _ = g.reserve(&l, &ask(900), t + 3_000);
+    }
+    let text = serde_json::to_string(&g).expect("a ledger serializes to JSON");
+    let back: Ledger = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, g);
+    let mut g2 = back;
+    assert_eq!(g2.take_flush(), g.take_flush());
+}
+
 /// Run a future that never waits (the local counters' do not).
 fn block<F: std::future::Future>(f: F) -> F::Output {
     let waker = std::task::Waker::noop();

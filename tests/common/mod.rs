@@ -5,6 +5,7 @@
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
 use keyward::domain::crypto::{Keyring, MasterKey};
+use keyward::limits::{Counters, LocalCounters};
 use keyward::providers::address::AddressPolicy;
 use keyward::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
@@ -555,6 +556,8 @@ pub struct TestPlatform {
     pub clock: Cell<i64>,
     pub outbound: HttpOutbound,
     pub limiter: MemLimiter,
+    /// The ledgers of limits over time, in memory, on the test clock.
+    pub counters: LocalCounters,
     /// `Some`: randomness from a SplitMix64 generator with this state, so runs replay exactly.
     pub seed: Cell<Option<u64>>,
 }
@@ -568,6 +571,7 @@ impl TestPlatform {
             clock: Cell::new(START_MS),
             outbound: HttpOutbound,
             limiter: MemLimiter::default(),
+            counters: LocalCounters::default(),
             seed: Cell::new(None),
         }
     }
@@ -594,8 +598,13 @@ impl Platform for TestPlatform {
     type Cache = MemCache;
     type Outbound = HttpOutbound;
     type Limiter = MemLimiter;
+    type Counters = LocalCounters;
     fn limiter(&self) -> &MemLimiter {
         &self.limiter
+    }
+    fn counters(&self) -> &LocalCounters {
+        self.counters.now_ms.set(self.clock.get());
+        &self.counters
     }
     fn db(&self) -> &SqliteDb {
         &self.db
@@ -716,6 +725,11 @@ impl T {
         }
         if !stmts.is_empty() {
             block_on(self.app.platform.db.batch(stmts)).expect("deferred write");
+        }
+        if let Some(rx) = resp.limits_after.take() {
+            for (scope, op) in block_on(rx).unwrap_or_default() {
+                block_on(self.app.platform.counters().apply(&scope, op)).expect("settlement");
+            }
         }
         self.bodies
             .borrow_mut()

@@ -90,7 +90,7 @@ pub struct Response {
     pub deferred_after_stream: Option<oneshot::Receiver<Vec<Stmt>>>,
     /// Ledger operations (settlements) known once the answer is complete, whole or streamed, to
     /// run after it like `deferred`.
-    pub limits_after: Option<oneshot::Receiver<Vec<(crate::limits::Scope, crate::limits::Op)>>>,
+    pub limits_after: Option<oneshot::Receiver<crate::limits::Settlements>>,
 }
 
 impl std::fmt::Debug for Response {

@@ -17,6 +17,7 @@ pub mod models;
 pub mod page;
 pub mod relay;
 pub mod routes;
+pub mod usage;
 
 use crate::domain::crypto::Keyring;
 use crate::providers::address::{AddressPolicy, PublicHosts};
@@ -355,6 +356,14 @@ impl<P: Platform> App<P> {
                 Answer::Envelope(self.set_defaults(c, req).await?)
             }
 
+            Operation::GetAiKeyUsage { id } => {
+                let c = key()?;
+                Answer::Envelope(self.ai_key_usage(c, &id, req).await?)
+            }
+            Operation::GetUsage {} => {
+                let c = key()?;
+                Answer::Envelope(self.tenant_usage(c, req).await?)
+            }
             Operation::ListAiKeys {} => {
                 let c = key()?;
                 Answer::Envelope(self.list_ai_keys(c, req).await?)

@@ -606,12 +606,10 @@ impl<P: Platform> App<P> {
         if let Some(id) = &key_id {
             cooldown::clear(id, index);
         }
-        let on_usage = usage_writes(
-            &target,
-            self.platform.now_ms(),
-            ai_keys::ServedBy { index, size },
-        );
-        let (on_usage, settled) = over_time::settle_on(held.clone(), on_usage);
+        let served = ai_keys::ServedBy { index, size };
+        let on_usage = usage_writes(&target, self.platform.now_ms(), served);
+        let (on_usage, settled) =
+            over_time::settle_on(held.clone(), served, self.platform.now_ms(), on_usage);
         let created = self.platform.now_ms() / 1000;
         let mut resp = match sent {
             Sent::Stream(up) => {

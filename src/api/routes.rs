@@ -132,7 +132,7 @@ macro_rules! routes {
                 #[cfg(not(target_arch = "wasm32"))]
                 doc: || {
                     #[allow(unused_imports)]
-                    use super::{admin, ai_keys, defaults, keys, me, models, relay};
+                    use super::{admin, ai_keys, defaults, keys, me, models, relay, usage};
                     #[allow(unused_imports)]
                     use super::doc::{Fail::*, *};
                     $doc
@@ -341,6 +341,21 @@ routes! {
         "listAiKeys", "AI API keys", "List the tenant's gateway keys",
         answer::<ai_keys::AiKeyPage>("`{total, items}`.")
             .params(&["AiKeySearch", "AiKeyProviderFilter", "AiKeyStatusFilter", "PageNumber", "PageSize"])
+            .fails(&[BadRequest]);
+    /// A gateway key's usage per hour or per day (UTC) over a range, oldest first, paged: requests
+    /// answered, input and output tokens, requests refused by a limit over time. Calls counted by
+    /// a Durable Object show within `USAGE_FLUSH_SECONDS`; others at once.
+    GetAiKeyUsage { id } = Get "/api/v1/ai_keys/{id}/usage", Key,
+        "getAiKeyUsage", "Usage", "A gateway key's usage over time",
+        answer::<usage::UsagePage>("`{granularity, from, to, total, items}`.")
+            .params(&["UsageGranularity", "UsageFrom", "UsageTo", "PageNumber", "UsagePageSize"])
+            .fails(&[BadRequest]);
+    /// The tenant's usage per hour or per day (UTC) over a range, of every call or of one model
+    /// (`model`, as `name@factory`), oldest first, paged.
+    GetUsage {} = Get "/api/v1/usage", Key,
+        "getUsage", "Usage", "The tenant's or a model's usage over time",
+        answer::<usage::UsagePage>("`{granularity, from, to, total, items}`.")
+            .params(&["UsageGranularity", "UsageFrom", "UsageTo", "UsageModel", "PageNumber", "UsagePageSize"])
             .fails(&[BadRequest]);
     /// Stores a provider key for one provider and model, with per-request token limits, under a
     /// tenant-unique alias. Owners and admins only (a member gets 403). A duplicate alias is a 409

@@ -74,12 +74,30 @@ impl Exceeded {
     }
 }
 
-/// What a reservation asks for: the estimated input tokens plus the output cap, for a model (the
-/// aggregates' key).
+/// Where a call's usage goes when the ledger that recorded it flushes: the history's key
+/// (tenant, gateway key, model) and the counters the call bumps (the key's, with the pool member
+/// that served it, and the connection's model).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Source {
+    pub tenant_id: String,
+    /// The gateway key, empty for a call by model id.
+    pub key_id: String,
+    /// The pool member that served the call and the pool's size (0 when not known yet).
+    pub member: u32,
+    pub pool_size: u32,
+    /// The connection and its model name whose `used_token` counts the call; empty for none.
+    pub connection_id: String,
+    pub llm_name: String,
+    /// The model the history is kept by: `name@factory`.
+    pub model: String,
+}
+
+/// What a reservation asks for: the estimated input tokens plus the output cap, and whose call it
+/// is (a refusal is counted in the history under it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ask {
     pub tokens: u64,
-    pub model: String,
+    pub source: Source,
 }
 
 /// The answer to a reservation.
@@ -117,6 +135,11 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Add another's counts to these.
+    pub fn add_all(&mut self, o: &Totals) {
+        self.add(o);
+    }
+
     fn add(&mut self, o: &Totals) {
         self.requests += o.requests;
         self.input_tokens += o.input_tokens;
@@ -125,12 +148,14 @@ impl Totals {
     }
 }
 
-/// One aggregate row to write: a model's totals in the bucket starting at `start_ms`.
+/// One aggregate row to write: a source's totals in the bucket starting at `start_ms`, and the
+/// last call it counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
-    pub model: String,
+    pub source: Source,
     pub start_ms: i64,
     pub totals: Totals,
+    pub last_ms: i64,
 }
 
 /// What a flush hands to the database: hour buckets and the day buckets they add up to.
@@ -172,7 +197,13 @@ struct Reservation {
     tokens: u64,
     sec: i64,
     expires_ms: i64,
-    model: String,
+}
+
+/// An hour bucket being gathered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+struct Gathered {
+    totals: Totals,
+    last_ms: i64,
 }
 
 /// Everything one object counts, serialized whole into its storage.
@@ -184,10 +215,10 @@ pub struct Ledger {
     spent: u64,
     reservations: BTreeMap<u64, Reservation>,
     next_id: u64,
-    /// Hour buckets not yet flushed, by (model, hour start); a list in JSON, whose object keys
+    /// Hour buckets not yet flushed, by (source, hour start); a list in JSON, whose object keys
     /// must be strings.
     #[serde(with = "as_pairs")]
-    pending: BTreeMap<(String, i64), Totals>,
+    pending: BTreeMap<(Source, i64), Gathered>,
     /// Thresholds already raised in the current period.
     alerted: Vec<u8>,
     outbox: Vec<Alert>,
@@ -368,7 +399,7 @@ impl Ledger {
             over = Some((Exceeded::Budget, wait));
         }
         if let (Some((exceeded, retry_after)), UsagePolicy::Reject) = (over, limits.policy) {
-            self.count_rejected(&ask.model, now_ms);
+            self.count_rejected(&ask.source, now_ms);
             return Decision::Refused {
                 exceeded,
                 retry_after,
@@ -386,7 +417,6 @@ impl Ledger {
                 tokens: ask.tokens,
                 sec,
                 expires_ms: now_ms + RESERVATION_TTL_MS,
-                model: ask.model.clone(),
             },
         );
         Decision::Admitted {
@@ -405,7 +435,7 @@ impl Ledger {
     ) -> Decision {
         match limits.policy {
             UsagePolicy::Reject => {
-                self.count_rejected(&ask.model, now_ms);
+                self.count_rejected(&ask.source, now_ms);
                 Decision::TooLarge { exceeded, limit }
             }
             UsagePolicy::UseAnyway => {
@@ -432,41 +462,50 @@ impl Ledger {
         }
     }
 
-    fn count_rejected(&mut self, model: &str, now_ms: i64) {
+    fn count_rejected(&mut self, source: &Source, now_ms: i64) {
         let hour = now_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        self.pending
-            .entry((model.to_owned(), hour))
-            .or_default()
-            .rejected += 1;
+        let g = self.pending.entry((source.clone(), hour)).or_default();
+        g.totals.rejected += 1;
     }
 
     /// Settle reservation `id` with what the provider reported: the spend and the window count
     /// what was used, above or below the reservation. A reservation that expired (or was never
-    /// made here) still charges what was used; `model` names it then.
-    pub fn settle(&mut self, limits: &Limits, id: u64, used: Used, model: &str, now_ms: i64) {
+    /// made here, as for a call this ledger only records) still charges what was used. With a
+    /// `record`, the call's usage is gathered here for the history and counters (one ledger
+    /// records each call).
+    pub fn settle(
+        &mut self,
+        limits: &Limits,
+        id: u64,
+        used: Used,
+        record: Option<&Source>,
+        now_ms: i64,
+    ) {
         self.advance(limits, now_ms);
         let total = used.input + used.output;
-        let model = match self.reservations.remove(&id) {
+        match self.reservations.remove(&id) {
             Some(r) => {
                 if let Some(s) = self.window.iter_mut().find(|s| s.sec == r.sec) {
                     s.tokens = s.tokens.saturating_sub(r.tokens) + total;
                 }
-                r.model
             }
             None => {
                 let slot = self.slot(now_ms.div_euclid(1000));
                 slot.tokens += total;
-                model.to_owned()
             }
-        };
+        }
         self.spent += total;
-        let hour = now_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        self.pending.entry((model, hour)).or_default().add(&Totals {
-            requests: 1,
-            input_tokens: used.input,
-            output_tokens: used.output,
-            rejected: 0,
-        });
+        if let Some(source) = record {
+            let hour = now_ms.div_euclid(HOUR_MS) * HOUR_MS;
+            let g = self.pending.entry((source.clone(), hour)).or_default();
+            g.totals.add(&Totals {
+                requests: 1,
+                input_tokens: used.input,
+                output_tokens: used.output,
+                rejected: 0,
+            });
+            g.last_ms = g.last_ms.max(now_ms);
+        }
         self.raise_alerts(limits, now_ms);
     }
 
@@ -543,25 +582,29 @@ impl Ledger {
     /// up to, and forget them.
     pub fn take_flush(&mut self) -> Flush {
         let pending = std::mem::take(&mut self.pending);
-        let mut days: BTreeMap<(String, i64), Totals> = BTreeMap::new();
+        let mut days: BTreeMap<(Source, i64), Gathered> = BTreeMap::new();
         let hours = pending
             .into_iter()
-            .map(|((model, start_ms), totals)| {
+            .map(|((source, start_ms), g)| {
                 let day = start_ms.div_euclid(DAY_MS) * DAY_MS;
-                days.entry((model.clone(), day)).or_default().add(&totals);
+                let d = days.entry((source.clone(), day)).or_default();
+                d.totals.add(&g.totals);
+                d.last_ms = d.last_ms.max(g.last_ms);
                 Bucket {
-                    model,
+                    source,
                     start_ms,
-                    totals,
+                    totals: g.totals,
+                    last_ms: g.last_ms,
                 }
             })
             .collect();
         let days = days
             .into_iter()
-            .map(|((model, start_ms), totals)| Bucket {
-                model,
+            .map(|((source, start_ms), g)| Bucket {
+                source,
                 start_ms,
-                totals,
+                totals: g.totals,
+                last_ms: g.last_ms,
             })
             .collect();
         Flush { hours, days }
@@ -570,10 +613,9 @@ impl Ledger {
     /// Put back buckets a flush could not write, so nothing is lost.
     pub fn restore(&mut self, flush: Flush) {
         for b in flush.hours {
-            self.pending
-                .entry((b.model, b.start_ms))
-                .or_default()
-                .add(&b.totals);
+            let g = self.pending.entry((b.source, b.start_ms)).or_default();
+            g.totals.add(&b.totals);
+            g.last_ms = g.last_ms.max(b.last_ms);
         }
     }
 
@@ -600,7 +642,8 @@ pub enum Op {
         limits: Limits,
         id: u64,
         used: Used,
-        model: String,
+        /// Set on the one ledger that records the call.
+        record: Option<Source>,
     },
     Release {
         limits: Limits,
@@ -617,9 +660,9 @@ impl Ledger {
                 limits,
                 id,
                 used,
-                model,
+                record,
             } => {
-                self.settle(limits, *id, *used, model, now_ms);
+                self.settle(limits, *id, *used, record.as_ref(), now_ms);
                 None
             }
             Op::Release { limits, id } => {
@@ -656,6 +699,34 @@ pub struct Unreachable(pub String);
 pub trait Counters {
     /// Apply `op` to `scope`'s ledger, exactly once and in order with every other op on it.
     async fn apply(&self, scope: &Scope, op: Op) -> Result<Option<Decision>, Unreachable>;
+}
+
+/// What a relay call leaves to do once its answer is complete: the ledger operations, in order
+/// (the first records the call), and the database writes that record it instead when that
+/// ledger cannot be reached, so no call's usage is lost.
+#[derive(Debug, Default)]
+pub struct Settlements {
+    pub ops: Vec<(Scope, Op)>,
+    pub fallback: Vec<crate::store::Stmt>,
+}
+
+impl Settlements {
+    /// Apply every operation; when the recording one fails, write `fallback` to `db`.
+    pub async fn run(self, counters: &impl Counters, db: &impl crate::store::Db) {
+        let mut recorded = true;
+        for (i, (scope, op)) in self.ops.into_iter().enumerate() {
+            if let Err(e) = counters.apply(&scope, op).await {
+                // The reservation expires instead (RESERVATION_TTL_MS).
+                log::warn!("limits: settlement in {} failed: {}", scope.name(), e.0);
+                recorded &= i != 0;
+            }
+        }
+        if !recorded && !self.fallback.is_empty() {
+            if let Err(e) = db.batch(self.fallback).await {
+                log::warn!("limits: the usage written instead failed: {e}");
+            }
+        }
+    }
 }
 
 /// Ledgers in memory, for native tests and for anything with a single thread of its own.

@@ -19,10 +19,23 @@ fn limits(rpm: u64, tpm: u64, budget: u64, period: BudgetPeriod) -> Limits {
     }
 }
 
+fn src(model: &str) -> Source {
+    Source {
+        tenant_id: "t".into(),
+        key_id: "k".into(),
+        model: model.into(),
+        ..Source::default()
+    }
+}
+
+fn rec(model: &str) -> Option<Source> {
+    Some(src(model))
+}
+
 fn ask(tokens: u64) -> Ask {
     Ask {
         tokens,
-        model: "gpt-4o".into(),
+        source: src("gpt-4o"),
     }
 }
 
@@ -129,7 +142,7 @@ fn a_budget_counts_settled_and_reserved_tokens_and_admits_exactly_what_fits() {
                 input: 60,
                 output: 40,
             },
-            "gpt-4o",
+            rec("gpt-4o").as_ref(),
             t + 1_000,
         );
     }
@@ -157,7 +170,7 @@ fn settling_below_the_reservation_frees_the_rest_and_above_it_charges_the_overru
             input: 50,
             output: 50,
         },
-        "m",
+        rec("m").as_ref(),
         t + 500,
     );
     assert_eq!(
@@ -171,7 +184,7 @@ fn settling_below_the_reservation_frees_the_rest_and_above_it_charges_the_overru
             input: 300,
             output: 400,
         },
-        "m",
+        rec("m").as_ref(),
         t + 900,
     );
     // The answer overran its reservation by 200: charged in full, the budget over by nothing
@@ -188,7 +201,7 @@ fn settling_below_the_reservation_frees_the_rest_and_above_it_charges_the_overru
             input: 100,
             output: 150,
         },
-        "m",
+        rec("m").as_ref(),
         t + 950,
     );
     assert_eq!(g.spent(), 1_050);
@@ -234,7 +247,7 @@ fn a_reservation_left_behind_expires_and_a_late_settlement_still_charges_its_usa
             input: 10,
             output: 20,
         },
-        "gpt-4o",
+        rec("gpt-4o").as_ref(),
         t + RESERVATION_TTL_MS + 1,
     );
     assert_eq!((g.spent(), g.reserved()), (30, 1_000));
@@ -329,7 +342,7 @@ fn a_budget_resets_by_itself_at_the_period_boundary_and_a_total_never_does() {
             input: 100,
             output: 0,
         },
-        "m",
+        rec("m").as_ref(),
         T0 + 100,
     );
     assert_eq!(
@@ -351,7 +364,7 @@ fn a_budget_resets_by_itself_at_the_period_boundary_and_a_total_never_does() {
             input: 100,
             output: 0,
         },
-        "m",
+        rec("m").as_ref(),
         T0,
     );
     let years_later = T0 + 3 * 366 * DAY_MS;
@@ -395,7 +408,7 @@ fn a_month_budget_resets_on_the_first_of_each_month_whatever_its_length() {
                 input: 10,
                 output: 0,
             },
-            "m",
+            rec("m").as_ref(),
             ms(spend_at),
         );
         assert_eq!(
@@ -422,7 +435,7 @@ fn changing_the_budget_or_its_period_mid_period_keeps_the_spend_so_far() {
             input: 600,
             output: 0,
         },
-        "m",
+        rec("m").as_ref(),
         t,
     );
     // Lowered below the spend: refused at once, until the month ends.
@@ -462,7 +475,7 @@ fn a_budget_set_mid_period_starts_from_the_periods_spend_so_far() {
             input: 50,
             output: 30,
         },
-        "m",
+        rec("m").as_ref(),
         t,
     );
     let budget = limits(100, 0, 100, BudgetPeriod::Month);
@@ -504,7 +517,7 @@ fn usage_is_gathered_per_model_and_hour_with_day_totals_and_rejections() {
             input: 7,
             output: 3,
         },
-        "gpt-4o",
+        rec("gpt-4o").as_ref(),
         h10 + 1,
     );
     refused(g.reserve(&l, &ask(10), h10 + 2));
@@ -516,14 +529,14 @@ fn usage_is_gathered_per_model_and_hour_with_day_totals_and_rejections() {
             input: 1,
             output: 2,
         },
-        "gpt-4o",
+        rec("gpt-4o").as_ref(),
         ms("2026-12-10T11:59:59.5Z"),
     );
     let c = admitted(g.reserve(
         &l,
         &Ask {
             tokens: 1,
-            model: "n".into(),
+            source: src("n"),
         },
         ms("2026-12-11T00:30:00Z"),
     ));
@@ -534,14 +547,15 @@ fn usage_is_gathered_per_model_and_hour_with_day_totals_and_rejections() {
             input: 4,
             output: 4,
         },
-        "n",
+        rec("n").as_ref(),
         ms("2026-12-11T00:30:01Z"),
     );
     let f = g.take_flush();
-    let hour = |m: &str, at: &str, t: Totals| Bucket {
-        model: m.into(),
+    let hour = |m: &str, at: &str, t: Totals, last: &str| Bucket {
+        source: src(m),
         start_ms: ms(at),
         totals: t,
+        last_ms: ms(last),
     };
     let tot = |requests, input_tokens, output_tokens, rejected| Totals {
         requests,
@@ -549,19 +563,24 @@ fn usage_is_gathered_per_model_and_hour_with_day_totals_and_rejections() {
         output_tokens,
         rejected,
     };
+    let (last_a, last_b, last_c) = (
+        "2026-12-10T10:15:00.001Z",
+        "2026-12-10T11:59:59.5Z",
+        "2026-12-11T00:30:01Z",
+    );
     assert_eq!(
         f.hours,
         vec![
-            hour("gpt-4o", "2026-12-10T10:00:00Z", tot(1, 7, 3, 1)),
-            hour("gpt-4o", "2026-12-10T11:00:00Z", tot(1, 1, 2, 0)),
-            hour("n", "2026-12-11T00:00:00Z", tot(1, 4, 4, 0)),
+            hour("gpt-4o", "2026-12-10T10:00:00Z", tot(1, 7, 3, 1), last_a),
+            hour("gpt-4o", "2026-12-10T11:00:00Z", tot(1, 1, 2, 0), last_b),
+            hour("n", "2026-12-11T00:00:00Z", tot(1, 4, 4, 0), last_c),
         ]
     );
     assert_eq!(
         f.days,
         vec![
-            hour("gpt-4o", "2026-12-10T00:00:00Z", tot(2, 8, 5, 1)),
-            hour("n", "2026-12-11T00:00:00Z", tot(1, 4, 4, 0)),
+            hour("gpt-4o", "2026-12-10T00:00:00Z", tot(2, 8, 5, 1), last_b),
+            hour("n", "2026-12-11T00:00:00Z", tot(1, 4, 4, 0), last_c),
         ]
     );
     assert!(g.take_flush().is_empty());
@@ -569,7 +588,7 @@ fn usage_is_gathered_per_model_and_hour_with_day_totals_and_rejections() {
     g.restore(f);
     let n = Ask {
         tokens: 1,
-        model: "n".into(),
+        source: src("n"),
     };
     let d = admitted(g.reserve(&l, &n, ms("2026-12-11T00:40:00Z")));
     g.settle(
@@ -579,12 +598,31 @@ fn usage_is_gathered_per_model_and_hour_with_day_totals_and_rejections() {
             input: 1,
             output: 1,
         },
-        "n",
+        rec("n").as_ref(),
         ms("2026-12-11T00:40:00Z"),
     );
     let again = g.take_flush();
     assert_eq!(again.hours.len(), 3);
     assert_eq!(again.hours[2].totals, tot(2, 5, 5, 0));
+}
+
+#[test]
+fn a_settlement_without_a_record_counts_the_spend_but_gathers_no_usage() {
+    let l = limits(0, 0, 100, BudgetPeriod::Day);
+    let mut g = Ledger::default();
+    let t = ms("2026-12-10T10:00:00Z");
+    let id = admitted(g.reserve(&l, &ask(10), t));
+    let used = Used {
+        input: 3,
+        output: 4,
+    };
+    g.settle(&l, id, used, None, t);
+    assert_eq!(g.spent(), 7);
+    assert!(g.take_flush().is_empty());
+    // A call this ledger only records (no reservation here) still counts what it used.
+    g.settle(&l, 0, used, rec("m").as_ref(), t + 1);
+    assert_eq!(g.spent(), 14);
+    assert_eq!(g.take_flush().hours[0].totals.requests, 1);
 }
 
 #[test]
@@ -601,7 +639,7 @@ fn the_budget_raises_one_alert_at_80_and_one_at_100_percent_per_period() {
                 input: n,
                 output: 0,
             },
-            "m",
+            rec("m").as_ref(),
             at,
         );
     };
@@ -667,7 +705,7 @@ fn an_op_survives_its_json_form_as_the_object_receives_it() {
             input: 1,
             output: 2,
         },
-        model: "m".into(),
+        record: rec("m"),
     };
     let text = serde_json::to_string(&op).unwrap();
     assert_eq!(serde_json::from_str::<Op>(&text).unwrap(), op);
@@ -697,7 +735,7 @@ fn a_ledger_in_use_survives_its_json_form_as_the_object_stores_it() {
             input: 60,
             output: 70,
         },
-        "gpt-4o",
+        rec("gpt-4o").as_ref(),
         t + 2_000,
     );
     for _ in 0..5 {

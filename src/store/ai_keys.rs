@@ -411,6 +411,18 @@ pub fn add_usage(
     now: i64,
     served: ServedBy,
 ) -> Stmt {
+    add_usage_calls(id, input_tokens, output_tokens, now, served, 1)
+}
+
+/// [`add_usage`] for `calls` calls at once (a flush of gathered usage), the last at `now`.
+pub fn add_usage_calls(
+    id: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    now: i64,
+    served: ServedBy,
+    calls: i64,
+) -> Stmt {
     let zeros = format!("[{}]", vec!["0"; served.size.max(1)].join(","));
     let path = format!("$[{}]", served.index);
     stmt!(
@@ -418,7 +430,7 @@ pub fn add_usage(
          used_output_tokens = used_output_tokens + MAX(?3, 0), \
          last_used_at = MAX(COALESCE(last_used_at, ?4), ?4), served_by = ?5, \
          served_counts = json_set(COALESCE(served_counts, ?6), ?7, \
-           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + 1) \
+           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + MAX(?8, 0)) \
          WHERE id = ?1",
         id,
         input_tokens,
@@ -426,7 +438,8 @@ pub fn add_usage(
         now,
         served.index as i64,
         zeros,
-        path
+        path,
+        calls
     )
 }
 

@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod providers;
 pub mod settings;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 pub use batch::{Batch, Guard, Handle, Outcome, Pushed};

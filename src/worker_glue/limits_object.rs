@@ -9,6 +9,7 @@
 //! durable, so an answered reservation survives a restart of the object.
 
 use crate::limits::{Counters, Decision, Ledger, Op, Scope, Unreachable};
+use crate::store::Db;
 use std::cell::RefCell;
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
@@ -18,10 +19,14 @@ use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, R
 const LEDGER_KEY: &str = "ledger";
 /// The binding in wrangler.toml.
 pub const BINDING: &str = "LIMITS";
+/// How long gathered usage waits before it is written to D1, unless `USAGE_FLUSH_SECONDS` says
+/// otherwise: the freshness of `used_token` and the history for calls an object counts.
+pub const DEFAULT_FLUSH_SECONDS: i64 = 30;
 
-#[durable_object(fetch)]
+#[durable_object(alarm)]
 pub struct LimitsObject {
     state: State,
+    env: Env,
     ledger: RefCell<Option<Ledger>>,
 }
 
@@ -46,13 +51,46 @@ impl LimitsObject {
         }
         Ok(())
     }
+
+    async fn store(&self) -> worker::Result<()> {
+        let stored = match self.ledger.borrow().as_ref() {
+            Some(l) => serde_json::to_string(l)?,
+            None => return Ok(()),
+        };
+        self.state.storage().put(LEDGER_KEY, stored).await
+    }
+
+    fn flush_ms(&self) -> i64 {
+        let seconds = self
+            .env
+            .var("USAGE_FLUSH_SECONDS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<i64>().ok())
+            .filter(|s| (1..=3600).contains(s))
+            .unwrap_or(DEFAULT_FLUSH_SECONDS);
+        seconds * 1000
+    }
+
+    /// Wake for the next flush when usage waits and no wake-up is set.
+    async fn arm(&self) -> worker::Result<()> {
+        let pending = self
+            .ledger
+            .borrow()
+            .as_ref()
+            .is_some_and(Ledger::has_pending);
+        if pending && self.state.storage().get_alarm().await?.is_none() {
+            self.state.storage().set_alarm(self.flush_ms()).await?;
+        }
+        Ok(())
+    }
 }
 
 impl DurableObject for LimitsObject {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         super::ports::init_logging();
         LimitsObject {
             state,
+            env,
             ledger: RefCell::new(None),
         }
     }
@@ -71,7 +109,37 @@ impl DurableObject for LimitsObject {
             (decision, serde_json::to_string(&*ledger)?)
         };
         self.state.storage().put(LEDGER_KEY, stored).await?;
+        self.arm().await?;
         Response::from_json(&decision)
+    }
+
+    /// Write the usage gathered since the last flush to D1 as one batch (history rows, gateway
+    /// key and model counters); a batch that fails is put back and tried at the next wake-up.
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.load().await?;
+        let flush = match self.ledger.borrow_mut().as_mut() {
+            Some(l) => l.take_flush(),
+            None => return Response::ok("nothing"),
+        };
+        if flush.is_empty() {
+            return Response::ok("nothing");
+        }
+        let calls: u64 = flush.hours.iter().map(|b| b.totals.requests).sum();
+        let stmts = crate::store::usage::flush_stmts(&flush);
+        let count = stmts.len();
+        let db = super::ports::D1Db(self.env.d1("DB")?);
+        match db.batch(stmts).await {
+            Ok(_) => log::info!("limits: flushed {calls} calls in one batch of {count} statements"),
+            Err(e) => {
+                log::warn!("limits: flush failed ({e}); kept for the next one");
+                if let Some(l) = self.ledger.borrow_mut().as_mut() {
+                    l.restore(flush);
+                }
+            }
+        }
+        self.store().await?;
+        self.arm().await?;
+        Response::ok("flushed")
     }
 }
 

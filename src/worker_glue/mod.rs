@@ -42,13 +42,11 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     let after_stream = resp.deferred_after_stream.take();
     if let Some(rx) = resp.limits_after.take() {
         let counters = limits_object::DoCounters::new(&env);
+        let db = D1Db(env.d1("DB")?);
         ctx.wait_until(async move {
             // Resolves when the answer is complete (a stream ended or abandoned).
-            for (scope, op) in rx.await.unwrap_or_default() {
-                if let Err(e) = crate::limits::Counters::apply(&counters, &scope, op).await {
-                    // The reservation expires instead (limits::RESERVATION_TTL_MS).
-                    log::warn!("limits: settlement in {} failed: {}", scope.name(), e.0);
-                }
+            if let Ok(settlements) = rx.await {
+                settlements.run(&counters, &db).await;
             }
         });
     }

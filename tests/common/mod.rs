@@ -5,7 +5,7 @@
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
 use keyward::domain::crypto::{Keyring, MasterKey};
-use keyward::limits::{Counters, LocalCounters};
+use keyward::limits::LocalCounters;
 use keyward::providers::address::AddressPolicy;
 use keyward::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
@@ -727,14 +727,39 @@ impl T {
             block_on(self.app.platform.db.batch(stmts)).expect("deferred write");
         }
         if let Some(rx) = resp.limits_after.take() {
-            for (scope, op) in block_on(rx).unwrap_or_default() {
-                block_on(self.app.platform.counters().apply(&scope, op)).expect("settlement");
+            let p = &self.app.platform;
+            if let Ok(s) = block_on(rx) {
+                block_on(s.run(p.counters(), &p.db));
             }
+            // The objects' flush, at once (deployed: within USAGE_FLUSH_SECONDS).
+            self.flush_ledgers();
         }
         self.bodies
             .borrow_mut()
             .push(String::from_utf8_lossy(&resp.body).into_owned());
         resp
+    }
+
+    /// Write what every in-memory ledger gathered, as each object's alarm does.
+    pub fn flush_ledgers(&self) {
+        let flushes: Vec<_> = self
+            .app
+            .platform
+            .counters
+            .ledgers
+            .borrow_mut()
+            .values_mut()
+            .map(|l| l.take_flush())
+            .collect();
+        for f in flushes.into_iter().filter(|f| !f.is_empty()) {
+            block_on(
+                self.app
+                    .platform
+                    .db
+                    .batch(keyward::store::usage::flush_stmts(&f)),
+            )
+            .expect("flush");
+        }
     }
 
     pub fn admin(&self, method: &str, path: &str, body: Option<Json>) -> Response {

@@ -4,9 +4,12 @@
 
 use super::{RResult, RelayError, Target};
 use crate::api::auth::Caller;
-use crate::limits::{Ask, Counters, Decision, Exceeded, Limits, Op, Scope, Used};
+use crate::limits::{
+    Ask, Counters, Decision, Exceeded, Limits, Op, Scope, Settlements, Source, Used,
+};
 use crate::relay::{Endpoint, ErrorCode, ErrorType, OnUsage, Usage, LIMIT_HEADER};
-use crate::store::Platform;
+use crate::store::ai_keys::ServedBy;
+use crate::store::{usage, Platform};
 use futures_channel::oneshot;
 use serde_json::Value;
 
@@ -20,26 +23,23 @@ pub const UNREACHABLE_RETRY_S: u64 = 5;
 #[derive(Clone, Default)]
 pub(super) struct Held {
     reservations: Vec<(Scope, Limits, u64)>,
-    model: String,
+    source: Source,
     estimate: u64,
 }
 
 impl Held {
-    /// The settlements of every reservation with the call's usage (the input estimate when the
-    /// provider reported none).
-    fn settlements(&self, u: Usage) -> Vec<(Scope, Op)> {
-        let used = Used {
-            input: u.input.unwrap_or(self.estimate),
-            output: u.output.unwrap_or(0),
-        };
+    /// The settlements of every reservation with the call's usage; the first ledger records the
+    /// call (history and counters), the others only count it.
+    fn settlements(&self, used: Used, source: &Source) -> Vec<(Scope, Op)> {
         self.reservations
             .iter()
-            .map(|(scope, limits, id)| {
+            .enumerate()
+            .map(|(i, (scope, limits, id))| {
                 let op = Op::Settle {
                     limits: *limits,
                     id: *id,
                     used,
-                    model: self.model.clone(),
+                    record: (i == 0).then(|| source.clone()),
                 };
                 (scope.clone(), op)
             })
@@ -52,18 +52,38 @@ impl Held {
     }
 }
 
-/// Wrap a call's usage writes so they also hand over its settlements, which the answer carries
-/// in `limits_after` (a stream's when it ends or is dropped).
+/// Wrap a call's usage writes: a call no ledger counts keeps its own writes (one batch, with its
+/// history rows); a counted call hands its settlements over instead, which the answer carries in
+/// `limits_after` (a stream's when it ends or is dropped), the first ledger recording it and the
+/// writes kept only for when that ledger cannot be reached.
 pub(super) fn settle_on(
     held: Held,
+    served: ServedBy,
+    now: i64,
     inner: OnUsage,
-) -> (OnUsage, oneshot::Receiver<Vec<(Scope, Op)>>) {
+) -> (OnUsage, oneshot::Receiver<Settlements>) {
     let (tx, rx) = oneshot::channel();
     let on_usage: OnUsage = Box::new(move |u: Usage| {
-        // The receiver is gone only when the answer was dropped unsent; nothing to settle then
-        // but what expiry frees.
-        let _ = tx.send(held.settlements(u));
-        inner(u)
+        let used = Used {
+            input: u.input.unwrap_or(held.estimate),
+            output: u.output.unwrap_or(0),
+        };
+        let source = Source {
+            member: u32::try_from(served.index).unwrap_or(0),
+            pool_size: u32::try_from(served.size).unwrap_or(1),
+            ..held.source.clone()
+        };
+        let mut writes = inner(u);
+        writes.extend(usage::record_call(&source, used, now));
+        if held.reservations.is_empty() {
+            return writes;
+        }
+        // The receiver is gone only when the answer was dropped unsent; expiry frees it then.
+        let _ = tx.send(Settlements {
+            ops: held.settlements(used, &source),
+            fallback: writes,
+        });
+        Vec::new()
     });
     (on_usage, rx)
 }
@@ -163,18 +183,30 @@ impl<P: Platform> crate::api::App<P> {
             };
             scopes.push((scope, caller.tenant_limits));
         }
-        let model = match &target.gateway {
-            Some(k) => format!("{}@{}", k.model, k.provider),
-            None => target.shown.clone(),
+        let (connection_id, llm_name) = target.usage_conn.clone().unwrap_or_default();
+        let source = Source {
+            tenant_id: caller.tenant_id.clone(),
+            key_id: target
+                .gateway
+                .as_ref()
+                .map(|k| k.id.clone())
+                .unwrap_or_default(),
+            connection_id,
+            llm_name,
+            model: match &target.gateway {
+                Some(k) => format!("{}@{}", k.model, k.provider),
+                None => target.shown.clone(),
+            },
+            ..Source::default()
         };
         let mut held = Held {
             reservations: Vec::new(),
-            model: model.clone(),
+            source: source.clone(),
             estimate,
         };
         let ask = Ask {
             tokens: estimate + output_cap(body, endpoint),
-            model,
+            source,
         };
         for (scope, limits) in scopes {
             let op = Op::Reserve {

@@ -3,14 +3,18 @@
 // the provider stand-in on loopback. Fifty concurrent calls against a budget that admits exactly
 // ten get exactly ten answers and forty 429s with Retry-After; an RPM limit of 5 over 12 calls
 // admits 5; a stream the client drops settles its reservation, so the window frees at once
-// instead of when the reservation would expire.
+// instead of when the reservation would expire. The usage of the calls an object counts reaches
+// D1 in one batch per flush, not one write per call (counted from the objects' flush lines), and
+// reads back from the history routes per hour and day.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { leakProblems, ok, workerLogProblems } from './checks.mjs';
 import { STANDIN_GOOD_KEY, useStandIn, useWorker } from './harness.mjs';
 
-const w = useWorker();
+// A short flush interval, so the test sees the objects' writes within seconds.
+const FLUSH_SECONDS = 2;
+const w = useWorker({ vars: { USAGE_FLUSH_SECONDS: String(FLUSH_SECONDS) } });
 const standin = useStandIn();
 
 const COMPAT = 'OpenAI-API-Compatible';
@@ -137,6 +141,47 @@ test('a stream the client drops settles its reservation: the next call fits at o
     await new Promise((res) => setTimeout(res, 100));
   }
   assert.equal(again.status, 200, again.text);
+});
+
+test('40 calls counted by an object reach D1 in a batch or two, not 40 writes, and read back as history', async () => {
+  const key = await gatewayKey('flushed', 'standin-chat', { rpm_limit: 1000 });
+  const started = new Date();
+  const calls = 40;
+  for (let i = 0; i < calls; i += 10) {
+    const batch = Array.from({ length: 10 }, () => as('POST', '/v1/chat/completions', {
+      model: 'flushed', max_tokens: 5, messages: [{ role: 'user', content: 'hello usage' }],
+    }));
+    for (const r of await Promise.all(batch)) assert.equal(r.status, 200, r.text);
+  }
+  // Within the flush interval (and a margin for a loaded machine) the counters show every call.
+  let details = null;
+  for (let i = 0; i < 100; i++) {
+    details = ok(await as('GET', `/api/v1/ai_keys/${key.id}`), 'details');
+    if (details.pool[0].requests === calls) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  assert.equal(details.pool[0].requests, calls, JSON.stringify(details));
+  assert.equal(details.used_input_tokens, 5 * calls);
+  assert.equal(details.used_output_tokens, 5 * calls);
+  const flushes = [...w.output.matchAll(/limits: flushed (\d+) calls \(([^)]*)\) in one batch of (\d+) statements/g)]
+    .filter((m) => m[2] === key.id);
+  const flushedCalls = flushes.reduce((n, m) => n + Number(m[1]), 0);
+  assert.equal(flushedCalls, calls, flushes.map((m) => m[0]).join('\n'));
+  const writesPerCall = flushes.length / calls;
+  console.log(`D1 writes (batches) per relayed call counted by an object: ${flushes.length}/${calls} = ${writesPerCall.toFixed(3)} (one per call without)`);
+  assert.ok(flushes.length <= 4, `${flushes.length} flushes for ${calls} calls`);
+
+  const from = new Date(Date.UTC(started.getUTCFullYear(), started.getUTCMonth(), started.getUTCDate(), started.getUTCHours())).toISOString();
+  const to = new Date(Date.now() + 3_600_000).toISOString();
+  const hours = ok(await as('GET', `/api/v1/ai_keys/${key.id}/usage?from=${from}&to=${to}`), 'hour history');
+  const sum = (p, f) => p.items.reduce((n, i) => n + i[f], 0);
+  assert.equal(sum(hours, 'requests'), calls, JSON.stringify(hours));
+  assert.equal(sum(hours, 'input_tokens'), 5 * calls);
+  const days = ok(await as('GET', `/api/v1/ai_keys/${key.id}/usage?granularity=day&from=${from.slice(0, 10)}T00:00:00Z&to=${to}`), 'day history');
+  assert.equal(sum(days, 'requests'), calls, JSON.stringify(days));
+  // The budget test's 40 refusals are in the tenant's history as rejected.
+  const tenant = ok(await as('GET', `/api/v1/usage?granularity=day&from=${from.slice(0, 10)}T00:00:00Z&to=${to}`), 'tenant history');
+  assert.ok(sum(tenant, 'rejected') >= 40, JSON.stringify(tenant));
 });
 
 test('no provider key is seen and the worker log is clean', async () => {

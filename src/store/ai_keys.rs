@@ -414,7 +414,8 @@ pub fn add_usage(
     add_usage_calls(id, input_tokens, output_tokens, now, served, 1)
 }
 
-/// [`add_usage`] for `calls` calls at once (a flush of gathered usage), the last at `now`.
+/// [`add_usage`] for `calls` calls at once (a flush of gathered usage), the last at `now`. The
+/// count is cast: D1 binds it as a JavaScript number, which `json_set` would store as `40.0`.
 pub fn add_usage_calls(
     id: &str,
     input_tokens: i64,
@@ -430,7 +431,7 @@ pub fn add_usage_calls(
          used_output_tokens = used_output_tokens + MAX(?3, 0), \
          last_used_at = MAX(COALESCE(last_used_at, ?4), ?4), served_by = ?5, \
          served_counts = json_set(COALESCE(served_counts, ?6), ?7, \
-           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + MAX(?8, 0)) \
+           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + CAST(MAX(?8, 0) AS INTEGER)) \
          WHERE id = ?1",
         id,
         input_tokens,
@@ -488,6 +489,13 @@ mod tests {
         assert!(!s.sql.contains("'$['"), "no path built from a bound number");
         assert_eq!(s.params[5], super::super::Value::Text("[0,0,0]".into()));
         assert_eq!(s.params[6], super::super::Value::Text("$[2]".into()));
+    }
+
+    #[test]
+    fn a_flush_adds_its_calls_to_the_served_counts_as_an_integer_even_from_a_float() {
+        let s = add_usage_calls("i", 1, 2, 3, ServedBy { index: 0, size: 1 }, 40);
+        assert!(s.sql.contains("CAST(MAX(?8, 0) AS INTEGER)"), "{}", s.sql);
+        assert_eq!(s.params[7], super::super::Value::Int(40));
     }
 
     #[test]

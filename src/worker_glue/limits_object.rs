@@ -125,11 +125,23 @@ impl DurableObject for LimitsObject {
             return Response::ok("nothing");
         }
         let calls: u64 = flush.hours.iter().map(|b| b.totals.requests).sum();
+        // Whose calls (ids only, never a secret): a key's object gathers its key's, a tenant's
+        // those of calls by model id or of keys without limits of their own.
+        let mut whose: Vec<&str> = flush
+            .hours
+            .iter()
+            .map(|b| b.source.key_id.as_str())
+            .map(|k| if k.is_empty() { "-" } else { k })
+            .collect();
+        whose.dedup();
+        let whose = whose.join(",");
         let stmts = crate::store::usage::flush_stmts(&flush);
         let count = stmts.len();
         let db = super::ports::D1Db(self.env.d1("DB")?);
         match db.batch(stmts).await {
-            Ok(_) => log::info!("limits: flushed {calls} calls in one batch of {count} statements"),
+            Ok(_) => log::info!(
+                "limits: flushed {calls} calls ({whose}) in one batch of {count} statements"
+            ),
             Err(e) => {
                 log::warn!("limits: flush failed ({e}); kept for the next one");
                 if let Some(l) = self.ledger.borrow_mut().as_mut() {

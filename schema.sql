@@ -9,7 +9,15 @@ CREATE TABLE IF NOT EXISTS tenants (
   id               TEXT PRIMARY KEY,
   name             TEXT NOT NULL,
   create_date      INTEGER NOT NULL,
-  defaults_version INTEGER NOT NULL DEFAULT 0
+  defaults_version INTEGER NOT NULL DEFAULT 0,
+  -- Limits over the whole tenant (0 = none); the counters are in the tenant's Durable Object.
+  rpm_limit          INTEGER NOT NULL DEFAULT 0,
+  tpm_limit          INTEGER NOT NULL DEFAULT 0,
+  token_budget       INTEGER NOT NULL DEFAULT 0,
+  budget_period      TEXT NOT NULL DEFAULT 'month'
+    CHECK (budget_period IN ('day', 'week', 'month', 'total')),
+  usage_limit_policy TEXT NOT NULL DEFAULT 'reject'
+    CHECK (usage_limit_policy IN ('reject', 'use_anyway'))
 );
 
 CREATE TABLE IF NOT EXISTS users (
@@ -151,6 +159,12 @@ CREATE TABLE IF NOT EXISTS ai_keys (
   pool_hints         TEXT,
   served_by          INTEGER,
   served_counts      TEXT,
+  -- Limits over time (0 = none); the counters are in the key's Durable Object.
+  rpm_limit          INTEGER NOT NULL DEFAULT 0,
+  tpm_limit          INTEGER NOT NULL DEFAULT 0,
+  token_budget       INTEGER NOT NULL DEFAULT 0,
+  budget_period      TEXT NOT NULL DEFAULT 'month'
+    CHECK (budget_period IN ('day', 'week', 'month', 'total')),
   UNIQUE (tenant_id, alias)
 );
 CREATE INDEX IF NOT EXISTS ai_keys_expire ON ai_keys(expire_time) WHERE expire_time IS NOT NULL;
@@ -170,3 +184,23 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
   PRIMARY KEY (scope, key_hash)
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created_at);
+
+-- Usage history: per tenant, gateway key ('' for a call by model id) and model, the requests,
+-- input and output tokens and rejected requests of each hour and each day (UTC), added to as
+-- calls are recorded (by a Durable Object's flush, or by the call's own write when no object
+-- counts it). No foreign keys: history outlives a deleted gateway key; a deleted tenant's goes
+-- with it.
+CREATE TABLE IF NOT EXISTS usage_buckets (
+  tenant_id     TEXT NOT NULL,
+  key_id        TEXT NOT NULL,
+  model         TEXT NOT NULL,
+  granularity   TEXT NOT NULL CHECK (granularity IN ('hour', 'day')),
+  start_ms      INTEGER NOT NULL,
+  requests      INTEGER NOT NULL DEFAULT 0,
+  input_tokens  INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  rejected      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, granularity, start_ms, key_id, model)
+);
+CREATE INDEX IF NOT EXISTS usage_buckets_key ON usage_buckets(tenant_id, key_id, granularity, start_ms);
+CREATE INDEX IF NOT EXISTS usage_buckets_model ON usage_buckets(tenant_id, model, granularity, start_ms);

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod domain;
 pub mod env_config;
 pub mod jobs;
+pub mod limits;
 pub mod providers;
 pub mod relay;
 pub mod store;

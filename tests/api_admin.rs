@@ -705,3 +705,116 @@ fn a_keyed_request_racing_its_twin_is_a_409_asking_to_send_it_again() {
         .contains("send it again for its answer"));
     assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
 }
+
+#[test]
+fn an_admin_sets_a_tenants_limits_over_time_and_only_the_fields_sent_change() {
+    let t = T::new();
+    let id = t
+        .admin(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"name": "Lim"})),
+        )
+        .json_body()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = t
+        .admin("GET", &format!("/api/v1/admin/tenants/{id}"), None)
+        .json_body();
+    assert_eq!(
+        (
+            &got["data"]["rpm_limit"],
+            &got["data"]["token_budget"],
+            &got["data"]["budget_period"],
+            &got["data"]["usage_limit_policy"]
+        ),
+        (&json!(0), &json!(0), &json!("month"), &json!("reject"))
+    );
+    let path = format!("/api/v1/admin/tenants/{id}/limits");
+    let r = t.admin(
+        "PUT",
+        &path,
+        Some(json!({"token_budget": 5000, "budget_period": "day"})),
+    );
+    assert_eq!(r.status, 200);
+    let r = t.admin(
+        "PUT",
+        &path,
+        Some(json!({"rpm_limit": 60, "usage_limit_policy": "use_anyway"})),
+    );
+    let d = r.json_body()["data"].clone();
+    assert_eq!(
+        (
+            &d["rpm_limit"],
+            &d["tpm_limit"],
+            &d["token_budget"],
+            &d["budget_period"],
+            &d["usage_limit_policy"]
+        ),
+        (
+            &json!(60),
+            &json!(0),
+            &json!(5000),
+            &json!("day"),
+            &json!("use_anyway")
+        )
+    );
+    let listed = t.admin("GET", "/api/v1/admin/tenants", None).json_body();
+    assert_eq!(listed["data"][0], d);
+    assert_eq!(
+        t.db().count(&format!(
+            "SELECT COUNT(*) FROM audit WHERE action = 'tenant.limits' AND target = '{id}'"
+        )),
+        2
+    );
+}
+
+#[test]
+fn bad_tenant_limits_are_a_400_naming_the_field_and_an_unknown_tenant_a_404() {
+    let t = T::new();
+    let id = t
+        .admin(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"name": "Lim"})),
+        )
+        .json_body()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/admin/tenants/{id}/limits");
+    for (body, want) in [
+        (json!({}), "Send at least one of rpm_limit"),
+        (
+            json!({"rpm_limit": -5}),
+            "rpm_limit: must be 0 to 1000000 (0 = none)",
+        ),
+        (json!({"tpm_limit": null}), "tpm_limit"),
+        (
+            json!({"budget_period": "fortnight"}),
+            "budget_period: must be day, week, month or total",
+        ),
+        (
+            json!({"usage_limit_policy": "warn"}),
+            "usage_limit_policy: must be reject or use_anyway",
+        ),
+        (json!({"token_budget": 10, "colour": "red"}), "colour"),
+    ] {
+        let r = t.admin("PUT", &path, Some(body.clone()));
+        assert_eq!(r.status, 400, "{body}");
+        let m = r.json_body()["message"].as_str().unwrap().to_owned();
+        assert!(m.contains(want), "{body}: {m}");
+    }
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM audit WHERE action = 'tenant.limits'"),
+        0
+    );
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/tenants/nope/limits",
+        Some(json!({"rpm_limit": 1})),
+    );
+    assert_eq!(r.status, 404);
+}

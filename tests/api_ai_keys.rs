@@ -143,7 +143,7 @@ fn assert_no_key_leaked(t: &T) {
     }
 }
 
-const RECORD_FIELDS: [&str; 18] = [
+const RECORD_FIELDS: [&str; 22] = [
     "id",
     "alias",
     "provider",
@@ -156,6 +156,10 @@ const RECORD_FIELDS: [&str; 18] = [
     "input_limit",
     "output_limit",
     "usage_limit_policy",
+    "rpm_limit",
+    "tpm_limit",
+    "token_budget",
+    "budget_period",
     "expire_time",
     "used_input_tokens",
     "used_output_tokens",
@@ -1250,6 +1254,10 @@ impl Platform for RacePlatform {
     type Cache = <TestPlatform as Platform>::Cache;
     type Outbound = <TestPlatform as Platform>::Outbound;
     type Limiter = <TestPlatform as Platform>::Limiter;
+    type Counters = <TestPlatform as Platform>::Counters;
+    fn counters(&self) -> &Self::Counters {
+        self.inner.counters()
+    }
     fn db(&self) -> &YieldingDb {
         &self.db
     }
@@ -1979,4 +1987,124 @@ fn a_tenant_at_its_gateway_key_maximum_gets_a_409_naming_the_limit() {
     assert_eq!(delete(&t, &tok, &id_of(&first)).status, 200);
     created(&t, &tok, valid("three"));
     assert_eq!(audited("three"), 2);
+}
+
+#[test]
+fn a_key_holds_limits_over_time_none_by_default_and_a_put_changes_only_those_sent() {
+    let t = T::new();
+    let (tok, tenant) = owner(&t, "overtime");
+    let plain = created(&t, &tok, valid("plain"));
+    assert_eq!(
+        (
+            &plain["rpm_limit"],
+            &plain["tpm_limit"],
+            &plain["token_budget"],
+            &plain["budget_period"]
+        ),
+        (&json!(0), &json!(0), &json!(0), &json!("month"))
+    );
+    let mut body = valid("limited");
+    body["rpm_limit"] = json!(5);
+    body["tpm_limit"] = json!(10_000);
+    body["token_budget"] = json!(1_000_000);
+    body["budget_period"] = json!("week");
+    let k = created(&t, &tok, body);
+    assert_eq!(
+        (
+            &k["rpm_limit"],
+            &k["tpm_limit"],
+            &k["token_budget"],
+            &k["budget_period"]
+        ),
+        (&json!(5), &json!(10_000), &json!(1_000_000), &json!("week"))
+    );
+    let r = put(
+        &t,
+        &tok,
+        &id_of(&k),
+        json!({"token_budget": 0, "budget_period": "total"}),
+    );
+    assert_eq!(r.status, 200, "{}", message(&r));
+    let d = r.json_body()["data"].clone();
+    assert_eq!(
+        (&d["rpm_limit"], &d["token_budget"], &d["budget_period"]),
+        (&json!(5), &json!(0), &json!("total"))
+    );
+    let row = stored(&t, &tenant, &id_of(&k));
+    assert_eq!(
+        (row.rpm_limit, row.tpm_limit, row.token_budget),
+        (5, 10_000, 0)
+    );
+    assert_eq!(get(&t, &tok, &id_of(&k)).json_body()["data"], d);
+    let audit = t.db().count(
+        "SELECT COUNT(*) FROM audit WHERE action = 'ai_key.update' \
+         AND detail = 'token_budget=0 budget_period=total'",
+    );
+    assert_eq!(audit, 1);
+}
+
+#[test]
+fn a_bad_limit_over_time_is_a_400_naming_the_field_and_stores_nothing() {
+    let t = T::new();
+    let (tok, _) = owner(&t, "overtime-bad");
+    for (why, field, value, want) in [
+        (
+            "negative rpm",
+            "rpm_limit",
+            json!(-1),
+            "rpm_limit: must be 0 to 1000000 (0 = none)",
+        ),
+        (
+            "rpm too large",
+            "rpm_limit",
+            json!(1_000_001),
+            "rpm_limit: must be 0 to 1000000 (0 = none)",
+        ),
+        (
+            "tpm too large",
+            "tpm_limit",
+            json!(1_000_000_001_i64),
+            "tpm_limit: must be 0 to 1000000000 (0 = none)",
+        ),
+        (
+            "budget too large",
+            "token_budget",
+            json!(1_000_000_000_001_i64),
+            "token_budget: must be 0 to 1000000000000 (0 = none)",
+        ),
+        (
+            "budget a string",
+            "token_budget",
+            json!("10"),
+            "token_budget",
+        ),
+        (
+            "period unknown",
+            "budget_period",
+            json!("year"),
+            "budget_period: must be day, week, month or total",
+        ),
+        (
+            "period in the wrong case",
+            "budget_period",
+            json!("Day"),
+            "budget_period: must be",
+        ),
+    ] {
+        let r = create(&t, &tok, with(valid("bad"), field, value.clone()));
+        assert_eq!(r.status, 400, "{why}");
+        assert!(message(&r).contains(want), "{why}: {}", message(&r));
+        let k = created(&t, &tok, valid(&format!("ok-{}", field.len() + why.len())));
+        let r = put(&t, &tok, &id_of(&k), json!({ field: value }));
+        assert_eq!(r.status, 400, "{why} (PUT)");
+        assert!(message(&r).contains(field), "{why}: {}", message(&r));
+        let r = put(&t, &tok, &id_of(&k), json!({ field: null }));
+        assert_eq!(message(&r), format!("{field}: must not be null"), "{why}");
+        delete(&t, &tok, &id_of(&k));
+    }
+    assert_eq!(
+        t.db()
+            .count("SELECT COUNT(*) FROM ai_keys WHERE alias = 'bad'"),
+        0
+    );
 }

@@ -339,6 +339,16 @@ fn policy(p: PolicyArg) -> String {
     .to_owned()
 }
 
+fn period(p: PeriodArg) -> String {
+    match p {
+        PeriodArg::Day => "day",
+        PeriodArg::Week => "week",
+        PeriodArg::Month => "month",
+        PeriodArg::Total => "total",
+    }
+    .to_owned()
+}
+
 // ---------------------------------------------------------------- admin
 
 fn admin(ctx: &Ctx, a: Admin) -> Result<()> {
@@ -1085,6 +1095,7 @@ fn ai_keys(ctx: &Ctx, k: AiKeys) -> Result<()> {
             input_limit,
             output_limit,
             policy: p,
+            over_time,
             status,
             expire_time,
         } => {
@@ -1103,6 +1114,10 @@ fn ai_keys(ctx: &Ctx, k: AiKeys) -> Result<()> {
                 input_limit,
                 output_limit,
                 usage_limit_policy: p.map(policy),
+                rpm_limit: over_time.rpm_limit,
+                tpm_limit: over_time.tpm_limit,
+                token_budget: over_time.token_budget,
+                budget_period: over_time.budget_period.map(period),
                 status: status.map(key_status),
                 expire_time,
             };
@@ -1159,6 +1174,7 @@ fn ai_keys(ctx: &Ctx, k: AiKeys) -> Result<()> {
             input_limit,
             output_limit,
             policy: p,
+            over_time,
             status,
             expire_time,
             no_expiry,
@@ -1183,6 +1199,10 @@ fn ai_keys(ctx: &Ctx, k: AiKeys) -> Result<()> {
                 input_limit: input_limit.map(Some),
                 output_limit: output_limit.map(Some),
                 usage_limit_policy: some(p.map(policy)),
+                rpm_limit: over_time.rpm_limit.map(Some),
+                tpm_limit: over_time.tpm_limit.map(Some),
+                token_budget: over_time.token_budget.map(Some),
+                budget_period: some(over_time.budget_period.map(period)),
                 status: some(status.map(key_status)),
                 expire_time: if no_expiry {
                     Some(None)
@@ -1412,10 +1432,17 @@ mod tests {
             input_limit: Some(Some(10)),
             output_limit: None,
             usage_limit_policy: None,
+            rpm_limit: None,
+            tpm_limit: Some(Some(5000)),
+            token_budget: None,
+            budget_period: None,
             status: None,
             expire_time: Some(None),
         };
-        assert_eq!(json(&u), r#"{"input_limit":10,"expire_time":null}"#);
+        assert_eq!(
+            json(&u),
+            r#"{"input_limit":10,"tpm_limit":5000,"expire_time":null}"#
+        );
         let k = CreateKey {
             description: None,
             ttl_minutes: None,
@@ -1503,6 +1530,10 @@ mod tests {
             input_limit: 0,
             output_limit: None,
             usage_limit_policy: Some("reject".into()),
+            rpm_limit: Some(5),
+            tpm_limit: None,
+            token_budget: Some(100_000),
+            budget_period: Some("month".into()),
             status: None,
             expire_time: None,
         };

@@ -251,6 +251,31 @@ pub enum Settings {
     },
 }
 
+/// A gateway key's limits over time (0: none).
+#[derive(Args)]
+pub struct OverTimeArgs {
+    /// Most requests per minute
+    #[arg(long, value_name = "N")]
+    pub rpm_limit: Option<i64>,
+    /// Most tokens (input and output) per minute
+    #[arg(long, value_name = "N")]
+    pub tpm_limit: Option<i64>,
+    /// Most tokens per budget period
+    #[arg(long, value_name = "N")]
+    pub token_budget: Option<i64>,
+    /// The budget's period, in UTC
+    #[arg(long, value_enum)]
+    pub budget_period: Option<PeriodArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PeriodArg {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
 #[derive(Args)]
 pub struct AuditArgs {
     /// Only this tenant's entries
@@ -424,6 +449,8 @@ pub enum AiKeys {
         output_limit: Option<i64>,
         #[arg(long, value_enum)]
         policy: Option<PolicyArg>,
+        #[command(flatten)]
+        over_time: OverTimeArgs,
         /// enabled or disabled (default disabled)
         #[arg(long, value_enum)]
         status: Option<KeyStatusArg>,
@@ -469,6 +496,8 @@ pub enum AiKeys {
         output_limit: Option<i64>,
         #[arg(long, value_enum)]
         policy: Option<PolicyArg>,
+        #[command(flatten)]
+        over_time: OverTimeArgs,
         #[arg(long, value_enum)]
         status: Option<KeyStatusArg>,
         #[arg(long, value_name = "TIME", conflicts_with = "no_expiry")]
@@ -566,10 +595,12 @@ mod tests {
         fn walk(cmd: &clap::Command, bad: &mut Vec<String>) {
             for a in cmd.get_arguments() {
                 let id = a.get_id().as_str();
-                // By word: `max_tokens` and `max_keys_per_user` are counts, not secrets.
-                let secretive = id
-                    .split('_')
-                    .any(|w| ["token", "key", "secret", "credentials", "password"].contains(&w));
+                // By word: `max_tokens` and `max_keys_per_user` are counts, not secrets, and so is
+                // `token_budget` (tokens per period).
+                let secretive = id != "token_budget"
+                    && id.split('_').any(|w| {
+                        ["token", "key", "secret", "credentials", "password"].contains(&w)
+                    });
                 let takes_a_file = id.ends_with("_file");
                 if secretive && !takes_a_file && a.get_action().takes_values() {
                     bad.push(format!("{} --{id}", cmd.get_name()));

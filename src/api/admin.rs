@@ -8,6 +8,7 @@ use super::page::{Cursor, PageRequest};
 use super::{body, App, Reply, Result};
 use crate::domain::names::{Role, TenantName, UserStatus, Username};
 use crate::domain::new_id;
+use crate::domain::states::{BudgetPeriod, UsagePolicy};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::store::settings::{self, KeyPolicy};
 use crate::store::tenants::{self, Tenant};
@@ -164,6 +165,18 @@ pub struct TenantView {
     /// When the tenant was created (RFC 3339, UTC).
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub create_date: String,
+    /// Requests per minute over all of the tenant's relay calls, 0 = none.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000)))]
+    pub rpm_limit: u64,
+    /// Tokens per minute over all of the tenant's relay calls, 0 = none.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000000_i64)))]
+    pub tpm_limit: u64,
+    /// Tokens per `budget_period` over all of the tenant's relay calls, 0 = none.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000000000_i64)))]
+    pub token_budget: u64,
+    pub budget_period: BudgetPeriod,
+    /// What the relay does past one of the tenant's limits.
+    pub usage_limit_policy: UsagePolicy,
 }
 
 pub fn tenant_json(t: &Tenant) -> TenantView {
@@ -171,7 +184,40 @@ pub fn tenant_json(t: &Tenant) -> TenantView {
         id: t.id.clone(),
         name: t.name.clone(),
         create_date: rfc3339(t.create_date),
+        rpm_limit: t.limits.rpm,
+        tpm_limit: t.limits.tpm,
+        token_budget: t.limits.budget,
+        budget_period: t.limits.period,
+        usage_limit_policy: t.limits.policy,
     }
+}
+
+// `PUT /api/v1/admin/tenants/{tenant_id}/limits`.
+/// The tenant's limits over time; fields not sent keep their value, at least one is required.
+/// They hold over every gateway key and model of the tenant together, on top of each key's own.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UpdateTenantLimitsRequest", extend("minProperties" = 1)))]
+#[serde(deny_unknown_fields)]
+pub struct PutTenantLimits {
+    /// Requests per minute, 0 = none.
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 1000000)))]
+    rpm_limit: Option<i64>,
+    /// Tokens per minute, 0 = none.
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 1000000000_i64)))]
+    tpm_limit: Option<i64>,
+    /// Tokens per `budget_period`, 0 = none. A change mid-period keeps the period's spend.
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 1000000000000_i64)))]
+    token_budget: Option<i64>,
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "BudgetPeriod"))]
+    budget_period: Option<String>,
+    #[serde(default, deserialize_with = "body::not_null")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "UsagePolicy"))]
+    usage_limit_policy: Option<String>,
 }
 
 // A user as the admin API shows it.
@@ -264,6 +310,75 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(tenant_json(&self.tenant(id).await?)))
     }
 
+    pub(crate) async fn put_tenant_limits_request(&self, id: &str, req: &Request) -> Result<Reply> {
+        let body: PutTenantLimits = body::parse(req)?;
+        use super::ai_keys::{check_over_time, check_period, check_policy};
+        use super::ai_keys::{BUDGET_MAX, RPM_MAX, TPM_MAX};
+        let over = |f: &str, v: Option<i64>, max: i64| {
+            v.map(|n| check_over_time(f, n, max).map(|n| n as u64))
+                .transpose()
+        };
+        let rpm = over("rpm_limit", body.rpm_limit, RPM_MAX)?;
+        let tpm = over("tpm_limit", body.tpm_limit, TPM_MAX)?;
+        let budget = over("token_budget", body.token_budget, BUDGET_MAX)?;
+        let period = body
+            .budget_period
+            .as_deref()
+            .map(check_period)
+            .transpose()?;
+        let policy = body
+            .usage_limit_policy
+            .as_deref()
+            .map(check_policy)
+            .transpose()?;
+        if rpm.is_none()
+            && tpm.is_none()
+            && budget.is_none()
+            && period.is_none()
+            && policy.is_none()
+        {
+            return Err(ApiError::BadRequest(
+                "Send at least one of rpm_limit, tpm_limit, token_budget, budget_period, \
+                 usage_limit_policy"
+                    .into(),
+            ));
+        }
+        let mut tenant = self.tenant(id).await?;
+        let l = &mut tenant.limits;
+        l.rpm = rpm.unwrap_or(l.rpm);
+        l.tpm = tpm.unwrap_or(l.tpm);
+        l.budget = budget.unwrap_or(l.budget);
+        l.period = period.unwrap_or(l.period);
+        l.policy = policy.unwrap_or(l.policy);
+        let now = self.platform.now_ms();
+        let detail = format!(
+            "rpm_limit={} tpm_limit={} token_budget={} budget_period={} usage_limit_policy={}",
+            l.rpm,
+            l.tpm,
+            l.budget,
+            l.period.as_str(),
+            l.policy.as_str()
+        );
+        let mut batch = Batch::new();
+        let changed = batch
+            .push(tenants::set_limits(&tenant.id, &tenant.limits))
+            .then_if_changed(audit::record_if_changed(
+                now,
+                ADMIN,
+                "tenant.limits",
+                &tenant.id,
+                Some(&tenant.id),
+                &detail,
+            ))
+            .handle();
+        if !batch.run(self.platform.db()).await?.did_change(changed) {
+            return Err(ApiError::NotFound(format!("No tenant with id {id}")));
+        }
+        // A cached verification carries the tenant's limits; let the next request read them.
+        super::auth::forget_verified(None);
+        Ok(Reply::ok(tenant_json(&tenant)))
+    }
+
     pub(crate) async fn list_users(&self, req: &Request) -> Result<Reply> {
         let page = PageRequest::parse(req)?;
         let after = page.after.as_ref().map(|c| (c.int, c.text.as_str()));
@@ -351,6 +466,7 @@ impl<P: Platform> App<P> {
             id: new_id(|b| self.platform.fill_random(b)),
             name,
             create_date: now,
+            limits: crate::limits::Limits::NONE,
         };
         let mut batch = vec![
             tenants::insert(&tenant),
@@ -418,6 +534,7 @@ impl<P: Platform> App<P> {
                     id: new_id(|b| self.platform.fill_random(b)),
                     name: username.as_str().to_owned(),
                     create_date: now,
+                    limits: crate::limits::Limits::NONE,
                 };
                 batch.push(tenants::insert(&tenant));
                 batch.push(audit::record(

@@ -11,7 +11,7 @@ use crate::catalog::{self, Factory};
 use crate::domain::crypto::mask;
 use crate::domain::names::{Alias, ModelName};
 use crate::domain::new_id;
-use crate::domain::states::{KeyStatus, UsagePolicy};
+use crate::domain::states::{BudgetPeriod, KeyStatus, UsagePolicy};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::vault::Slot;
 use crate::providers::printable;
@@ -26,6 +26,13 @@ pub const ALIAS_MAX: usize = Alias::MAX;
 pub const MODEL_MAX: usize = ModelName::MAX;
 /// Largest per-request token limit; 0 means unlimited.
 pub const LIMIT_MAX: i64 = 10_000_000;
+/// Largest requests-per-minute limit; 0 means none.
+pub const RPM_MAX: i64 = 1_000_000;
+/// Largest tokens-per-minute limit; 0 means none.
+pub const TPM_MAX: i64 = 1_000_000_000;
+/// Largest token budget per period; 0 means none. Far below 2^53, so D1's JavaScript numbers
+/// hold every spend exactly.
+pub const BUDGET_MAX: i64 = 1_000_000_000_000;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 /// Largest page a list returns.
@@ -90,6 +97,24 @@ pub struct CreateAiKey {
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["reject", "use_anyway", null], "default" = "reject")))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_limit_policy: Option<String>,
+    /// Requests per minute over every isolate and location (a sliding 60 s window), 0 = none
+    /// (default).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000, "default" = 0)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm_limit: Option<i64>,
+    /// Tokens (input + output) per minute, reserved before forwarding and settled with the
+    /// provider's usage, 0 = none (default).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000000_i64, "default" = 0)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm_limit: Option<i64>,
+    /// Tokens per `budget_period`, 0 = none (default).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000000000_i64, "default" = 0)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<i64>,
+    /// The period `token_budget` counts over (UTC); default `month`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["day", "week", "month", "total", null], "default" = "month")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<String>,
     /// Default `disabled`: the key must be enabled before the relay accepts it.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["enabled", "disabled", null], "default" = "disabled")))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,6 +197,29 @@ pub struct UpdateAiKey {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_limit_policy: Option<Option<String>>,
+    /// Requests per minute, 0 = none; a change applies to the next request.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 1000000)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm_limit: Option<Option<i64>>,
+    /// Tokens per minute, 0 = none.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 1000000000_i64)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm_limit: Option<Option<i64>>,
+    /// Tokens per `budget_period`, 0 = none. A change mid-period keeps the period's spend.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "i64", extend("minimum" = 0, "maximum" = 1000000000000_i64)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<Option<i64>>,
+    /// A new period keeps the spend so far and resets at the new period's next boundary.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::domain::states::BudgetPeriod")
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::body::present")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
@@ -191,7 +239,8 @@ pub struct UpdateAiKey {
 
 /// The writable fields, as a PUT with none of them is told.
 const WRITABLE: &str = "alias, provider, model, api_key, api_keys, input_limit, output_limit, \
-                        usage_limit_policy, status, expire_time";
+                        usage_limit_policy, rpm_limit, tpm_limit, token_budget, budget_period, \
+                        status, expire_time";
 
 /// A field that may be left out but not sent as `null`.
 fn not_null<T>(field: &str, v: Option<Option<T>>) -> Result<Option<T>> {
@@ -298,6 +347,24 @@ pub fn check_policy(s: &str) -> Result<UsagePolicy> {
         .ok_or_else(|| ApiError::bad("usage_limit_policy", "must be reject or use_anyway"))
 }
 
+/// A limit over time: 0 (none) to `max`.
+pub fn check_over_time(field: &str, n: i64, max: i64) -> Result<i64> {
+    if (0..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::bad(
+            field,
+            format!("must be 0 to {max} (0 = none)"),
+        ))
+    }
+}
+
+/// The period of a token budget: `day`, `week`, `month` (UTC) or `total`.
+pub fn check_period(s: &str) -> Result<BudgetPeriod> {
+    BudgetPeriod::parse(s)
+        .ok_or_else(|| ApiError::bad("budget_period", "must be day, week, month or total"))
+}
+
 /// `enabled` or `disabled`; `field` names where it came from (body or query).
 pub fn check_status(field: &str, s: &str) -> Result<KeyStatus> {
     KeyStatus::parse(s).ok_or_else(|| ApiError::bad(field, "must be enabled or disabled"))
@@ -376,6 +443,16 @@ pub struct AiKeyView {
     )]
     pub output_limit: i64,
     pub usage_limit_policy: UsagePolicy,
+    /// Requests per minute over every isolate and location, 0 = none.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000)))]
+    pub rpm_limit: i64,
+    /// Tokens (input + output) per minute, 0 = none.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000000_i64)))]
+    pub tpm_limit: i64,
+    /// Tokens per `budget_period`, 0 = none.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("minimum" = 0, "maximum" = 1000000000000_i64)))]
+    pub token_budget: i64,
+    pub budget_period: BudgetPeriod,
     /// When the key stops working; null when it never expires.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Option<crate::api::doc::scalars::DateTime>", extend("format" = "date-time")))]
     pub expire_time: Option<String>,
@@ -457,6 +534,10 @@ pub fn ai_key_json(k: &AiKey) -> AiKeyView {
         input_limit: k.input_limit,
         output_limit: k.output_limit,
         usage_limit_policy: k.usage_limit_policy,
+        rpm_limit: k.rpm_limit,
+        tpm_limit: k.tpm_limit,
+        token_budget: k.token_budget,
+        budget_period: k.budget_period,
         expire_time: k.expire_time.map(rfc3339),
         used_input_tokens: k.used_input_tokens,
         used_output_tokens: k.used_output_tokens,
@@ -635,6 +716,14 @@ impl<P: Platform> App<P> {
             Some(p) => check_policy(p)?,
             None => UsagePolicy::Reject,
         };
+        let rpm_limit = check_over_time("rpm_limit", body.rpm_limit.unwrap_or(0), RPM_MAX)?;
+        let tpm_limit = check_over_time("tpm_limit", body.tpm_limit.unwrap_or(0), TPM_MAX)?;
+        let token_budget =
+            check_over_time("token_budget", body.token_budget.unwrap_or(0), BUDGET_MAX)?;
+        let budget_period = match body.budget_period.as_deref() {
+            Some(p) => check_period(p)?,
+            None => BudgetPeriod::Month,
+        };
         let status = match body.status.as_deref() {
             Some(s) => check_status("status", s)?,
             None => KeyStatus::Disabled,
@@ -666,6 +755,10 @@ impl<P: Platform> App<P> {
             input_limit,
             output_limit,
             usage_limit_policy: policy,
+            rpm_limit,
+            tpm_limit,
+            token_budget,
+            budget_period,
             expire_time,
             used_input_tokens: 0,
             used_output_tokens: 0,
@@ -754,6 +847,10 @@ impl<P: Platform> App<P> {
         let output_limit = not_null("output_limit", body.output_limit)?;
         let policy = not_null("usage_limit_policy", body.usage_limit_policy)?;
         let status = not_null("status", body.status)?;
+        let rpm_limit = not_null("rpm_limit", body.rpm_limit)?;
+        let tpm_limit = not_null("tpm_limit", body.tpm_limit)?;
+        let token_budget = not_null("token_budget", body.token_budget)?;
+        let budget_period = not_null("budget_period", body.budget_period)?;
         let nothing_sent = alias.is_none()
             && provider.is_none()
             && model.is_none()
@@ -763,6 +860,10 @@ impl<P: Platform> App<P> {
             && output_limit.is_none()
             && policy.is_none()
             && status.is_none()
+            && rpm_limit.is_none()
+            && tpm_limit.is_none()
+            && token_budget.is_none()
+            && budget_period.is_none()
             && body.expire_time.is_none();
         if nothing_sent {
             return Err(ApiError::BadRequest(format!(
@@ -789,6 +890,16 @@ impl<P: Platform> App<P> {
                 .map(|n| check_limit("output_limit", n))
                 .transpose()?,
             usage_limit_policy: policy.as_deref().map(check_policy).transpose()?,
+            rpm_limit: rpm_limit
+                .map(|n| check_over_time("rpm_limit", n, RPM_MAX))
+                .transpose()?,
+            tpm_limit: tpm_limit
+                .map(|n| check_over_time("tpm_limit", n, TPM_MAX))
+                .transpose()?,
+            token_budget: token_budget
+                .map(|n| check_over_time("token_budget", n, BUDGET_MAX))
+                .transpose()?,
+            budget_period: budget_period.as_deref().map(check_period).transpose()?,
             // Checked here, in the order of the fields, and kept typed for the expiry rule below.
             status: {
                 new_status = status
@@ -874,6 +985,13 @@ impl<P: Platform> App<P> {
         note(
             "usage_limit_policy",
             changes.usage_limit_policy.map(|p| p.as_str().to_owned()),
+        );
+        note("rpm_limit", changes.rpm_limit.map(|n| n.to_string()));
+        note("tpm_limit", changes.tpm_limit.map(|n| n.to_string()));
+        note("token_budget", changes.token_budget.map(|n| n.to_string()));
+        note(
+            "budget_period",
+            changes.budget_period.map(|p| p.as_str().to_owned()),
         );
         note("status", changes.status.map(|s| s.as_str().to_owned()));
         note(
@@ -989,6 +1107,28 @@ mod tests {
         assert_eq!(check_limit("input_limit", LIMIT_MAX), Ok(LIMIT_MAX));
         for bad in [-1, LIMIT_MAX + 1, i64::MIN, i64::MAX] {
             assert!(rejected(check_limit("output_limit", bad)).starts_with("output_limit: "));
+        }
+    }
+
+    #[test]
+    fn limits_over_time_are_bounded_zero_means_none_and_periods_are_a_closed_set() {
+        assert_eq!(check_over_time("rpm_limit", 0, RPM_MAX), Ok(0));
+        assert_eq!(
+            check_over_time("token_budget", BUDGET_MAX, BUDGET_MAX),
+            Ok(BUDGET_MAX)
+        );
+        for bad in [-1, TPM_MAX + 1, i64::MIN] {
+            assert_eq!(
+                rejected(check_over_time("tpm_limit", bad, TPM_MAX)),
+                "tpm_limit: must be 0 to 1000000000 (0 = none)"
+            );
+        }
+        assert_eq!(check_period("week"), Ok(BudgetPeriod::Week));
+        for bad in ["", "Month", "year", "monthly"] {
+            assert_eq!(
+                rejected(check_period(bad)),
+                "budget_period: must be day, week, month or total"
+            );
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Caller {
     pub expires_at: Option<i64>,
     /// The tenant's defaults version, read with the key (names the KV entry of its defaults).
     pub defaults_version: i64,
+    /// The tenant's limits over time, read with the key.
+    pub tenant_limits: crate::limits::Limits,
 }
 
 /// The client a request comes from, as the edge reports it.
@@ -182,6 +184,7 @@ impl<P: Platform> App<P> {
             access_key: row.access_key,
             expires_at: row.expires_at,
             defaults_version: row.defaults_version,
+            tenant_limits: row.tenant_limits,
         };
         if window_ms > 0 {
             // A secret honoured only by its grace period is cached no longer than the grace lasts.
@@ -261,6 +264,7 @@ impl<P: Platform> App<P> {
             access_key: row.access_key,
             expires_at: row.expires_at,
             defaults_version: row.defaults_version,
+            tenant_limits: row.tenant_limits,
         }))
     }
 }

@@ -88,6 +88,9 @@ pub struct Response {
     pub deferred: Vec<Stmt>,
     /// Writes known only once `stream` has ended (usage of a streamed completion).
     pub deferred_after_stream: Option<oneshot::Receiver<Vec<Stmt>>>,
+    /// Ledger operations (settlements) known once the answer is complete, whole or streamed, to
+    /// run after it like `deferred`.
+    pub limits_after: Option<oneshot::Receiver<crate::limits::Settlements>>,
 }
 
 impl std::fmt::Debug for Response {

@@ -18,6 +18,7 @@ pub mod page;
 pub mod relay;
 pub mod replicas;
 pub mod routes;
+pub mod usage;
 
 use crate::domain::crypto::Keyring;
 use crate::providers::address::{AddressPolicy, PublicHosts};
@@ -279,6 +280,9 @@ impl<P: Platform> App<P> {
             Operation::GetTenant { tenant_id } => {
                 Answer::Envelope(self.get_tenant(&tenant_id).await?)
             }
+            Operation::UpdateTenantLimits { tenant_id } => {
+                Answer::Envelope(self.put_tenant_limits_request(&tenant_id, req).await?)
+            }
             Operation::DeleteTenant { tenant_id } => {
                 Answer::Envelope(self.delete_tenant(&tenant_id).await?)
             }
@@ -353,6 +357,14 @@ impl<P: Platform> App<P> {
                 Answer::Envelope(self.set_defaults(c, req).await?)
             }
 
+            Operation::GetAiKeyUsage { id } => {
+                let c = key()?;
+                Answer::Envelope(self.ai_key_usage(c, &id, req).await?)
+            }
+            Operation::GetUsage {} => {
+                let c = key()?;
+                Answer::Envelope(self.tenant_usage(c, req).await?)
+            }
             Operation::ListAiKeys {} => {
                 let c = key()?;
                 Answer::Envelope(self.list_ai_keys(c, req).await?)

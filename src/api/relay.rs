@@ -25,6 +25,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
+mod over_time;
+
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelayError {
@@ -565,11 +567,27 @@ impl<P: Platform> App<P> {
         media::Transcription::parse(form).map_err(RelayError::bad)
     }
 
+    /// A relay call, with the reservations of limits over time it made released when it fails.
     pub(crate) async fn relay_call(
         &self,
         caller: &Caller,
         req: &Request,
         endpoint: Endpoint,
+    ) -> RResult<Response> {
+        let mut held = over_time::Held::default();
+        let answer = self.relay_call_held(caller, req, endpoint, &mut held).await;
+        if answer.is_err() {
+            self.release_held(held).await;
+        }
+        answer
+    }
+
+    async fn relay_call_held(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        endpoint: Endpoint,
+        held: &mut over_time::Held,
     ) -> RResult<Response> {
         let (mut call, model) = Self::relay_request(req, endpoint)?;
         let target = self.relay_target(caller, &model, endpoint).await?;
@@ -629,6 +647,21 @@ impl<P: Platform> App<P> {
                 ),
             ));
         }
+        let no_body = Value::Null;
+        let json_body = match &call {
+            Call::Json(b) => b,
+            _ => &no_body,
+        };
+        *held = self
+            .reserve_over_time(
+                caller,
+                &target,
+                json_body,
+                endpoint,
+                estimate,
+                &mut extra_headers,
+            )
+            .await?;
         // A gateway key's pool is tried in priority order, skipping members cooling down; a member
         // that fails in a way another key may not (429, 5xx, timeout, refused credential) is
         // cooled down and the next one tried, all before anything reaches the client. The
@@ -684,11 +717,10 @@ impl<P: Platform> App<P> {
         if let Some(id) = &key_id {
             cooldown::clear(id, index);
         }
-        let on_usage = usage_writes(
-            &target,
-            self.platform.now_ms(),
-            ai_keys::ServedBy { index, size },
-        );
+        let served = ai_keys::ServedBy { index, size };
+        let on_usage = usage_writes(&target, self.platform.now_ms(), served);
+        let (on_usage, settled) =
+            over_time::settle_on(held.clone(), served, self.platform.now_ms(), on_usage);
         let created = self.platform.now_ms() / 1000;
         let mut resp = match sent {
             Sent::Stream(up) if endpoint == Endpoint::Speech => {
@@ -768,6 +800,8 @@ impl<P: Platform> App<P> {
             )?,
         };
         resp.headers.extend(extra_headers);
+        resp.limits_after = Some(settled);
+        held.clear();
         Ok(resp)
     }
 

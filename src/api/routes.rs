@@ -132,7 +132,7 @@ macro_rules! routes {
                 #[cfg(not(target_arch = "wasm32"))]
                 doc: || {
                     #[allow(unused_imports)]
-                    use super::{admin, ai_keys, defaults, keys, me, models, relay};
+                    use super::{admin, ai_keys, defaults, keys, me, models, relay, usage};
                     #[allow(unused_imports)]
                     use super::doc::{Fail::*, *};
                     $doc
@@ -169,6 +169,13 @@ routes! {
     GetTenant { tenant_id } = Get "/api/v1/admin/tenants/{tenant_id}", Admin,
         "getTenant", "Tenants", "Get a tenant",
         answer::<admin::TenantView>("The tenant.");
+    /// Sets the tenant's limits over time (requests and tokens per minute, a token budget per
+    /// period), which hold over all of its relay calls together, on top of each gateway key's own.
+    /// Fields not sent keep their value. A change mid-period keeps the spend of the current period.
+    UpdateTenantLimits { tenant_id } = Put "/api/v1/admin/tenants/{tenant_id}/limits", Admin,
+        "updateTenantLimits", "Tenants", "Set a tenant's limits over time",
+        answer::<admin::TenantView>("The tenant with its limits as now stored.")
+            .body::<admin::PutTenantLimits>("The limits to change.");
     /// Removes the tenant with its users and their API keys.
     DeleteTenant { tenant_id } = Delete "/api/v1/admin/tenants/{tenant_id}", Admin,
         "deleteTenant", "Tenants", "Delete a tenant",
@@ -334,6 +341,21 @@ routes! {
         "listAiKeys", "AI API keys", "List the tenant's gateway keys",
         answer::<ai_keys::AiKeyPage>("`{total, items}`.")
             .params(&["AiKeySearch", "AiKeyProviderFilter", "AiKeyStatusFilter", "PageNumber", "PageSize"])
+            .fails(&[BadRequest]);
+    /// A gateway key's usage per hour or per day (UTC) over a range, oldest first, paged: requests
+    /// answered, input and output tokens, requests refused by a limit over time. Calls counted by
+    /// a Durable Object show within `USAGE_FLUSH_SECONDS`; others at once.
+    GetAiKeyUsage { id } = Get "/api/v1/ai_keys/{id}/usage", Key,
+        "getAiKeyUsage", "Usage", "A gateway key's usage over time",
+        answer::<usage::UsagePage>("`{granularity, from, to, total, items}`.")
+            .params(&["UsageGranularity", "UsageFrom", "UsageTo", "PageNumber", "UsagePageSize"])
+            .fails(&[BadRequest]);
+    /// The tenant's usage per hour or per day (UTC) over a range, of every call or of one model
+    /// (`model`, as `name@factory`), oldest first, paged.
+    GetUsage {} = Get "/api/v1/usage", Key,
+        "getUsage", "Usage", "The tenant's or a model's usage over time",
+        answer::<usage::UsagePage>("`{granularity, from, to, total, items}`.")
+            .params(&["UsageGranularity", "UsageFrom", "UsageTo", "UsageModel", "PageNumber", "UsagePageSize"])
             .fails(&[BadRequest]);
     /// Stores a provider key for one provider and model, with per-request token limits, under a
     /// tenant-unique alias. Owners and admins only (a member gets 403). A duplicate alias is a 409

@@ -100,6 +100,18 @@ closed_set! {
 }
 
 closed_set! {
+    /// The period a token budget counts over, in UTC: a calendar day, an ISO week (from Monday
+    /// 00:00), a calendar month, or `total` (no reset).
+    #[schema = "BudgetPeriod"]
+    pub enum BudgetPeriod {
+        Day = "day",
+        Week = "week",
+        Month = "month",
+        Total = "total",
+    }
+}
+
+closed_set! {
     /// A user's role inside their tenant.
     pub enum Role {
         Owner = "owner",

@@ -573,6 +573,7 @@ crate::closed_set! {
     /// provider did; the others, what keyward refused.
     #[schema = "RelayErrorCode"]
     pub enum ErrorCode {
+        BudgetExceeded = "budget_exceeded",
         BuiltinNotConfigured = "builtin_not_configured",
         EndpointNotServed = "endpoint_not_served",
         EndpointUnbound = "endpoint_unbound",
@@ -580,11 +581,13 @@ crate::closed_set! {
         InvalidApiKey = "invalid_api_key",
         KeyDisabled = "key_disabled",
         KeyExpired = "key_expired",
+        LimitsUnavailable = "limits_unavailable",
         LoopDetected = "loop_detected",
         ModelNotFound = "model_not_found",
         OutputLimitExceeded = "output_limit_exceeded",
         ProviderAddressForbidden = "provider_address_forbidden",
         RateLimitExceeded = "rate_limit_exceeded",
+        RequestOverLimit = "request_over_limit",
         RequestTooLarge = "request_too_large",
         UnknownUrl = "unknown_url",
         UpstreamAuthFailed = "upstream_auth_failed",

@@ -3,7 +3,7 @@
 //! tenant; the relay's and cron's statements address rows by id or by time only.
 
 use super::{Db, DbError, Row, RowExt, Stmt};
-use crate::domain::states::{KeyStatus, UsagePolicy};
+use crate::domain::states::{BudgetPeriod, KeyStatus, UsagePolicy};
 use crate::stmt;
 
 /// One gateway key row. `api_key` is sealed (AES-256-GCM, see `domain::crypto`); only
@@ -38,6 +38,11 @@ pub struct AiKey {
     /// Tokens per request, 0 = unlimited.
     pub output_limit: i64,
     pub usage_limit_policy: UsagePolicy,
+    /// Limits over time, 0 = none (counted by the key's Durable Object).
+    pub rpm_limit: i64,
+    pub tpm_limit: i64,
+    pub token_budget: i64,
+    pub budget_period: BudgetPeriod,
     pub expire_time: Option<i64>,
     pub used_input_tokens: i64,
     pub used_output_tokens: i64,
@@ -72,7 +77,7 @@ macro_rules! columns {
         "id, tenant_id, alias, provider, model, status, key_version, api_key, api_key_hint, \
          input_limit, output_limit, usage_limit_policy, expire_time, used_input_tokens, \
          used_output_tokens, last_used_at, create_date, update_date, endpoint, pool_hints, \
-         served_by, served_counts"
+         served_by, served_counts, rpm_limit, tpm_limit, token_budget, budget_period"
     };
 }
 
@@ -106,6 +111,10 @@ fn from_row(r: &Row) -> Result<AiKey, DbError> {
         input_limit: r.int("input_limit")?,
         output_limit: r.int("output_limit")?,
         usage_limit_policy: r.closed("usage_limit_policy")?,
+        rpm_limit: r.int("rpm_limit")?,
+        tpm_limit: r.int("tpm_limit")?,
+        token_budget: r.int("token_budget")?,
+        budget_period: r.closed("budget_period")?,
         expire_time: r.int_opt("expire_time")?,
         used_input_tokens: r.int("used_input_tokens")?,
         used_output_tokens: r.int("used_output_tokens")?,
@@ -126,7 +135,8 @@ pub fn insert_within_limit(k: &AiKey, max_keys: i64) -> Stmt {
             "INSERT INTO ai_keys (",
             columns!(),
             ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22 WHERE (SELECT COUNT(*) FROM ai_keys WHERE tenant_id = ?2) < ?23"
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26 \
+             WHERE (SELECT COUNT(*) FROM ai_keys WHERE tenant_id = ?2) < ?27"
         ),
         &k.id,
         &k.tenant_id,
@@ -150,6 +160,10 @@ pub fn insert_within_limit(k: &AiKey, max_keys: i64) -> Stmt {
         k.pool_hints.as_deref(),
         k.served_by,
         k.served_counts.as_deref(),
+        k.rpm_limit,
+        k.tpm_limit,
+        k.token_budget,
+        k.budget_period.as_str(),
         max_keys
     )
 }
@@ -268,6 +282,10 @@ pub struct Changes {
     pub input_limit: Option<i64>,
     pub output_limit: Option<i64>,
     pub usage_limit_policy: Option<UsagePolicy>,
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
+    pub token_budget: Option<i64>,
+    pub budget_period: Option<BudgetPeriod>,
     /// `Some(None)` clears the expiry.
     pub expire_time: Option<Option<i64>>,
 }
@@ -301,6 +319,10 @@ impl Changes {
         }
         out.input_limit = self.input_limit.unwrap_or(out.input_limit);
         out.output_limit = self.output_limit.unwrap_or(out.output_limit);
+        out.rpm_limit = self.rpm_limit.unwrap_or(out.rpm_limit);
+        out.tpm_limit = self.tpm_limit.unwrap_or(out.tpm_limit);
+        out.token_budget = self.token_budget.unwrap_or(out.token_budget);
+        out.budget_period = self.budget_period.unwrap_or(out.budget_period);
         out.expire_time = self.expire_time.unwrap_or(out.expire_time);
         out.update_date = now;
         out
@@ -333,7 +355,10 @@ pub fn update(
          endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE ?18 END, \
          pool_hints = CASE WHEN ?8 IS NULL THEN pool_hints ELSE ?19 END, \
          served_by = CASE WHEN ?8 IS NULL THEN served_by ELSE NULL END, \
-         served_counts = CASE WHEN ?8 IS NULL THEN served_counts ELSE NULL END \
+         served_counts = CASE WHEN ?8 IS NULL THEN served_counts ELSE NULL END, \
+         rpm_limit = COALESCE(?20, rpm_limit), tpm_limit = COALESCE(?21, tpm_limit), \
+         token_budget = COALESCE(?22, token_budget), \
+         budget_period = COALESCE(?23, budget_period) \
          WHERE tenant_id = ?1 AND id = ?2 AND (?16 IS NULL OR (provider = ?16 AND model = ?17))",
         tenant_id,
         id,
@@ -353,7 +378,11 @@ pub fn update(
         expect.map(|e| e.0),
         expect.map(|e| e.1),
         c.endpoint.as_deref(),
-        c.pool_hints.as_deref()
+        c.pool_hints.as_deref(),
+        c.rpm_limit,
+        c.tpm_limit,
+        c.token_budget,
+        c.budget_period.map(BudgetPeriod::as_str)
     )
 }
 
@@ -387,6 +416,19 @@ pub fn add_usage(
     now: i64,
     served: ServedBy,
 ) -> Stmt {
+    add_usage_calls(id, input_tokens, output_tokens, now, served, 1)
+}
+
+/// [`add_usage`] for `calls` calls at once (a flush of gathered usage), the last at `now`. The
+/// count is cast: D1 binds it as a JavaScript number, which `json_set` would store as `40.0`.
+pub fn add_usage_calls(
+    id: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    now: i64,
+    served: ServedBy,
+    calls: i64,
+) -> Stmt {
     let zeros = format!("[{}]", vec!["0"; served.size.max(1)].join(","));
     let path = format!("$[{}]", served.index);
     stmt!(
@@ -394,7 +436,7 @@ pub fn add_usage(
          used_output_tokens = used_output_tokens + MAX(?3, 0), \
          last_used_at = MAX(COALESCE(last_used_at, ?4), ?4), served_by = ?5, \
          served_counts = json_set(COALESCE(served_counts, ?6), ?7, \
-           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + 1) \
+           COALESCE(json_extract(COALESCE(served_counts, ?6), ?7), 0) + CAST(MAX(?8, 0) AS INTEGER)) \
          WHERE id = ?1",
         id,
         input_tokens,
@@ -402,7 +444,8 @@ pub fn add_usage(
         now,
         served.index as i64,
         zeros,
-        path
+        path,
+        calls
     )
 }
 
@@ -410,6 +453,20 @@ pub fn add_usage(
 /// A key expires at its `expire_time` (the API refuses an `expire_time` at or before now), so
 /// `expire_time <= now` has passed. Oldest expiries go first; the partial index `ai_keys_expire`
 /// serves the inner query.
+/// The key's limits over time, as its ledger applies them (a key's follow its policy).
+impl AiKey {
+    pub fn limits(&self) -> crate::limits::Limits {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        crate::limits::Limits {
+            rpm: n(self.rpm_limit),
+            tpm: n(self.tpm_limit),
+            budget: n(self.token_budget),
+            period: self.budget_period,
+            policy: self.usage_limit_policy,
+        }
+    }
+}
+
 pub fn disable_expired(now: i64, chunk: i64) -> Stmt {
     stmt!(
         "UPDATE ai_keys SET status = 'disabled', update_date = ?1 WHERE id IN (SELECT id FROM ai_keys \
@@ -440,6 +497,13 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_adds_its_calls_to_the_served_counts_as_an_integer_even_from_a_float() {
+        let s = add_usage_calls("i", 1, 2, 3, ServedBy { index: 0, size: 1 }, 40);
+        assert!(s.sql.contains("CAST(MAX(?8, 0) AS INTEGER)"), "{}", s.sql);
+        assert_eq!(s.params[7], super::super::Value::Int(40));
+    }
+
+    #[test]
     fn update_binds_every_value_and_splices_none() {
         let c = Changes {
             alias: Some("a'; DROP TABLE ai_keys; --".into()),
@@ -448,7 +512,7 @@ mod tests {
         };
         let s = update("t", "i", &c, None, 5);
         assert!(!s.sql.contains("DROP"));
-        assert_eq!(s.params.len(), 19);
+        assert_eq!(s.params.len(), 23);
         assert_eq!(s.params[12], super::super::Value::Int(1));
         assert_eq!(s.params[13], super::super::Value::Null);
     }

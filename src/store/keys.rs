@@ -222,6 +222,8 @@ pub struct AuthRow {
     pub role: Role,
     pub user_status: UserStatus,
     pub defaults_version: i64,
+    /// The tenant's limits over time, read in the same join.
+    pub tenant_limits: crate::limits::Limits,
 }
 
 /// The key with this access key, joined to its user (a deleted user or tenant leaves no row).
@@ -229,7 +231,8 @@ pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<Au
     let rows = db
         .query(stmt!(
             "SELECT k.id, k.access_key, k.secret_hash, k.prev_secret_hash, k.prev_valid_until, k.expires_at, \
-             k.last_used_at, k.username, k.tenant_id, u.role, u.status, t.defaults_version \
+             k.last_used_at, k.username, k.tenant_id, u.role, u.status, t.defaults_version, \
+             t.rpm_limit, t.tpm_limit, t.token_budget, t.budget_period, t.usage_limit_policy \
              FROM api_keys k JOIN users u ON u.username = k.username AND u.tenant_id = k.tenant_id \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.access_key = ?1",
             access_key
@@ -249,6 +252,7 @@ pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<Au
             role: r.closed("role")?,
             user_status: r.closed("status")?,
             defaults_version: r.int("defaults_version")?,
+            tenant_limits: super::tenants::limits_from_row(r)?,
         })
     })
 }

@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod providers;
 pub mod settings;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 pub use batch::{Batch, Guard, Handle, Outcome, Pushed};
@@ -248,7 +249,10 @@ pub trait Platform {
     type Cache: Cache;
     type Outbound: outbound::Outbound;
     type Limiter: Limiter;
+    type Counters: crate::limits::Counters;
     fn limiter(&self) -> &Self::Limiter;
+    /// The ledgers of limits over time (a Durable Object per gateway key and per tenant).
+    fn counters(&self) -> &Self::Counters;
     fn db(&self) -> &Self::Db;
     fn cache(&self) -> &Self::Cache;
     fn outbound(&self) -> &Self::Outbound;

@@ -1,6 +1,7 @@
 //! SQL for tenants.
 
 use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
+use crate::limits::Limits;
 use crate::stmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -8,14 +9,38 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub create_date: i64,
+    /// Limits over the whole tenant (counted by the tenant's Durable Object); a new tenant has
+    /// none.
+    pub limits: Limits,
 }
 
 /// Every column of `tenants` the code reads and inserts, in INSERT's order (`defaults_version`
 /// is the database's own: it starts at its default and only `defaults::bump_version` moves it).
+/// The limits columns start at their defaults (none) and only [`set_limits`] moves them.
 macro_rules! columns {
     () => {
         "id, name, create_date"
     };
+}
+
+/// What a read selects: [`columns`] and the limits.
+macro_rules! read_columns {
+    () => {
+        "id, name, create_date, rpm_limit, tpm_limit, token_budget, budget_period, \
+         usage_limit_policy"
+    };
+}
+
+/// The limits columns of a row (of `tenants`, or of a join that selects them under these names).
+pub fn limits_from_row(r: &Row) -> Result<Limits, DbError> {
+    let n = |c: &str| r.int(c).map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(Limits {
+        rpm: n("rpm_limit")?,
+        tpm: n("tpm_limit")?,
+        budget: n("token_budget")?,
+        period: r.closed("budget_period")?,
+        policy: r.closed("usage_limit_policy")?,
+    })
 }
 
 fn from_row(r: &Row) -> Result<Tenant, DbError> {
@@ -23,7 +48,23 @@ fn from_row(r: &Row) -> Result<Tenant, DbError> {
         id: r.text("id")?,
         name: r.text("name")?,
         create_date: r.int("create_date")?,
+        limits: limits_from_row(r)?,
     })
+}
+
+/// Set a tenant's limits over time; changes no row for an unknown id.
+pub fn set_limits(id: &str, l: &Limits) -> Stmt {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    stmt!(
+        "UPDATE tenants SET rpm_limit = ?2, tpm_limit = ?3, token_budget = ?4, \
+         budget_period = ?5, usage_limit_policy = ?6 WHERE id = ?1",
+        id,
+        n(l.rpm),
+        n(l.tpm),
+        n(l.budget),
+        l.period.as_str(),
+        l.policy.as_str()
+    )
 }
 
 pub fn insert(t: &Tenant) -> Stmt {
@@ -38,7 +79,7 @@ pub fn insert(t: &Tenant) -> Stmt {
 pub async fn get(db: &impl Db, id: &str) -> Result<Option<Tenant>, DbError> {
     let rows = db
         .query(stmt!(
-            concat!("SELECT ", columns!(), " FROM tenants WHERE id = ?1"),
+            concat!("SELECT ", read_columns!(), " FROM tenants WHERE id = ?1"),
             id
         ))
         .await?;
@@ -57,7 +98,7 @@ pub async fn list(
         .query(stmt!(
             concat!(
                 "SELECT ",
-                columns!(),
+                read_columns!(),
                 " FROM tenants \
              WHERE ?1 IS NULL OR (create_date, id) > (?1, ?2) ORDER BY create_date, id LIMIT ?3"
             ),
@@ -75,6 +116,7 @@ pub async fn list(
 pub fn delete<'b>(batch: &'b mut Batch, id: &str) -> Pushed<'b> {
     batch.extend([
         stmt!("DELETE FROM tenant_defaults WHERE tenant_id = ?1", id),
+        stmt!("DELETE FROM usage_buckets WHERE tenant_id = ?1", id),
         stmt!(
             "DELETE FROM model_usage WHERE connection_id IN \
              (SELECT id FROM provider_connections WHERE tenant_id = ?1)",

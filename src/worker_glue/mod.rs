@@ -3,6 +3,7 @@
 
 mod convert;
 mod limiter;
+mod limits_object;
 mod outbound;
 mod ports;
 
@@ -60,6 +61,16 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     }
     let deferred = std::mem::take(&mut resp.deferred);
     let after_stream = resp.deferred_after_stream.take();
+    if let Some(rx) = resp.limits_after.take() {
+        let counters = limits_object::DoCounters::new(&env);
+        let db = D1Db::Primary(env.d1("DB")?);
+        ctx.wait_until(async move {
+            // Resolves when the answer is complete (a stream ended or abandoned).
+            if let Ok(settlements) = rx.await {
+                settlements.run(&counters, &db).await;
+            }
+        });
+    }
     if !deferred.is_empty() || after_stream.is_some() {
         let db = D1Db::Primary(env.d1("DB")?);
         ctx.wait_until(async move {

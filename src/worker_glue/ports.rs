@@ -103,6 +103,7 @@ pub struct WorkerPlatform {
     cache: KvCache,
     outbound: FetchOutbound,
     limiter: BindingLimiter,
+    counters: super::limits_object::DoCounters,
 }
 
 impl WorkerPlatform {
@@ -119,6 +120,7 @@ impl WorkerPlatform {
             cache: KvCache(env.kv("CACHE")?),
             outbound: FetchOutbound,
             limiter: BindingLimiter(env.rate_limiter("AUTH_FAILURES").ok()),
+            counters: super::limits_object::DoCounters::new(env),
         })
     }
 }
@@ -128,8 +130,12 @@ impl Platform for WorkerPlatform {
     type Cache = KvCache;
     type Outbound = FetchOutbound;
     type Limiter = BindingLimiter;
+    type Counters = super::limits_object::DoCounters;
     fn limiter(&self) -> &BindingLimiter {
         &self.limiter
+    }
+    fn counters(&self) -> &Self::Counters {
+        &self.counters
     }
     fn db(&self) -> &D1Db {
         &self.db

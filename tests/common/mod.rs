@@ -5,6 +5,7 @@
 use keyward::api::http::{Request, Response};
 use keyward::api::{App, Config};
 use keyward::domain::crypto::{Keyring, MasterKey};
+use keyward::limits::LocalCounters;
 use keyward::providers::address::AddressPolicy;
 use keyward::store::outbound::{
     Outbound, OutboundError, OutboundRequest, OutboundResponse, StreamingResponse,
@@ -555,6 +556,8 @@ pub struct TestPlatform {
     pub clock: Cell<i64>,
     pub outbound: HttpOutbound,
     pub limiter: MemLimiter,
+    /// The ledgers of limits over time, in memory, on the test clock.
+    pub counters: LocalCounters,
     /// `Some`: randomness from a SplitMix64 generator with this state, so runs replay exactly.
     pub seed: Cell<Option<u64>>,
 }
@@ -568,6 +571,7 @@ impl TestPlatform {
             clock: Cell::new(START_MS),
             outbound: HttpOutbound,
             limiter: MemLimiter::default(),
+            counters: LocalCounters::default(),
             seed: Cell::new(None),
         }
     }
@@ -594,8 +598,13 @@ impl Platform for TestPlatform {
     type Cache = MemCache;
     type Outbound = HttpOutbound;
     type Limiter = MemLimiter;
+    type Counters = LocalCounters;
     fn limiter(&self) -> &MemLimiter {
         &self.limiter
+    }
+    fn counters(&self) -> &LocalCounters {
+        self.counters.now_ms.set(self.clock.get());
+        &self.counters
     }
     fn db(&self) -> &SqliteDb {
         &self.db
@@ -717,10 +726,40 @@ impl T {
         if !stmts.is_empty() {
             block_on(self.app.platform.db.batch(stmts)).expect("deferred write");
         }
+        if let Some(rx) = resp.limits_after.take() {
+            let p = &self.app.platform;
+            if let Ok(s) = block_on(rx) {
+                block_on(s.run(p.counters(), &p.db));
+            }
+            // The objects' flush, at once (deployed: within USAGE_FLUSH_SECONDS).
+            self.flush_ledgers();
+        }
         self.bodies
             .borrow_mut()
             .push(String::from_utf8_lossy(&resp.body).into_owned());
         resp
+    }
+
+    /// Write what every in-memory ledger gathered, as each object's alarm does.
+    pub fn flush_ledgers(&self) {
+        let flushes: Vec<_> = self
+            .app
+            .platform
+            .counters
+            .ledgers
+            .borrow_mut()
+            .values_mut()
+            .map(|l| l.take_flush())
+            .collect();
+        for f in flushes.into_iter().filter(|f| !f.is_empty()) {
+            block_on(
+                self.app
+                    .platform
+                    .db
+                    .batch(keyward::store::usage::flush_stmts(&f)),
+            )
+            .expect("flush");
+        }
     }
 
     pub fn admin(&self, method: &str, path: &str, body: Option<Json>) -> Response {

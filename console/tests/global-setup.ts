@@ -23,12 +23,17 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     // The production brute-force budget (wrangler.toml), so the 429 test meets the real limiter.
     // The harness is plain JavaScript: its fields start as null, so name what is used here.
     const worker = new Worker() as unknown as {
-      start(opts: { authFailureLimit: number | null; logLevel: string }): Promise<unknown>;
+      start(opts: {
+        authFailureLimit: number | null;
+        logLevel: string;
+        vars: Record<string, string>;
+      }): Promise<unknown>;
       stop(): Promise<void>;
       base: string;
     };
     started.push(worker);
-    await worker.start({ authFailureLimit: null, logLevel: 'warn' });
+    // Usage counted by the limits' Durable Objects reaches D1 (and the charts) within 2 s.
+    await worker.start({ authFailureLimit: null, logLevel: 'warn', vars: { USAGE_FLUSH_SECONDS: '2' } });
     process.env.KEYWARD_BASE = worker.base;
     process.env.KEYWARD_ADMIN_TOKEN = readAdminToken();
     process.env.KEYWARD_STANDIN = String(standin.base);

@@ -121,6 +121,26 @@ test('the admin pages: key settings and the audit log, filtered and paged', asyn
   await expect(rows.filter({ hasText: 'tenant.create' })).toHaveCount(1);
   for (const t of await rows.allTextContents())
     expect(t).toMatch(new RegExp(`${USER.replace(/[.@-]/g, '\\$&')}|${tenant}`));
+  // The walker's tenant gets limits over time on top of its keys' own (generous: the walk's calls pass).
+  const name = (await admin<{ name: string }>('GET', `/api/v1/admin/tenants/${tenant}`)).name;
+  await page.getByRole('link', { name: 'Tenants' }).click();
+  await page.getByRole('button', { name: `Limits of ${name}` }).click();
+  const lim = page.getByTestId('tenant-limits-form');
+  await lim.getByLabel('Tokens per minute').fill('1000000');
+  await lim.getByLabel('Token budget').fill('10000000');
+  await lim.getByLabel('Budget period').selectOption('week');
+  await checkPage(page, 'admin-tenant-limits');
+  await lim.getByRole('button', { name: 'Save' }).click();
+  await expect(lim).toHaveCount(0);
+  const row = page.getByTestId('tenant-row').filter({ hasText: tenant });
+  await expect(row.getByTestId('tenant-limits')).toHaveText(
+    '1,000,000 tokens/min, 10,000,000 tokens per week',
+  );
+  const stored = await admin<{ tpm_limit: number; budget_period: string }>(
+    'GET',
+    `/api/v1/admin/tenants/${tenant}`,
+  );
+  expect([stored.tpm_limit, stored.budget_period]).toEqual([1_000_000, 'week']);
   await signOut(page);
 });
 
@@ -316,10 +336,13 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   await expect(rows).toHaveCount(2);
   await checkPage(page, 'aikeys');
 
-  // Update: an output limit.
+  // Update: an output limit, and limits over time (a monthly budget and a TPM limit).
   await page.getByRole('button', { name: 'Update walk-chat' }).click();
   const u = page.getByTestId('aikey-form');
   await u.getByLabel('Output limit').fill('100');
+  await u.getByLabel('Tokens per minute').fill('100000');
+  await u.getByLabel('Token budget').fill('5000');
+  await expect(u.getByLabel('Budget period')).toHaveValue('month');
   await u.getByRole('button', { name: 'Save' }).click();
   await expect(u).toHaveCount(0);
   await expect(rows.filter({ hasText: 'walk-chat' })).toContainText('unlimited / 100');
@@ -348,12 +371,23 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   const v = page.getByTestId('aikey-details');
   await expect(v.getByTestId('used-output')).toHaveText(String(usage.completion_tokens));
   await expect(v.getByTestId('last-used')).not.toHaveText('never');
+  // The budget's spend this month and the usage chart, with its numbers beside it.
+  await expect(v.getByTestId('per-minute')).toHaveText('unlimited requests, 100,000 tokens');
+  const spent = usage.prompt_tokens + usage.completion_tokens;
+  await expect(v.getByTestId('budget-text')).toContainText(
+    `${spent.toLocaleString('en')} of 5,000 tokens this month`,
+  );
+  await expect(v.getByTestId('usage-chart').getByTestId('usage-bar')).toHaveCount(1);
+  await expect(v.getByTestId('usage-row')).toHaveCount(1);
+  await expect(v.getByTestId('usage-row')).toContainText(String(usage.prompt_tokens));
   // The first key failed, so its fallback served the call; each is shown by its hint only.
   const members = v.getByTestId('pool').getByRole('listitem');
   await expect(members).toHaveCount(2);
   await expect(members.nth(0)).toContainText('0 calls served');
   await expect(members.nth(1)).toContainText('1 call served');
-  await expect(v.getByTestId('last-served-by')).toHaveText(await members.nth(1).locator('code').innerText());
+  await expect(v.getByTestId('last-served-by')).toHaveText(
+    (await members.nth(1).locator('code').textContent()) ?? '',
+  );
   // The one host the provider key is ever sent to: the connection's endpoint.
   await expect(v.getByTestId('endpoint-host')).toHaveText(new URL(env.standin).host);
   await checkPage(page, 'aikeys-details');
@@ -373,6 +407,15 @@ test('the used tokens of the model show on Model Providers after the relay call'
   await page.getByRole('link', { name: 'Model Providers' }).click();
   const model = page.getByTestId('added-factory').getByTestId('model-row').filter({ hasText: CHAT });
   await expect(model.getByTestId('used-token')).not.toHaveText('0');
+  // Its usage over time, and the tenant's, each charted with the numbers beside.
+  await model.getByRole('button', { name: `Usage of ${CHAT}` }).click();
+  const d = page.getByTestId('model-usage');
+  await expect(d.getByTestId('usage-row')).toHaveCount(1);
+  await d.getByRole('button', { name: 'By hour' }).click();
+  await expect(d.getByTestId('usage-chart').getByTestId('usage-bar')).toHaveCount(1);
+  await checkPage(page, 'model-usage');
+  await d.getByRole('button', { name: 'Close' }).first().click();
+  await expect(page.getByLabel("This tenant's usage over time").getByTestId('usage-row')).toHaveCount(1);
 });
 
 test('signing out forgets the credential: nothing in session or local storage, cookies or the page', async () => {

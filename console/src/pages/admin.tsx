@@ -32,6 +32,7 @@ export async function tenantChoices(): Promise<Tenant[]> {
 export function AdminTenantsPage() {
   const list = usePaged(tenantSource, {}, PAGE_SIZE);
   const [creating, setCreating] = useState(false);
+  const [limiting, setLimiting] = useState<Tenant | null>(null);
   return (
     <section aria-labelledby="tenants-title">
       <div class="section-head">
@@ -48,6 +49,7 @@ export function AdminTenantsPage() {
                 <th scope="col">Name</th>
                 <th scope="col">Id</th>
                 <th scope="col">Created</th>
+                <th scope="col">Limits over time</th>
                 <th scope="col">
                   <span class="sr-only">Actions</span>
                 </th>
@@ -61,7 +63,11 @@ export function AdminTenantsPage() {
                     <code>{t.id}</code>
                   </td>
                   <td>{when(t.create_date)}</td>
+                  <td data-testid="tenant-limits">{tenantLimitsText(t)}</td>
                   <td class="row-actions">
+                    <button type="button" onClick={() => setLimiting(t)} aria-label={`Limits of ${t.name}`}>
+                      Limits
+                    </button>
                     <Action
                       class="danger"
                       label="Delete"
@@ -91,6 +97,17 @@ export function AdminTenantsPage() {
           </table>
         )}
       </PagedView>
+      {limiting && (
+        <TenantLimitsDialog
+          tenant={limiting}
+          onClose={() => setLimiting(null)}
+          onSaved={async () => {
+            setLimiting(null);
+            notify('ok', `Saved the limits of ${limiting.name}`);
+            await list.reload();
+          }}
+        />
+      )}
       {creating && (
         <CreateTenantDialog
           onClose={() => setCreating(false)}
@@ -102,6 +119,100 @@ export function AdminTenantsPage() {
         />
       )}
     </section>
+  );
+}
+
+/** A tenant's limits over time in a few words: `none`, or each one set. */
+function tenantLimitsText(t: Tenant): string {
+  const parts = [];
+  if (t.rpm_limit > 0) parts.push(`${t.rpm_limit.toLocaleString('en')} req/min`);
+  if (t.tpm_limit > 0) parts.push(`${t.tpm_limit.toLocaleString('en')} tokens/min`);
+  if (t.token_budget > 0) parts.push(`${t.token_budget.toLocaleString('en')} tokens per ${t.budget_period}`);
+  return parts.length === 0 ? 'none' : parts.join(', ');
+}
+
+/** The tenant's limits over time, over every gateway key and model of it together. */
+function TenantLimitsDialog(props: { tenant: Tenant; onClose: () => void; onSaved: () => Promise<void> }) {
+  const t = props.tenant;
+  const [rpm, setRpm] = useState(String(t.rpm_limit));
+  const [tpm, setTpm] = useState(String(t.tpm_limit));
+  const [budget, setBudget] = useState(String(t.token_budget));
+  const [period, setPeriod] = useState<Tenant['budget_period']>(t.budget_period);
+  const [policy, setPolicy] = useState<Tenant['usage_limit_policy']>(t.usage_limit_policy);
+  const count = (text: string, what: string, most: number) => {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > most)
+      throw new Error(`${what} is a whole number from 0 (none) to ${most}`);
+    return n;
+  };
+  return (
+    <Dialog title={`Limits of ${t.name}`} onClose={props.onClose} testId="tenant-limits-form">
+      <Form
+        onSubmit={async () => {
+          await unwrap(
+            api.PUT('/api/v1/admin/tenants/{tenant_id}/limits', {
+              params: { path: { tenant_id: t.id } },
+              body: {
+                rpm_limit: count(rpm, 'Requests per minute', 1_000_000),
+                tpm_limit: count(tpm, 'Tokens per minute', 1_000_000_000),
+                token_budget: count(budget, 'Token budget', 1_000_000_000_000),
+                budget_period: period,
+                usage_limit_policy: policy,
+              },
+            }),
+          );
+          await props.onSaved();
+        }}
+        submit="Save"
+        busy="Saving…"
+        onCancel={props.onClose}
+        label={`Limits of ${t.name}`}
+      >
+        <p class="muted">
+          These hold over every gateway key and model of the tenant together, on top of each key's own; 0
+          means none.
+        </p>
+        <TextField
+          label="Requests per minute"
+          type="number"
+          min={0}
+          value={rpm}
+          onValue={setRpm}
+          required
+          autofocus
+        />
+        <TextField label="Tokens per minute" type="number" min={0} value={tpm} onValue={setTpm} required />
+        <TextField
+          label="Token budget"
+          type="number"
+          min={0}
+          value={budget}
+          onValue={setBudget}
+          required
+          hint="Tokens per budget period. Changing it mid-period keeps the spend so far."
+        />
+        <SelectField
+          label="Budget period"
+          value={period}
+          onValue={(p) => setPeriod(p as Tenant['budget_period'])}
+          options={[
+            ['day', 'Day (UTC)'],
+            ['week', 'Week (from Monday, UTC)'],
+            ['month', 'Month (UTC)'],
+            ['total', 'Total (never resets)'],
+          ]}
+        />
+        <SelectField
+          label="Past a limit"
+          value={policy}
+          onValue={(p) => setPolicy(p as Tenant['usage_limit_policy'])}
+          options={[
+            ['reject', 'Reject (429)'],
+            ['use_anyway', 'Use anyway (marked in a header)'],
+          ]}
+        />
+      </Form>
+    </Dialog>
   );
 }
 

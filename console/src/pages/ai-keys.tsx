@@ -5,6 +5,7 @@ import { type AiKey, api, type CreateAiKeyRequest, type UpdateAiKeyRequest, unwr
 import { canManage } from '../session';
 import { Action, ask, Dialog, Form, SelectField, TextField, when } from '../ui/kit';
 import { PagedView, serverPaged, usePaged } from '../ui/list';
+import { BudgetBar, UsageChart } from '../ui/usage';
 import { type Configured, loadConfigured } from './models';
 
 interface Filters {
@@ -30,6 +31,7 @@ const source = serverPaged<AiKey, Filters>(async ({ page, pageSize, filters }) =
 );
 
 const limitText = (n: number) => (n === 0 ? 'unlimited' : n.toLocaleString('en'));
+type Period = AiKey['budget_period'];
 
 export function AiKeysPage() {
   const [filters, setFilters] = useState<Filters>({ search: '', provider: '', status: '' });
@@ -233,17 +235,21 @@ function AiKeyDialog(props: {
   const [outputLimit, setOutputLimit] = useState(e ? String(e.output_limit) : '0');
   const [policy, setPolicy] = useState<'reject' | 'use_anyway'>(e?.usage_limit_policy ?? 'reject');
   const [expire, setExpire] = useState(toLocalInput(e?.expire_time ?? null));
+  const [rpm, setRpm] = useState(e ? String(e.rpm_limit) : '0');
+  const [tpm, setTpm] = useState(e ? String(e.tpm_limit) : '0');
+  const [budget, setBudget] = useState(e ? String(e.token_budget) : '0');
+  const [period, setPeriod] = useState<Period>(e?.budget_period ?? 'month');
 
   const models = modelsOf(provider);
   if (model && !models.includes(model)) models.unshift(model);
 
-  const limit = (s: string, name: string, required: boolean) => {
+  const limit = (s: string, name: string, required: boolean, most = 10_000_000) => {
     if (!s.trim()) {
       if (required) throw new Error(`${name} is required (0 means unlimited)`);
       return 0;
     }
     const n = Number(s);
-    if (!Number.isInteger(n) || n < 0 || n > 10_000_000) throw new Error(`${name} is 0 to 10000000 tokens`);
+    if (!Number.isInteger(n) || n < 0 || n > most) throw new Error(`${name} is 0 to ${most}`);
     return n;
   };
 
@@ -254,6 +260,9 @@ function AiKeyDialog(props: {
     const pool = keys.length > 1 ? { api_keys: keys } : keys.length === 1 ? { api_key: keys[0] } : {};
     const input_limit = limit(inputLimit, 'Input limit', true);
     const output_limit = limit(outputLimit, 'Output limit', false);
+    const rpm_limit = limit(rpm, 'Requests per minute', false, 1_000_000);
+    const tpm_limit = limit(tpm, 'Tokens per minute', false, 1_000_000_000);
+    const token_budget = limit(budget, 'Token budget', false, 1_000_000_000_000);
     const expire_time = fromLocalInput(expire);
     if (!e) {
       const body: CreateAiKeyRequest = {
@@ -264,6 +273,10 @@ function AiKeyDialog(props: {
         input_limit,
         output_limit,
         usage_limit_policy: policy,
+        rpm_limit,
+        tpm_limit,
+        token_budget,
+        budget_period: period,
         status,
         expire_time,
       };
@@ -278,6 +291,10 @@ function AiKeyDialog(props: {
       if (input_limit !== e.input_limit) body.input_limit = input_limit;
       if (output_limit !== e.output_limit) body.output_limit = output_limit;
       if (policy !== e.usage_limit_policy) body.usage_limit_policy = policy;
+      if (rpm_limit !== e.rpm_limit) body.rpm_limit = rpm_limit;
+      if (tpm_limit !== e.tpm_limit) body.tpm_limit = tpm_limit;
+      if (token_budget !== e.token_budget) body.token_budget = token_budget;
+      if (period !== e.budget_period) body.budget_period = period;
       if (status !== e.status) body.status = status;
       if (expire_time !== (e.expire_time ? fromLocalInput(toLocalInput(e.expire_time)) : null))
         body.expire_time = expire_time;
@@ -390,6 +407,41 @@ function AiKeyDialog(props: {
             ]}
           />
           <TextField
+            label="Requests per minute"
+            type="number"
+            min={0}
+            value={rpm}
+            onValue={setRpm}
+            hint="Across every location at once; 0 = none."
+          />
+          <TextField
+            label="Tokens per minute"
+            type="number"
+            min={0}
+            value={tpm}
+            onValue={setTpm}
+            hint="Input and output tokens; 0 = none."
+          />
+          <TextField
+            label="Token budget"
+            type="number"
+            min={0}
+            value={budget}
+            onValue={setBudget}
+            hint="Tokens per budget period; 0 = none. Changing it mid-period keeps the spend so far."
+          />
+          <SelectField
+            label="Budget period"
+            value={period}
+            onValue={(p) => setPeriod(p as Period)}
+            options={[
+              ['day', 'Day (UTC)'],
+              ['week', 'Week (from Monday, UTC)'],
+              ['month', 'Month (UTC)'],
+              ['total', 'Total (never resets)'],
+            ]}
+          />
+          <TextField
             label="Expires (optional)"
             type="datetime-local"
             value={expire}
@@ -405,7 +457,7 @@ function AiKeyDialog(props: {
 function DetailsDialog(props: { k: AiKey; onClose: () => void }) {
   const k = props.k;
   return (
-    <Dialog title={`Gateway key ${k.alias}`} onClose={props.onClose} testId="aikey-details">
+    <Dialog title={`Gateway key ${k.alias}`} onClose={props.onClose} testId="aikey-details" wide>
       <dl class="facts">
         <dt>Provider / model</dt>
         <dd>
@@ -444,6 +496,23 @@ function DetailsDialog(props: { k: AiKey; onClose: () => void }) {
         <dd>{limitText(k.output_limit)}</dd>
         <dt>Usage limit policy</dt>
         <dd>{k.usage_limit_policy === 'reject' ? 'Reject' : 'Use Anyway'}</dd>
+        <dt>Per minute</dt>
+        <dd data-testid="per-minute">
+          {limitText(k.rpm_limit)} requests, {limitText(k.tpm_limit)} tokens
+        </dd>
+        <dt>Token budget</dt>
+        <dd>
+          {k.token_budget === 0 ? (
+            'none'
+          ) : (
+            <BudgetBar
+              keyId={k.id}
+              budget={k.token_budget}
+              period={k.budget_period}
+              since={Date.parse(k.create_date)}
+            />
+          )}
+        </dd>
         <dt>Used input tokens</dt>
         <dd data-testid="used-input">{k.used_input_tokens.toLocaleString('en')}</dd>
         <dt>Used output tokens</dt>
@@ -457,6 +526,7 @@ function DetailsDialog(props: { k: AiKey; onClose: () => void }) {
         <dt>Updated</dt>
         <dd>{when(k.update_date)}</dd>
       </dl>
+      <UsageChart of={{ key: k.id }} title="Usage over time" />
       <div class="actions">
         <button type="button" class="primary" onClick={props.onClose}>
           Close

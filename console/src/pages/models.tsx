@@ -23,6 +23,7 @@ import {
   SelectField,
   TextField,
 } from '../ui/kit';
+import { UsageChart } from '../ui/usage';
 
 export const TYPE_NAMES: Record<ModelType, string> = {
   chat: 'Chat',
@@ -50,6 +51,8 @@ export function ModelsPage() {
   const [factories, setFactories] = useState<Factory[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [adding, setAdding] = useState<{ factory: Factory; llmName?: string } | null>(null);
+  // The model (`name@factory`) whose usage over time is shown.
+  const [charting, setCharting] = useState<string | null>(null);
   const [search, setSearch] = useState('');
   const [tag, setTag] = useState('');
   const manage = canManage();
@@ -120,11 +123,9 @@ export function ModelsPage() {
                       <th scope="col">Name</th>
                       <th scope="col">Used tokens</th>
                       <th scope="col">Key</th>
-                      {manage && perModel && (
-                        <th scope="col">
-                          <span class="sr-only">Actions</span>
-                        </th>
-                      )}
+                      <th scope="col">
+                        <span class="sr-only">Actions</span>
+                      </th>
                     </tr>
                   </thead>
                   <tbody>
@@ -136,41 +137,50 @@ export function ModelsPage() {
                         <td>
                           <code>{m.credential_hint ?? '—'}</code>
                         </td>
-                        {manage && perModel && f && (
-                          <td class="row-actions">
-                            {f.auth !== 'none' && (
-                              <button
-                                type="button"
-                                onClick={() => setAdding({ factory: f, llmName: m.name })}
-                              >
-                                Update key
-                              </button>
-                            )}
-                            <Action
-                              class="danger"
-                              label="Remove"
-                              busy="Removing…"
-                              title={`Remove ${m.name}`}
-                              done={`Removed ${m.name}`}
-                              run={async () => {
-                                if (
-                                  !(await ask(
-                                    'Remove this model?',
-                                    `${m.name} of ${name} will no longer be usable.`,
-                                    'Remove',
-                                  ))
-                                )
-                                  return;
-                                await unwrap(
-                                  api.DELETE('/api/v1/models', {
-                                    body: { llm_factory: name, llm_name: m.name },
-                                  }),
-                                );
-                                await reload();
-                              }}
-                            />
-                          </td>
-                        )}
+                        <td class="row-actions">
+                          <button
+                            type="button"
+                            onClick={() => setCharting(`${m.name}@${name}`)}
+                            aria-label={`Usage of ${m.name}`}
+                          >
+                            Usage
+                          </button>
+                          {manage && perModel && f && (
+                            <>
+                              {f.auth !== 'none' && (
+                                <button
+                                  type="button"
+                                  onClick={() => setAdding({ factory: f, llmName: m.name })}
+                                >
+                                  Update key
+                                </button>
+                              )}
+                              <Action
+                                class="danger"
+                                label="Remove"
+                                busy="Removing…"
+                                title={`Remove ${m.name}`}
+                                done={`Removed ${m.name}`}
+                                run={async () => {
+                                  if (
+                                    !(await ask(
+                                      'Remove this model?',
+                                      `${m.name} of ${name} will no longer be usable.`,
+                                      'Remove',
+                                    ))
+                                  )
+                                    return;
+                                  await unwrap(
+                                    api.DELETE('/api/v1/models', {
+                                      body: { llm_factory: name, llm_name: m.name },
+                                    }),
+                                  );
+                                  await reload();
+                                }}
+                              />
+                            </>
+                          )}
+                        </td>
                       </tr>
                     ))}
                   </tbody>
@@ -267,6 +277,17 @@ export function ModelsPage() {
           }}
         />
       )}
+      {charting && (
+        <Dialog title={`Usage of ${charting}`} onClose={() => setCharting(null)} testId="model-usage" wide>
+          <UsageChart of={{ model: charting }} title="Usage over time" />
+          <div class="actions">
+            <button type="button" class="primary" onClick={() => setCharting(null)}>
+              Close
+            </button>
+          </div>
+        </Dialog>
+      )}
+      <UsageChart of={{ tenant: true }} title="This tenant's usage over time" />
     </section>
   );
 }

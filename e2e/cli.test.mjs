@@ -251,6 +251,18 @@ test('a gateway key: created with its key on standard input, listed, updated, us
   assert.ok(used.used_input_tokens > 0, JSON.stringify(used));
   assert.match(await ok(['usage', 'ai-keys'], { env }), /^ALIAS\s+PROVIDER\s+MODEL\s+INPUT_TOKENS/);
   assert.match(await ok(['usage', 'models'], { env }), new RegExp(`${COMPAT}\\s+${CHAT}\\s+chat\\s+[1-9]`));
+  // Usage over time: the key's three calls (written after each answer), in JSON and as a table.
+  const calls = (h) => h.items.reduce((n, p) => n + p.requests, 0);
+  let history = null;
+  for (let i = 0; i < 30; i++) {
+    history = await okJson(['usage', 'history', '--ai-key', gatewayId], { env });
+    if (calls(history) >= 3) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(history.granularity, 'hour');
+  assert.equal(calls(history), 3, JSON.stringify(history));
+  assert.match(await ok(['usage', 'history', '--granularity', 'day'], { env }), /^START\s+REQUESTS\s+INPUT_TOKENS/);
+  await fails(['usage', 'history', '--from', 'yesterday'], 2, { env });
 
   assert.equal(await ok(['ai-keys', 'delete', gatewayId, '--json'], { env }), 'true\n');
   await fails(['ai-keys', 'get', gatewayId], 4, { env });

@@ -16,6 +16,7 @@ use keyward::api::keys::{CreateKey, CreatedKey, KeyLimits, KeyView, Rotate, Rota
 use keyward::api::me::MeView;
 use keyward::api::models::{FactoryModels, FactoryView, RemoveModel};
 use keyward::api::relay::RelayModelList;
+use keyward::api::usage::{UsagePage, UsagePoint};
 use keyward::catalog::Auth as FactoryAuth;
 use keyward::domain::names::{Role, UserStatus};
 use keyward::providers::AddModel;
@@ -1285,6 +1286,77 @@ fn usage(ctx: &Ctx, u: Usage) -> Result<()> {
                 ]);
             }
             print_table(&t, "no gateway keys");
+            Ok(())
+        }
+        Usage::History {
+            ai_key,
+            model,
+            granularity,
+            from,
+            to,
+        } => {
+            let path = match &ai_key {
+                Some(id) => format!("/api/v1/ai_keys/{}/usage", seg(id)),
+                None => "/api/v1/usage".to_owned(),
+            };
+            let granularity = granularity.map(|g| match g {
+                GranularityArg::Hour => "hour".to_owned(),
+                GranularityArg::Day => "day".to_owned(),
+            });
+            // Every page of the range, oldest bucket first, as one list.
+            let mut items: Vec<UsagePoint> = Vec::new();
+            let mut first: Option<UsagePage> = None;
+            for n in 1u64.. {
+                let q = [
+                    ("granularity", granularity.clone()),
+                    ("from", from.clone()),
+                    ("to", to.clone()),
+                    ("model", model.clone()),
+                    ("page", Some(n.to_string())),
+                    ("page_size", Some("1000".to_owned())),
+                ];
+                let mut p: UsagePage = c.get(&format!("{path}{}", query(&q)))?.parse()?;
+                let got = p.items.len();
+                items.append(&mut p.items);
+                let total = p.total;
+                first.get_or_insert(p);
+                if got == 0 || items.len() as i64 >= total {
+                    break;
+                }
+            }
+            let mut page = first.unwrap_or(UsagePage {
+                granularity: "hour".into(),
+                from: String::new(),
+                to: String::new(),
+                total: 0,
+                items: Vec::new(),
+            });
+            page.total = items.len() as i64;
+            page.items = items;
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&page).map_err(|e| Failure::Local(e.to_string()))?
+                );
+                return Ok(());
+            }
+            let mut t = Table::new(&[
+                "START",
+                "REQUESTS",
+                "INPUT_TOKENS",
+                "OUTPUT_TOKENS",
+                "REJECTED",
+            ]);
+            for p in &page.items {
+                t.row(vec![
+                    p.start.clone(),
+                    p.requests.to_string(),
+                    p.input_tokens.to_string(),
+                    p.output_tokens.to_string(),
+                    p.rejected.to_string(),
+                ]);
+            }
+            print_table(&t, "no usage in the range");
             Ok(())
         }
     }

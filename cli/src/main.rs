@@ -517,6 +517,30 @@ pub enum Usage {
     /// Tokens used per gateway key
     #[command(name = "ai-keys")]
     AiKeys,
+    /// Usage over time, per hour or day (UTC): the tenant's, one model's or one gateway key's
+    History {
+        /// Only this gateway key (its id)
+        #[arg(long, value_name = "ID", conflicts_with = "model")]
+        ai_key: Option<String>,
+        /// Only this model, as name@factory
+        #[arg(long, value_name = "MODEL")]
+        model: Option<String>,
+        /// hour (default) or day
+        #[arg(long, value_enum)]
+        granularity: Option<GranularityArg>,
+        /// From this RFC 3339 time (default: a day, or 30 days by the day, before --to)
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Up to this RFC 3339 time (default: now)
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GranularityArg {
+    Hour,
+    Day,
 }
 
 #[derive(Subcommand)]

@@ -360,13 +360,13 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
       async () => {
         await page.getByRole('button', { name: 'Details of walk-chat' }).click();
         const v = page.getByTestId('aikey-details');
-        const text = (await v.getByTestId('used-input').textContent()) ?? '';
+        const used = `${await v.getByTestId('used-input').textContent()} in, ${await v.getByTestId('used-output').textContent()} out`;
         await v.getByRole('button', { name: 'Close' }).first().click();
-        return text;
+        return used;
       },
       { timeout: 15_000 },
     )
-    .toBe(String(usage.prompt_tokens));
+    .toBe(`${usage.prompt_tokens} in, ${usage.completion_tokens} out`);
   await page.getByRole('button', { name: 'Details of walk-chat' }).click();
   const v = page.getByTestId('aikey-details');
   await expect(v.getByTestId('used-output')).toHaveText(String(usage.completion_tokens));

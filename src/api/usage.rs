@@ -24,6 +24,7 @@ const HOUR_MS: i64 = 3_600_000;
 // One bucket of usage history.
 /// The usage of one hour or one day (UTC), summed over what the route covers.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct UsagePoint {
     /// When the bucket starts (RFC 3339, UTC): the hour, or midnight of the day.
@@ -44,11 +45,12 @@ pub struct UsagePoint {
 // One page of usage history.
 /// One page of usage history, oldest bucket first; buckets without any call are left out.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Deserialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct UsagePage {
     /// `hour` or `day`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["hour", "day"])))]
-    pub granularity: &'static str,
+    pub granularity: std::borrow::Cow<'static, str>,
     /// The range asked for (`from` inclusive, `to` exclusive), as bucket starts are compared.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub from: String,
@@ -135,7 +137,7 @@ impl<P: Platform> App<P> {
         };
         let (total, points) = usage::history(self.platform.db(), &q).await?;
         Ok(Reply::ok(UsagePage {
-            granularity,
+            granularity: granularity.into(),
             from: rfc3339(from),
             to: rfc3339(to),
             total,

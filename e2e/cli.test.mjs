@@ -255,7 +255,7 @@ test('a gateway key: created with its key on standard input, listed, updated, us
   const calls = (h) => h.items.reduce((n, p) => n + p.requests, 0);
   let history = null;
   for (let i = 0; i < 30; i++) {
-    history = await okJson(['usage', 'history', '--ai-key', gatewayId], { env });
+    history = await okJson(['usage', 'history', '--ai-key-id', gatewayId], { env });
     if (calls(history) >= 3) break;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1289,13 +1289,13 @@ fn usage(ctx: &Ctx, u: Usage) -> Result<()> {
             Ok(())
         }
         Usage::History {
-            ai_key,
+            ai_key_id,
             model,
             granularity,
             from,
             to,
         } => {
-            let path = match &ai_key {
+            let path = match &ai_key_id {
                 Some(id) => format!("/api/v1/ai_keys/{}/usage", seg(id)),
                 None => "/api/v1/usage".to_owned(),
             };

@@ -521,7 +521,7 @@ pub enum Usage {
     History {
         /// Only this gateway key (its id)
         #[arg(long, value_name = "ID", conflicts_with = "model")]
-        ai_key: Option<String>,
+        ai_key_id: Option<String>,
         /// Only this model, as name@factory
         #[arg(long, value_name = "MODEL")]
         model: Option<String>,
@@ -621,7 +621,9 @@ mod tests {
                 let id = a.get_id().as_str();
                 // By word: `max_tokens` and `max_keys_per_user` are counts, not secrets, and so is
                 // `token_budget` (tokens per period).
+                // An identifier (`ai_key_id`) names a record, not a secret.
                 let secretive = id != "token_budget"
+                    && !id.ends_with("_id")
                     && id.split('_').any(|w| {
                         ["token", "key", "secret", "credentials", "password"].contains(&w)
                     });

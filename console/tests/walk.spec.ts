@@ -353,7 +353,9 @@ test('the user creates, searches, updates, views and deletes an AI API key, and 
   await expect(members).toHaveCount(2);
   await expect(members.nth(0)).toContainText('0 calls served');
   await expect(members.nth(1)).toContainText('1 call served');
-  await expect(v.getByTestId('last-served-by')).toHaveText(await members.nth(1).locator('code').innerText());
+  await expect(v.getByTestId('last-served-by')).toHaveText(
+    (await members.nth(1).locator('code').textContent()) ?? '',
+  );
   // The one host the provider key is ever sent to: the connection's endpoint.
   await expect(v.getByTestId('endpoint-host')).toHaveText(new URL(env.standin).host);
   await checkPage(page, 'aikeys-details');

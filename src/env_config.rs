@@ -202,6 +202,32 @@ mod tests {
     }
 
     #[test]
+    fn the_default_provider_comes_from_its_vars_and_its_key_from_a_secret_only() {
+        let vars = |n: &str| match n {
+            "DEFAULT_LLM_FACTORY" => Some("OpenAI".to_owned()),
+            "DEFAULT_LLM_BASE_URL" => Some("https://llm.example.com/v1".to_owned()),
+            "DEFAULT_LLM_MODELS" => Some("llm_id=gpt-4o-mini".to_owned()),
+            // A key left among the plain vars (visible in wrangler.toml) is not taken.
+            "DEFAULT_LLM_API_KEY" => Some("sk-in-a-plain-var-0123456789".to_owned()),
+            _ => None,
+        };
+        let secrets =
+            |n: &str| (n == "DEFAULT_LLM_API_KEY").then(|| "sk-secret-0123456789".to_owned());
+        let c = parse(&EnvValues::read(vars, secrets));
+        let dp = &c.default_provider;
+        assert_eq!(dp.factory.as_deref(), Some("OpenAI"));
+        assert_eq!(dp.base_url.as_deref(), Some("https://llm.example.com/v1"));
+        assert_eq!(dp.models.as_deref(), Some("llm_id=gpt-4o-mini"));
+        assert_eq!(dp.api_key.as_deref(), Some("sk-secret-0123456789"));
+        let plan = dp.check().expect("a usable configuration");
+        assert_eq!(plan.spec.factory.name, "OpenAI");
+        assert_eq!(plan.defaults[0].as_deref(), Some("gpt-4o-mini"));
+        // The config's Debug (a log line away) never shows the key.
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        assert!(!parse(&EnvValues::default()).default_provider.is_set());
+    }
+
+    #[test]
     fn values_parse_as_the_worker_read_them_before() {
         let c = parse(&EnvValues {
             admin_token: Some(String::new()),

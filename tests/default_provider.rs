@@ -162,7 +162,10 @@ fn a_user_created_without_a_tenant_relays_through_the_seeded_connection_with_no_
     assert_eq!(kind, "admin");
     assert_eq!(
         detail,
-        format!("seeded=deployment verified=false endpoint={}", s.base().trim_start_matches("http://"))
+        format!(
+            "seeded=deployment verified=false endpoint={}",
+            s.base().trim_start_matches("http://")
+        )
     );
     let (_, kind, detail) = find("defaults.set").expect("the defaults are audited");
     assert_eq!(kind, "admin");
@@ -244,10 +247,20 @@ fn the_seeded_row_is_sealed_exactly_as_the_one_a_tenant_adds_itself() {
 fn a_tenant_created_by_the_admin_api_gets_it_once_even_when_its_creation_is_replayed() {
     let s = StandIn::start();
     let t = seeded_t(configured(&s.base(), GOOD_KEY, "llm_id=gpt-4o"));
-    let r = t.keyed(None, "/api/v1/admin/tenants", json!({"name": "acme"}), "k-1");
+    let r = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "acme"}),
+        "k-1",
+    );
     assert_eq!(r.status, 200, "{}", message(&r));
     let id = r.json_body()["data"]["id"].as_str().unwrap().to_owned();
-    let again = t.keyed(None, "/api/v1/admin/tenants", json!({"name": "acme"}), "k-1");
+    let again = t.keyed(
+        None,
+        "/api/v1/admin/tenants",
+        json!({"name": "acme"}),
+        "k-1",
+    );
     assert_eq!(again.status, 200);
     assert_eq!(again.json_body()["data"]["id"], id.as_str());
     assert_eq!(
@@ -316,20 +329,30 @@ fn a_later_change_of_the_configuration_leaves_existing_tenants_alone() {
     // The operator changes the key, the endpoint and the defaults.
     t.app.config.default_provider = DefaultProvider {
         base_url: Some("http://127.0.0.1:9/other".into()),
-        ..configured(&s.base(), OTHER_KEY, "llm_id=gpt-4o,embd_id=text-embedding-3-large")
+        ..configured(
+            &s.base(),
+            OTHER_KEY,
+            "llm_id=gpt-4o,embd_id=text-embedding-3-large",
+        )
     };
     let (_, late) = t.user_with_key("late@example.com");
 
     let e = models(&t, &token(&early));
     assert_eq!(hint_of(&e, "OpenAI"), "sk...6789");
-    assert_eq!(e["OpenAI"]["llm"][0]["api_base"], format!("{}/v1", s.base()));
+    assert_eq!(
+        e["OpenAI"]["llm"][0]["api_base"],
+        format!("{}/v1", s.base())
+    );
     let ed = defaults(&t, &token(&early));
     assert_eq!(ed["llm_id"], "gpt-4o-mini@OpenAI");
     assert_eq!(ed["embd_id"], Value::Null);
 
     let l = models(&t, &token(&late));
     assert_eq!(hint_of(&l, "OpenAI"), "sk-...3210");
-    assert_eq!(l["OpenAI"]["llm"][0]["api_base"], "http://127.0.0.1:9/other");
+    assert_eq!(
+        l["OpenAI"]["llm"][0]["api_base"],
+        "http://127.0.0.1:9/other"
+    );
     let ld = defaults(&t, &token(&late));
     assert_eq!(ld["llm_id"], "gpt-4o@OpenAI");
     assert_eq!(ld["embd_id"], "text-embedding-3-large@OpenAI");
@@ -563,7 +586,11 @@ fn the_apply_route_gives_one_existing_tenant_the_provider_and_refuses_a_second_t
     // Not configured: nothing to apply.
     let r = apply(&t, &bare);
     assert_eq!(r.status, 409, "{}", message(&r));
-    assert!(message(&r).contains("no default provider"), "{}", message(&r));
+    assert!(
+        message(&r).contains("no default provider"),
+        "{}",
+        message(&r)
+    );
     // Creating the configuration reached none of them.
     t.app.config.default_provider = configured(
         &s.base(),
@@ -579,8 +606,14 @@ fn the_apply_route_gives_one_existing_tenant_the_provider_and_refuses_a_second_t
     assert_eq!(v["credential_hint"], "sk...6789");
     assert_eq!(v["defaults"]["llm_id"], "gpt-4o-mini@OpenAI");
     assert!(!r.json_body().to_string().contains(GOOD_KEY));
-    assert_eq!(hint_of(&models(&t, &token(&bare_key)), "OpenAI"), "sk...6789");
-    assert_eq!(defaults(&t, &token(&bare_key))["llm_id"], "gpt-4o-mini@OpenAI");
+    assert_eq!(
+        hint_of(&models(&t, &token(&bare_key)), "OpenAI"),
+        "sk...6789"
+    );
+    assert_eq!(
+        defaults(&t, &token(&bare_key))["llm_id"],
+        "gpt-4o-mini@OpenAI"
+    );
     let actions = audit_actions(&t, bare["tenant_id"].as_str().unwrap());
     assert!(actions
         .iter()
@@ -598,7 +631,10 @@ fn the_apply_route_gives_one_existing_tenant_the_provider_and_refuses_a_second_t
         );
     }
     assert_eq!(t.db().count("SELECT COUNT(*) FROM audit"), audit_before);
-    assert_eq!(hint_of(&models(&t, &token(&own_key)), "OpenAI"), "sk-...3210");
+    assert_eq!(
+        hint_of(&models(&t, &token(&own_key)), "OpenAI"),
+        "sk-...3210"
+    );
 
     // A tenant's own default stays; the types it had none for get the configured ones.
     let r = apply(&t, &chose);
@@ -608,11 +644,7 @@ fn the_apply_route_gives_one_existing_tenant_the_provider_and_refuses_a_second_t
     assert_eq!(d["embd_id"], "text-embedding-3-small@OpenAI");
 
     // An unknown tenant is a 404; an invalid configuration the misconfigured 500.
-    let r = t.admin(
-        "POST",
-        "/api/v1/admin/tenants/nope/default_provider",
-        None,
-    );
+    let r = t.admin("POST", "/api/v1/admin/tenants/nope/default_provider", None);
     assert_eq!(r.status, 404);
     t.app.config.default_provider.models = Some("llm_id=gpt-9".into());
     let invalid = std::mem::take(&mut t.app.config.default_provider);

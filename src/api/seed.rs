@@ -285,7 +285,13 @@ impl<P: Platform> App<P> {
     /// types without one, the version bump retiring cached defaults, and their audit entries;
     /// returns the handle of the connection's insert, which changes no row when the tenant has
     /// that connection already (then nothing after it acts either).
-    fn seed_into(&self, batch: &mut Batch, plan: &Plan, tenant_id: &str, now: i64) -> Result<Handle> {
+    fn seed_into(
+        &self,
+        batch: &mut Batch,
+        plan: &Plan,
+        tenant_id: &str,
+        now: i64,
+    ) -> Result<Handle> {
         let factory = &plan.spec.factory.name;
         let id = connection_id(tenant_id, factory, "");
         let conn = self.sealed_connection(tenant_id, id, &plan.spec, now)?;

@@ -536,6 +536,21 @@ fn an_invalid_configuration_refuses_tenant_creation_with_a_500_naming_it_and_wri
             "{what}: {d}"
         );
     }
+    // A usable configuration on a deployment that cannot seal credentials.
+    let mut t = seeded_t(ok);
+    t.app.config.keyring = None;
+    let r = t.admin(
+        "POST",
+        "/api/v1/admin/users",
+        Some(json!({"username": "newcomer"})),
+    );
+    assert_eq!(r.status, 500);
+    assert!(
+        message(&r).contains("KEYWARD_ENCRYPTION_KEY is not set"),
+        "{}",
+        message(&r)
+    );
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM tenants"), 0);
     for line in log_lines().lock().unwrap().iter() {
         assert!(!line.contains(GOOD_KEY), "credential in the log: {line}");
     }

@@ -274,6 +274,12 @@ impl<P: Platform> App<P> {
             return Ok(None);
         }
         let plan = dp.check().map_err(ApiError::Misconfigured)?;
+        if self.config.keyring.is_none() {
+            return Err(ApiError::Misconfigured(
+                "KEYWARD_ENCRYPTION_KEY is not set, so the default provider's key cannot be sealed"
+                    .into(),
+            ));
+        }
         for (_, url) in plan.spec.tenant_urls() {
             address::check_destination(&url, &self.config.address_policy, &self.own_hosts(req))
                 .map_err(|why| ApiError::Misconfigured(format!("{BASE_URL_VAR}: {why}")))?;

@@ -705,3 +705,42 @@ fn the_status_route_shows_what_new_tenants_get_without_the_secret() {
     );
     assert!(!format!("{:?}", t.app.config).contains(GOOD_KEY));
 }
+
+#[test]
+fn the_apply_route_respects_the_tenants_connection_maximum() {
+    let s = StandIn::start();
+    let mut t = T::new();
+    let (full, full_key) = t.user_with_key("full@example.com");
+    let r = t.user(
+        &token(&full_key),
+        "POST",
+        "/api/v1/models",
+        Some(json!({"llm_factory": "Ollama", "llm_name": "llama3.2", "base_url": s.base()})),
+    );
+    assert_eq!(r.status, 200, "{}", message(&r));
+    let r = t.admin(
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(json!({"max_connections_per_tenant": 1})),
+    );
+    assert_eq!(r.status, 200, "{}", message(&r));
+    t.app.config.default_provider = configured(&s.base(), GOOD_KEY, "llm_id=gpt-4o-mini");
+    let path = format!(
+        "/api/v1/admin/tenants/{}/default_provider",
+        full["tenant_id"].as_str().unwrap()
+    );
+    let r = t.admin("POST", &path, None);
+    assert_eq!(r.status, 409, "{}", message(&r));
+    assert!(
+        message(&r).contains("max_connections_per_tenant"),
+        "{}",
+        message(&r)
+    );
+    assert!(models(&t, &token(&full_key)).get("OpenAI").is_none());
+    // A new tenant is seeded whatever the maximum: it holds nothing yet.
+    let (_, fresh_key) = t.user_with_key("fresh@example.com");
+    assert_eq!(
+        hint_of(&models(&t, &token(&fresh_key)), "OpenAI"),
+        "sk...6789"
+    );
+}

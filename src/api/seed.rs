@@ -297,6 +297,7 @@ impl<P: Platform> App<P> {
         plan: &Plan,
         tenant_id: &str,
         now: i64,
+        max_connections: i64,
     ) -> Result<Handle> {
         let factory = &plan.spec.factory.name;
         let id = connection_id(tenant_id, factory, "");
@@ -312,7 +313,7 @@ impl<P: Platform> App<P> {
             .join(" ");
         let models = plan.defaults.each_ref().map(Option::as_deref);
         Ok(batch
-            .push(providers::upsert(&conn, None))
+            .push(providers::upsert(&conn, None, max_connections))
             .then_if_changed(audit::record_if_changed(
                 now,
                 audit::Actor::Admin,
@@ -352,7 +353,8 @@ impl<P: Platform> App<P> {
             return Ok(Vec::new());
         };
         let mut batch = Batch::new();
-        self.seed_into(&mut batch, &plan, tenant_id, now)?;
+        // A tenant being created holds no connection, so no maximum (at least 1) can refuse it.
+        self.seed_into(&mut batch, &plan, tenant_id, now, i64::MAX)?;
         Ok(batch.into_stmts())
     }
 
@@ -408,17 +410,29 @@ impl<P: Platform> App<P> {
         if conns.iter().any(|c| &c.factory == factory) {
             return Err(taken());
         }
+        let most = self.key_policy().await?.max_connections_per_tenant;
+        let full = || {
+            ApiError::Conflict(format!(
+                "Tenant {} already holds {most} provider connections, the most allowed \
+                 (max_connections_per_tenant); nothing was changed",
+                tenant.id
+            ))
+        };
+        if conns.len() as i64 >= most {
+            return Err(full());
+        }
         let now = self.platform.now_ms();
         let mut batch = Batch::new();
-        let added = self.seed_into(&mut batch, &plan, &tenant.id, now)?;
+        let added = self.seed_into(&mut batch, &plan, &tenant.id, now, most)?;
         let outcome = batch.run(db).await.map_err(|e| match e {
             // The tenant was deleted meanwhile.
             DbError::ForeignKey(_) => ApiError::NotFound(format!("No tenant with id {tenant_id}")),
             other => other.into(),
         })?;
         if !outcome.did_change(added) {
-            // Its connection was added by another request meanwhile.
-            return Err(taken());
+            // Another request added its connection, or filled the tenant's last place, meanwhile.
+            let held = providers::count(db, &tenant.id).await?;
+            return Err(if held >= most { full() } else { taken() });
         }
         Ok(Reply::ok(view(&plan)))
     }

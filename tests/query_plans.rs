@@ -58,7 +58,7 @@ fn assert_indexed(t: &T, what: &str, ran: &[(Stmt, Vec<String>)]) {
     let tables = tables(t);
     let scans: Vec<String> = ran
         .iter()
-        .filter(|(s, plan)| plan.iter().any(|p| full_scan(p, &tables)))
+        .filter(|(_, plan)| plan.iter().any(|p| full_scan(p, &tables)))
         .map(|(s, plan)| format!("{}\n    plan: {}", s.sql, plan.join(" | ")))
         .collect();
     assert!(

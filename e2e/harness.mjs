@@ -201,6 +201,7 @@ export class Worker {
     prebuilt = process.env.KEYWARD_E2E_PREBUILT !== '0',
     authFailureLimit = 100_000,
     vars = {},
+    config = null,
   } = {}) {
     this.authFailureLimit = authFailureLimit;
     installExitHooks();
@@ -226,7 +227,10 @@ export class Worker {
       '--persist-to', this.dir,
       `--log-level=${logLevel}`,
     ];
-    if (prebuilt) args.push('--config', this.prebuiltConfig(), '--env-file', join(ROOT, '.dev.vars'));
+    // `config`: another Worker's wrangler.toml over the same throwaway D1 (bench/floors: its
+    // database has keyward's name and id, so the migrations above and sql() reach it).
+    if (config) args.push('--config', config);
+    else if (prebuilt) args.push('--config', this.prebuiltConfig(), '--env-file', join(ROOT, '.dev.vars'));
     // Vars that override wrangler.toml's for this worker only (e.g. VERIFY_CACHE_SECONDS). Loopback
     // is allowed in provider URLs unless a suite says otherwise: the stand-in listens on 127.0.0.1,
     // and the deployment's default allows no private address class.

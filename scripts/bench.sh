@@ -37,6 +37,20 @@ BUILD_LOG=$(mktemp)
 bash scripts/build.sh >"$BUILD_LOG" 2>&1 || { cat "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"; exit 1; }
 rm -f "$BUILD_LOG"
 
+# The floors Worker (bench/floors, its own workspace and target directory, so the root package's
+# build and lint never see it): linted here, then built exactly as the worker is.
+say "linting and building the floors (bench/floors: fmt, clippy -D warnings, worker-build --release, wasm-opt -Oz)"
+(
+  cd bench/floors
+  export CARGO_TARGET_DIR="$ROOT/target/floors"
+  cargo fmt -- --check
+  cargo clippy --quiet --target wasm32-unknown-unknown -- -D warnings
+  FLOOR_LOG=$(mktemp)
+  worker-build --release >"$FLOOR_LOG" 2>&1 || { cat "$FLOOR_LOG" >&2; rm -f "$FLOOR_LOG"; exit 1; }
+  rm -f "$FLOOR_LOG"
+  shrink_wasm build/index_bg.wasm
+)
+
 # Native builds for measuring, not shipping: release without LTO builds much faster and the stand-in
 # and the token estimate do not need it. The token-estimate bench shares these artifacts.
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16

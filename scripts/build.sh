@@ -7,11 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 worker-build --release
-# The features workerd supports, as worker-build enables them; no newer encodings.
-wasm-opt build/index_bg.wasm -Oz --strip-debug --strip-producers \
-  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
-  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
-  -o build/index_bg.wasm
+shrink_wasm build/index_bg.wasm
 # The console: types generated from src/api/openapi.json, then Vite into build/console (after
 # worker-build, which owns build/). Its npm packages are installed by scripts/setup.sh.
 [ -d console/node_modules ] || { echo "build: console/node_modules is missing; run \`make setup\`" >&2; exit 1; }

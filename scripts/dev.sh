@@ -18,6 +18,27 @@ cat <<MSG
   README.md walks through creating a user and a key, and calling the relay.
 
 MSG
+# A default provider (DEFAULT_LLM_* in wrangler.toml or .dev.vars) that is set but unusable makes
+# every tenant creation a 500: say so as soon as the worker answers. The worker itself judges it
+# (GET /api/v1/admin/default_provider), so the warning names exactly what creation will refuse.
+warn_if_default_provider_invalid() {
+  local base="http://127.0.0.1:$PORT" problem
+  for _ in $(seq 1 600); do
+    if curl -fsS -o /dev/null "$base/health" 2>/dev/null; then
+      problem=$(curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "$base/api/v1/admin/default_provider" 2>/dev/null |
+        node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+          try { const d = JSON.parse(s).data; if (d && d.problem) console.log(d.problem); } catch {}
+        })')
+      if [ -n "$problem" ]; then
+        printf '\n  WARNING: the default provider (DEFAULT_LLM_*) is set but invalid, so creating a tenant\n' >&2
+        printf '  is refused until it is corrected: %s\n\n' "$problem" >&2
+      fi
+      return 0
+    fi
+    sleep 1
+  done
+}
+warn_if_default_provider_invalid &
 # Loopback is allowed in provider URLs here (a local Ollama or stand-in); deployments allow none
 # unless PROVIDER_PRIVATE_ADDRESSES says so.
 exec wrangler dev --local --ip 127.0.0.1 --port "$PORT" --test-scheduled \

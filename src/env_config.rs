@@ -31,6 +31,10 @@ pub struct EnvValues {
     pub workers_ai_account_id: Option<String>,
     pub workers_ai_api_token: Option<String>,
     pub workers_ai_base_url: Option<String>,
+    pub default_llm_factory: Option<String>,
+    pub default_llm_base_url: Option<String>,
+    pub default_llm_models: Option<String>,
+    pub default_llm_api_key: Option<String>,
 }
 
 impl EnvValues {
@@ -54,6 +58,10 @@ impl EnvValues {
             workers_ai_account_id: var("WORKERS_AI_ACCOUNT_ID"),
             workers_ai_api_token: secret("WORKERS_AI_API_TOKEN"),
             workers_ai_base_url: var("WORKERS_AI_BASE_URL"),
+            default_llm_factory: var("DEFAULT_LLM_FACTORY"),
+            default_llm_base_url: var("DEFAULT_LLM_BASE_URL"),
+            default_llm_models: var("DEFAULT_LLM_MODELS"),
+            default_llm_api_key: secret("DEFAULT_LLM_API_KEY"),
         }
     }
 }
@@ -86,6 +94,19 @@ pub fn parse(v: &EnvValues) -> Config {
         api_token: v.workers_ai_api_token.clone(),
         base_url: v.workers_ai_base_url.clone(),
     };
+    // Kept as given: it is checked where a tenant is created, which refuses (500) while it is
+    // invalid, so a tenant is never created without the connection it should get.
+    c.default_provider = crate::api::seed::DefaultProvider {
+        factory: v.default_llm_factory.clone(),
+        base_url: v.default_llm_base_url.clone(),
+        models: v.default_llm_models.clone(),
+        api_key: v.default_llm_api_key.clone(),
+    };
+    if c.default_provider.is_set() {
+        if let Err(why) = c.default_provider.check() {
+            log::error!("the deployment is misconfigured: {why}; creating a tenant is refused until it is corrected");
+        }
+    }
     // A malformed list fails closed: no private class allowed, no extra public host (the request's
     // own host is still refused).
     match AddressPolicy::parse(v.private_addresses.as_deref().unwrap_or_default()) {
@@ -178,6 +199,32 @@ mod tests {
         rotated.encryption_key = None;
         assert!(cache.get(rotated).keyring.is_none());
         assert_eq!(cache.parses(), 3);
+    }
+
+    #[test]
+    fn the_default_provider_comes_from_its_vars_and_its_key_from_a_secret_only() {
+        let vars = |n: &str| match n {
+            "DEFAULT_LLM_FACTORY" => Some("OpenAI".to_owned()),
+            "DEFAULT_LLM_BASE_URL" => Some("https://llm.example.com/v1".to_owned()),
+            "DEFAULT_LLM_MODELS" => Some("llm_id=gpt-4o-mini".to_owned()),
+            // A key left among the plain vars (visible in wrangler.toml) is not taken.
+            "DEFAULT_LLM_API_KEY" => Some("sk-in-a-plain-var-0123456789".to_owned()),
+            _ => None,
+        };
+        let secrets =
+            |n: &str| (n == "DEFAULT_LLM_API_KEY").then(|| "sk-secret-0123456789".to_owned());
+        let c = parse(&EnvValues::read(vars, secrets));
+        let dp = &c.default_provider;
+        assert_eq!(dp.factory.as_deref(), Some("OpenAI"));
+        assert_eq!(dp.base_url.as_deref(), Some("https://llm.example.com/v1"));
+        assert_eq!(dp.models.as_deref(), Some("llm_id=gpt-4o-mini"));
+        assert_eq!(dp.api_key.as_deref(), Some("sk-secret-0123456789"));
+        let plan = dp.check().expect("a usable configuration");
+        assert_eq!(plan.spec.factory.name, "OpenAI");
+        assert_eq!(plan.defaults[0].as_deref(), Some("gpt-4o-mini"));
+        // The config's Debug (a log line away) never shows the key.
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        assert!(!parse(&EnvValues::default()).default_provider.is_set());
     }
 
     #[test]

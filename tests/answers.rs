@@ -443,6 +443,74 @@ fn every_answer_of_a_walk_through_the_api_matches_its_documented_schema() {
     assert!(refused[refusals.len()..].iter().all(|s| *s == "200"));
 }
 
+/// The default provider's routes, and tenant creation refused while it is misconfigured, answer
+/// as the document says: unconfigured, usable and unusable; applied, refused twice, unknown.
+#[test]
+fn the_default_provider_routes_and_the_misconfigured_500_match_their_documented_schemas() {
+    use keyward::api::seed::DefaultProvider;
+    let mut t = T::new();
+    let mut w = Walk {
+        doc: doc(),
+        checked: Vec::new(),
+        errs: Vec::new(),
+    };
+    let status = "/api/v1/admin/default_provider";
+    let apply = "/api/v1/admin/tenants/{tenant_id}/default_provider";
+    let tenant = t.create_user("early@example.com", None, None)["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/admin/tenants/{tenant}/default_provider");
+    w.answer(status, "GET", &t.admin("GET", status, None));
+    w.answer(apply, "POST", &t.admin("POST", &path, None));
+    t.app.config.default_provider = DefaultProvider {
+        factory: Some("OpenAI".into()),
+        base_url: Some("http://127.0.0.1:9/v1".into()),
+        models: Some("llm_id=gpt-4o-mini".into()),
+        api_key: Some("sk-answers-0123456789".into()),
+    };
+    w.answer(status, "GET", &t.admin("GET", status, None));
+    w.answer(apply, "POST", &t.admin("POST", &path, None));
+    w.answer(apply, "POST", &t.admin("POST", &path, None));
+    w.answer(
+        apply,
+        "POST",
+        &t.admin("POST", "/api/v1/admin/tenants/nope/default_provider", None),
+    );
+    t.app.config.default_provider.models = Some("llm_id=gpt-9".into());
+    w.answer(status, "GET", &t.admin("GET", status, None));
+    w.answer(
+        "/api/v1/admin/tenants",
+        "POST",
+        &t.admin(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"name": "acme"})),
+        ),
+    );
+    w.answer(
+        "/api/v1/admin/users",
+        "POST",
+        &t.admin(
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"username": "late"})),
+        ),
+    );
+    assert!(w.errs.is_empty(), "{}", w.errs.join("\n"));
+    let statuses: Vec<&str> = w
+        .checked
+        .iter()
+        .filter_map(|c| c.rsplit(" -> ").next())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["200", "409", "200", "200", "409", "404", "200", "500", "500"],
+        "{}",
+        w.checked.join("\n")
+    );
+}
+
 /// Every paged list refuses a `limit` over its maximum with 400, and the document says so (the
 /// lists paged after the fact had no 400 documented, which schemathesis reported as ST103).
 #[test]

@@ -81,6 +81,21 @@ impl Rig {
         }
     }
 
+    /// A fresh instance configured as `w` needs: the writes that create a tenant under a
+    /// default provider run with one configured (api/seed.rs).
+    fn for_write(w: &Write) -> Self {
+        let mut rig = Rig::new();
+        if SEEDED.iter().any(|s| s.name == w.name) {
+            rig.app.config.default_provider = keyward::api::seed::DefaultProvider {
+                factory: Some("OpenAI".into()),
+                base_url: Some("http://127.0.0.1:9/v1".into()),
+                models: Some("llm_id=gpt-4o-mini,embd_id=text-embedding-3-small".into()),
+                api_key: Some(PROVIDER_KEY.into()),
+            };
+        }
+        rig
+    }
+
     fn db(&self) -> &SqliteDb {
         &self.app.platform.db
     }
@@ -855,7 +870,62 @@ const DELETE_AI_KEY: Write = Write {
     holder: Holder::Caller,
 };
 
+// Tenant creation under a configured default provider (api/seed.rs): the connection, its
+// defaults and their audit entries are in the tenant's batch; and the admin route applying it to
+// an existing tenant.
+
+const CREATE_USER_SEEDED: Write = Write {
+    name: "create a user without a tenant, under a default provider (tenant + connection + \
+           defaults + user + audit rows)",
+    setup: CREATE_USER.setup,
+    op: CREATE_USER.op,
+    retry: Retry::Refused(409),
+    holder: Holder::Nobody,
+};
+
+const CREATE_TENANT_SEEDED: Write = Write {
+    name: "create a tenant under a default provider, with an Idempotency-Key",
+    setup: CREATE_TENANT.setup,
+    op: KEYED_CREATE_TENANT.op,
+    retry: Retry::Repeats,
+    holder: Holder::Nobody,
+};
+
+const APPLY_DEFAULT_PROVIDER: Write = Write {
+    name: "apply the default provider to an existing tenant",
+    setup: |rig| {
+        let c = alice(rig);
+        // Created under the default provider, alice has it already: she removes it first.
+        data(rig.user(
+            &c.token,
+            "DELETE",
+            "/api/v1/models",
+            Some(json!({"llm_factory": "OpenAI"})),
+        ));
+        c
+    },
+    op: |rig, c| {
+        rig.admin(
+            "POST",
+            &format!("/api/v1/admin/tenants/{}/default_provider", c.tenant_id),
+            None,
+        )
+    },
+    retry: Retry::Refused(409),
+    holder: Holder::Caller,
+};
+
+/// The writes run with a default provider configured.
+const SEEDED: &[&Write] = &[
+    &CREATE_USER_SEEDED,
+    &CREATE_TENANT_SEEDED,
+    &APPLY_DEFAULT_PROVIDER,
+];
+
 const ALL: &[&Write] = &[
+    &CREATE_USER_SEEDED,
+    &CREATE_TENANT_SEEDED,
+    &APPLY_DEFAULT_PROVIDER,
     &CREATE_USER,
     &CREATE_MEMBER,
     &CREATE_TENANT,
@@ -1034,7 +1104,7 @@ fn retry_after_lost_answer(
 
 fn inject_every_fault(w: &Write) -> Tally {
     // The fault-free run: how many calls, and what the whole change is.
-    let rig = Rig::new();
+    let rig = Rig::for_write(w);
     let ctx = (w.setup)(&rig);
     let before = rig.snapshot();
     let start = rig.calls();
@@ -1076,7 +1146,7 @@ fn inject_every_fault(w: &Write) -> Tally {
     // Before the call: the database never ran it.
     for msg in FAULTS {
         for at in 1..=calls {
-            let rig = Rig::new();
+            let rig = Rig::for_write(w);
             let ctx = (w.setup)(&rig);
             assert_eq!(
                 rig.snapshot(),
@@ -1122,7 +1192,7 @@ fn inject_every_fault(w: &Write) -> Tally {
     // the client without a working key.
     for msg in LOST {
         for at in 1..=calls {
-            let rig = Rig::new();
+            let rig = Rig::for_write(w);
             let ctx = (w.setup)(&rig);
             rig.lose_answer_at(at, msg);
             let r = catch_unwind(AssertUnwindSafe(|| (w.op)(&rig, &ctx))).unwrap_or_else(|_| {
@@ -1162,7 +1232,7 @@ fn inject_every_fault(w: &Write) -> Tally {
     // batch's earlier statements ran. SqliteDb::batch is a transaction, as a D1 batch is; nothing
     // of the earlier statements may remain.
     for table in tally.tables.clone() {
-        let rig = Rig::new();
+        let rig = Rig::for_write(w);
         let ctx = (w.setup)(&rig);
         for kind in ["INSERT", "UPDATE", "DELETE"] {
             rig.db().sql(&format!(
@@ -1207,6 +1277,18 @@ fn check(w: &Write) {
 #[test]
 fn creating_a_user_without_a_tenant_writes_tenant_user_and_audit_entirely_or_not_at_all() {
     check(&CREATE_USER);
+}
+
+#[test]
+fn creating_a_tenant_under_a_default_provider_writes_its_connection_and_defaults_entirely_or_not_at_all(
+) {
+    check(&CREATE_USER_SEEDED);
+    check(&CREATE_TENANT_SEEDED);
+}
+
+#[test]
+fn applying_the_default_provider_to_a_tenant_survives_a_failure_at_each_database_call() {
+    check(&APPLY_DEFAULT_PROVIDER);
 }
 
 #[test]

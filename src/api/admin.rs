@@ -303,7 +303,7 @@ impl<P: Platform> App<P> {
         let body = body::parse(req)?;
         let idem = idempotency::key_of(req)?
             .map(|k| Idem::new(ADMIN_SCOPE, &k, idempotency::TENANT_CREATE, "", &req.body));
-        self.create_tenant(body, idem).await
+        self.create_tenant(body, idem, req).await
     }
 
     pub(crate) async fn get_tenant(&self, id: &str) -> Result<Reply> {
@@ -391,7 +391,7 @@ impl<P: Platform> App<P> {
     }
 
     pub(crate) async fn create_user_request(&self, req: &Request) -> Result<Reply> {
-        self.create_user(body::parse(req)?).await
+        self.create_user(body::parse(req)?, req).await
     }
 
     pub(crate) async fn get_user(&self, username: &str) -> Result<Reply> {
@@ -445,7 +445,12 @@ impl<P: Platform> App<P> {
 
     /// Create a tenant. With an Idempotency-Key this request already carried out, the tenant it
     /// made is answered again: never a second tenant.
-    async fn create_tenant(&self, body: CreateTenant, idem: Option<Idem>) -> Result<Reply> {
+    async fn create_tenant(
+        &self,
+        body: CreateTenant,
+        idem: Option<Idem>,
+        req: &Request,
+    ) -> Result<Reply> {
         let name = TenantName::parse(&body.name)
             .map_err(|e| ApiError::bad("name", e))?
             .into_string();
@@ -479,6 +484,7 @@ impl<P: Platform> App<P> {
                 "",
             ),
         ];
+        batch.extend(self.seed_new_tenant(req, &tenant.id, now)?);
         if let Some(i) = &idem {
             batch.extend(i.record(&tenant.id, None, now));
         }
@@ -509,7 +515,7 @@ impl<P: Platform> App<P> {
         Ok(Reply::ok(true))
     }
 
-    async fn create_user(&self, body: CreateUser) -> Result<Reply> {
+    async fn create_user(&self, body: CreateUser, req: &Request) -> Result<Reply> {
         let username = Username::parse(&body.username).map_err(|e| ApiError::bad("username", e))?;
         let now = self.platform.now_ms();
         let mut batch = Vec::new();
@@ -545,6 +551,7 @@ impl<P: Platform> App<P> {
                     Some(&tenant.id),
                     "",
                 ));
+                batch.extend(self.seed_new_tenant(req, &tenant.id, now)?);
                 (tenant.id, Role::Owner)
             }
         };

@@ -32,6 +32,10 @@ pub enum ApiError {
     RateLimited(u64),
     /// 500, code 100: unexpected; the detail goes to the log, never to the client.
     Internal(String),
+    /// 500, code 100: the deployment's configuration is unusable for this request (the default
+    /// provider, api/seed.rs); the detail names the setting and is logged as well as answered,
+    /// since it never holds a secret and only the operator can fix it.
+    Misconfigured(String),
     /// 502, code 105: a provider was unreachable or answered garbage.
     BadGateway(String),
     /// 508, code 508: the request came from a keyward deployment (it carries the hop header), so
@@ -62,7 +66,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => (415, 415),
             ApiError::DataError(_) => (422, 102),
             ApiError::RateLimited(_) => (429, 429),
-            ApiError::Internal(_) => (500, 100),
+            ApiError::Internal(_) | ApiError::Misconfigured(_) => (500, 100),
             ApiError::BadGateway(_) => (502, 105),
             ApiError::LoopDetected => (508, 508),
         }
@@ -94,6 +98,10 @@ impl ApiError {
                 format!("Too many failed attempts; retry after {s} seconds")
             }
             ApiError::Internal(_) => "Internal error".into(),
+            ApiError::Misconfigured(why) => format!(
+                "The deployment is misconfigured, so nothing was changed: {why}. The operator \
+                 must correct it (see the README, \"Configure a provider before anyone signs in\")"
+            ),
             ApiError::LoopDetected => LOOP_DETECTED.into(),
         }
     }

@@ -18,6 +18,7 @@ pub mod page;
 pub mod relay;
 pub mod replicas;
 pub mod routes;
+pub mod seed;
 pub mod usage;
 
 use crate::domain::crypto::Keyring;
@@ -64,6 +65,9 @@ pub struct Config {
     /// The Workers AI account serving the Builtin models (`WORKERS_AI_*`); unset, calling a
     /// Builtin model is a 400 naming what is missing.
     pub workers_ai: crate::relay::WorkersAi,
+    /// The provider connection and default models every new tenant gets (`DEFAULT_LLM_*`);
+    /// unset by default. Checked when a tenant is created, see [`seed`].
+    pub default_provider: seed::DefaultProvider,
 }
 
 /// Provider calls give up after this long (../API.md: 10 s).
@@ -99,6 +103,7 @@ impl Default for Config {
             address_policy: AddressPolicy::default(),
             public_hosts: PublicHosts::default(),
             workers_ai: crate::relay::WorkersAi::default(),
+            default_provider: seed::DefaultProvider::default(),
         }
     }
 }
@@ -283,6 +288,10 @@ impl<P: Platform> App<P> {
             Operation::UpdateTenantLimits { tenant_id } => {
                 Answer::Envelope(self.put_tenant_limits_request(&tenant_id, req).await?)
             }
+            Operation::ApplyDefaultProvider { tenant_id } => {
+                Answer::Envelope(self.apply_default_provider(&tenant_id, req).await?)
+            }
+            Operation::GetDefaultProvider {} => Answer::Envelope(self.default_provider(req)?),
             Operation::DeleteTenant { tenant_id } => {
                 Answer::Envelope(self.delete_tenant(&tenant_id).await?)
             }
@@ -445,8 +454,10 @@ enum Answer {
 /// The envelope for an error, logging what must not reach the client.
 pub fn error_response(e: &ApiError) -> Response {
     let (status, _) = e.status_and_code();
-    if let ApiError::Internal(detail) = e {
-        log::error!("internal error: {detail}");
+    match e {
+        ApiError::Internal(detail) => log::error!("internal error: {detail}"),
+        ApiError::Misconfigured(why) => log::error!("the deployment is misconfigured: {why}"),
+        _ => {}
     }
     let mut r = Response::json(status, &e.body());
     match e {
@@ -466,6 +477,7 @@ pub fn error_response(e: &ApiError) -> Response {
         | ApiError::UnsupportedMediaType
         | ApiError::DataError(_)
         | ApiError::Internal(_)
+        | ApiError::Misconfigured(_)
         | ApiError::BadGateway(_)
         | ApiError::LoopDetected => {}
     }

@@ -396,39 +396,7 @@ impl<P: Platform> App<P> {
             })?;
         }
         let now = self.platform.now_ms();
-        let (key_version, credential) = if spec.secrets.0.is_empty() {
-            (None, None)
-        } else {
-            let slot = Slot::Connection {
-                tenant_id: &caller.tenant_id,
-                factory: &spec.factory.name,
-                llm_name: &spec.llm_name,
-                id: &id,
-            };
-            let (v, sealed) = self
-                .vault()
-                .seal(slot, &spec.secrets.to_json(), &|b| {
-                    self.platform.fill_random(b)
-                })
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            (Some(v), Some(sealed))
-        };
-        let conn = Connection {
-            id,
-            tenant_id: caller.tenant_id.clone(),
-            factory: spec.factory.name.clone(),
-            llm_name: spec.llm_name.clone(),
-            model_type: spec.model_type,
-            api_base: spec.api_base.clone(),
-            settings: Value::Object(spec.settings.clone()).to_string(),
-            key_version,
-            credential,
-            credential_hint: spec.hint.clone(),
-            max_tokens: spec.max_tokens,
-            status: ConnectionStatus::Valid,
-            create_date: now,
-            update_date: now,
-        };
+        let conn = self.sealed_connection(&caller.tenant_id, id, &spec, now)?;
         let endpoint = match &old_endpoint {
             Some(old) => endpoint_change(old.as_deref(), new_endpoint.as_deref()),
             None => endpoint_host(new_endpoint.as_deref()),
@@ -463,6 +431,51 @@ impl<P: Platform> App<P> {
             ));
         }
         Ok(Reply::ok(true))
+    }
+
+    /// The row for `spec` on the tenant's connection `id`, its secrets sealed for that row: how
+    /// every connection is made, whether a tenant adds it or the deployment's default provider
+    /// does (api/seed.rs).
+    pub(crate) fn sealed_connection(
+        &self,
+        tenant_id: &str,
+        id: String,
+        spec: &Spec,
+        now: i64,
+    ) -> Result<Connection> {
+        let (key_version, credential) = if spec.secrets.0.is_empty() {
+            (None, None)
+        } else {
+            let slot = Slot::Connection {
+                tenant_id,
+                factory: &spec.factory.name,
+                llm_name: &spec.llm_name,
+                id: &id,
+            };
+            let (v, sealed) = self
+                .vault()
+                .seal(slot, &spec.secrets.to_json(), &|b| {
+                    self.platform.fill_random(b)
+                })
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            (Some(v), Some(sealed))
+        };
+        Ok(Connection {
+            id,
+            tenant_id: tenant_id.to_owned(),
+            factory: spec.factory.name.clone(),
+            llm_name: spec.llm_name.clone(),
+            model_type: spec.model_type,
+            api_base: spec.api_base.clone(),
+            settings: Value::Object(spec.settings.clone()).to_string(),
+            key_version,
+            credential,
+            credential_hint: spec.hint.clone(),
+            max_tokens: spec.max_tokens,
+            status: ConnectionStatus::Valid,
+            create_date: now,
+            update_date: now,
+        })
     }
 
     /// One live call that proves the credential (Vertex: a signed token exchange).

@@ -105,6 +105,10 @@ impl From<ApiError> for RelayError {
                 log::error!("relay internal error: {detail}");
                 (ErrorType::Server, None)
             }
+            ApiError::Misconfigured(ref why) => {
+                log::error!("the deployment is misconfigured: {why}");
+                (ErrorType::Server, None)
+            }
             ApiError::BadGateway(_) => (ErrorType::Upstream, None),
             ApiError::LoopDetected => (ErrorType::InvalidRequest, Some(ErrorCode::LoopDetected)),
             ApiError::BadRequest(_)

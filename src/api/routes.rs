@@ -132,7 +132,7 @@ macro_rules! routes {
                 #[cfg(not(target_arch = "wasm32"))]
                 doc: || {
                     #[allow(unused_imports)]
-                    use super::{admin, ai_keys, defaults, keys, me, models, relay, usage};
+                    use super::{admin, ai_keys, defaults, keys, me, models, relay, seed, usage};
                     #[allow(unused_imports)]
                     use super::doc::{Fail::*, *};
                     $doc
@@ -180,6 +180,23 @@ routes! {
     DeleteTenant { tenant_id } = Delete "/api/v1/admin/tenants/{tenant_id}", Admin,
         "deleteTenant", "Tenants", "Delete a tenant",
         done("`true`: the tenant is gone.");
+    /// Gives one existing tenant the deployment's default provider (`DEFAULT_LLM_*`), which
+    /// otherwise only tenants created after it was configured get: its connection, sealed as one
+    /// the tenant adds, and its default models for the types the tenant has no default for, with
+    /// their audit entries. A 409 when the tenant has a connection to that factory already, or the
+    /// deployment has no default provider; a 500 saying the deployment is misconfigured when the
+    /// configuration cannot be used.
+    ApplyDefaultProvider { tenant_id } = Post "/api/v1/admin/tenants/{tenant_id}/default_provider", Admin,
+        "applyDefaultProvider", "Tenants", "Give a tenant the default provider",
+        answer::<seed::DefaultProviderView>("What the tenant was given.")
+            .fails(&[Conflict]);
+    /// The provider connection and default models every new tenant gets, configured with the
+    /// `DEFAULT_LLM_*` vars and the `DEFAULT_LLM_API_KEY` secret; never the secret itself. When the
+    /// configuration is given but cannot be used, `problem` says why (and creating a tenant is a
+    /// 500 until it is corrected).
+    GetDefaultProvider {} = Get "/api/v1/admin/default_provider", Admin,
+        "getDefaultProvider", "Settings", "The default provider of new tenants",
+        answer::<seed::DefaultProviderView>("The configured default provider.");
 
     ListUsers {} = Get "/api/v1/admin/users", Admin,
         "listUsers", "Users", "List users",

@@ -115,13 +115,16 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Entry>, DbError> {
     let (at, id) = before.unzip();
+    // A range the index seeks to on every page (`?1 IS NULL OR ...` would make SQLite walk the
+    // index from its start, reading every earlier row again on each later page).
     let rows = db
         .query(stmt!(
             concat!(
                 "SELECT id, ",
                 columns!(),
-                " FROM audit WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR at >= ?2) \
-                 AND (?3 IS NULL OR at < ?3 OR (at = ?3 AND id < ?4)) \
+                " FROM audit WHERE (?1 IS NULL OR tenant_id = ?1) \
+                 AND at >= COALESCE(?2, -9223372036854775807) \
+                 AND (at, id) < (COALESCE(?3, 9223372036854775807), COALESCE(?4, 9223372036854775807)) \
                  ORDER BY at DESC, id DESC LIMIT ?5"
             ),
             tenant_id,

@@ -122,6 +122,12 @@ impl Batch {
         &self.stmts
     }
 
+    /// The statements in order, to run inside a larger batch (guards stay right after the
+    /// statement they follow, since the order is kept).
+    pub fn into_stmts(self) -> Vec<Stmt> {
+        self.stmts
+    }
+
     /// Run every statement atomically.
     pub async fn run(self, db: &impl Db) -> Result<Outcome, DbError> {
         let expected = self.stmts.len();

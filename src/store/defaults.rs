@@ -83,6 +83,52 @@ pub fn bump_version(tenant_id: &str) -> Stmt {
     )
 }
 
+/// Set the given defaults (up to one per type) of a tenant for the types it has no default for,
+/// only when the statement it follows changed a row; the deployment's default provider sets a
+/// new tenant's defaults this way, in the batch that adds the connection they point at.
+/// `models` holds a model name or `None` per type, in [`SEEDED_TYPES`] order.
+pub fn seed_if_changed(
+    tenant_id: &str,
+    factory: &str,
+    connection_id: &str,
+    models: [Option<&str>; 6],
+    now: i64,
+) -> Guard {
+    let [a, b, c, d, e, f] = models;
+    // One statement for all six, so it can follow its guard; `VALUES` names its columns
+    // column1, column2. A type that already has a default keeps it.
+    Guard::new(stmt!(
+        concat!(
+            "INSERT INTO tenant_defaults (",
+            columns!(),
+            ") SELECT ?1, column1, ?2, column2, ?3, ?4 FROM (VALUES ('chat', ?5), \
+             ('embedding', ?6), ('speech2text', ?7), ('image2text', ?8), ('rerank', ?9), \
+             ('tts', ?10)) WHERE column2 IS NOT NULL AND changes() > 0 \
+             ON CONFLICT(tenant_id, model_type) DO NOTHING"
+        ),
+        tenant_id,
+        factory,
+        connection_id,
+        now,
+        a,
+        b,
+        c,
+        d,
+        e,
+        f
+    ))
+}
+
+/// The model types of [`seed_if_changed`]'s `models`, in order.
+pub const SEEDED_TYPES: [ModelType; 6] = [
+    ModelType::Chat,
+    ModelType::Embedding,
+    ModelType::Speech2text,
+    ModelType::Image2text,
+    ModelType::Rerank,
+    ModelType::Tts,
+];
+
 /// Like [`bump_version`], but only when the statement it follows changed a row; added with
 /// [`Pushed::then_if_changed`](super::Pushed::then_if_changed).
 pub fn bump_version_if_changed(tenant_id: &str) -> Guard {

@@ -94,13 +94,16 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Tenant>, DbError> {
     let (at, id) = after.unzip();
+    // A range the index seeks to on every page (`?1 IS NULL OR ...` would make SQLite walk the
+    // index from its start, reading every earlier row again on each later page).
     let rows = db
         .query(stmt!(
             concat!(
                 "SELECT ",
                 read_columns!(),
                 " FROM tenants \
-             WHERE ?1 IS NULL OR (create_date, id) > (?1, ?2) ORDER BY create_date, id LIMIT ?3"
+             WHERE (create_date, id) > (COALESCE(?1, -9223372036854775807), COALESCE(?2, '')) \
+             ORDER BY create_date, id LIMIT ?3"
             ),
             at,
             id,

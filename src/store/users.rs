@@ -75,13 +75,15 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<User>, DbError> {
     let (at, name) = after.unzip();
+    // A range the index seeks to on every page (`?1 IS NULL OR ...` would make SQLite walk the
+    // index from its start, reading every earlier row again on each later page).
     let rows = db
         .query(stmt!(
             concat!(
                 "SELECT ",
                 columns!(),
                 " FROM users \
-             WHERE ?1 IS NULL OR (create_date, username) > (?1, ?2) \
+             WHERE (create_date, username) > (COALESCE(?1, -9223372036854775807), COALESCE(?2, '')) \
              ORDER BY create_date, username LIMIT ?3"
             ),
             at,

@@ -45,6 +45,9 @@ pub struct SqliteDb {
     pub trace: RefCell<Option<Vec<(String, u64)>>>,
     /// The SQL of every query run, in order (tests that prove a query is not made clear it first).
     pub queried: RefCell<Vec<&'static str>>,
+    /// When set, every statement run (query, execute or each of a batch) is appended here with its
+    /// parameters (tests/query_plans.rs explains each one's plan).
+    pub recorded: RefCell<Option<Vec<Stmt>>>,
 }
 
 /// A future that is pending once, then ready: one turn given back to the executor.
@@ -78,6 +81,7 @@ impl SqliteDb {
             yield_each_call: Cell::new(false),
             trace: RefCell::new(None),
             queried: RefCell::new(Vec::new()),
+            recorded: RefCell::new(None),
         }
     }
 
@@ -103,6 +107,27 @@ impl SqliteDb {
             }
             _ => Ok(result),
         }
+    }
+
+    fn record(&self, stmts: &[Stmt]) {
+        if let Some(all) = self.recorded.borrow_mut().as_mut() {
+            all.extend(stmts.iter().cloned());
+        }
+    }
+
+    /// `EXPLAIN QUERY PLAN` of `stmt` with its parameters bound: each step's detail, as SQLite
+    /// words it (`SEARCH api_keys USING INDEX ...`, `SCAN users`, ...).
+    pub fn plan(&self, stmt: &Stmt) -> Vec<String> {
+        let conn = self.conn.borrow();
+        let sql = format!("EXPLAIN QUERY PLAN {}", stmt.sql);
+        let mut prepared = conn.prepare(&sql).expect("explain prepares");
+        let params = bind(&stmt.params);
+        let rows = prepared
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("explain runs");
+        rows.map(|r| r.expect("explain row")).collect()
     }
 
     /// Run raw SQL (test setup and inspection only).
@@ -179,6 +204,7 @@ impl Db for SqliteDb {
         }
         let n = self.tick()?;
         self.queried.borrow_mut().push(stmt.sql);
+        self.record(std::slice::from_ref(&stmt));
         let rows = run(&self.conn.borrow(), &stmt)?.0;
         self.answer(n, rows)
     }
@@ -188,6 +214,7 @@ impl Db for SqliteDb {
             YieldOnce(false).await;
         }
         let n = self.tick()?;
+        self.record(std::slice::from_ref(&stmt));
         let changed = run(&self.conn.borrow(), &stmt)?.1;
         if let Some(trace) = self.trace.borrow_mut().as_mut() {
             let words: Vec<&str> = stmt.sql.split_whitespace().take(3).collect();
@@ -201,6 +228,7 @@ impl Db for SqliteDb {
             YieldOnce(false).await;
         }
         let n = self.tick()?;
+        self.record(&stmts);
         let mut conn = self.conn.borrow_mut();
         let tx = conn.transaction().map_err(err)?;
         let mut changes = Vec::new();

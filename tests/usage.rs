@@ -189,6 +189,8 @@ fn bad_history_parameters_are_400s_naming_them_and_a_foreign_key_is_a_404() {
             "page_size: must be an integer from 1 to 1000",
         ),
         ("page=-1", "page: must be an integer from 1 to 1000000"),
+        ("page_size=", "page_size: must be an integer from 1 to 1000"),
+        ("page=", "page: must be an integer from 1 to 1000000"),
     ] {
         for path in [
             format!("/api/v1/usage?{query}"),

@@ -66,9 +66,11 @@ fn param(req: &Request, name: &str) -> Option<String> {
     req.query_param(name).filter(|v| !v.is_empty())
 }
 
+/// An integer parameter; sent empty it is a 400 like any other non-integer (the document's
+/// schema is an integer).
 fn int_param(req: &Request, name: &str, default: i64, max: i64) -> Result<i64> {
     let why = || ApiError::bad(name, format!("must be an integer from 1 to {max}"));
-    match param(req, name) {
+    match req.query_param(name) {
         None => Ok(default),
         Some(raw) => raw
             .trim()

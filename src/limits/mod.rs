@@ -335,6 +335,8 @@ impl Ledger {
                 if period_end(p, self.period_start_ms).is_some_and(|end| now_ms >= end) {
                     self.spent = 0;
                     self.alerted.clear();
+                    // An ended period's alerts are moot (and the outbox stays bounded).
+                    self.outbox.clear();
                     self.period_start_ms = start;
                 }
             }
@@ -621,7 +623,12 @@ impl Ledger {
 
     /// Whether anything waits to be flushed or delivered.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty() || !self.outbox.is_empty()
+        self.has_usage() || !self.outbox.is_empty()
+    }
+
+    /// Whether gathered usage waits to be flushed.
+    pub fn has_usage(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// When the owner should wake next: the earliest alert retry, if any.

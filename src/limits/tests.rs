@@ -672,6 +672,39 @@ fn the_budget_raises_one_alert_at_80_and_one_at_100_percent_per_period() {
 }
 
 #[test]
+fn an_alert_not_delivered_by_the_end_of_its_period_is_dropped_with_it() {
+    let l = limits(0, 0, 100, BudgetPeriod::Day);
+    let mut g = Ledger::default();
+    let t = ms("2026-12-10T23:00:00Z");
+    let id = admitted(g.reserve(&l, &ask(85), t));
+    g.settle(
+        &l,
+        id,
+        Used {
+            input: 85,
+            output: 0,
+        },
+        None,
+        t,
+    );
+    assert_eq!(g.alerts_due(t).len(), 1);
+    let next_day = ms("2026-12-11T00:00:01Z");
+    let id = admitted(g.reserve(&l, &ask(1), next_day));
+    g.settle(
+        &l,
+        id,
+        Used {
+            input: 1,
+            output: 0,
+        },
+        None,
+        next_day,
+    );
+    assert!(g.alerts_due(next_day).is_empty());
+    assert!(!g.has_pending());
+}
+
+#[test]
 fn the_local_counters_apply_ops_in_order_per_scope_and_fail_when_down() {
     let c = LocalCounters::default();
     c.now_ms.set(ms("2026-12-10T10:00:00Z"));

@@ -73,11 +73,8 @@ impl LimitsObject {
 
     /// Wake for the next flush when usage waits and no wake-up is set.
     async fn arm(&self) -> worker::Result<()> {
-        let pending = self
-            .ledger
-            .borrow()
-            .as_ref()
-            .is_some_and(Ledger::has_pending);
+        // Gathered usage only: budget alerts are raised by the ledger but not delivered yet.
+        let pending = self.ledger.borrow().as_ref().is_some_and(Ledger::has_usage);
         if pending && self.state.storage().get_alarm().await?.is_none() {
             self.state.storage().set_alarm(self.flush_ms()).await?;
         }

@@ -325,8 +325,18 @@ async function seedLoadTenant(w, standin) {
   const defaults = { llm_id: `${RELAY_MODEL}@${COMPAT}` };
   if (embd) defaults.embd_id = `${embd.name}@OpenAI`;
   must(await as('POST', '/api/v1/models/default', defaults), 'set defaults');
+  // A gateway key with every limit over time (far above what the bench sends): each call reserves
+  // and settles in its Durable Object, which writes usage to D1 in batches.
+  must(await as('POST', '/api/v1/ai_keys', LIMITED_KEY(STANDIN_GOOD_KEY)), 'create the limited gateway key');
   return { token, tenantId: owner.tenant_id, models: n, factories: Object.keys(list), defaults };
 }
+
+/** The bench's gateway key with limits over time on the stand-in model. */
+const LIMITED_ALIAS = 'bench-limited';
+const LIMITED_KEY = (apiKey) => ({
+  alias: LIMITED_ALIAS, provider: COMPAT, model: RELAY_MODEL, api_key: apiKey, input_limit: 0, status: 'enabled',
+  rpm_limit: 1_000_000, tpm_limit: 1_000_000_000, token_budget: 1_000_000_000_000, budget_period: 'month',
+});
 
 async function loadSection(w, floors, standin, seeded, tmp) {
   const relayBody = join(tmp, 'relay.json');
@@ -337,6 +347,8 @@ async function loadSection(w, floors, standin, seeded, tmp) {
   ];
   writeFileSync(relayBody, JSON.stringify({ model: `${RELAY_MODEL}@${COMPAT}`, messages, max_tokens: 16 }));
   writeFileSync(directBody, JSON.stringify({ model: RELAY_MODEL, messages, max_tokens: 16 }));
+  const limitedBody = join(tmp, 'limited.json');
+  writeFileSync(limitedBody, JSON.stringify({ model: LIMITED_ALIAS, messages, max_tokens: 16 }));
   const bearer = `Bearer ${seeded.token}`;
   const cases = [
     { id: 'health', label: 'GET /health (floor)', url: `${w.base}/health` },
@@ -351,6 +363,10 @@ async function loadSection(w, floors, standin, seeded, tmp) {
     {
       id: 'relay', label: 'POST /v1/chat/completions via relay', url: `${w.base}/v1/chat/completions`,
       method: 'POST', auth: bearer, bodyFile: relayBody, floor: 'floorFetch',
+    },
+    {
+      id: 'relayLimits', label: 'POST /v1/chat/completions via relay, a gateway key with limits over time', url: `${w.base}/v1/chat/completions`,
+      method: 'POST', auth: bearer, bodyFile: limitedBody, floor: 'floorFetch',
     },
     {
       id: 'direct', label: 'POST /v1/chat/completions direct to stand-in', url: `${standin.base}/v1/chat/completions`,
@@ -377,6 +393,59 @@ async function loadSection(w, floors, standin, seeded, tmp) {
   return { cases, single };
 }
 
+/**
+ * D1 writes per thousand relayed calls (issue 14): a worker of its own at log level `log` (its
+ * Durable Objects log each flush), a thousand calls through the limited gateway key, ten at a
+ * time, then the flushes counted from the log. Without limits over time each call writes its usage
+ * in a batch of its own, after the response: one write per call.
+ */
+const WRITES_CALLS = posInt(process.env.BENCH_WRITES_CALLS, 1000);
+const WRITES_FLUSH_SECONDS = 2;
+async function writesSection(standin) {
+  if (process.env.BENCH_WRITES === '0') return null;
+  const w = new Worker();
+  try {
+    await w.start({ logLevel: 'log', vars: { USAGE_FLUSH_SECONDS: String(WRITES_FLUSH_SECONDS) } });
+    must(await w.admin('POST', '/api/v1/admin/users', { username: 'bench-writes' }), 'create user');
+    const { token } = must(await w.admin('POST', '/api/v1/admin/users/bench-writes/api_key', {}), 'issue key');
+    const as = (method, path, body) => w.call(method, path, { token, body });
+    must(await as('POST', '/api/v1/models', {
+      llm_factory: COMPAT, llm_name: RELAY_MODEL, base_url: `${standin.base}/v1`, api_key: STANDIN_GOOD_KEY, verify: false,
+    }), 'connect the stand-in model');
+    must(await as('POST', '/api/v1/ai_keys', LIMITED_KEY(STANDIN_GOOD_KEY)), 'create the limited gateway key');
+    const from = w.output.length;
+    const body = { model: LIMITED_ALIAS, max_tokens: 5, messages: [{ role: 'user', content: 'count my writes' }] };
+    let sent = 0;
+    let answered = 0;
+    const failed = [];
+    const started = Date.now();
+    // A call that fails (the stand-in, loaded, may time out) is released, not counted; what is
+    // counted is compared with what was flushed.
+    const worker = async () => {
+      while (sent < WRITES_CALLS) {
+        sent++;
+        const r = await as('POST', '/v1/chat/completions', body);
+        if (r.status === 200) answered++;
+        else failed.push(r.status);
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, worker));
+    const seconds = (Date.now() - started) / 1000;
+    // Every call counted by the object is flushed within its interval (and a margin for the machine).
+    const flushes = () => [...w.output.slice(from).matchAll(/limits: flushed (\d+) calls \(([^)]*)\) in one batch of (\d+) statements/g)];
+    const deadline = Date.now() + 60_000;
+    if (failed.length > WRITES_CALLS / 20) throw new Error(`writes: ${failed.length} calls failed (${failed.slice(0, 5).join(', ')})`);
+    while (flushes().reduce((n, m) => n + Number(m[1]), 0) < answered && Date.now() < deadline) await sleep(250);
+    const done = flushes();
+    const flushed = done.reduce((n, m) => n + Number(m[1]), 0);
+    const statements = done.reduce((n, m) => n + Number(m[3]), 0);
+    if (flushed !== answered) throw new Error(`writes: ${flushed} of ${answered} answered calls flushed`);
+    return { calls: answered, failed: failed.length, statuses: [...new Set(failed)], seconds, batches: done.length, statements, flushSeconds: WRITES_FLUSH_SECONDS };
+  } finally {
+    await w.stop();
+  }
+}
+
 /** Each case answers 200 with the expected shape before it is loaded. */
 async function checkCases(cases) {
   for (const c of cases) {
@@ -389,7 +458,7 @@ async function checkCases(cases) {
     const r = await fetch(c.url, init);
     const text = await r.text();
     if (r.status !== 200) throw new Error(`${c.label}: HTTP ${r.status}: ${text.slice(0, 500)}`);
-    if ((c.id === 'relay' || c.id === 'direct' || c.id === 'floorFetch') && !JSON.parse(text).choices) {
+    if (['relay', 'relayLimits', 'direct', 'floorFetch'].includes(c.id) && !JSON.parse(text).choices) {
       throw new Error(`${c.label}: no choices in ${text.slice(0, 500)}`);
     }
     c.sampleBytes = Buffer.byteLength(text);
@@ -1268,7 +1337,7 @@ function machine() {
   };
 }
 
-function report({ mach, seeded, cases, single, profiles, size, purge, tokens, twiggy, standin, cached, probeOff, cpu, scale }) {
+function report({ mach, seeded, cases, single, profiles, size, purge, tokens, twiggy, standin, cached, probeOff, cpu, scale, writes }) {
   const L = [];
   const byId = Object.fromEntries(cases.map((c) => [c.id, c]));
   const one = Object.fromEntries(single.map((c) => [c.id, c]));
@@ -1373,6 +1442,21 @@ function report({ mach, seeded, cases, single, profiles, size, purge, tokens, tw
     '',
   );
 
+  L.push('### Limits over time (issue 14)', '');
+  {
+    const lim = byId.relayLimits;
+    const perRound = lim.rounds.map((r, k) => r.rps / byId.relay.rounds[k].rps);
+    L.push(
+      `The relay through a gateway key with RPM, TPM and a monthly budget (each call reserved before it is forwarded and settled after, in the key's Durable Object) against the relay without limits, in the same rounds: ratio ${fmt(median(perRound), 3)} (rounds ${perRound.map((x) => fmt(x, 2)).join(', ')}); p50 ${fmt(p50(lim), 2)} ms against ${fmt(p50(byId.relay), 2)} ms; CPU ${fmt(lim.cpu?.total, 3)} against ${fmt(byId.relay.cpu?.total, 3)} ms per request over every process of \`wrangler dev\`.`,
+      '',
+    );
+    if (writes) {
+      L.push(
+        `D1 writes per thousand relayed calls: with limits over time ${fmt((writes.batches / writes.calls) * 1000, 1)} (${writes.calls} calls answered${writes.failed ? ` and ${writes.failed} failed, HTTP ${writes.statuses.join(', ')}, not counted` : ''}, 10 at a time over ${fmt(writes.seconds, 1)} s, flushed by the key's object in ${writes.batches} batches of ${writes.statements} statements in all, \`USAGE_FLUSH_SECONDS=${writes.flushSeconds}\`; the default 30 s batches more); without them 1000 (each call writes its usage in a batch of its own after the response).`,
+        '',
+      );
+    }
+  }
   L.push('### CPU time per request', '');
   L.push('The local runtime does not report CPU time per request (`wrangler dev` prints none; the `cpuTime` of Workers');
   L.push('Logs and `wrangler tail` exists only on Cloudflare). Measured instead: user+system time from `/proc` of each');
@@ -1733,6 +1817,8 @@ async function main() {
     await w.stop();
     w = null;
     const cached = process.env.BENCH_CACHE === '0' ? null : { ...(await cacheSection(standin)), probeOff };
+    log('D1 writes per thousand relayed calls (limits over time)');
+    const writes = await writesSection(standin);
     log('at scale: a small and a large local D1 side by side');
     const scale = await scaleSection(standin, tmp);
     await standin.stop();
@@ -1744,7 +1830,7 @@ async function main() {
       tokens = tokenSection();
     }
     const twiggy = twiggySection();
-    const input = { mach, seeded, cases, single, profiles, size, purge, tokens, twiggy, standin, cached, probeOff, cpu, scale };
+    const input = { mach, seeded, cases, single, profiles, size, purge, tokens, twiggy, standin, cached, probeOff, cpu, scale, writes };
     if (process.env.BENCH_DUMP) writeFileSync(process.env.BENCH_DUMP, JSON.stringify(input));
     const md = report(input);
     writeFileSync(RESULTS, md + '\n');

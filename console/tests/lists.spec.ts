@@ -9,6 +9,8 @@ interface Settings {
   auth_token_max_ttl_minutes: number;
   self_service_keys: boolean;
   max_keys_per_user: number;
+  max_ai_keys_per_tenant: number;
+  max_connections_per_tenant: number;
 }
 
 /** Every row of a cursor-paged API list, following X-Next-Cursor (as the test's own oracle). */
@@ -262,7 +264,7 @@ test('with self-service keys turned off in the settings, the Account page offers
   expect(w.problems).toEqual([]);
 });
 
-test('the settings page shows and saves the key lifetime, self-service keys and keys per user', async ({
+test('the settings page shows and saves the key lifetime, self-service keys, keys per user and the tenant maximums', async ({
   page,
 }) => {
   const w = watch(page);
@@ -279,14 +281,24 @@ test('the settings page shows and saves the key lifetime, self-service keys and 
     await page.getByLabel('Maximum lifetime (minutes)').fill('10080');
     await page.getByLabel('Users create their own keys').selectOption('false');
     await page.getByLabel('Most keys per user').fill('7');
+    await expect(page.getByLabel('Most gateway keys per tenant')).toHaveValue(
+      String(before.max_ai_keys_per_tenant),
+    );
+    await page.getByLabel('Most gateway keys per tenant').fill('300');
+    await page.getByLabel('Most provider connections per tenant').fill('40');
     await page.getByRole('button', { name: 'Save' }).click();
     await expect(page.getByTestId('current-max')).toHaveText('7 days');
     await expect(page.getByTestId('current-self-service')).toHaveText('no');
     await expect(page.getByTestId('current-max-keys')).toHaveText('at most 7 unexpired');
+    await expect(page.getByTestId('current-tenant-maximums')).toHaveText(
+      'at most 300 gateway keys and 40 provider connections',
+    );
     expect(await admin<Settings>('GET', '/api/v1/admin/settings')).toEqual({
       auth_token_max_ttl_minutes: 10080,
       self_service_keys: false,
       max_keys_per_user: 7,
+      max_ai_keys_per_tenant: 300,
+      max_connections_per_tenant: 40,
     });
     await checkPage(page, 'admin-settings-saved');
   } finally {

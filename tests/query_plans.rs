@@ -81,16 +81,7 @@ fn setup(s: &StandIn) -> (T, String) {
     let (_, other) = t.user_with_key("neighbour");
     let other = token(&other);
     for who in [&tok, &other] {
-        let r = t.user(
-            who,
-            "POST",
-            "/api/v1/models",
-            Some(json!({
-                "llm_factory": "OpenAI-API-Compatible", "llm_name": "standin-chat",
-                "base_url": format!("{}/v1", s.base()), "api_key": GOOD_KEY
-            })),
-        );
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        connect_standin_chat(&t, who, &s.base(), GOOD_KEY);
     }
     let r = t.user(
         &tok,

@@ -24,16 +24,7 @@ fn setup() -> Setup {
     let s = StandIn::start();
     let (_, k) = t.user_with_key("owner");
     let tok = token(&k);
-    let r = t.user(
-        &tok,
-        "POST",
-        "/api/v1/models",
-        Some(json!({
-            "llm_factory": "OpenAI-API-Compatible", "llm_name": "standin-chat",
-            "base_url": format!("{}/v1", s.base()), "api_key": GOOD_KEY
-        })),
-    );
-    assert_eq!(r.status, 200, "{}", text(&r));
+    connect_standin_chat(&t, &tok, &s.base(), GOOD_KEY);
     Setup { t, _s: s, tok }
 }
 

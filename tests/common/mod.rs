@@ -867,6 +867,21 @@ impl T {
 }
 
 /// The token string of a creation response.
+/// Connect the provider stand-in's chat model to `tok`'s tenant as `standin-chat`
+/// (OpenAI-API-Compatible at `{standin_base}/v1`, with `key`), as the relay tests' tenants have it.
+pub fn connect_standin_chat(t: &T, tok: &str, standin_base: &str, key: &str) {
+    let r = t.user(
+        tok,
+        "POST",
+        "/api/v1/models",
+        Some(json!({
+            "llm_factory": "OpenAI-API-Compatible", "llm_name": "standin-chat",
+            "base_url": format!("{standin_base}/v1"), "api_key": key
+        })),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
 pub fn token(k: &Json) -> String {
     k["token"].as_str().expect("token").to_owned()
 }

@@ -688,7 +688,13 @@ impl Stream for AudioStream {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    log::warn!("relay: audio answer ended early: {e:?}");
+                    // The kind only: an unreachable upstream's text is not scrubbed here.
+                    let why = match e {
+                        crate::store::outbound::OutboundError::Timeout => "idle timeout",
+                        crate::store::outbound::OutboundError::TooLarge => "chunk too large",
+                        crate::store::outbound::OutboundError::Unreachable(_) => "connection lost",
+                    };
+                    log::warn!("relay: audio answer ended early ({why})");
                     return Poll::Ready(self.finish());
                 }
                 Poll::Ready(None) => return Poll::Ready(self.finish()),

@@ -217,6 +217,7 @@ export function ModelsPage() {
           );
         })}
       </div>
+      <UsageChart of={{ tenant: true }} title="This tenant's usage over time" />
 
       <h2>Models to be added</h2>
       <div class="filters">
@@ -287,7 +288,6 @@ export function ModelsPage() {
           </div>
         </Dialog>
       )}
-      <UsageChart of={{ tenant: true }} title="This tenant's usage over time" />
     </section>
   );
 }

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS settings (
 -- Every admin and key mutation, written in the same batch as the change. Never a secret.
 -- No foreign keys: entries outlive the rows they describe. actor_kind says who acted (the admin
 -- token, or a user named in actor), so no user name can pass for the admin; 'unknown' marks older
--- entries that could not be told apart when the kind was added.
+-- entries that could not be told apart when the kind was added; 'system' is keyward itself (a
+-- budget alert's webhook delivery).
 CREATE TABLE IF NOT EXISTS audit (
   id         INTEGER PRIMARY KEY AUTOINCREMENT,
   at         INTEGER NOT NULL,
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS audit (
   target     TEXT NOT NULL,
   tenant_id  TEXT,
   detail     TEXT NOT NULL DEFAULT '',
-  actor_kind TEXT NOT NULL DEFAULT 'user' CHECK (actor_kind IN ('admin', 'user', 'unknown'))
+  actor_kind TEXT NOT NULL DEFAULT 'user' CHECK (actor_kind IN ('admin', 'user', 'unknown', 'system'))
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE INDEX IF NOT EXISTS audit_tenant_at ON audit(tenant_id, at);
@@ -204,3 +205,15 @@ CREATE TABLE IF NOT EXISTS usage_buckets (
 );
 CREATE INDEX IF NOT EXISTS usage_buckets_key ON usage_buckets(tenant_id, key_id, granularity, start_ms);
 CREATE INDEX IF NOT EXISTS usage_buckets_model ON usage_buckets(tenant_id, model, granularity, start_ms);
+
+-- A tenant's webhook for budget alerts (at most one). The signing secret is AES-256-GCM sealed
+-- with associated data binding it to the tenant; key_version names the master key that sealed it.
+CREATE TABLE IF NOT EXISTS tenant_webhooks (
+  tenant_id   TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+  url         TEXT NOT NULL,
+  key_version INTEGER NOT NULL,
+  secret      TEXT NOT NULL,
+  secret_hint TEXT NOT NULL,
+  create_date INTEGER NOT NULL,
+  update_date INTEGER NOT NULL
+);

@@ -870,6 +870,38 @@ const DELETE_AI_KEY: Write = Write {
     holder: Holder::Caller,
 };
 
+const SET_WEBHOOK: Write = Write {
+    name: "set the tenant's webhook (sealed secret + audit)",
+    setup: alice_connected,
+    op: |rig, c| {
+        rig.user(
+            &c.token,
+            "PUT",
+            "/api/v1/tenant/webhook",
+            Some(json!({"url": "http://127.0.0.1:9/hook", "secret": "a-webhook-secret-0123"})),
+        )
+    },
+    retry: Retry::Repeats,
+    holder: Holder::Caller,
+};
+
+const DELETE_WEBHOOK: Write = Write {
+    name: "remove the tenant's webhook",
+    setup: |rig| {
+        let c = alice_connected(rig);
+        data(rig.user(
+            &c.token,
+            "PUT",
+            "/api/v1/tenant/webhook",
+            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+        ));
+        c
+    },
+    op: |rig, c| rig.user(&c.token, "DELETE", "/api/v1/tenant/webhook", None),
+    retry: Retry::Refused(404),
+    holder: Holder::Caller,
+};
+
 // Tenant creation under a configured default provider (api/seed.rs): the connection, its
 // defaults and their audit entries are in the tenant's batch; and the admin route applying it to
 // an existing tenant.
@@ -946,6 +978,8 @@ const ALL: &[&Write] = &[
     &CREATE_AI_KEY,
     &UPDATE_AI_KEY,
     &DELETE_AI_KEY,
+    &SET_WEBHOOK,
+    &DELETE_WEBHOOK,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1577,6 +1611,12 @@ fn read_setup(rig: &Rig) -> Ctx {
         "POST",
         "/api/v1/models/default",
         Some(json!({"llm_id": "gpt-4o@OpenAI"})),
+    ));
+    data(rig.user(
+        &c.token,
+        "PUT",
+        "/api/v1/tenant/webhook",
+        Some(json!({"url": "http://127.0.0.1:9/hook"})),
     ));
     c
 }

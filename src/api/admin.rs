@@ -270,12 +270,15 @@ pub struct AuditEntryView<'a> {
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "crate::api::doc::scalars::DateTime", extend("format" = "date-time")))]
     pub at: String,
     /// Who made the change: `admin` (the deployment's admin token), `user` (a user's key; `actor`
-    /// is their name), or `unknown` (an entry written before the kind was recorded whose actor
-    /// cannot be told apart).
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["admin", "user", "unknown"])))]
+    /// is their name), `system` (keyward itself: a budget alert's webhook delivery) or `unknown`
+    /// (an entry written before the kind was recorded whose actor cannot be told apart).
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "crate::store::audit::ActorKind")
+    )]
     pub actor_kind: Cow<'static, str>,
-    /// The username whose key made the change; null when the admin token did. A user named `admin`
-    /// is still `actor_kind: user`.
+    /// The username whose key made the change; null when the admin token or keyward itself did.
+    /// A user named `admin` is still `actor_kind: user`.
     pub actor: Option<Cow<'a, str>>,
     /// What happened, e.g. `tenant.create`, `user.update`, `api_key.rotate`, `settings.update`.
     pub action: Cow<'a, str>,
@@ -780,7 +783,7 @@ impl<P: Platform> App<P> {
                     at: rfc3339(e.at),
                     actor_kind: e.actor_kind.as_str().into(),
                     actor: match e.actor_kind {
-                        audit::ActorKind::Admin => None,
+                        audit::ActorKind::Admin | audit::ActorKind::System => None,
                         audit::ActorKind::User | audit::ActorKind::Unknown => {
                             Some((&e.actor).into())
                         }

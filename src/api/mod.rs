@@ -20,6 +20,7 @@ pub mod replicas;
 pub mod routes;
 pub mod seed;
 pub mod usage;
+pub mod webhooks;
 
 use crate::domain::crypto::Keyring;
 use crate::providers::address::{AddressPolicy, PublicHosts};
@@ -364,6 +365,23 @@ impl<P: Platform> App<P> {
             Operation::SetDefaultModels {} => {
                 let c = key()?;
                 Answer::Envelope(self.set_defaults(c, req).await?)
+            }
+
+            Operation::GetWebhook {} => {
+                let c = models::managing(key()?)?;
+                Answer::Envelope(self.get_webhook(c).await?)
+            }
+            Operation::PutWebhook {} => {
+                let c = models::managing(key()?)?;
+                Answer::Envelope(self.put_webhook(c, req).await?)
+            }
+            Operation::DeleteWebhook {} => {
+                let c = models::managing(key()?)?;
+                Answer::Envelope(self.delete_webhook(c).await?)
+            }
+            Operation::TestWebhook {} => {
+                let c = models::managing(key()?)?;
+                Answer::Envelope(self.test_webhook(c).await?)
             }
 
             Operation::GetAiKeyUsage { id } => {

@@ -132,7 +132,7 @@ macro_rules! routes {
                 #[cfg(not(target_arch = "wasm32"))]
                 doc: || {
                     #[allow(unused_imports)]
-                    use super::{admin, ai_keys, defaults, keys, me, models, relay, seed, usage};
+                    use super::{admin, ai_keys, defaults, keys, me, models, relay, seed, usage, webhooks};
                     #[allow(unused_imports)]
                     use super::doc::{Fail::*, *};
                     $doc
@@ -374,6 +374,34 @@ routes! {
         answer::<usage::UsagePage>("`{granularity, from, to, total, items}`.")
             .params(&["UsageGranularity", "UsageFrom", "UsageTo", "UsageModel", "PageNumber", "UsagePageSize"])
             .fails(&[BadRequest]);
+    /// Owners and admins only. Where budget alerts go. A tenant without a webhook is a 404.
+    GetWebhook {} = Get "/api/v1/tenant/webhook", Key,
+        "getWebhook", "Alerts", "Get the tenant's webhook",
+        answer::<webhooks::WebhookView>("The webhook, with a hint of its secret.")
+            .fails(&[NotFound, RoleForbidden]);
+    /// Owners and admins only. Sets where the tenant's budget alerts are posted: one signed
+    /// `budget.threshold_reached` event when a gateway key's or the tenant's budget reaches 80% and
+    /// 100% in a period (see `webhooks` in this document), retried on failure, each outcome in the
+    /// audit log. The URL is checked like a provider's (never this deployment; only allowed address
+    /// classes). Without `secret`, the current secret is kept; a new webhook, or `new_secret:
+    /// true`, gets a generated one, answered this once.
+    PutWebhook {} = Put "/api/v1/tenant/webhook", Key,
+        "putWebhook", "Alerts", "Set the tenant's webhook",
+        answer::<webhooks::WebhookView>("The webhook; `secret` only when keyward generated it.")
+            .body::<webhooks::PutWebhook>("The URL, and optionally the secret.")
+            .fails(&[NotFound, RoleForbidden]);
+    /// Owners and admins only. Alerts raised afterwards are not posted anywhere.
+    DeleteWebhook {} = Delete "/api/v1/tenant/webhook", Key,
+        "deleteWebhook", "Alerts", "Remove the tenant's webhook",
+        done("`true`: the webhook is gone.")
+            .fails(&[NotFound, RoleForbidden]);
+    /// Owners and admins only. Posts one signed `webhook.test` event now and answers how the
+    /// receiver took it; not retried.
+    TestWebhook {} = Post "/api/v1/tenant/webhook/test", Key,
+        "testWebhook", "Alerts", "Send the tenant's webhook a test event",
+        answer::<webhooks::TestDelivery>("Whether the receiver answered 2xx, with its status.")
+            .fails(&[NotFound, RoleForbidden]);
+
     /// Stores a provider key for one provider and model, with per-request token limits, under a
     /// tenant-unique alias. Owners and admins only (a member gets 403). A duplicate alias is a 409
     /// (`alias <alias> already exists`).

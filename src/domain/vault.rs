@@ -11,6 +11,8 @@ use super::crypto::{credential_aad, CryptoError, Keyring};
 /// The factory slot of a gateway key's associated data. No catalog factory has this name, so a
 /// gateway key's data can never equal a connection's.
 pub const GATEWAY_KEY_KIND: &str = "ai_key";
+/// The factory slot of a tenant webhook's signing secret (no catalog factory has this name).
+pub const WEBHOOK_KIND: &str = "webhook";
 
 /// The row a credential belongs to, naming everything its ciphertext is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Slot<'a> {
         id: &'a str,
         endpoint: Option<&'a str>,
     },
+    /// A tenant webhook's signing secret, bound to its tenant (a tenant has at most one).
+    Webhook { tenant_id: &'a str },
 }
 
 impl Slot<'_> {
@@ -49,6 +53,7 @@ impl Slot<'_> {
                 id,
                 endpoint,
             } => credential_aad(tenant_id, GATEWAY_KEY_KIND, endpoint.unwrap_or(""), id),
+            Slot::Webhook { tenant_id } => credential_aad(tenant_id, WEBHOOK_KIND, "", tenant_id),
         }
     }
 }

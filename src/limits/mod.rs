@@ -19,9 +19,9 @@ pub const WINDOW_S: i64 = 60;
 pub const RESERVATION_TTL_MS: i64 = 15 * 60_000;
 /// Budget thresholds that raise an alert, in percent.
 pub const THRESHOLDS: [u8; 2] = [80, 100];
-/// Alert deliveries tried per threshold before giving up (then 30 s, 1, 2, 4 min apart).
+/// Alert deliveries tried per threshold before giving up (the retries `WEBHOOK_RETRY_SECONDS`,
+/// then twice, four and eight times that apart).
 pub const ALERT_ATTEMPTS: u32 = 5;
-const ALERT_BACKOFF_MS: i64 = 30_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -172,7 +172,7 @@ impl Flush {
 }
 
 /// A budget alert to deliver: `threshold` percent of `budget` reached in the period starting at
-/// `period_start_ms`.
+/// `period_start_ms` (`spent` tokens by `at_ms`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     pub threshold: u8,
@@ -181,8 +181,19 @@ pub struct Alert {
     pub budget: u64,
     pub spent: u64,
     pub at_ms: i64,
+    /// Raised because a call was refused: the rest of the budget could not carry it.
+    #[serde(default)]
+    pub refused: bool,
     pub attempts: u32,
     pub next_ms: i64,
+}
+
+impl Alert {
+    /// Whether `other` is this event (a threshold of one budget in one period), at any attempt.
+    pub fn same_event(&self, other: &Alert) -> bool {
+        (self.threshold, self.budget, self.period_start_ms)
+            == (other.threshold, other.budget, other.period_start_ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,9 +230,15 @@ pub struct Ledger {
     /// must be strings.
     #[serde(with = "as_pairs")]
     pending: BTreeMap<(Source, i64), Gathered>,
-    /// Thresholds already raised in the current period.
+    /// Thresholds already raised in the current period, for the budget and period start in
+    /// `alerted_for`: a changed budget raises its own alerts.
     alerted: Vec<u8>,
+    #[serde(default)]
+    alerted_for: (u64, i64),
     outbox: Vec<Alert>,
+    /// Whose ledger this is, as the relay names it with each operation: what an alert is about.
+    #[serde(default)]
+    owner: Option<Scope>,
 }
 
 /// A map stored as the list of its entries.
@@ -396,6 +413,11 @@ impl Ledger {
                 // Only calls in flight hold the rest; they settle (or expire) soon.
                 Some(1)
             } else {
+                // What is left of the period's budget cannot carry this call: as spent as it
+                // gets under `reject`, so the thresholds not yet raised are raised now.
+                if limits.policy == UsagePolicy::Reject {
+                    self.raise_alerts_as(limits, now_ms, true);
+                }
                 period_end(limits.period, self.period_start_ms).map(|e| seconds_until(e, now_ms))
             };
             over = Some((Exceeded::Budget, wait));
@@ -523,11 +545,22 @@ impl Ledger {
     }
 
     fn raise_alerts(&mut self, limits: &Limits, now_ms: i64) {
+        self.raise_alerts_as(limits, now_ms, false);
+    }
+
+    /// Raise each threshold the spend has reached, or with `refused` (a call the rest of the
+    /// budget could not carry was refused) every threshold not raised yet.
+    fn raise_alerts_as(&mut self, limits: &Limits, now_ms: i64, refused: bool) {
         if limits.budget == 0 {
             return;
         }
+        let this = (limits.budget, self.period_start_ms);
+        if self.alerted_for != this {
+            self.alerted.clear();
+            self.alerted_for = this;
+        }
         for threshold in THRESHOLDS {
-            let reached = self.spent * 100 >= limits.budget * u64::from(threshold);
+            let reached = refused || self.spent * 100 >= limits.budget * u64::from(threshold);
             if reached && !self.alerted.contains(&threshold) {
                 self.alerted.push(threshold);
                 self.outbox.push(Alert {
@@ -537,6 +570,7 @@ impl Ledger {
                     budget: limits.budget,
                     spent: self.spent,
                     at_ms: now_ms,
+                    refused,
                     attempts: 0,
                     next_ms: now_ms,
                 });
@@ -553,21 +587,17 @@ impl Ledger {
             .collect()
     }
 
-    /// Record one delivery attempt of the alert for `threshold` in the period starting at
-    /// `period_start_ms`: delivered, or failed (tried again later, up to [`ALERT_ATTEMPTS`]).
-    /// Returns whether it stays queued.
+    /// Record one delivery attempt of `alert` (as [`Ledger::alerts_due`] gave it): delivered
+    /// (or nowhere to deliver it), or failed, tried again `retry_ms` later, then twice, four and
+    /// eight times that, up to [`ALERT_ATTEMPTS`] in all. Returns whether it stays queued.
     pub fn alert_attempted(
         &mut self,
-        threshold: u8,
-        period_start_ms: i64,
+        alert: &Alert,
         delivered: bool,
         now_ms: i64,
+        retry_ms: i64,
     ) -> bool {
-        let Some(i) = self
-            .outbox
-            .iter()
-            .position(|a| a.threshold == threshold && a.period_start_ms == period_start_ms)
-        else {
+        let Some(i) = self.outbox.iter().position(|a| a.same_event(alert)) else {
             return false;
         };
         let a = &mut self.outbox[i];
@@ -576,8 +606,20 @@ impl Ledger {
             self.outbox.remove(i);
             return false;
         }
-        a.next_ms = now_ms + ALERT_BACKOFF_MS * (1 << (a.attempts - 1));
+        a.next_ms = now_ms + retry_ms.max(0) * (1 << (a.attempts - 1));
         true
+    }
+
+    /// Name the ledger's owner (the relay sends it with every operation).
+    pub fn own(&mut self, scope: &Scope) {
+        if self.owner.as_ref() != Some(scope) {
+            self.owner = Some(scope.clone());
+        }
+    }
+
+    /// Whose ledger this is, once an operation has named it.
+    pub fn owner(&self) -> Option<&Scope> {
+        self.owner.as_ref()
     }
 
     /// Hand over the hour buckets gathered since the last flush, with the day buckets they add
@@ -681,7 +723,8 @@ impl Ledger {
 }
 
 /// Whose ledger: a gateway key's or a tenant's (one object each, named by this text).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Scope {
     Key { tenant_id: String, key_id: String },
     Tenant { tenant_id: String },
@@ -736,6 +779,21 @@ impl Settlements {
     }
 }
 
+/// What the relay sends the object owning `scope`'s ledger: the operation, and whose ledger it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub scope: Scope,
+    pub op: Op,
+}
+
+impl Envelope {
+    /// Apply the operation to `ledger` at `now_ms`, naming its owner first.
+    pub fn apply(&self, ledger: &mut Ledger, now_ms: i64) -> Option<Decision> {
+        ledger.own(&self.scope);
+        ledger.apply(&self.op, now_ms)
+    }
+}
+
 /// Ledgers in memory, for native tests and for anything with a single thread of its own.
 #[derive(Default)]
 pub struct LocalCounters {
@@ -752,12 +810,14 @@ impl Counters for LocalCounters {
             return Err(Unreachable("the counters are down".into()));
         }
         let now = self.now_ms.get();
-        Ok(self
-            .ledgers
-            .borrow_mut()
-            .entry(scope.clone())
-            .or_default()
-            .apply(&op, now))
+        let envelope = Envelope {
+            scope: scope.clone(),
+            op,
+        };
+        Ok(envelope.apply(
+            self.ledgers.borrow_mut().entry(scope.clone()).or_default(),
+            now,
+        ))
     }
 }
 

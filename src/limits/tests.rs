@@ -653,22 +653,166 @@ fn the_budget_raises_one_alert_at_80_and_one_at_100_percent_per_period() {
     spend(&mut g, 15, t + 3);
     assert_eq!(g.alerts_due(t + 3).len(), 2);
     // Delivered: gone. Failed: tried again 30 s, then 60 s later, at most five times.
-    assert!(!g.alert_attempted(80, g.period_start_ms(), true, t + 4));
-    let start = g.period_start_ms();
-    assert!(g.alert_attempted(100, start, false, t + 4));
+    let due = g.alerts_due(t + 3);
+    let (eighty, hundred) = (&due[0], &due[1]);
+    assert!(!g.alert_attempted(eighty, true, t + 4, 30_000));
+    assert!(g.alert_attempted(hundred, false, t + 4, 30_000));
     assert!(g.alerts_due(t + 4).is_empty());
     assert_eq!(g.next_alert_ms(), Some(t + 30_004));
-    assert!(g.alert_attempted(100, start, false, t + 30_004));
+    assert!(g.alert_attempted(hundred, false, t + 30_004, 30_000));
     assert_eq!(g.next_alert_ms(), Some(t + 90_004));
-    assert!(g.alert_attempted(100, start, false, t + 90_004));
-    assert!(g.alert_attempted(100, start, false, t + 200_000));
-    assert!(!g.alert_attempted(100, start, false, t + 500_000));
+    assert!(g.alert_attempted(hundred, false, t + 90_004, 30_000));
+    assert!(g.alert_attempted(hundred, false, t + 200_000, 30_000));
+    assert!(!g.alert_attempted(hundred, false, t + 500_000, 30_000));
     assert_eq!(g.next_alert_ms(), None);
     // The next day: a new period, new alerts.
     spend(&mut g, 90, ms("2026-12-11T01:00:00Z"));
     let next = g.alerts_due(ms("2026-12-11T01:00:00Z"));
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].period_start_ms, ms("2026-12-11T00:00:00Z"));
+}
+
+#[test]
+fn a_budget_changed_mid_period_raises_its_own_alerts_once() {
+    let small = limits(0, 0, 100, BudgetPeriod::Month);
+    let large = limits(0, 0, 1000, BudgetPeriod::Month);
+    let mut g = Ledger::default();
+    let t = ms("2026-12-10T10:00:00Z");
+    let spend = |g: &mut Ledger, l: &Limits, n: u64, at: i64| {
+        let id = admitted(g.reserve(l, &ask(n), at));
+        g.settle(
+            l,
+            id,
+            Used {
+                input: n,
+                output: 0,
+            },
+            None,
+            at,
+        );
+    };
+    spend(&mut g, &small, 85, t);
+    let first = g.alerts_due(t);
+    assert_eq!(first.len(), 1);
+    assert!(!g.alert_attempted(&first[0], true, t, 1000));
+    // Raised to 1000: 85 is 8.5%, nothing new; then 80% of the new budget is its own alert.
+    spend(&mut g, &large, 10, t + 1);
+    assert!(g.alerts_due(t + 1).is_empty());
+    spend(&mut g, &large, 710, t + 2);
+    let second = g.alerts_due(t + 2);
+    assert_eq!(
+        second
+            .iter()
+            .map(|a| (a.threshold, a.budget))
+            .collect::<Vec<_>>(),
+        [(80, 1000)]
+    );
+    assert!(!second[0].same_event(&first[0]));
+    // The same budget sent again with later calls raises nothing twice.
+    spend(&mut g, &large, 1, t + 3);
+    assert_eq!(g.alerts_due(t + 3).len(), 1);
+}
+
+#[test]
+fn a_call_the_rest_of_the_budget_cannot_carry_raises_the_thresholds_not_yet_raised() {
+    let l = limits(0, 0, 100, BudgetPeriod::Month);
+    let mut g = Ledger::default();
+    let t = ms("2026-12-10T10:00:00Z");
+    let id = admitted(g.reserve(&l, &ask(70), t));
+    g.settle(
+        &l,
+        id,
+        Used {
+            input: 70,
+            output: 0,
+        },
+        None,
+        t,
+    );
+    assert!(g.alerts_due(t).is_empty());
+    // 70 + 40 > 100: refused, and both thresholds go out, marked as raised by the refusal.
+    assert!(matches!(
+        g.reserve(&l, &ask(40), t + 1),
+        Decision::Refused {
+            exceeded: Exceeded::Budget,
+            ..
+        }
+    ));
+    let due = g.alerts_due(t + 1);
+    assert_eq!(
+        due.iter()
+            .map(|a| (a.threshold, a.spent, a.refused))
+            .collect::<Vec<_>>(),
+        [(80, 70, true), (100, 70, true)]
+    );
+    // Refused again: nothing new. A call in flight holding the rest is no such refusal.
+    g.reserve(&l, &ask(40), t + 2);
+    assert_eq!(g.alerts_due(t + 2).len(), 2);
+    let mut h = Ledger::default();
+    admitted(h.reserve(&l, &ask(90), t));
+    assert!(matches!(
+        h.reserve(&l, &ask(20), t),
+        Decision::Refused { .. }
+    ));
+    assert!(h.alerts_due(t).is_empty());
+    // Under use_anyway the call goes through, and the settlement raises what it reaches.
+    let anyway = Limits {
+        policy: UsagePolicy::UseAnyway,
+        ..l
+    };
+    let mut u = Ledger::default();
+    let id = match u.reserve(&anyway, &ask(110), t) {
+        Decision::Admitted {
+            id,
+            exceeded: Some(Exceeded::Budget),
+        } => id,
+        other => panic!("expected admitted past the budget, got {other:?}"),
+    };
+    u.settle(
+        &anyway,
+        id,
+        Used {
+            input: 110,
+            output: 0,
+        },
+        None,
+        t,
+    );
+    assert_eq!(
+        u.alerts_due(t)
+            .iter()
+            .map(|a| (a.threshold, a.refused))
+            .collect::<Vec<_>>(),
+        [(80, false), (100, false)]
+    );
+}
+
+#[test]
+fn the_ledger_remembers_whose_it_is_from_the_operations_sent_to_it() {
+    let l = limits(0, 0, 100, BudgetPeriod::Month);
+    let scope = Scope::Key {
+        tenant_id: "t1".into(),
+        key_id: "k1".into(),
+    };
+    let mut g = Ledger::default();
+    assert_eq!(g.owner(), None);
+    let env = Envelope {
+        scope: scope.clone(),
+        op: Op::Reserve {
+            limits: l,
+            ask: ask(1),
+        },
+    };
+    assert!(env.apply(&mut g, ms("2026-12-10T10:00:00Z")).is_some());
+    assert_eq!(g.owner(), Some(&scope));
+    // It survives being stored, and a ledger stored before owners were kept still loads.
+    let back: Ledger = serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+    assert_eq!(back.owner(), Some(&scope));
+    let mut old = serde_json::to_value(Ledger::default()).unwrap();
+    let o = old.as_object_mut().unwrap();
+    o.remove("owner");
+    o.remove("alerted_for");
+    assert!(serde_json::from_value::<Ledger>(old).is_ok());
 }
 
 #[test]

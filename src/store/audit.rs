@@ -11,6 +11,8 @@ pub enum Actor<'a> {
     Admin,
     /// A user, through one of their keys, by name.
     User(&'a str),
+    /// keyward itself (a budget alert's webhook delivery).
+    System,
 }
 
 impl<'a> Actor<'a> {
@@ -19,25 +21,27 @@ impl<'a> Actor<'a> {
         match self {
             Actor::Admin => ActorKind::Admin.as_str(),
             Actor::User(_) => ActorKind::User.as_str(),
+            Actor::System => ActorKind::System.as_str(),
         }
     }
-    /// The `actor` column: the user's name, empty for the admin token.
+    /// The `actor` column: the user's name, empty for the admin token and keyward itself.
     pub fn name(self) -> &'a str {
         match self {
-            Actor::Admin => "",
+            Actor::Admin | Actor::System => "",
             Actor::User(name) => name,
         }
     }
 }
 
 crate::closed_set! {
-    /// The stored kind of an entry's actor. `Unknown` marks entries written before the kind was
-    /// recorded whose actor cannot be told apart (see migrations: the name `admin` on an action
-    /// both the admin and a user could take).
+    /// Who made a change: the admin token, a user's key, keyward itself (a webhook delivery), or
+    /// `unknown` for an entry written before the kind was recorded whose actor cannot be told
+    /// apart (the name `admin` on an action both the admin and a user could take).
     pub enum ActorKind {
         Admin = "admin",
         User = "user",
         Unknown = "unknown",
+        System = "system",
     }
 }
 

@@ -14,6 +14,7 @@ pub mod settings;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 pub use batch::{Batch, Guard, Handle, Outcome, Pushed};
 use serde_json::{Map, Value as Json};

@@ -119,6 +119,7 @@ pub async fn list(
 pub fn delete<'b>(batch: &'b mut Batch, id: &str) -> Pushed<'b> {
     batch.extend([
         stmt!("DELETE FROM tenant_defaults WHERE tenant_id = ?1", id),
+        stmt!("DELETE FROM tenant_webhooks WHERE tenant_id = ?1", id),
         stmt!("DELETE FROM usage_buckets WHERE tenant_id = ?1", id),
         stmt!(
             "DELETE FROM model_usage WHERE connection_id IN \

@@ -8,7 +8,7 @@
 //! awaits, so no two operations interleave; the output gate holds each answer until its write is
 //! durable, so an answered reservation survives a restart of the object.
 
-use crate::limits::{Counters, Decision, Ledger, Op, Scope, Unreachable};
+use crate::limits::{Counters, Decision, Envelope, Ledger, Op, Scope, Unreachable, ALERT_ATTEMPTS};
 use crate::store::Db;
 use std::cell::RefCell;
 use wasm_bindgen::JsValue;
@@ -22,6 +22,9 @@ pub const BINDING: &str = "LIMITS";
 /// How long gathered usage waits before it is written to D1, unless `USAGE_FLUSH_SECONDS` says
 /// otherwise: the freshness of `used_token` and the history for calls an object counts.
 pub const DEFAULT_FLUSH_SECONDS: i64 = 30;
+/// How long a budget alert waits before its first retry, unless `WEBHOOK_RETRY_SECONDS` says
+/// otherwise (each later retry waits twice as long as the one before).
+pub const DEFAULT_RETRY_SECONDS: i64 = 30;
 
 #[durable_object(alarm)]
 pub struct LimitsObject {
@@ -60,23 +63,76 @@ impl LimitsObject {
         self.state.storage().put(LEDGER_KEY, stored).await
     }
 
-    fn flush_ms(&self) -> i64 {
+    /// A number of seconds from 1 to 3600 in the variable `name`, in milliseconds.
+    fn seconds_ms(&self, name: &str, default: i64) -> i64 {
         let seconds = self
             .env
-            .var("USAGE_FLUSH_SECONDS")
+            .var(name)
             .ok()
             .and_then(|v| v.to_string().trim().parse::<i64>().ok())
             .filter(|s| (1..=3600).contains(s))
-            .unwrap_or(DEFAULT_FLUSH_SECONDS);
+            .unwrap_or(default);
         seconds * 1000
     }
 
-    /// Wake for the next flush when usage waits and no wake-up is set.
+    /// Wake for the next flush when usage waits, and at once when an alert is due: set the
+    /// alarm when none is set or the one set is later than needed.
     async fn arm(&self) -> worker::Result<()> {
-        // Gathered usage only: budget alerts are raised by the ledger but not delivered yet.
-        let pending = self.ledger.borrow().as_ref().is_some_and(Ledger::has_usage);
-        if pending && self.state.storage().get_alarm().await?.is_none() {
-            self.state.storage().set_alarm(self.flush_ms()).await?;
+        let now = js_sys::Date::now() as i64;
+        let wake = match self.ledger.borrow().as_ref() {
+            Some(l) => {
+                let flush = l
+                    .has_usage()
+                    .then(|| now + self.seconds_ms("USAGE_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS));
+                match (flush, l.next_alert_ms()) {
+                    (Some(f), Some(a)) => Some(f.min(a)),
+                    (f, a) => f.or(a),
+                }
+            }
+            None => None,
+        };
+        let Some(wake) = wake else {
+            return Ok(());
+        };
+        let storage = self.state.storage();
+        let set = storage.get_alarm().await?;
+        if set.is_none_or(|at| at > wake) {
+            storage.set_alarm((wake - now).max(0)).await?;
+        }
+        Ok(())
+    }
+
+    /// Post the budget alerts that are due to the tenant's webhook, one at a time, and record
+    /// each attempt in the ledger (a failed one is tried again later, see [`Ledger::alert_attempted`]).
+    async fn deliver_alerts(&self) -> worker::Result<()> {
+        let now = js_sys::Date::now() as i64;
+        let (owner, due) = match self.ledger.borrow().as_ref() {
+            Some(l) => (l.owner().cloned(), l.alerts_due(now)),
+            None => return Ok(()),
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let retry_ms = self.seconds_ms("WEBHOOK_RETRY_SECONDS", DEFAULT_RETRY_SECONDS);
+        let app = match owner {
+            Some(_) => Some(super::app(&self.env, None)?),
+            None => None,
+        };
+        for alert in due {
+            let attempt = alert.attempts + 1;
+            let done = match (&owner, &app) {
+                (Some(scope), Some(app)) => {
+                    app.deliver_alert(scope, &alert, attempt, attempt >= ALERT_ATTEMPTS)
+                        .await
+                }
+                // A ledger stored before it knew its owner: nothing says whose the alert is.
+                _ => true,
+            };
+            // The ledger may have moved on meanwhile (the object answers calls while it posts);
+            // the attempt is recorded against the event, whatever else changed.
+            if let Some(l) = self.ledger.borrow_mut().as_mut() {
+                l.alert_attempted(&alert, done, js_sys::Date::now() as i64, retry_ms);
+            }
         }
         Ok(())
     }
@@ -93,8 +149,8 @@ impl DurableObject for LimitsObject {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let op: Op = match req.json().await {
-            Ok(op) => op,
+        let envelope: Envelope = match req.json().await {
+            Ok(e) => e,
             Err(e) => return Response::error(format!("not a ledger operation: {e}"), 400),
         };
         self.load().await?;
@@ -102,7 +158,7 @@ impl DurableObject for LimitsObject {
         let (decision, stored) = {
             let mut slot = self.ledger.borrow_mut();
             let ledger = slot.get_or_insert_with(Ledger::default);
-            let decision = ledger.apply(&op, now);
+            let decision = envelope.apply(ledger, now);
             (decision, serde_json::to_string(&*ledger)?)
         };
         self.state.storage().put(LEDGER_KEY, stored).await?;
@@ -110,16 +166,20 @@ impl DurableObject for LimitsObject {
         Response::from_json(&decision)
     }
 
-    /// Write the usage gathered since the last flush to D1 as one batch (history rows, gateway
-    /// key and model counters); a batch that fails is put back and tried at the next wake-up.
+    /// Post the budget alerts that are due, then write the usage gathered since the last flush
+    /// to D1 as one batch (history rows, gateway key and model counters); a batch that fails is
+    /// put back and tried at the next wake-up.
     async fn alarm(&self) -> worker::Result<Response> {
         self.load().await?;
+        self.deliver_alerts().await?;
         let flush = match self.ledger.borrow_mut().as_mut() {
             Some(l) => l.take_flush(),
             None => return Response::ok("nothing"),
         };
         if flush.is_empty() {
-            return Response::ok("nothing");
+            self.store().await?;
+            self.arm().await?;
+            return Response::ok("nothing to flush");
         }
         let calls: u64 = flush.hours.iter().map(|b| b.totals.requests).sum();
         // Whose calls (ids only, never a secret): a key's object gathers its key's, a tenant's
@@ -172,7 +232,11 @@ impl Counters for DoCounters {
             .as_ref()
             .ok_or_else(|| Unreachable(format!("no {BINDING} binding")))?;
         let stub = ns.get_by_name(&scope.name()).map_err(unreachable)?;
-        let body = serde_json::to_string(&op).map_err(unreachable)?;
+        let body = serde_json::to_string(&Envelope {
+            scope: scope.clone(),
+            op,
+        })
+        .map_err(unreachable)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_body(Some(JsValue::from_str(&body)));

@@ -389,6 +389,7 @@ const auditSource = cursorPaged<AuditEntry, AuditFilters>(({ limit, cursor, filt
 function Actor(props: { entry: AuditEntry }) {
   const a = props.entry;
   if (a.actor_kind === 'admin') return <span class="tag actor-admin">admin token</span>;
+  if (a.actor_kind === 'system') return <span class="tag actor-admin">keyward</span>;
   return (
     <>
       <span class={`tag actor-${a.actor_kind}`}>{a.actor_kind === 'user' ? 'user' : 'unknown'}</span>{' '}

@@ -6,6 +6,7 @@ import { canManage } from '../session';
 import { Action, ask, Dialog, Form, SelectField, TextField, when } from '../ui/kit';
 import { PagedView, serverPaged, usePaged } from '../ui/list';
 import { BudgetBar, UsageChart } from '../ui/usage';
+import { BudgetAlerts } from './alerts';
 import { type Configured, loadConfigured } from './models';
 
 interface Filters {
@@ -195,6 +196,7 @@ export function AiKeysPage() {
         />
       )}
       {viewing && <DetailsDialog k={viewing} onClose={() => setViewing(null)} />}
+      {manage && <BudgetAlerts />}
     </section>
   );
 }

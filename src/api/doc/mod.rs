@@ -385,6 +385,7 @@ pub fn document() -> Value {
         .remove("components")
         .expect("frame.json has components");
     frame.insert("paths".into(), Value::Object(paths));
+    frame.insert("webhooks".into(), webhooks(&mut answers));
     frame.insert("components".into(), components);
     let mut doc = Value::Object(frame);
 
@@ -409,6 +410,44 @@ pub fn document() -> Value {
         }
     }
     doc
+}
+
+/// What keyward posts to a tenant's webhook (OpenAPI's `webhooks`): the event, its headers.
+fn webhooks(answers: &mut SchemaGenerator) -> Value {
+    use super::webhooks::{
+        Event, BUDGET_EVENT, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER,
+    };
+    let event = answers.subschema_for::<Event<'static>>();
+    let header = |name: &str, description: &str| {
+        json!({
+            "name": name, "in": "header", "required": true,
+            "description": description, "schema": {"type": "string"}
+        })
+    };
+    json!({
+        "budgetAlert": {
+            "post": {
+                "operationId": "budgetAlert",
+                "tags": ["Alerts"],
+                "summary": "A budget reached 80% or 100% of itself in its period",
+                "description": paragraphs(&format!(
+                    "Posted to the tenant's webhook once per threshold of a budget per period                      (`{BUDGET_EVENT}`), and by `POST /api/v1/tenant/webhook/test`                      (`webhook.test`). A receiver that does not answer 2xx within 10 s is tried                      again after `WEBHOOK_RETRY_SECONDS` (30 by default), then twice, four and                      eight times that, five attempts in all; every retry carries the same event                      id. Redirects are not followed."
+                )),
+                "parameters": [
+                    header(SIGNATURE_HEADER, "`t=<Unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" under the webhook's secret>`. Compare in constant time; refuse a `t` more than a few minutes from now."),
+                    header(EVENT_ID_HEADER, "The event's id, as in the body: the same on every retry."),
+                    header(EVENT_TYPE_HEADER, "The event's type, as in the body."),
+                ],
+                "requestBody": {
+                    "required": true,
+                    "content": {"application/json": {"schema": event}}
+                },
+                "responses": {
+                    "2XX": {"description": "Received; anything else (or no answer) is retried."}
+                }
+            }
+        }
+    })
 }
 
 fn method_key(m: Method) -> &'static str {

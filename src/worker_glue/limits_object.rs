@@ -10,15 +10,21 @@
 
 use crate::limits::{Counters, Decision, Envelope, Ledger, Op, Scope, Unreachable, ALERT_ATTEMPTS};
 use crate::store::Db;
+use futures_util::future::{select, Either};
 use std::cell::RefCell;
+use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{
+    durable_object, Delay, DurableObject, Env, Method, Request, RequestInit, Response, State,
+};
 
 /// The storage key of the ledger (one JSON value: a ledger holds at most 60 window slots, its
 /// calls in flight and the aggregates not yet flushed).
 const LEDGER_KEY: &str = "ledger";
 /// The binding in wrangler.toml.
 pub const BINDING: &str = "LIMITS";
+/// Longest the relay waits for an object's answer (its work is one storage read and write).
+pub const OBJECT_TIMEOUT_MS: u64 = 5_000;
 /// How long gathered usage waits before it is written to D1, unless `USAGE_FLUSH_SECONDS` says
 /// otherwise: the freshness of `used_token` and the history for calls an object counts.
 pub const DEFAULT_FLUSH_SECONDS: i64 = 30;
@@ -243,10 +249,21 @@ impl Counters for DoCounters {
         // The host is never resolved: a stub's fetch goes to the object.
         let req =
             Request::new_with_init("https://limits.keyward/op", &init).map_err(unreachable)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(unreachable)?;
-        if resp.status_code() != 200 {
-            return Err(Unreachable(format!("answered {}", resp.status_code())));
+        let call = async move {
+            let mut resp = stub.fetch_with_request(req).await.map_err(unreachable)?;
+            if resp.status_code() != 200 {
+                return Err(Unreachable(format!("answered {}", resp.status_code())));
+            }
+            resp.json::<Option<Decision>>().await.map_err(unreachable)
+        };
+        let timer = Delay::from(Duration::from_millis(OBJECT_TIMEOUT_MS));
+        match select(Box::pin(call), timer).await {
+            Either::Left((answer, _)) => answer,
+            // Treated as unreachable (the relay fails closed); a reservation the object did
+            // make meanwhile expires (RESERVATION_TTL_MS).
+            Either::Right(_) => Err(Unreachable(format!(
+                "no answer within {OBJECT_TIMEOUT_MS} ms"
+            ))),
         }
-        resp.json::<Option<Decision>>().await.map_err(unreachable)
     }
 }

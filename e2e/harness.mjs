@@ -202,8 +202,10 @@ export class Worker {
     authFailureLimit = 100_000,
     vars = {},
     config = null,
+    withoutLimitsObjects = false,
   } = {}) {
     this.authFailureLimit = authFailureLimit;
+    this.withoutLimitsObjects = withoutLimitsObjects;
     installExitHooks();
     this.dir = await mkdtemp(join(tmpdir(), 'keyward-e2e-'));
     [this.port, this.inspectorPort] = await twoFreePorts();
@@ -310,6 +312,8 @@ export class Worker {
         out.push(`directory = ${JSON.stringify(join(snapshot, 'console'))}`);
         continue;
       }
+      // A deployment whose LIMITS binding is missing: every limits object is unreachable.
+      if (this.withoutLimitsObjects && /^\s*bindings\s*=.*"LimitsObject"/.test(line)) continue;
       if (this.authFailureLimit != null && /^\s*simple\s*=/.test(line)) {
         out.push(line.replace(/limit\s*=\s*\d+/, `limit = ${this.authFailureLimit}`));
         continue;

@@ -142,6 +142,23 @@ test('a budget crossing 80% and 100% posts exactly one signed event for each, re
   assert.match(delivered.find((e) => e.target === first.json.id).detail, /attempt 2/);
 });
 
+test('calls arriving at once: exactly ten of thirty answered, and still one event per threshold', async () => {
+  const key = ok(await as('POST', '/api/v1/ai_keys', {
+    alias: 'at-once', provider: COMPAT, model: 'standin-embed', api_key: GOOD, input_limit: 0,
+    status: 'enabled', token_budget: 20, budget_period: 'day',
+  }), 'gateway key');
+  const before = received.length;
+  const statuses = (await Promise.all(Array.from({ length: 30 }, () => embed('at-once')))).map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 200).length, 10, statuses.join(','));
+  assert.equal(statuses.filter((s) => s === 429).length, 20, statuses.join(','));
+  await until('two events for the concurrent key', () => received.length >= before + 2);
+  await new Promise((r) => setTimeout(r, 3000));
+  const mine = received.slice(before).map((r) => JSON.parse(r.body.toString('utf8')));
+  assert.equal(mine.length, 2, JSON.stringify(mine));
+  assert.deepEqual(mine.map((e) => e.data.threshold).sort((a, b) => a - b), [80, 100]);
+  for (const e of mine) assert.equal(e.data.ai_key_id, key.id);
+});
+
 test("a tenant's limits hold for a key without limits of its own", async () => {
   ok(await w.admin('PUT', `/api/v1/admin/tenants/${tenantId}/limits`, { rpm_limit: 3 }), 'tenant limits');
   ok(await as('POST', '/api/v1/ai_keys', {

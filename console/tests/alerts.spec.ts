@@ -5,7 +5,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { expect, test } from '@playwright/test';
+import { expect, type Page, test } from '@playwright/test';
 import { checkPage, expectNoSecrets, signInUser, userWithKey, watch } from './support';
 
 type Got = { headers: IncomingHttpHeaders; body: Buffer };
@@ -20,6 +20,12 @@ function signedBy(header: string | string[] | undefined, key: string, body: Buff
   const want = createHmac('sha256', key).update(`${parts.t}.`).update(body).digest();
   const got = Buffer.from(parts.v1, 'hex');
   return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/** Dismiss every notice, as a user would before reaching a button one of them covers. */
+async function dismissNotices(page: Page): Promise<void> {
+  const dismiss = page.getByRole('status').getByRole('button', { name: 'Dismiss' });
+  while ((await dismiss.count()) > 0) await dismiss.first().click();
 }
 
 test('an owner sets the webhook, copies the secret once, and a test event arrives signed with it', async ({
@@ -73,6 +79,7 @@ test('an owner sets the webhook, copies the secret once, and a test event arrive
     await checkPage(page, 'aikeys-alerts');
 
     // A new secret: shown once again, and the next event is signed with it, not the old one.
+    await dismissNotices(page);
     await section.getByRole('button', { name: 'New secret' }).click();
     await page.getByTestId('confirm').getByRole('button', { name: 'Renew' }).click();
     const renewed = (await dialog.getByTestId('new-webhook-secret').textContent()) ?? '';
@@ -90,6 +97,7 @@ test('an owner sets the webhook, copies the secret once, and a test event arrive
     await expect(section.getByRole('alert')).toContainText('https');
     await expect(section.getByTestId('webhook')).toContainText(url);
 
+    await dismissNotices(page);
     await section.getByRole('button', { name: 'Remove' }).click();
     await page.getByTestId('confirm').getByRole('button', { name: 'Remove' }).click();
     await expect(page.getByText('Webhook removed')).toBeVisible();

@@ -10,6 +10,8 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,6 +122,8 @@ let secondToken = null;
 let rotatedToken = null;
 let gatewayId = null;
 let adminIssued = null;
+let webhookSecret = null;
+let webhookRun = null;
 
 test('login: the admin token from standard input is stored in an owner-only config file', async () => {
   const r = await kw(['login', '--admin', '--profile', 'ops', '--default'], { stdin: `${w.adminToken}\n` });
@@ -338,6 +342,47 @@ test('the audit log as JSON, read by a JSON parser', async () => {
   assert.equal(table.trim().split('\n').length, 4);
 });
 
+test('webhook: set with a generated secret shown once, read, tested against a receiver, chosen on stdin, removed', async () => {
+  const env = { KEYWARD_PROFILE: 'alice' };
+  const got = [];
+  const receiver = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      got.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      res.end('ok');
+    });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${receiver.address().port}/hook`;
+    const set = await kw(['webhook', 'set', url], { env });
+    assert.equal(set.code, 0, set.stderr);
+    const lines = set.stdout.trimEnd().split('\n');
+    const generated = lines[lines.length - 1];
+    assert.match(generated, /^whsec_[A-Za-z0-9_-]{43}$/, 'the secret on its own last line');
+    assert.match(set.stderr, /shown this once/);
+    webhookSecret = generated;
+    webhookRun = runs.length - 1;
+    const read = await ok(['webhook', 'get'], { env });
+    assert.match(read, new RegExp(`url\\s+${url.replace(/[.]/g, '\\.')}`));
+    assert.ok(!read.includes(generated));
+    assert.match(await ok(['webhook', 'test'], { env }), /delivered\s+true/);
+    const sig = Object.fromEntries(String(got[0].headers['keyward-signature']).split(',').map((p) => p.split('=', 2)));
+    const want = createHmac('sha256', generated).update(`${sig.t}.`).update(got[0].body).digest('hex');
+    assert.equal(sig.v1, want, 'signed with the secret the client printed');
+    const chosen = 'a-chosen-secret-from-stdin';
+    const again = await okJson(['webhook', 'set', url, '--secret-file', '-'], { env, stdin: `${chosen}\n` });
+    assert.equal(again.secret, undefined);
+    assert.equal(again.url, url);
+    await fails(['webhook', 'set', 'http://hooks.example.com/x'], 2, { env });
+    assert.equal(await ok(['webhook', 'delete', '--json'], { env }), 'true\n');
+    await fails(['webhook', 'get'], 4, { env });
+  } finally {
+    await new Promise((r) => receiver.close(r));
+  }
+});
+
 test('each error class has its exit status', async () => {
   const env = { KEYWARD_PROFILE: 'alice' };
   // 2: bad input, from the command line, from the API (400) and from the provider (422).
@@ -414,6 +459,13 @@ test('no secret in any argument list, and a new token only in the one output tha
       }
     }
   });
+  // The webhook's generated secret: in the stdout of the run that generated it, nowhere else.
+  assert.ok(webhookSecret, 'the webhook test ran');
+  runs.forEach((run, i) => {
+    const seen = `${run.argv.join(' ')}\n${run.stdout}\n${run.stderr}`.split(webhookSecret).length - 1;
+    if (seen !== (i === webhookRun ? 1 : 0)) problems.push(`the webhook secret ${seen} time(s) in run ${i}`);
+  });
+  assert.ok(!w.output.includes(webhookSecret), 'the webhook secret in the worker log');
   assert.deepEqual(problems, []);
   // The worker's own log holds none of them either.
   const texts = Object.fromEntries(runs.map((r, i) => [`run ${i} argv`, r.argv.join(' ')]));

@@ -17,6 +17,7 @@ use keyward::api::me::MeView;
 use keyward::api::models::{FactoryModels, FactoryView, RemoveModel};
 use keyward::api::relay::RelayModelList;
 use keyward::api::usage::{UsagePage, UsagePoint};
+use keyward::api::webhooks::{PutWebhook, TestDelivery, WebhookView};
 use keyward::catalog::Auth as FactoryAuth;
 use keyward::domain::names::{Role, UserStatus};
 use keyward::providers::AddModel;
@@ -125,6 +126,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Defaults(d) => defaults(&ctx, d),
         Command::AiKeys(k) => ai_keys(&ctx, k),
         Command::Usage(u) => usage(&ctx, u),
+        Command::Webhook(w) => webhook(&ctx, w),
         Command::Relay(r) => relay(&ctx, r),
     }
 }
@@ -1238,6 +1240,96 @@ fn ai_keys(ctx: &Ctx, k: AiKeys) -> Result<()> {
 }
 
 // ---------------------------------------------------------------- usage
+
+fn webhook_record(w: &WebhookView) -> Vec<(&'static str, String)> {
+    vec![
+        ("url", w.url.clone()),
+        ("secret_hint", w.secret_hint.clone()),
+        ("create_date", w.create_date.clone()),
+        ("update_date", w.update_date.clone()),
+    ]
+}
+
+fn webhook(ctx: &Ctx, w: Webhook) -> Result<()> {
+    let c = ctx.user()?;
+    const PATH: &str = "/api/v1/tenant/webhook";
+    match w {
+        Webhook::Get => {
+            let a = c.get(PATH)?;
+            ctx.show(&a, || {
+                print!("{}", fields(&webhook_record(&a.parse()?)));
+                Ok(())
+            })
+        }
+        Webhook::Set {
+            webhook_url: url,
+            secret_file,
+            new_secret,
+        } => {
+            let secret = secret_file
+                .as_deref()
+                .map(|p| secret::read_one(&Source::from_flag(Some(p)), "webhook secret"))
+                .transpose()?;
+            let body = PutWebhook {
+                url,
+                secret,
+                new_secret: new_secret.then_some(true),
+            };
+            let a = c.api("PUT", PATH, Some(&body), &[])?;
+            let v: WebhookView = a.parse()?;
+            match &v.secret {
+                Some(generated) => {
+                    if ctx.json {
+                        println!("{}", a.data.get());
+                    } else {
+                        print!("{}", fields(&webhook_record(&v)));
+                        println!("{generated}");
+                    }
+                    let _ = std::io::stdout().flush();
+                    eprintln!(
+                        "keyward: the signing secret is shown this once; put it in your receiver now"
+                    );
+                    Ok(())
+                }
+                None => ctx.show(&a, || {
+                    print!("{}", fields(&webhook_record(&v)));
+                    Ok(())
+                }),
+            }
+        }
+        Webhook::Test => {
+            let a = c.api::<()>("POST", &format!("{PATH}/test"), None, &[])?;
+            let t: TestDelivery = a.parse()?;
+            ctx.show(&a, || {
+                let status = t.status.map_or("-".into(), |s| s.to_string());
+                print!(
+                    "{}",
+                    fields(&[
+                        ("delivered", t.delivered.to_string()),
+                        ("status", status),
+                        ("error", t.error.clone().unwrap_or_default()),
+                    ])
+                );
+                Ok(())
+            })?;
+            if t.delivered {
+                Ok(())
+            } else {
+                Err(Failure::Network(format!(
+                    "the test event was not delivered: {}",
+                    t.error.unwrap_or_default()
+                )))
+            }
+        }
+        Webhook::Delete => {
+            let a = c.api::<()>("DELETE", PATH, None, &[])?;
+            ctx.show(&a, || {
+                println!("webhook removed");
+                Ok(())
+            })
+        }
+    }
+}
 
 fn usage(ctx: &Ctx, u: Usage) -> Result<()> {
     let c = ctx.user()?;

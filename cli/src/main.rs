@@ -91,6 +91,9 @@ pub enum Command {
     /// Tokens used: per model, per gateway key
     #[command(subcommand)]
     Usage(Usage),
+    /// Your tenant's webhook for budget alerts (owners and admins)
+    #[command(subcommand)]
+    Webhook(Webhook),
     /// The OpenAI-compatible relay
     #[command(subcommand)]
     Relay(Relay),
@@ -508,6 +511,29 @@ pub enum AiKeys {
     },
     /// Delete a gateway key
     Delete { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum Webhook {
+    /// Show the webhook: its URL and a hint of its secret
+    Get,
+    /// Set where budget alerts are posted. Without --secret-file the current secret is kept; a
+    /// new webhook (or --new-secret) gets a generated one, printed this once on its own line
+    Set {
+        /// Where events are posted (https; http only to a loopback or private address)
+        #[arg(value_name = "URL")]
+        webhook_url: String,
+        /// A file holding the signing secret you chose (`-`: standard input), 16 to 256 characters
+        #[arg(long, value_name = "PATH", conflicts_with = "new_secret")]
+        secret_file: Option<String>,
+        /// Replace the secret with a generated one
+        #[arg(long)]
+        new_secret: bool,
+    },
+    /// Post a signed test event now and say how the receiver answered
+    Test,
+    /// Remove the webhook: budget alerts are no longer posted
+    Delete,
 }
 
 #[derive(Subcommand)]

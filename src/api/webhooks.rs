@@ -48,6 +48,7 @@ const SECRET_PREFIX: &str = "whsec_";
 
 /// `PUT /api/v1/tenant/webhook`.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize))]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "PutWebhookRequest"))]
 #[serde(deny_unknown_fields)]
@@ -58,11 +59,19 @@ pub struct PutWebhook {
     pub url: String,
     /// The signing secret, 16 to 256 characters. Left out: the current one is kept, or for a new
     /// webhook one is generated and answered once.
-    #[serde(default, deserialize_with = "body::not_null")]
+    #[serde(
+        default,
+        deserialize_with = "body::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String", extend("minLength" = 16, "maxLength" = 256)))]
     pub secret: Option<String>,
     /// `true`: generate a new secret (answered once) in place of the current one.
-    #[serde(default, deserialize_with = "body::not_null")]
+    #[serde(
+        default,
+        deserialize_with = "body::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "bool"))]
     pub new_secret: Option<bool>,
 }

@@ -233,14 +233,25 @@ impl<P: Platform> App<P> {
             ];
             providers::get_by_ids(self.platform.db(), tenant_id, &ids).await?
         };
+        Ok(self.named_from(conns, factory, name))
+    }
+
+    /// The models named `name` of `factory` among what `conns` (the rows [`Self::available_named`]
+    /// reads) provide.
+    pub(crate) fn named_from(
+        &self,
+        conns: Vec<Connection>,
+        factory: &str,
+        name: &str,
+    ) -> Vec<Available> {
         let mut out = self.expand(conns, factory == catalog::BUILTIN);
         out.retain(|a| a.factory.name == factory && a.name == name);
-        Ok(out)
+        out
     }
 
     /// Connection rows as usable models: an organization row gives its factory's catalog, a
     /// single-model row itself (overriding the same catalog model); then the enabled Builtins.
-    fn expand(&self, conns: Vec<Connection>, with_builtin: bool) -> Vec<Available> {
+    pub(crate) fn expand(&self, conns: Vec<Connection>, with_builtin: bool) -> Vec<Available> {
         let mut out: Vec<Available> = Vec::new();
         for c in conns {
             let Some(f) = catalog::factory(&c.factory) else {

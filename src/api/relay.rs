@@ -26,6 +26,10 @@ use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
 mod over_time;
+mod plan;
+
+use plan::Found;
+pub(crate) use plan::Plan;
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,8 +212,30 @@ pub struct RelayModel {
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
-        let models = self.available_models(&caller.tenant_id).await?;
+    pub(crate) async fn relay_models(&self, caller: &Caller, mut plan: Plan) -> RResult<Response> {
+        let (connections, keys) = match plan.found()? {
+            Some(Found::Models { connections, keys }) => (connections, keys),
+            // Not read with the key: read now.
+            _ => {
+                let db = self.platform.db();
+                let connections = providers::list_for_tenant(db, &caller.tenant_id)
+                    .await
+                    .map_err(ApiError::from)?;
+                let keys = ai_keys::page(
+                    db,
+                    &caller.tenant_id,
+                    &ai_keys::Filter {
+                        status: Some(KeyStatus::Enabled),
+                        limit: plan::LISTED_KEYS,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(ApiError::from)?;
+                (connections, keys)
+            }
+        };
+        let models = self.expand(connections, true);
         // Builtin models are listed once the deployment's Workers AI account can serve them.
         let builtin_served = self.config.workers_ai.endpoint().is_ok();
         let mut data: Vec<RelayModel> = models
@@ -223,17 +249,6 @@ impl<P: Platform> App<P> {
             })
             .collect();
         // One page, not counted: the list has no total to show.
-        let keys = ai_keys::page(
-            self.platform.db(),
-            &caller.tenant_id,
-            &ai_keys::Filter {
-                status: Some(KeyStatus::Enabled),
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(ApiError::from)?;
         data.extend(keys.iter().map(|k| RelayModel {
             id: k.alias.clone(),
             object: "model".into(),
@@ -277,12 +292,14 @@ impl<P: Platform> App<P> {
         }
     }
 
-    /// Resolve the `model` field: a gateway key alias, a model id, or the tenant default.
+    /// Resolve the `model` field: a gateway key alias, a model id, or the tenant default. What
+    /// `found` holds (read with the caller's key, see [`Plan`]) is used; anything it lacks is read.
     async fn relay_target(
         &self,
         caller: &Caller,
         model: &str,
         endpoint: Endpoint,
+        found: Option<Found>,
     ) -> RResult<Target> {
         let want = wanted_type(endpoint);
         // An id naming its factory costs a primary-key read; only a bare name needs the list.
@@ -297,19 +314,39 @@ impl<P: Platform> App<P> {
             }
         };
         if model.is_empty() || model == "default" {
-            let defaults = self.read_defaults(caller).await?;
             let field = super::defaults::FIELDS
                 .iter()
                 .find(|(_, t)| *t == want)
                 .map(|(f, _)| *f)
                 .unwrap_or("llm_id");
-            let id = defaults.get(field).and_then(Value::as_str).ok_or_else(|| {
+            let id = match found {
+                Some(Found::Default {
+                    default,
+                    connections,
+                }) => default.map(|(f, n)| (format!("{n}@{f}"), Some((f, n, connections)))),
+                _ => {
+                    let defaults = self.read_defaults(caller).await?;
+                    let id = defaults.get(field).and_then(Value::as_str);
+                    id.map(|id| (id.to_owned(), None))
+                }
+            };
+            let (id, read) = id.ok_or_else(|| {
                 RelayError::bad(format!(
                     "No default {} model is set for this tenant; name a model or set {field} with POST /api/v1/models/default",
                     want.as_str()
                 ))
             })?;
-            let available = available_for(id).await?;
+            // The connections read with the key are those of the default's factory and name,
+            // which is what its id names unless the factory has left the catalog.
+            let available = match read {
+                Some((f, n, connections))
+                    if super::defaults::split_id(&id) == (n.as_str(), Some(f.as_str())) =>
+                {
+                    self.named_from(connections, &f, &n)
+                }
+                _ => available_for(&id).await?,
+            };
+            let id = id.as_str();
             let a = super::defaults::resolve(id, want, &available).map_err(|why| {
                 RelayError::new(
                     404,
@@ -320,7 +357,25 @@ impl<P: Platform> App<P> {
             })?;
             return self.connection_target(a);
         }
-        if !model.contains('@') {
+        let mut bare = None;
+        let mut named = None;
+        match found {
+            Some(Found::AliasOrBare {
+                key: Some(key),
+                key_connections,
+                ..
+            }) => {
+                let available = self.named_from(key_connections, &key.provider, &key.model);
+                return self.gateway_target(*key, &available, endpoint);
+            }
+            Some(Found::AliasOrBare {
+                key: None, bare: b, ..
+            })
+            | Some(Found::Bare(b)) => bare = Some(b),
+            Some(Found::Named(c)) => named = Some(c),
+            Some(Found::Models { .. } | Found::Default { .. }) | None => {}
+        }
+        if !model.contains('@') && bare.is_none() {
             if let Some(key) = ai_keys::get_by_alias(self.platform.db(), &caller.tenant_id, model)
                 .await
                 .map_err(ApiError::from)?
@@ -331,7 +386,13 @@ impl<P: Platform> App<P> {
                 return self.gateway_target(key, &available, endpoint);
             }
         }
-        let available = available_for(model).await?;
+        let available = match (bare, named, super::defaults::split_id(model)) {
+            // The bare name's connections stand in for all of them: only models of that name
+            // take part in resolving it.
+            (Some(b), _, (_, None)) => self.expand(b, true),
+            (_, Some(c), (name, Some(factory))) => self.named_from(c, factory, name),
+            _ => available_for(model).await?,
+        };
         let a = super::defaults::resolve(model, want, &available).map_err(|why| {
             // Name the endpoint's need when the model exists with another type.
             RelayError::new(
@@ -577,9 +638,12 @@ impl<P: Platform> App<P> {
         caller: &Caller,
         req: &Request,
         endpoint: Endpoint,
+        plan: Plan,
     ) -> RResult<Response> {
         let mut held = over_time::Held::default();
-        let answer = self.relay_call_held(caller, req, endpoint, &mut held).await;
+        let answer = self
+            .relay_call_held(caller, req, endpoint, plan, &mut held)
+            .await;
         if answer.is_err() {
             self.release_held(held).await;
         }
@@ -591,10 +655,15 @@ impl<P: Platform> App<P> {
         caller: &Caller,
         req: &Request,
         endpoint: Endpoint,
+        mut plan: Plan,
         held: &mut over_time::Held,
     ) -> RResult<Response> {
-        let (mut call, model) = Self::relay_request(req, endpoint)?;
-        let target = self.relay_target(caller, &model, endpoint).await?;
+        let (mut call, model) = match plan.take_request() {
+            Some(parsed) => parsed?,
+            None => Self::relay_request(req, endpoint)?,
+        };
+        let found = plan.found()?;
+        let target = self.relay_target(caller, &model, endpoint, found).await?;
         if let Some(why) = self.stored_url_refusal(&target.upstream.base) {
             return Err(RelayError::new(
                 403,

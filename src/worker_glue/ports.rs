@@ -72,6 +72,23 @@ impl Db for D1Db {
         .map_err(db_err)?;
         Ok(results.iter().map(changes).collect())
     }
+
+    async fn query_batch(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, DbError> {
+        let prepared = stmts
+            .iter()
+            .map(|s| self.prepare(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One request to D1 for every statement (a batch), however many there are.
+        let results = match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map_err(db_err)?;
+        results
+            .iter()
+            .map(|r| r.results::<Row>().map_err(db_err))
+            .collect()
+    }
 }
 
 pub struct KvCache(pub worker::kv::KvStore);

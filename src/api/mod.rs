@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod me;
 pub mod models;
+pub mod opened;
 pub mod page;
 pub mod relay;
 pub mod replicas;

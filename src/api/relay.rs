@@ -419,11 +419,7 @@ impl<P: Platform> App<P> {
         let Some(conn) = &a.connection else {
             return self.builtin_target(a);
         };
-        let secrets = self.connection_secrets(conn)?;
-        let settings = match serde_json::from_str(&conn.settings) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
+        let (secrets, settings) = self.opened_connection(conn)?;
         let base = match base_of(
             conn.api_base.as_deref(),
             a.factory.default_base_url.as_deref(),
@@ -543,10 +539,9 @@ impl<P: Platform> App<P> {
             }
         };
         let settings = conn
-            .and_then(|c| serde_json::from_str::<Value>(&c.settings).ok())
-            .and_then(|v| v.as_object().cloned())
+            .map(|c| self.connection_settings(c))
             .unwrap_or_default();
-        let pool = self.ai_key_secrets(&key)?;
+        let pool = self.opened_ai_key(&key)?;
         let mut secrets = crate::providers::Secrets::default();
         secrets.0.insert("api_key".into(), json!(pool[0]));
         Ok(Target {

@@ -1,5 +1,6 @@
 //! What the relay opened and parsed, kept in this isolate's memory so a call does not decrypt or
-//! parse it again: a connection's secrets, a connection's settings and a gateway key's pool.
+//! parse it again: a connection's secrets, a connection's settings, a gateway key's pool, and
+//! the scrubber built from a call's credentials (every form of them it cuts from answers).
 //!
 //! Each entry is keyed by everything its value is a function of: the keyring (its
 //! [`Keyring::instance`](crate::domain::crypto::Keyring::instance)), the row's associated data
@@ -10,6 +11,7 @@
 //! read, so not asked for. Failures are not kept. Nothing here is logged; the values are exactly
 //! what opening produced, and `Debug` is not implemented for them.
 
+use crate::providers::scrub::Scrubber;
 use crate::providers::Secrets;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -23,6 +25,7 @@ enum Entry {
     Secrets(Secrets),
     Settings(Map<String, Value>),
     Pool(Vec<String>),
+    Scrubber(Scrubber),
 }
 
 #[derive(Default)]
@@ -123,6 +126,24 @@ pub(crate) fn settings(keyring: u64, text: &str) -> Map<String, Value> {
     kept(keyring, format!("s\0{text}"), hit, parse).unwrap_or_default()
 }
 
+/// The scrubber for a call's credentials (every encoding of each, built once per set).
+pub(crate) fn scrubber(keyring: u64, secrets: &[&str]) -> Scrubber {
+    let mut key = String::from("x");
+    for s in secrets {
+        key.push('\0');
+        key.push_str(s);
+    }
+    let build = || {
+        let s = Scrubber::new(secrets);
+        Ok((s.clone(), Entry::Scrubber(s)))
+    };
+    let hit = |e: &Entry| match e {
+        Entry::Scrubber(s) => Some(s.clone()),
+        _ => None,
+    };
+    kept(keyring, key, hit, build).unwrap_or_else(|_| Scrubber::new(secrets))
+}
+
 /// How many entries this isolate keeps (for tests of the bound).
 pub fn kept_entries() -> usize {
     KEPT.with(|k| k.borrow().map.len())
@@ -151,6 +172,16 @@ mod tests {
         assert_eq!(opens.get(), 4, "ciphertext, version and row each count");
         secrets(8, "aad", 1, "sealed-1", open).unwrap();
         assert_eq!(opens.get(), 5, "another keyring opens again");
+    }
+
+    #[test]
+    fn a_scrubber_is_built_once_per_set_of_credentials() {
+        let a = scrubber(12, &["sk-one-0123456789", "sk-two-0123456789"]);
+        let again = scrubber(12, &["sk-one-0123456789", "sk-two-0123456789"]);
+        assert!(std::sync::Arc::ptr_eq(&a.0, &again.0), "built again");
+        let other = scrubber(12, &["sk-one-0123456789"]);
+        assert!(!std::sync::Arc::ptr_eq(&a.0, &other.0));
+        assert_eq!(other.text("x sk-one-0123456789 y"), "x *** y");
     }
 
     #[test]

@@ -906,7 +906,8 @@ impl<P: Platform> App<P> {
             let mut secrets: Vec<&str> = upstream.secrets.values();
             secrets.extend(extra_secrets.iter().map(String::as_str));
             secrets.extend(target.pool.iter().map(String::as_str));
-            let scrubber = Scrubber::new(&secrets);
+            let ring = self.config.keyring.as_ref().map_or(0, |r| r.instance());
+            let scrubber = super::opened::scrubber(ring, &secrets);
             let host = probe::host_of(&upstream_req.url);
             let sent = if stream {
                 upstream_req.idle_timeout_ms = Some(idle);
@@ -1079,14 +1080,30 @@ impl<P: Platform> App<P> {
             r.deferred = on_usage(usage);
             return Ok(r);
         }
-        let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
+        let not_json = |_| {
             RelayError::new(
                 502,
                 ErrorType::Upstream,
                 Some(ErrorCode::UpstreamNotJson),
                 format!("{host} answered with something that is not JSON"),
             )
-        })?;
+        };
+        // OpenAI's shape is passed on as it came: only its usage is read.
+        let passed_on = !matches!(
+            (call, style),
+            (Call::ImageChat(_) | Call::Rerank(_) | Call::Speech(_), _) | (_, ApiStyle::Anthropic)
+        );
+        if passed_on {
+            let usage = Usage::from_openai_bytes(&up.body).map_err(not_json)?;
+            return Ok(self.passed_on(
+                up.body,
+                usage.unwrap_or_default(),
+                estimate,
+                scrubber,
+                on_usage,
+            ));
+        }
+        let v: Value = serde_json::from_slice(&up.body).map_err(not_json)?;
         let (body, usage) = match (call, style) {
             (Call::ImageChat(c), _) => {
                 let (b, u) = c
@@ -1125,6 +1142,18 @@ impl<P: Platform> App<P> {
                 | ApiStyle::WorkersAi,
             ) => (up.body, Usage::from_openai(&v).unwrap_or_default()),
         };
+        Ok(self.passed_on(body, usage, estimate, scrubber, on_usage))
+    }
+
+    /// A whole answer's body, scrubbed, with its usage (the estimate where it gives none).
+    fn passed_on(
+        &self,
+        body: Vec<u8>,
+        usage: Usage,
+        estimate: u64,
+        scrubber: &Scrubber,
+        on_usage: relay::OnUsage,
+    ) -> Response {
         let usage = Usage {
             input: usage.input.or(Some(estimate)),
             output: usage.output.or(Some(0)),
@@ -1132,7 +1161,7 @@ impl<P: Platform> App<P> {
         let mut r = Response::json(200, &Value::Null);
         r.body = scrubber.bytes(&body);
         r.deferred = on_usage(usage);
-        Ok(r)
+        r
     }
 }
 

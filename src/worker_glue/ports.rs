@@ -36,6 +36,21 @@ impl D1Db {
         prepared.bind(&params).map_err(db_err)
     }
 
+    /// Run statements as one batch, reading nothing of their results: the writes deferred past
+    /// an answer, whose counts nobody reads ([`Db::batch`] decodes every result's meta).
+    pub async fn run_all(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
+        let prepared = stmts
+            .iter()
+            .map(|s| self.prepare(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map(|_| ())
+        .map_err(db_err)
+    }
+
     /// The session's latest bookmark, for the client to send back.
     pub fn bookmark(&self) -> Option<String> {
         match self {

@@ -151,3 +151,34 @@ fn with_the_verification_cache_a_relayed_chat_still_makes_one_round_trip() {
         }
     }
 }
+
+#[test]
+fn a_bad_key_is_answered_before_a_bad_body_as_before() {
+    let s = StandIn::start();
+    let (t, tok) = setup(&s);
+    let access = tok.split(':').next().unwrap();
+    let (_, other) = t.user_with_key("someone-else");
+    let wrong = format!("{access}:{}", token(&other).split(':').nth(1).unwrap());
+    let bad_body = |who: &str| {
+        let mut req = Request::new("POST", "/v1/chat/completions")
+            .header("authorization", &format!("Bearer {who}"))
+            .header("content-type", "application/json");
+        req.body = b"{\"model\": \"team-chat\", ".to_vec();
+        req
+    };
+    let (r, trips) = counted(&t, bad_body(&wrong));
+    assert_eq!(r.status, 401, "{}", body(&r));
+    assert_eq!(r.json_body()["error"]["code"], "invalid_api_key");
+    assert_eq!(trips, 1);
+    let (r, trips) = counted(&t, bad_body(&tok));
+    assert_eq!(r.status, 400, "{}", body(&r));
+    assert!(
+        r.json_body()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON body"),
+        "{}",
+        body(&r)
+    );
+    assert_eq!(trips, 1, "the key alone");
+}

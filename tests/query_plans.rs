@@ -151,6 +151,36 @@ fn the_relays_connection_and_gateway_key_lookups_use_an_index() {
 }
 
 #[test]
+fn the_reads_batched_with_the_relays_key_verification_use_an_index() {
+    let s = StandIn::start();
+    let (t, tok) = setup(&s);
+    // Each way a model resolves has its own statements beside the key's (relay/plan.rs).
+    for (what, model) in [
+        ("the tenant's default", "default"),
+        ("a bare model name", "standin-chat"),
+        ("a gateway key", "team-chat"),
+        ("name@factory", "standin-chat@OpenAI-API-Compatible"),
+    ] {
+        let ran = recorded(&t, what, || chat(&t, &tok, model));
+        assert!(
+            ran.iter().any(|(s, _)| s.sql.contains("COALESCE(?1")),
+            "{what}: nothing read beside the key: {ran:?}"
+        );
+        assert_indexed(&t, what, &ran);
+    }
+    let ran = recorded(&t, "an unknown factory", || {
+        let r = t.user(
+            &tok,
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({"model": "x@NoSuchFactory", "messages": [{"role": "user", "content": "hi"}]})),
+        );
+        assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    });
+    assert_indexed(&t, "a model naming no factory", &ran);
+}
+
+#[test]
 fn the_default_models_are_read_by_index() {
     let s = StandIn::start();
     let (t, tok) = setup(&s);

@@ -204,3 +204,38 @@ fn bad_history_parameters_are_400s_naming_them_and_a_foreign_key_is_a_404() {
     );
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn a_call_counted_on_its_own_adds_to_its_hour_and_its_day_in_one_statement() {
+    use keyward::limits::{Source, Used};
+    let t = T::new();
+    let user = t.create_user("owner", None, None);
+    let tenant = user["tenant_id"].as_str().unwrap().to_owned();
+    let source = Source {
+        tenant_id: tenant.clone(),
+        model: "m@OpenAI".into(),
+        ..Source::default()
+    };
+    let now = START_MS + 90 * 60_000;
+    let stmts = keyward::store::usage::record_call(
+        &source,
+        Used {
+            input: 3,
+            output: 4,
+        },
+        now,
+    );
+    assert_eq!(stmts.len(), 1, "one statement for both rows");
+    for _ in 0..2 {
+        block_on(keyward::store::Db::batch(t.db(), stmts.clone())).unwrap();
+    }
+    let row = |g: &str| {
+        t.db().count(&format!(
+            "SELECT requests * 10000 + input_tokens * 100 + output_tokens FROM usage_buckets \
+             WHERE tenant_id = '{tenant}' AND granularity = '{g}'"
+        ))
+    };
+    assert_eq!(row("hour"), 2 * 10000 + 6 * 100 + 8);
+    assert_eq!(row("day"), 2 * 10000 + 6 * 100 + 8);
+    assert_eq!(t.db().count("SELECT COUNT(*) FROM usage_buckets"), 2);
+}

@@ -645,6 +645,29 @@ impl<P: Platform> App<P> {
         }
     }
 
+    /// [`Self::ai_key_secrets`], from this isolate's memory when the same sealed pool was opened
+    /// before (api/opened.rs).
+    pub(crate) fn opened_ai_key(&self, k: &AiKey) -> Result<Vec<String>> {
+        let Some(ring) = self.config.keyring.as_ref() else {
+            return self.ai_key_secrets(k);
+        };
+        let aad = Slot::GatewayKey {
+            tenant_id: &k.tenant_id,
+            id: &k.id,
+            endpoint: k.endpoint.as_deref(),
+        }
+        .aad();
+        let pooled = k.pool_hints.is_some();
+        super::opened::pool(
+            ring.instance(),
+            &aad,
+            k.key_version,
+            &k.api_key,
+            pooled,
+            || self.ai_key_secrets(k),
+        )
+    }
+
     /// Open a gateway key's sealed provider key (of a pool, the JSON array of its keys). Any
     /// failure (no master key, a retired key version, a tampered or moved row) is an internal
     /// error that names the row only.

@@ -6,7 +6,7 @@ use super::idempotency::{user_scope, Idem};
 use super::App;
 use crate::domain::keys::{self, Secret};
 use crate::domain::names::{Role, UserStatus};
-use crate::store::{keys as key_store, Limiter, Platform, Stmt};
+use crate::store::{keys as key_store, CallerTenant, Db, Limiter, Platform, Row, Stmt};
 use base64::Engine;
 
 /// `last_used_at` is written at most this often per key, so verification costs no write.
@@ -124,8 +124,21 @@ impl<P: Platform> App<P> {
         &self,
         req: &Request,
     ) -> Result<(Caller, Option<Stmt>), ApiError> {
+        let (caller, touch, _) = self.authenticate_with(req, |_| Vec::new()).await?;
+        Ok((caller, touch))
+    }
+
+    /// [`Self::authenticate`], reading in the same round trip the statements `also` makes for the
+    /// caller's tenant (each built on [`crate::caller_tenant!`]); their rows come back in order.
+    /// `also` is called only once the credential parses and the client is not blocked, and its
+    /// statements read no row unless the presented secret is the key's.
+    pub(crate) async fn authenticate_with(
+        &self,
+        req: &Request,
+        also: impl FnOnce(&CallerTenant) -> Vec<Stmt>,
+    ) -> Result<(Caller, Option<Stmt>, Vec<Vec<Row>>), ApiError> {
         self.check_not_blocked(req)?;
-        match self.verify_key(req).await {
+        match self.verify_key(req, also).await {
             Err(ApiError::Unauthorized) => {
                 let now = self.platform.now_ms();
                 match self.platform.limiter().failure(client_of(req), now).await {
@@ -139,7 +152,11 @@ impl<P: Platform> App<P> {
 
     /// Malformed credentials are refused before any read; unknown, expired, revoked, rotated-out
     /// and disabled ones all take one read and one hash and fail alike.
-    async fn verify_key(&self, req: &Request) -> Result<(Caller, Option<Stmt>), ApiError> {
+    async fn verify_key(
+        &self,
+        req: &Request,
+        also: impl FnOnce(&CallerTenant) -> Vec<Stmt>,
+    ) -> Result<(Caller, Option<Stmt>, Vec<Vec<Row>>), ApiError> {
         let (access_key, secret) = presented(req)
             .as_ref()
             .and_then(user_token)
@@ -148,12 +165,32 @@ impl<P: Platform> App<P> {
         let now = self.platform.now_ms();
         let window_ms = (self.config.verify_cache_seconds as i64).saturating_mul(1000);
         let cache_key = format!("{access_key}:{hash}");
+        let db = self.platform.db();
         if window_ms > 0 {
-            if let Some(hit) = verified_cache::get(&cache_key, now, window_ms) {
-                return Ok(hit);
+            if let Some((caller, touch)) = verified_cache::get(&cache_key, now, window_ms) {
+                let stmts = also(&CallerTenant::Known(&caller.tenant_id));
+                let rows = read_all(db, stmts).await?;
+                return Ok((caller, touch, rows));
             }
         }
-        let row = key_store::lookup_for_auth(self.platform.db(), &access_key).await?;
+        let stmts = also(&CallerTenant::Presented {
+            access_key: &access_key,
+            secret_hash: &hash,
+            now,
+        });
+        // One round trip either way: the key alone, or the key and what the route reads beside.
+        let (row, rows) = if stmts.is_empty() {
+            (
+                key_store::lookup_for_auth(db, &access_key).await?,
+                Vec::new(),
+            )
+        } else {
+            let mut all = vec![key_store::auth_stmt(&access_key)];
+            all.extend(stmts);
+            let mut rows = read_all(db, all).await?;
+            let key_rows = rows.remove(0);
+            (key_store::decode_auth(&key_rows)?, rows)
+        };
         let Some(row) = row else {
             // Same work as a found key, so absence is not told apart by timing.
             let _ = keys::ct_eq(&hash, &keys::sha256_hex(b"absent"));
@@ -197,8 +234,24 @@ impl<P: Platform> App<P> {
             .min();
             verified_cache::put(cache_key, caller.clone(), now, valid_until);
         }
-        Ok((caller, touch))
+        Ok((caller, touch, rows))
     }
+}
+
+/// Every statement's rows in one round trip (none for no statement), exactly one result each.
+async fn read_all(db: &impl Db, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, ApiError> {
+    if stmts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = stmts.len();
+    let rows = db.query_batch(stmts).await?;
+    if rows.len() != n {
+        return Err(ApiError::Internal(format!(
+            "a batch of {n} reads answered {} results",
+            rows.len()
+        )));
+    }
+    Ok(rows)
 }
 
 /// SHA-256 of the user secret the request presents, if it presents one that parses.

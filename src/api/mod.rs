@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod me;
 pub mod models;
+pub mod opened;
 pub mod page;
 pub mod relay;
 pub mod replicas;
@@ -197,6 +198,7 @@ impl<P: Platform> App<P> {
             }
         };
         // Who is calling, as the route declares it. A failure here is the route's own error shape.
+        let mut plan = relay::Plan::default();
         let who = match def.auth {
             Auth::Public => Who::Anyone,
             Auth::Admin => match self.require_admin(&req).await {
@@ -215,16 +217,27 @@ impl<P: Platform> App<P> {
                 },
                 Err(e) => return error_response(&e),
             },
-            Auth::RelayKey => match self.authenticate(&req).await {
-                Ok((caller, touch)) => Who::Key(caller, touch),
-                Err(e) => return relay::RelayError::from(e).response(),
-            },
+            // The relay reads what its model needs in the key's own round trip (relay/plan.rs).
+            Auth::RelayKey => {
+                let also = |tenant: &crate::store::CallerTenant<'_>| {
+                    let (p, stmts) = relay::Plan::prepare::<P>(&operation, &req, tenant);
+                    plan = p;
+                    stmts
+                };
+                match self.authenticate_with(&req, also).await {
+                    Ok((caller, touch, rows)) => {
+                        plan = std::mem::take(&mut plan).with_rows(rows);
+                        Who::Key(caller, touch)
+                    }
+                    Err(e) => return relay::RelayError::from(e).response(),
+                }
+            }
         };
         let (caller, touch) = match who {
             Who::Key(caller, touch) => (Some(caller), touch),
             Who::Anyone | Who::Admin => (None, None),
         };
-        let answer = self.dispatch(operation, caller.as_ref(), &req).await;
+        let answer = self.dispatch(operation, caller.as_ref(), &req, plan).await;
         let mut r = match answer {
             Ok(Answer::Envelope(reply)) => match reply.data {
                 Ok(data) => {
@@ -269,6 +282,7 @@ impl<P: Platform> App<P> {
         operation: Operation,
         caller: Option<&Caller>,
         req: &Request,
+        plan: relay::Plan,
     ) -> Result<Answer> {
         // Routes declared `Key` or `RelayKey` always have a caller (handle authenticates them
         // first); `key` is how their arms reach it.
@@ -416,16 +430,21 @@ impl<P: Platform> App<P> {
             }
 
             Operation::RelayListModels {} => Answer::Raw(match key() {
-                Ok(c) => self.relay_models(c).await.unwrap_or_else(|e| e.response()),
+                Ok(c) => (self.relay_models(c, plan).await).unwrap_or_else(|e| e.response()),
                 Err(e) => relay::RelayError::from(e).response(),
             }),
-            Operation::RelayChatCompletions {} => self.relayed(key(), req, Endpoint::Chat).await,
-            Operation::RelayEmbeddings {} => self.relayed(key(), req, Endpoint::Embeddings).await,
-            Operation::RelayRerank {} => self.relayed(key(), req, Endpoint::Rerank).await,
-            Operation::RelayTranscription {} => {
-                self.relayed(key(), req, Endpoint::Transcription).await
+            Operation::RelayChatCompletions {} => {
+                self.relayed(key(), req, Endpoint::Chat, plan).await
             }
-            Operation::RelaySpeech {} => self.relayed(key(), req, Endpoint::Speech).await,
+            Operation::RelayEmbeddings {} => {
+                self.relayed(key(), req, Endpoint::Embeddings, plan).await
+            }
+            Operation::RelayRerank {} => self.relayed(key(), req, Endpoint::Rerank, plan).await,
+            Operation::RelayTranscription {} => {
+                self.relayed(key(), req, Endpoint::Transcription, plan)
+                    .await
+            }
+            Operation::RelaySpeech {} => self.relayed(key(), req, Endpoint::Speech, plan).await,
         })
     }
 }
@@ -454,9 +473,12 @@ impl<P: Platform> App<P> {
         caller: Result<&Caller, ApiError>,
         req: &Request,
         endpoint: Endpoint,
+        plan: relay::Plan,
     ) -> Answer {
         Answer::Raw(match caller {
-            Ok(c) => (self.relay_call(c, req, endpoint).await).unwrap_or_else(|e| e.response()),
+            Ok(c) => {
+                (self.relay_call(c, req, endpoint, plan).await).unwrap_or_else(|e| e.response())
+            }
             Err(e) => relay::RelayError::from(e).response(),
         })
     }

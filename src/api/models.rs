@@ -14,7 +14,7 @@ use crate::store::outbound::Outbound;
 use crate::store::providers::{self, Connection};
 use crate::store::{audit, defaults, Batch, Platform};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -233,14 +233,25 @@ impl<P: Platform> App<P> {
             ];
             providers::get_by_ids(self.platform.db(), tenant_id, &ids).await?
         };
+        Ok(self.named_from(conns, factory, name))
+    }
+
+    /// The models named `name` of `factory` among what `conns` (the rows [`Self::available_named`]
+    /// reads) provide.
+    pub(crate) fn named_from(
+        &self,
+        conns: Vec<Connection>,
+        factory: &str,
+        name: &str,
+    ) -> Vec<Available> {
         let mut out = self.expand(conns, factory == catalog::BUILTIN);
         out.retain(|a| a.factory.name == factory && a.name == name);
-        Ok(out)
+        out
     }
 
     /// Connection rows as usable models: an organization row gives its factory's catalog, a
     /// single-model row itself (overriding the same catalog model); then the enabled Builtins.
-    fn expand(&self, conns: Vec<Connection>, with_builtin: bool) -> Vec<Available> {
+    pub(crate) fn expand(&self, conns: Vec<Connection>, with_builtin: bool) -> Vec<Available> {
         let mut out: Vec<Available> = Vec::new();
         for c in conns {
             let Some(f) = catalog::factory(&c.factory) else {
@@ -536,6 +547,40 @@ impl<P: Platform> App<P> {
             .open(slot, version, sealed)
             .map_err(|e| opening_failed(e, || format!("credential of connection {}", c.id)))?;
         Ok(Secrets::from_json(&plain))
+    }
+
+    /// [`Self::connection_secrets`], from this isolate's memory when the same sealed credential
+    /// was opened before (api/opened.rs), with the connection's parsed settings.
+    pub(crate) fn opened_connection(
+        &self,
+        c: &Connection,
+    ) -> Result<(Secrets, Map<String, Value>)> {
+        let Some(ring) = self.config.keyring.as_ref() else {
+            // Nothing can be opened, nor kept: the uncached path says why.
+            let secrets = self.connection_secrets(c)?;
+            return Ok((secrets, super::opened::settings(0, &c.settings)));
+        };
+        let settings = super::opened::settings(ring.instance(), &c.settings);
+        let (Some(version), Some(sealed)) = (c.key_version, c.credential.as_deref()) else {
+            return Ok((Secrets::default(), settings));
+        };
+        let aad = Slot::Connection {
+            tenant_id: &c.tenant_id,
+            factory: &c.factory,
+            llm_name: &c.llm_name,
+            id: &c.id,
+        }
+        .aad();
+        let secrets = super::opened::secrets(ring.instance(), &aad, version, sealed, || {
+            self.connection_secrets(c)
+        })?;
+        Ok((secrets, settings))
+    }
+
+    /// A connection's parsed settings, from this isolate's memory when seen before.
+    pub(crate) fn connection_settings(&self, c: &Connection) -> Map<String, Value> {
+        let ring = self.config.keyring.as_ref().map_or(0, |r| r.instance());
+        super::opened::settings(ring, &c.settings)
     }
 
     /// The deployment's vault: the one way credentials of any row are sealed and opened.

@@ -26,6 +26,10 @@ use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
 mod over_time;
+mod plan;
+
+use plan::Found;
+pub(crate) use plan::Plan;
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,8 +212,30 @@ pub struct RelayModel {
 }
 
 impl<P: Platform> App<P> {
-    pub(crate) async fn relay_models(&self, caller: &Caller) -> RResult<Response> {
-        let models = self.available_models(&caller.tenant_id).await?;
+    pub(crate) async fn relay_models(&self, caller: &Caller, mut plan: Plan) -> RResult<Response> {
+        let (connections, keys) = match plan.found()? {
+            Some(Found::Models { connections, keys }) => (connections, keys),
+            // Not read with the key: read now.
+            _ => {
+                let db = self.platform.db();
+                let connections = providers::list_for_tenant(db, &caller.tenant_id)
+                    .await
+                    .map_err(ApiError::from)?;
+                let keys = ai_keys::page(
+                    db,
+                    &caller.tenant_id,
+                    &ai_keys::Filter {
+                        status: Some(KeyStatus::Enabled),
+                        limit: plan::LISTED_KEYS,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(ApiError::from)?;
+                (connections, keys)
+            }
+        };
+        let models = self.expand(connections, true);
         // Builtin models are listed once the deployment's Workers AI account can serve them.
         let builtin_served = self.config.workers_ai.endpoint().is_ok();
         let mut data: Vec<RelayModel> = models
@@ -223,17 +249,6 @@ impl<P: Platform> App<P> {
             })
             .collect();
         // One page, not counted: the list has no total to show.
-        let keys = ai_keys::page(
-            self.platform.db(),
-            &caller.tenant_id,
-            &ai_keys::Filter {
-                status: Some(KeyStatus::Enabled),
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(ApiError::from)?;
         data.extend(keys.iter().map(|k| RelayModel {
             id: k.alias.clone(),
             object: "model".into(),
@@ -277,12 +292,14 @@ impl<P: Platform> App<P> {
         }
     }
 
-    /// Resolve the `model` field: a gateway key alias, a model id, or the tenant default.
+    /// Resolve the `model` field: a gateway key alias, a model id, or the tenant default. What
+    /// `found` holds (read with the caller's key, see [`Plan`]) is used; anything it lacks is read.
     async fn relay_target(
         &self,
         caller: &Caller,
         model: &str,
         endpoint: Endpoint,
+        found: Option<Found>,
     ) -> RResult<Target> {
         let want = wanted_type(endpoint);
         // An id naming its factory costs a primary-key read; only a bare name needs the list.
@@ -297,19 +314,39 @@ impl<P: Platform> App<P> {
             }
         };
         if model.is_empty() || model == "default" {
-            let defaults = self.read_defaults(caller).await?;
             let field = super::defaults::FIELDS
                 .iter()
                 .find(|(_, t)| *t == want)
                 .map(|(f, _)| *f)
                 .unwrap_or("llm_id");
-            let id = defaults.get(field).and_then(Value::as_str).ok_or_else(|| {
+            let id = match found {
+                Some(Found::Default {
+                    default,
+                    connections,
+                }) => default.map(|(f, n)| (format!("{n}@{f}"), Some((f, n, connections)))),
+                _ => {
+                    let defaults = self.read_defaults(caller).await?;
+                    let id = defaults.get(field).and_then(Value::as_str);
+                    id.map(|id| (id.to_owned(), None))
+                }
+            };
+            let (id, read) = id.ok_or_else(|| {
                 RelayError::bad(format!(
                     "No default {} model is set for this tenant; name a model or set {field} with POST /api/v1/models/default",
                     want.as_str()
                 ))
             })?;
-            let available = available_for(id).await?;
+            // The connections read with the key are those of the default's factory and name,
+            // which is what its id names unless the factory has left the catalog.
+            let available = match read {
+                Some((f, n, connections))
+                    if super::defaults::split_id(&id) == (n.as_str(), Some(f.as_str())) =>
+                {
+                    self.named_from(connections, &f, &n)
+                }
+                _ => available_for(&id).await?,
+            };
+            let id = id.as_str();
             let a = super::defaults::resolve(id, want, &available).map_err(|why| {
                 RelayError::new(
                     404,
@@ -320,7 +357,25 @@ impl<P: Platform> App<P> {
             })?;
             return self.connection_target(a);
         }
-        if !model.contains('@') {
+        let mut bare = None;
+        let mut named = None;
+        match found {
+            Some(Found::AliasOrBare {
+                key: Some(key),
+                key_connections,
+                ..
+            }) => {
+                let available = self.named_from(key_connections, &key.provider, &key.model);
+                return self.gateway_target(*key, &available, endpoint);
+            }
+            Some(Found::AliasOrBare {
+                key: None, bare: b, ..
+            })
+            | Some(Found::Bare(b)) => bare = Some(b),
+            Some(Found::Named(c)) => named = Some(c),
+            Some(Found::Models { .. } | Found::Default { .. }) | None => {}
+        }
+        if !model.contains('@') && bare.is_none() {
             if let Some(key) = ai_keys::get_by_alias(self.platform.db(), &caller.tenant_id, model)
                 .await
                 .map_err(ApiError::from)?
@@ -331,7 +386,13 @@ impl<P: Platform> App<P> {
                 return self.gateway_target(key, &available, endpoint);
             }
         }
-        let available = available_for(model).await?;
+        let available = match (bare, named, super::defaults::split_id(model)) {
+            // The bare name's connections stand in for all of them: only models of that name
+            // take part in resolving it.
+            (Some(b), _, (_, None)) => self.expand(b, true),
+            (_, Some(c), (name, Some(factory))) => self.named_from(c, factory, name),
+            _ => available_for(model).await?,
+        };
         let a = super::defaults::resolve(model, want, &available).map_err(|why| {
             // Name the endpoint's need when the model exists with another type.
             RelayError::new(
@@ -358,11 +419,7 @@ impl<P: Platform> App<P> {
         let Some(conn) = &a.connection else {
             return self.builtin_target(a);
         };
-        let secrets = self.connection_secrets(conn)?;
-        let settings = match serde_json::from_str(&conn.settings) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
+        let (secrets, settings) = self.opened_connection(conn)?;
         let base = match base_of(
             conn.api_base.as_deref(),
             a.factory.default_base_url.as_deref(),
@@ -482,10 +539,9 @@ impl<P: Platform> App<P> {
             }
         };
         let settings = conn
-            .and_then(|c| serde_json::from_str::<Value>(&c.settings).ok())
-            .and_then(|v| v.as_object().cloned())
+            .map(|c| self.connection_settings(c))
             .unwrap_or_default();
-        let pool = self.ai_key_secrets(&key)?;
+        let pool = self.opened_ai_key(&key)?;
         let mut secrets = crate::providers::Secrets::default();
         secrets.0.insert("api_key".into(), json!(pool[0]));
         Ok(Target {
@@ -577,9 +633,12 @@ impl<P: Platform> App<P> {
         caller: &Caller,
         req: &Request,
         endpoint: Endpoint,
+        plan: Plan,
     ) -> RResult<Response> {
         let mut held = over_time::Held::default();
-        let answer = self.relay_call_held(caller, req, endpoint, &mut held).await;
+        let answer = self
+            .relay_call_held(caller, req, endpoint, plan, &mut held)
+            .await;
         if answer.is_err() {
             self.release_held(held).await;
         }
@@ -591,10 +650,15 @@ impl<P: Platform> App<P> {
         caller: &Caller,
         req: &Request,
         endpoint: Endpoint,
+        mut plan: Plan,
         held: &mut over_time::Held,
     ) -> RResult<Response> {
-        let (mut call, model) = Self::relay_request(req, endpoint)?;
-        let target = self.relay_target(caller, &model, endpoint).await?;
+        let (mut call, model) = match plan.take_request() {
+            Some(parsed) => parsed?,
+            None => Self::relay_request(req, endpoint)?,
+        };
+        let found = plan.found()?;
+        let target = self.relay_target(caller, &model, endpoint, found).await?;
         if let Some(why) = self.stored_url_refusal(&target.upstream.base) {
             return Err(RelayError::new(
                 403,
@@ -842,7 +906,8 @@ impl<P: Platform> App<P> {
             let mut secrets: Vec<&str> = upstream.secrets.values();
             secrets.extend(extra_secrets.iter().map(String::as_str));
             secrets.extend(target.pool.iter().map(String::as_str));
-            let scrubber = Scrubber::new(&secrets);
+            let ring = self.config.keyring.as_ref().map_or(0, |r| r.instance());
+            let scrubber = super::opened::scrubber(ring, &secrets);
             let host = probe::host_of(&upstream_req.url);
             let sent = if stream {
                 upstream_req.idle_timeout_ms = Some(idle);
@@ -1015,14 +1080,30 @@ impl<P: Platform> App<P> {
             r.deferred = on_usage(usage);
             return Ok(r);
         }
-        let v: Value = serde_json::from_slice(&up.body).map_err(|_| {
+        let not_json = |_| {
             RelayError::new(
                 502,
                 ErrorType::Upstream,
                 Some(ErrorCode::UpstreamNotJson),
                 format!("{host} answered with something that is not JSON"),
             )
-        })?;
+        };
+        // OpenAI's shape is passed on as it came: only its usage is read.
+        let passed_on = !matches!(
+            (call, style),
+            (Call::ImageChat(_) | Call::Rerank(_) | Call::Speech(_), _) | (_, ApiStyle::Anthropic)
+        );
+        if passed_on {
+            let usage = Usage::from_openai_bytes(&up.body).map_err(not_json)?;
+            return Ok(self.passed_on(
+                up.body,
+                usage.unwrap_or_default(),
+                estimate,
+                scrubber,
+                on_usage,
+            ));
+        }
+        let v: Value = serde_json::from_slice(&up.body).map_err(not_json)?;
         let (body, usage) = match (call, style) {
             (Call::ImageChat(c), _) => {
                 let (b, u) = c
@@ -1061,6 +1142,18 @@ impl<P: Platform> App<P> {
                 | ApiStyle::WorkersAi,
             ) => (up.body, Usage::from_openai(&v).unwrap_or_default()),
         };
+        Ok(self.passed_on(body, usage, estimate, scrubber, on_usage))
+    }
+
+    /// A whole answer's body, scrubbed, with its usage (the estimate where it gives none).
+    fn passed_on(
+        &self,
+        body: Vec<u8>,
+        usage: Usage,
+        estimate: u64,
+        scrubber: &Scrubber,
+        on_usage: relay::OnUsage,
+    ) -> Response {
         let usage = Usage {
             input: usage.input.or(Some(estimate)),
             output: usage.output.or(Some(0)),
@@ -1068,7 +1161,7 @@ impl<P: Platform> App<P> {
         let mut r = Response::json(200, &Value::Null);
         r.body = scrubber.bytes(&body);
         r.deferred = on_usage(usage);
-        Ok(r)
+        r
     }
 }
 

@@ -119,7 +119,12 @@ impl MasterKey {
 pub struct Keyring {
     current: MasterKey,
     older: Vec<MasterKey>,
+    /// Which keyring of this isolate this is (see [`Keyring::instance`]).
+    instance: u64,
 }
+
+/// Keyrings made so far in this isolate (the next one's [`Keyring::instance`]).
+static KEYRINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,7 +200,19 @@ impl Keyring {
     }
 
     pub fn new(current: MasterKey, older: Vec<MasterKey>) -> Keyring {
-        Keyring { current, older }
+        let instance = KEYRINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Keyring {
+            current,
+            older,
+            instance,
+        }
+    }
+
+    /// A number no other keyring made in this isolate has (its clones share it): what a cache of
+    /// opened credentials is keyed by, so a new configuration never meets what an old one opened.
+    /// Says nothing about the keys.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// The version every new seal is stored with.

@@ -79,6 +79,17 @@ impl std::fmt::Display for VaultError {
     }
 }
 
+thread_local! {
+    /// Credentials this thread (an isolate has one) tried to open, for [`opened_on_this_thread`].
+    static OPENED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times [`Vault::open`] ran on this thread: the tests' view of how often a credential
+/// is decrypted (the relay keeps what it opened, api/opened.rs).
+pub fn opened_on_this_thread() -> u64 {
+    OPENED.with(std::cell::Cell::get)
+}
+
 /// Seals and opens credentials with the deployment's keyring (if it has one).
 #[derive(Debug, Clone, Copy)]
 pub struct Vault<'k> {
@@ -113,6 +124,7 @@ impl<'k> Vault<'k> {
         key_version: i64,
         sealed: &str,
     ) -> Result<String, VaultError> {
+        OPENED.with(|n| n.set(n.get() + 1));
         let keyring = self.keyring()?;
         let version =
             u32::try_from(key_version).map_err(|_| VaultError::BadVersion(key_version))?;

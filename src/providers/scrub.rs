@@ -83,9 +83,13 @@ fn forms(secret: &str) -> Vec<String> {
     out
 }
 
-/// The forms of a set of credentials, ready to be searched for.
+/// The forms of a set of credentials, ready to be searched for. Clones share the forms (building
+/// them is the costly part; the relay keeps one per set of credentials, api/opened.rs).
 #[derive(Clone)]
-pub struct Scrubber {
+pub struct Scrubber(pub(crate) std::sync::Arc<Forms>);
+
+/// What a [`Scrubber`] searches for (shared by its clones).
+pub struct Forms {
     /// Every form, ASCII-lowercased (matching ignores ASCII case).
     forms: Vec<Vec<u8>>,
     /// For each lowercased first byte, the forms starting with it, longest first.
@@ -99,7 +103,14 @@ pub struct Scrubber {
 impl std::fmt::Debug for Scrubber {
     /// The forms are the credentials: never shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Scrubber({} forms)", self.forms.len())
+        write!(f, "Scrubber({} forms)", self.0.forms.len())
+    }
+}
+
+impl std::ops::Deref for Scrubber {
+    type Target = Forms;
+    fn deref(&self) -> &Forms {
+        &self.0
     }
 }
 
@@ -121,14 +132,16 @@ impl Scrubber {
         for (i, form) in all.iter().enumerate() {
             by_first[usize::from(form[0])].push(i);
         }
-        Scrubber {
+        Scrubber(std::sync::Arc::new(Forms {
             longest: all.first().map_or(0, Vec::len),
             crosses_lines: all.iter().any(|f| f.contains(&b'\n')),
             forms: all,
             by_first,
-        }
+        }))
     }
+}
 
+impl Forms {
     /// Whether there is anything to scrub.
     pub fn is_empty(&self) -> bool {
         self.forms.is_empty()
@@ -186,7 +199,9 @@ impl Scrubber {
         // Forms are whole UTF-8 strings, so a match starts and ends on character boundaries.
         String::from_utf8_lossy(&self.bytes(text.as_bytes())).into_owned()
     }
+}
 
+impl Scrubber {
     /// A scrubber for a body that arrives in pieces.
     pub fn stream(self) -> StreamScrubber {
         StreamScrubber {

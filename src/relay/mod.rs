@@ -110,6 +110,29 @@ impl Usage {
         })
     }
 
+    /// [`Usage::from_openai`] of a whole answer's bytes, read without building the answer's JSON
+    /// tree (the relay passes the bytes on as they are); `Err` when they are not JSON.
+    pub fn from_openai_bytes(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Top {
+            #[serde(default)]
+            usage: Option<Value>,
+        }
+        // serde reads a struct from an array too; only an object is read this way.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Ok(Usage::from_openai(&serde_json::from_slice(body)?));
+        }
+        match serde_json::from_slice::<Top>(body) {
+            Ok(top) => Ok(top.usage.filter(Value::is_object).map(|u| Usage {
+                input: u.get("prompt_tokens").and_then(Value::as_u64),
+                output: u.get("completion_tokens").and_then(Value::as_u64),
+            })),
+            // JSON of another shape (not an object, a repeated `usage`): read it as a whole.
+            Err(e) if e.is_data() => Ok(Usage::from_openai(&serde_json::from_slice(body)?)),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn openai_json(&self) -> Value {
         let (i, o) = (self.input.unwrap_or(0), self.output.unwrap_or(0));
         json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
@@ -659,6 +682,32 @@ pub fn error_body(message: &str, kind: ErrorType, code: Option<ErrorCode>) -> Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_read_from_the_bytes_is_what_the_whole_json_gives() {
+        for body in [
+            r#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            r#"{"id":"x"}"#,
+            r#"{"usage":null}"#,
+            r#"{"usage":{"prompt_tokens":"3"}}"#,
+            r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            r#"[{"usage":{"prompt_tokens":1}}]"#,
+            r#""text""#,
+        ] {
+            let whole: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                Usage::from_openai_bytes(body.as_bytes()).unwrap(),
+                Usage::from_openai(&whole),
+                "{body}"
+            );
+        }
+        for not_json in ["", "<html>", r#"{"usage":{"prompt_tokens":3}"#] {
+            assert!(
+                Usage::from_openai_bytes(not_json.as_bytes()).is_err(),
+                "{not_json}"
+            );
+        }
+    }
     use futures_util::{FutureExt, StreamExt};
 
     fn upstream(style: ApiStyle) -> Upstream {

@@ -2,7 +2,8 @@
 //! the relay bumps and the expiry sweep the cron runs. Every read and write of the API is scoped by
 //! tenant; the relay's and cron's statements address rows by id or by time only.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{CallerTenant, Db, DbError, Row, RowExt, Stmt};
+use crate::caller_tenant;
 use crate::domain::states::{BudgetPeriod, KeyStatus, UsagePolicy};
 use crate::stmt;
 
@@ -202,6 +203,40 @@ pub async fn get_by_alias(
         ))
         .await?;
     super::decode_first(&rows, from_row)
+}
+
+/// [`get_by_alias`] in the caller's tenant, to batch with the caller's verification.
+pub fn by_alias_for_caller(t: &CallerTenant, alias: &str) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ai_keys WHERE tenant_id = ",
+            caller_tenant!(),
+            " AND alias = ?5"
+        ),
+        [alias.into()],
+    )
+}
+
+/// The first `limit` keys of the caller's tenant with `status`, in [`search`]'s order: the
+/// relay's model list, batched with the caller's verification.
+pub fn page_for_caller(t: &CallerTenant, status: KeyStatus, limit: i64) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ai_keys WHERE tenant_id = ",
+            caller_tenant!(),
+            " AND status = ?5 ORDER BY create_date DESC, alias LIMIT ?6"
+        ),
+        [status.as_str().into(), limit.into()],
+    )
+}
+
+/// Decode gateway key rows (of any statement selecting every column of the table).
+pub fn decode(rows: &[Row]) -> Result<Vec<AiKey>, DbError> {
+    super::decode_all(rows, from_row)
 }
 
 /// What a list asks for. `search` is the raw term; it is escaped here, so `%` and `_` match

@@ -1,6 +1,7 @@
 //! SQL for a tenant's default models.
 
-use super::{Db, DbError, Guard, RowExt, Stmt};
+use super::{CallerTenant, Db, DbError, Guard, RowExt, Stmt};
+use crate::caller_tenant;
 use crate::catalog::ModelType;
 use crate::stmt;
 
@@ -31,12 +32,34 @@ pub async fn list(db: &impl Db, tenant_id: &str) -> Result<Vec<Default>, DbError
             tenant_id
         ))
         .await?;
-    super::decode_all(&rows, |r| {
-        Ok(Default {
-            model_type: r.closed("model_type")?,
-            factory: r.text("factory")?,
-            llm_name: r.text("llm_name")?,
-        })
+    decode(&rows)
+}
+
+/// The caller's tenant's default of `model_type` (no row: none is set), to batch with the
+/// caller's verification.
+pub fn for_caller(t: &CallerTenant, model_type: ModelType) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM tenant_defaults WHERE tenant_id = ",
+            caller_tenant!(),
+            " AND model_type = ?5"
+        ),
+        [model_type.as_str().into()],
+    )
+}
+
+/// Decode default rows.
+pub fn decode(rows: &[super::Row]) -> Result<Vec<Default>, DbError> {
+    super::decode_all(rows, from_row)
+}
+
+fn from_row(r: &super::Row) -> Result<Default, DbError> {
+    Ok(Default {
+        model_type: r.closed("model_type")?,
+        factory: r.text("factory")?,
+        llm_name: r.text("llm_name")?,
     })
 }
 

@@ -228,17 +228,25 @@ pub struct AuthRow {
 
 /// The key with this access key, joined to its user (a deleted user or tenant leaves no row).
 pub async fn lookup_for_auth(db: &impl Db, access_key: &str) -> Result<Option<AuthRow>, DbError> {
-    let rows = db
-        .query(stmt!(
-            "SELECT k.id, k.access_key, k.secret_hash, k.prev_secret_hash, k.prev_valid_until, k.expires_at, \
-             k.last_used_at, k.username, k.tenant_id, u.role, u.status, t.defaults_version, \
-             t.rpm_limit, t.tpm_limit, t.token_budget, t.budget_period, t.usage_limit_policy \
-             FROM api_keys k JOIN users u ON u.username = k.username AND u.tenant_id = k.tenant_id \
-             JOIN tenants t ON t.id = k.tenant_id WHERE k.access_key = ?1",
-            access_key
-        ))
-        .await?;
-    super::decode_first(&rows, |r| {
+    let rows = db.query(auth_stmt(access_key)).await?;
+    decode_auth(&rows)
+}
+
+/// The statement of [`lookup_for_auth`], for a batch that reads more beside it.
+pub fn auth_stmt(access_key: &str) -> Stmt {
+    stmt!(
+        "SELECT k.id, k.access_key, k.secret_hash, k.prev_secret_hash, k.prev_valid_until, k.expires_at, \
+         k.last_used_at, k.username, k.tenant_id, u.role, u.status, t.defaults_version, \
+         t.rpm_limit, t.tpm_limit, t.token_budget, t.budget_period, t.usage_limit_policy \
+         FROM api_keys k JOIN users u ON u.username = k.username AND u.tenant_id = k.tenant_id \
+         JOIN tenants t ON t.id = k.tenant_id WHERE k.access_key = ?1",
+        access_key
+    )
+}
+
+/// The row [`auth_stmt`] read, if any.
+pub fn decode_auth(rows: &[Row]) -> Result<Option<AuthRow>, DbError> {
+    super::decode_first(rows, |r| {
         Ok(AuthRow {
             id: r.text("id")?,
             access_key: r.text("access_key")?,

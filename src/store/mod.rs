@@ -76,6 +76,59 @@ macro_rules! stmt {
     };
 }
 
+/// The caller's tenant in a statement read in the same round trip as the caller's key
+/// ([`Db::query_batch`]): `?1` when the caller is already known (a verification cache hit), else
+/// the tenant of the key with access key `?2` whose secret hashes to `?3` (the current secret, or
+/// the previous one within its grace at `?4`). A secret that matches neither gives NULL, so a
+/// statement batched with a failed verification reads no row at all. Every such statement binds
+/// these four first ([`CallerTenant::params`]) and its own values from `?5` on.
+#[macro_export]
+macro_rules! caller_tenant {
+    () => {
+        "COALESCE(?1, (SELECT ck.tenant_id FROM api_keys ck WHERE ck.access_key = ?2 \
+         AND (ck.secret_hash = ?3 OR (ck.prev_secret_hash = ?3 AND ck.prev_valid_until > ?4))))"
+    };
+}
+
+/// Whose tenant a statement batched with verification reads; see [`caller_tenant!`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CallerTenant<'a> {
+    /// The caller is already known (a verification cache hit): its tenant.
+    Known(&'a str),
+    /// The key presented, as the verification batched with the statement checks it.
+    Presented {
+        access_key: &'a str,
+        secret_hash: &'a str,
+        now: i64,
+    },
+}
+
+impl CallerTenant<'_> {
+    /// `?1` to `?4` of [`caller_tenant!`].
+    pub fn params(&self) -> Vec<Value> {
+        match *self {
+            CallerTenant::Known(t) => vec![t.into(), Value::Null, Value::Null, Value::Null],
+            CallerTenant::Presented {
+                access_key,
+                secret_hash,
+                now,
+            } => vec![
+                Value::Null,
+                access_key.into(),
+                secret_hash.into(),
+                now.into(),
+            ],
+        }
+    }
+
+    /// A statement of [`caller_tenant!`]'s kind: these four, then `more` from `?5` on.
+    pub fn stmt(&self, sql: &'static str, more: impl IntoIterator<Item = Value>) -> Stmt {
+        let mut params = self.params();
+        params.extend(more);
+        Stmt::new(sql, params)
+    }
+}
+
 /// A result row, as D1 returns it: column name to JSON value.
 pub type Row = Map<String, Json>;
 
@@ -218,6 +271,16 @@ pub trait Db {
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError>;
     /// Run statements atomically (all or none) and return each one's changed-row count.
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError>;
+    /// Run read statements in one round trip and return each one's rows, in order. D1 sends a
+    /// batch as one request and runs it as one transaction, so every statement sees the same
+    /// state; this default runs them one by one, for wrappers that only need [`Db::query`].
+    async fn query_batch(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, DbError> {
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in stmts {
+            out.push(self.query(s).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// What went wrong talking to the cache. The core treats every cache error as a miss and logs it.

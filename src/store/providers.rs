@@ -1,6 +1,7 @@
 //! SQL for provider connections and their per-model usage counters.
 
-use super::{Batch, Db, DbError, Pushed, Row, RowExt, Stmt};
+use super::{Batch, CallerTenant, Db, DbError, Pushed, Row, RowExt, Stmt};
+use crate::caller_tenant;
 use crate::catalog::ModelType;
 use crate::domain::states::ConnectionStatus;
 use crate::stmt;
@@ -145,6 +146,87 @@ pub async fn get_by_ids(
         ))
         .await?;
     super::decode_all(&rows, from_row)
+}
+
+/// Decode connection rows (of any statement selecting every column of the table).
+pub fn decode(rows: &[Row]) -> Result<Vec<Connection>, DbError> {
+    super::decode_all(rows, from_row)
+}
+
+/// [`list_for_tenant`] of the caller's tenant, to batch with the caller's verification.
+pub fn list_for_caller(t: &CallerTenant) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM provider_connections WHERE tenant_id = ",
+            caller_tenant!(),
+            " ORDER BY factory, llm_name"
+        ),
+        [],
+    )
+}
+
+/// The caller's connections that can provide `name` of `factory`: its own row and the factory's
+/// organization row (the rows [`get_by_ids`] reads for their ids), ordered like it.
+pub fn named_for_caller(t: &CallerTenant, factory: &str, name: &str) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM provider_connections WHERE tenant_id = ",
+            caller_tenant!(),
+            " AND factory = ?5 AND llm_name IN (?6, '') ORDER BY factory, llm_name"
+        ),
+        [factory.into(), name.into()],
+    )
+}
+
+/// The caller's connections that can provide a model called `name` of any factory (every
+/// organization row, and the single-model rows of that name), ordered like [`list_for_tenant`];
+/// none when the tenant has a gateway key with `name` as its alias (the relay calls that instead).
+pub fn bare_for_caller(t: &CallerTenant, name: &str) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM provider_connections WHERE tenant_id = ",
+            caller_tenant!(),
+            " AND llm_name IN ('', ?5) AND NOT EXISTS (SELECT 1 FROM ai_keys a WHERE a.tenant_id = ",
+            caller_tenant!(),
+            " AND a.alias = ?5) ORDER BY factory, llm_name"
+        ),
+        [name.into()],
+    )
+}
+
+/// The connections that can provide the model of the caller's gateway key `alias` (its
+/// provider's organization row and the model's own row), ordered like [`get_by_ids`].
+pub fn for_alias_of_caller(t: &CallerTenant, alias: &str) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT c.* FROM ai_keys a JOIN provider_connections c ON c.tenant_id = a.tenant_id \
+             AND c.factory = a.provider AND c.llm_name IN (a.model, '') WHERE a.tenant_id = ",
+            caller_tenant!(),
+            " AND a.alias = ?5 ORDER BY c.factory, c.llm_name"
+        ),
+        [alias.into()],
+    )
+}
+
+/// The connections that can provide the caller's tenant's default model of `model_type`,
+/// ordered like [`get_by_ids`].
+pub fn for_default_of_caller(t: &CallerTenant, model_type: ModelType) -> Stmt {
+    t.stmt(
+        concat!(
+            "SELECT c.* FROM tenant_defaults d JOIN provider_connections c \
+             ON c.tenant_id = d.tenant_id AND c.factory = d.factory AND c.llm_name IN (d.llm_name, '') \
+             WHERE d.tenant_id = ",
+            caller_tenant!(),
+            " AND d.model_type = ?5 ORDER BY c.factory, c.llm_name"
+        ),
+        [model_type.as_str().into()],
+    )
 }
 
 /// Tokens used per (connection, model) for one tenant.

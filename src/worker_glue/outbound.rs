@@ -11,7 +11,7 @@ use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use worker::{AbortController, Delay, Fetch, Headers, Method, RequestInit, RequestRedirect};
+use worker::{web_sys, AbortController, Delay, Headers};
 
 pub struct FetchOutbound;
 
@@ -40,49 +40,87 @@ fn unreachable(e: worker::Error) -> OutboundError {
     OutboundError::Unreachable(e.to_string())
 }
 
-/// A `worker::Request` for the core's outbound request.
-fn build(req: &OutboundRequest) -> Result<worker::Request, OutboundError> {
-    let headers = Headers::new();
+/// Start the runtime's `fetch` for the core's outbound request: the URL as a string and a
+/// `RequestInit` straight to the global `fetch` (no `worker::Request` in between, which would parse
+/// the URL again in Rust), with `signal` to abort it.
+async fn start_fetch(
+    req: &OutboundRequest,
+    signal: &worker::AbortSignal,
+) -> Result<web_sys::Response, OutboundError> {
+    // The same text `worker`'s own fetch gave (its error's display).
+    let js = |e: JsValue| unreachable(worker::Error::from(e));
+    let headers = web_sys::Headers::new().map_err(js)?;
     for (n, v) in &req.headers {
         headers
             .set(n, v)
             .map_err(|_| OutboundError::Unreachable(format!("invalid header {n}")))?;
     }
-    let mut init = RequestInit::new();
+    let init = web_sys::RequestInit::new();
+    init.set_method(req.method);
+    init.set_headers(&headers);
     // Never follow a redirect: it would carry the credential headers to wherever the provider
     // points. workerd hands the 3xx back as it is, and the core refuses it.
-    init.with_method(Method::from(req.method.to_owned()))
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_signal(Some(signal));
     if let Some(b) = &req.body {
-        init.with_body(Some(Uint8Array::from(b.as_slice()).into()));
+        init.set_body(&Uint8Array::from(b.as_slice()));
     }
-    worker::Request::new_with_init(&req.url, &init).map_err(unreachable)
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let promise = global.fetch_with_str_and_init(&req.url, &init);
+    let resp = JsFuture::from(promise).await.map_err(js)?;
+    resp.dyn_into::<web_sys::Response>().map_err(js)
+}
+
+/// The answer's headers, as the core reads them.
+fn header_pairs(resp: &web_sys::Response) -> Vec<(String, String)> {
+    Headers(resp.headers()).entries().collect()
 }
 
 async fn fetch_bounded(
-    req: worker::Request,
+    req: &OutboundRequest,
     signal: &worker::AbortSignal,
-    max: usize,
 ) -> Result<OutboundResponse, OutboundError> {
-    let mut resp = Fetch::Request(req)
-        .send_with_signal(signal)
-        .await
-        .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
-    let headers: Vec<(String, String)> = resp.headers().entries().collect();
-    let mut body = Vec::new();
-    let mut stream = resp
-        .stream()
-        .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| OutboundError::Unreachable(e.to_string()))?;
-        if body.len() + chunk.len() > max {
-            return Err(OutboundError::TooLarge);
+    let max = req.max_response_bytes;
+    let raw = start_fetch(req, signal).await?;
+    let status = raw.status();
+    let headers = header_pairs(&raw);
+    let declared = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    // A declared length bounds the body (HTTP framing ends it there), so one `arrayBuffer()`
+    // reads it whole; without one the body is read chunk by chunk against the limit.
+    let body = match declared.filter(|_| raw.body().is_some()) {
+        Some(n) if n > max => return Err(OutboundError::TooLarge),
+        Some(_) => match raw.array_buffer() {
+            Ok(p) => {
+                let buf = JsFuture::from(p)
+                    .await
+                    .map_err(|e| unreachable(worker::Error::from(e)))?;
+                let bytes = Uint8Array::new(&buf);
+                if bytes.length() as usize > max {
+                    return Err(OutboundError::TooLarge);
+                }
+                bytes.to_vec()
+            }
+            Err(e) => return Err(unreachable(worker::Error::from(e))),
+        },
+        None => {
+            let mut resp = worker::Response::from(raw);
+            let mut body = Vec::new();
+            let mut stream = resp.stream().map_err(unreachable)?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(unreachable)?;
+                if body.len() + chunk.len() > max {
+                    return Err(OutboundError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            body
         }
-        body.extend_from_slice(&chunk);
-    }
+    };
     Ok(OutboundResponse {
-        status: resp.status_code(),
+        status,
         headers,
         body,
     })
@@ -90,10 +128,9 @@ async fn fetch_bounded(
 
 impl Outbound for FetchOutbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
-        let request = build(&req)?;
         let controller = AbortController::default();
         let signal = controller.signal();
-        let work = Box::pin(fetch_bounded(request, &signal, req.max_response_bytes));
+        let work = Box::pin(fetch_bounded(&req, &signal));
         let timer = Delay::from(Duration::from_millis(req.timeout_ms));
         let outcome = match select(work, timer).await {
             Either::Left((outcome, _)) => outcome,
@@ -109,22 +146,17 @@ impl Outbound for FetchOutbound {
         &self,
         req: OutboundRequest,
     ) -> Result<StreamingResponse, OutboundError> {
-        let request = build(&req)?;
         let abort = AbortOnDrop(Some(AbortController::default()));
         let signal = abort.signal();
         let timer = Delay::from(Duration::from_millis(req.timeout_ms));
-        let fetch = Box::pin(async move {
-            Fetch::Request(request)
-                .send_with_signal(&signal)
-                .await
-                .map_err(unreachable)
-        });
+        let fetch = Box::pin(start_fetch(&req, &signal));
         // On a timeout `abort` is dropped here, which aborts the fetch.
-        let mut resp = match select(fetch, timer).await {
+        let raw = match select(fetch, timer).await {
             Either::Left((outcome, _)) => outcome?,
             Either::Right(_) => return Err(OutboundError::Timeout),
         };
-        let headers: Vec<(String, String)> = resp.headers().entries().collect();
+        let headers = header_pairs(&raw);
+        let mut resp = worker::Response::from(raw);
         let max = req.max_response_bytes;
         let idle = Duration::from_millis(req.idle_timeout_ms.unwrap_or(req.timeout_ms));
         let chunks = resp.stream().map_err(unreachable)?;

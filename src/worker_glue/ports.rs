@@ -36,6 +36,21 @@ impl D1Db {
         prepared.bind(&params).map_err(db_err)
     }
 
+    /// Run statements as one batch, reading nothing of their results: the writes deferred past
+    /// an answer, whose counts nobody reads ([`Db::batch`] decodes every result's meta).
+    pub async fn run_all(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
+        let prepared = stmts
+            .iter()
+            .map(|s| self.prepare(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map(|_| ())
+        .map_err(db_err)
+    }
+
     /// The session's latest bookmark, for the client to send back.
     pub fn bookmark(&self) -> Option<String> {
         match self {
@@ -71,6 +86,23 @@ impl Db for D1Db {
         }
         .map_err(db_err)?;
         Ok(results.iter().map(changes).collect())
+    }
+
+    async fn query_batch(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, DbError> {
+        let prepared = stmts
+            .iter()
+            .map(|s| self.prepare(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One request to D1 for every statement (a batch), however many there are.
+        let results = match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map_err(db_err)?;
+        results
+            .iter()
+            .map(|r| r.results::<Row>().map_err(db_err))
+            .collect()
     }
 }
 

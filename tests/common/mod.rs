@@ -130,6 +130,14 @@ impl SqliteDb {
         rows.map(|r| r.expect("explain row")).collect()
     }
 
+    /// How many rows `stmt` reads now (inspection only; not counted as a call).
+    pub fn rows_of(&self, stmt: &Stmt) -> usize {
+        run(&self.conn.borrow(), stmt)
+            .expect("statement runs")
+            .0
+            .len()
+    }
+
     /// Run raw SQL (test setup and inspection only).
     pub fn sql(&self, sql: &str) {
         self.conn.borrow().execute_batch(sql).expect("test sql");
@@ -241,6 +249,27 @@ impl Db for SqliteDb {
         tx.commit().map_err(err)?;
         drop(conn);
         self.answer(n, changes)
+    }
+
+    /// One call (one round trip, as D1's batch is), every statement in one transaction.
+    async fn query_batch(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, DbError> {
+        if self.yield_each_call.get() {
+            YieldOnce(false).await;
+        }
+        let n = self.tick()?;
+        self.queried
+            .borrow_mut()
+            .extend(stmts.iter().map(|s| s.sql));
+        self.record(&stmts);
+        let mut conn = self.conn.borrow_mut();
+        let tx = conn.transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in &stmts {
+            out.push(run(&tx, s)?.0);
+        }
+        tx.commit().map_err(err)?;
+        drop(conn);
+        self.answer(n, out)
     }
 }
 

@@ -110,18 +110,23 @@ impl LimitsObject {
 
     /// Post the budget alerts that are due to the tenant's webhook, one at a time, and record
     /// each attempt in the ledger (a failed one is tried again later, see [`Ledger::alert_attempted`]).
-    async fn deliver_alerts(&self) -> worker::Result<()> {
+    async fn deliver_alerts(&self) {
         let now = js_sys::Date::now() as i64;
         let (owner, due) = match self.ledger.borrow().as_ref() {
             Some(l) => (l.owner().cloned(), l.alerts_due(now)),
-            None => return Ok(()),
+            None => return,
         };
         if due.is_empty() {
-            return Ok(());
+            return;
         }
         let retry_ms = self.seconds_ms("WEBHOOK_RETRY_SECONDS", DEFAULT_RETRY_SECONDS);
-        let app = match owner {
-            Some(_) => Some(super::app(&self.env, None)?),
+        let app = match owner.as_ref().map(|_| super::app(&self.env, None)) {
+            Some(Err(e)) => {
+                // Counted as a failed attempt, so the retries back off instead of waking at once.
+                log::error!("limits: budget alerts not posted, the deployment is unusable ({e})");
+                None
+            }
+            Some(Ok(app)) => Some(app),
             None => None,
         };
         for alert in due {
@@ -131,8 +136,9 @@ impl LimitsObject {
                     app.deliver_alert(scope, &alert, attempt, attempt >= ALERT_ATTEMPTS)
                         .await
                 }
+                (Some(_), None) => false,
                 // A ledger stored before it knew its owner: nothing says whose the alert is.
-                _ => true,
+                (None, _) => true,
             };
             // The ledger may have moved on meanwhile (the object answers calls while it posts);
             // the attempt is recorded against the event, whatever else changed.
@@ -140,7 +146,6 @@ impl LimitsObject {
                 l.alert_attempted(&alert, done, js_sys::Date::now() as i64, retry_ms);
             }
         }
-        Ok(())
     }
 }
 
@@ -177,7 +182,7 @@ impl DurableObject for LimitsObject {
     /// put back and tried at the next wake-up.
     async fn alarm(&self) -> worker::Result<Response> {
         self.load().await?;
-        self.deliver_alerts().await?;
+        self.deliver_alerts().await;
         let flush = match self.ledger.borrow_mut().as_mut() {
             Some(l) => l.take_flush(),
             None => return Response::ok("nothing"),

@@ -83,23 +83,7 @@ fn setup(s: &StandIn) -> (T, String) {
     for who in [&tok, &other] {
         connect_standin_chat(&t, who, &s.base(), GOOD_KEY);
     }
-    let r = t.user(
-        &tok,
-        "POST",
-        "/api/v1/ai_keys",
-        Some(json!({
-            "alias": "team-chat", "provider": "OpenAI-API-Compatible", "model": "standin-chat",
-            "api_key": GOOD_KEY, "input_limit": 0, "status": "enabled"
-        })),
-    );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let r = t.user(
-        &tok,
-        "POST",
-        "/api/v1/models/default",
-        Some(json!({"llm_id": "standin-chat@OpenAI-API-Compatible"})),
-    );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    team_chat_and_default(&t, &tok, GOOD_KEY);
     (t, tok)
 }
 

@@ -911,6 +911,29 @@ pub fn connect_standin_chat(t: &T, tok: &str, standin_base: &str, key: &str) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
+/// A gateway key `team-chat` on the stand-in's chat model (connected first) with the stand-in's
+/// `key`, and that model as the tenant's default chat model: the three ways a relayed call names
+/// its model.
+pub fn team_chat_and_default(t: &T, tok: &str, key: &str) {
+    let r = t.user(
+        tok,
+        "POST",
+        "/api/v1/ai_keys",
+        Some(json!({
+            "alias": "team-chat", "provider": "OpenAI-API-Compatible", "model": "standin-chat",
+            "api_key": key, "input_limit": 0, "status": "enabled"
+        })),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = t.user(
+        tok,
+        "POST",
+        "/api/v1/models/default",
+        Some(json!({"llm_id": "standin-chat@OpenAI-API-Compatible"})),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
 pub fn token(k: &Json) -> String {
     k["token"].as_str().expect("token").to_owned()
 }

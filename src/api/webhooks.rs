@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::http::Request;
 use super::{body, App, Reply, Result};
 use crate::domain::crypto::mask;
+use crate::domain::hex;
 use crate::domain::time::rfc3339;
 use crate::domain::vault::Slot;
 use crate::limits::{period_end, Alert, Scope};
@@ -176,13 +177,7 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={t},v1={hex}")
+    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
 }
 
 /// An alert's event id: the same for every attempt at one threshold of one budget in one period
@@ -197,8 +192,7 @@ pub fn event_id(scope: &Scope, alert: &Alert) -> String {
         .chain_update([0])
         .chain_update([alert.threshold])
         .finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("evt_{hex}")
+    format!("evt_{}", hex(&digest[..16]))
 }
 
 /// The event an alert is posted as.

@@ -97,10 +97,7 @@ impl Secret {
 
 /// Hex SHA-256 of arbitrary bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::hex(&Sha256::digest(data))
 }
 
 /// Constant-time equality of two strings (of public length), for hashes and the admin token.

@@ -108,7 +108,7 @@ async function startQuietStandIn() {
   const debug = join(ROOT, 'target/debug/examples/provider_standin');
   const bin = existsSync(release) ? release : debug;
   if (!existsSync(bin)) throw new Error('provider_standin is not built (scripts/bench.sh builds it)');
-  const child = spawn(bin, ['--port', '0', '--quiet', '--exit-on-stdin-eof'], {
+  const child = spawn(bin, ['--port', '0', '--quiet', '--keep-alive', '--exit-on-stdin-eof'], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -1359,7 +1359,7 @@ function report({ mach, seeded, cases, single, profiles, size, purge, tokens, tw
   L.push(`| runtime | \`wrangler dev --local\` ${mach.wrangler} (workerd, local D1 and KV), \`--log-level=warn\`, the release build of \`scripts/build.sh\` (worker-build --release, opt-level z, then wasm-opt -Oz --strip-debug) |`);
   L.push(`| load | ${mach.wrk}: \`-t${THREADS} -c${CONNECTIONS} --latency\` on loopback, on the same 2 cores as the worker; ${SECONDS} s per case as ${ROUNDS} interleaved rounds of ${Math.max(1, Math.round(SECONDS / ROUNDS))} s, after ${WARMUP_ALL} s of warm-up per route |`);
   L.push(`| data | one tenant: its owner with one key; ${seeded.factories.length} factories in its model list (${seeded.factories.join(', ')}; Builtin is always listed), ${seeded.models} models; defaults ${Object.entries(seeded.defaults).map(([k, v]) => `${k}=${v}`).join(', ')} |`);
-  L.push(`| stand-in | \`${standin.binary} --quiet\` (tiny_http, one thread per request) |`);
+  L.push(`| stand-in | \`${standin.binary} --quiet --keep-alive\` (tiny_http, one thread per request, connections kept open) |`);
   L.push(`| configuration | default (wrangler.toml): \`VERIFY_CACHE_SECONDS = "0"\`, the verification cache off; checked: a fresh key answered /me ${probeOff.first}, and ${probeOff.after} once its row was deleted from D1 |`);
   if (cached) {
     L.push(`| cache on | a second worker with \`--var VERIFY_CACHE_SECONDS:${VERIFY_CACHE_ON_SECONDS}\`, seeded the same way (${cached.seeded.models} models); checked: a fresh key answered /me ${cached.probe.first}, and still ${cached.probe.after} once its row was deleted from D1 (served from the isolate's memory) |`);

@@ -1,12 +1,13 @@
 //! The model-provider stand-in as a process, for end-to-end runs:
 //!
 //! ```text
-//! cargo run --example provider_standin -- --port 0 [--quiet] [--exit-on-stdin-eof]
+//! cargo run --example provider_standin -- --port 0 [--quiet] [--keep-alive] [--exit-on-stdin-eof]
 //! ```
 //!
 //! Prints exactly one line, `LISTENING <port>`, on stdout, then serves on 127.0.0.1 until
 //! killed (or, with `--exit-on-stdin-eof`, until its standard input closes). One line per
-//! request goes to stderr unless `--quiet`. See `server.rs` for the routes.
+//! request goes to stderr unless `--quiet`. Every answer closes its connection unless
+//! `--keep-alive` (the benchmark's). See `server.rs` for the routes.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod server;
@@ -15,9 +16,11 @@ mod server;
 fn main() {
     use std::io::Write;
 
-    const USAGE: &str = "usage: provider_standin [--port N] [--quiet] [--exit-on-stdin-eof]";
+    const USAGE: &str =
+        "usage: provider_standin [--port N] [--quiet] [--keep-alive] [--exit-on-stdin-eof]";
     let mut port: u16 = 0;
     let mut quiet = false;
+    let mut keep_alive = false;
     let mut exit_on_stdin_eof = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -26,6 +29,10 @@ fn main() {
             a if a.starts_with("--port=") => Some(a["--port=".len()..].to_string()),
             "--quiet" => {
                 quiet = true;
+                continue;
+            }
+            "--keep-alive" => {
+                keep_alive = true;
                 continue;
             }
             "--exit-on-stdin-eof" => {
@@ -52,6 +59,7 @@ fn main() {
 
     let standin = server::StandIn::start_on(port);
     standin.set_log(!quiet);
+    standin.set_keep_alive(keep_alive);
     {
         let mut out = std::io::stdout().lock();
         let printed = writeln!(out, "LISTENING {}", standin.port).and_then(|()| out.flush());

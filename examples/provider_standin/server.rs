@@ -92,7 +92,7 @@ use rsa::sha2::{Digest, Sha256};
 use rsa::signature::Verifier;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{json, Value};
-use tiny_http::{Header, Response, Server};
+use tiny_http::{Header, Server};
 
 /// The only API key the stand-in accepts (OpenAI, Azure, Gemini, Anthropic, Cohere).
 pub const GOOD_KEY: &str = "sk-standin-good-0123456789";
@@ -214,6 +214,8 @@ struct Shared {
     port: u16,
     stopping: AtomicBool,
     log: AtomicBool,
+    /// Whether answers keep the connection open (see [`respond`]); off by default.
+    keep_alive: AtomicBool,
     requests: Mutex<Vec<Recorded>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     hostile: Mutex<Vec<HostileRecord>>,
@@ -251,6 +253,7 @@ impl StandIn {
             port,
             stopping: AtomicBool::new(false),
             log: AtomicBool::new(false),
+            keep_alive: AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
             workers: Mutex::new(Vec::new()),
             hostile: Mutex::new(Vec::new()),
@@ -295,6 +298,12 @@ impl StandIn {
     /// headers) to stderr when on.
     pub fn set_log(&self, on: bool) {
         self.shared.log.store(on, Ordering::SeqCst);
+    }
+
+    /// Keeps connections open between answers when on (the benchmark's steady load, where a
+    /// burst of new connections does not arrive); off, every answer ends with `Connection: close`.
+    pub fn set_keep_alive(&self, on: bool) {
+        self.shared.keep_alive.store(on, Ordering::SeqCst);
     }
 }
 
@@ -466,11 +475,11 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     }
     match reply {
         Reply::Hostile(h) => serve_hostile(request, h, &incoming.path, shared),
-        reply => send(request, reply),
+        reply => send(request, reply, !shared.keep_alive.load(Ordering::SeqCst)),
     }
 }
 
-fn send(request: tiny_http::Request, reply: Reply) {
+fn send(request: tiny_http::Request, reply: Reply, close: bool) {
     let http10 = *request.http_version() <= (1, 0);
     let (status, content_type, body, chunked) = match reply {
         Reply::Json(status, value) => (
@@ -491,40 +500,72 @@ fn send(request: tiny_http::Request, reply: Reply) {
             events.concat().into_bytes(),
             false,
         ),
-        Reply::Events(events) => return stream_events(request, events),
+        Reply::Events(events) => return stream_events(request, events, close),
         Reply::Hostile(_) => unreachable!("hostile answers are served by serve_hostile"),
-        Reply::Redirect(status, location) => return send_redirect(request, status, &location),
-        Reply::RateLimited(retry_after) => return send_rate_limited(request, &retry_after),
+        Reply::Redirect(status, location) => {
+            return send_redirect(request, status, &location, close)
+        }
+        Reply::RateLimited(retry_after) => return send_rate_limited(request, &retry_after, close),
     };
-    let header = Header::from_bytes("Content-Type", content_type).expect("valid header");
-    let _ = if chunked {
-        let len = body.len();
-        let response = Response::new(
-            status.into(),
-            vec![header],
-            std::io::Cursor::new(body),
-            None,
-            None,
-        )
-        .with_chunked_threshold(len.min(1));
-        request.respond(response)
+    respond(
+        request,
+        status,
+        &[("Content-Type", content_type)],
+        &body,
+        chunked,
+        close,
+    );
+}
+
+/// Writes a whole answer by hand, with `Connection: close` when `close`.
+///
+/// tiny_http serves each connection on a pool thread until the client closes it, and its pool
+/// can leave a connection that arrives in a burst queued behind idle keep-alive connections for
+/// seconds. Closing after every answer keeps the stand-in answering everything at once, as a
+/// provider behind a load balancer does. (tiny_http itself refuses a `Connection` header.)
+fn respond(
+    request: tiny_http::Request,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunked: bool,
+    close: bool,
+) {
+    let reason = tiny_http::StatusCode(status).default_reason_phrase();
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
     } else {
-        let response = Response::from_data(body)
-            .with_status_code(status)
-            .with_header(header)
-            .with_chunked_threshold(usize::MAX);
-        request.respond(response)
+        format!("Content-Length: {}", body.len())
     };
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    head.push_str(&format!("{framing}\r\n{connection}\r\n"));
+    let mut out = head.into_bytes();
+    if chunked {
+        if !body.is_empty() {
+            out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        out.extend_from_slice(body);
+    }
+    let mut writer = request.into_writer();
+    let _ = writer.write_all(&out).and_then(|()| writer.flush());
 }
 
 /// Writes the answer by hand so that each event leaves as its own, flushed chunk.
-fn stream_events(request: tiny_http::Request, events: Vec<String>) {
+fn stream_events(request: tiny_http::Request, events: Vec<String>, close: bool) {
     let mut writer = request.into_writer();
-    let head = "HTTP/1.1 200 OK\r\n\
-                Content-Type: text/event-stream\r\n\
-                Cache-Control: no-cache\r\n\
-                Transfer-Encoding: chunked\r\n\
-                \r\n";
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+         Transfer-Encoding: chunked\r\n{connection}\r\n"
+    );
     let mut write = |bytes: &[u8]| -> std::io::Result<()> {
         writer.write_all(bytes)?;
         writer.flush()
@@ -1385,29 +1426,37 @@ fn redirect(rq: &Incoming, rest: &str) -> Option<Reply> {
     Some(Reply::Redirect(status, location))
 }
 
-fn send_rate_limited(request: tiny_http::Request, retry_after: &str) {
+fn send_rate_limited(request: tiny_http::Request, retry_after: &str, close: bool) {
     let body = json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
         "code": "rate_limit_exceeded"}});
-    let mut response = Response::from_data(body.to_string().into_bytes())
-        .with_status_code(429)
-        .with_header(Header::from_bytes("Content-Type", "application/json").expect("valid header"))
-        .with_chunked_threshold(usize::MAX);
-    if let Ok(h) = Header::from_bytes("Retry-After", retry_after.as_bytes()) {
-        response = response.with_header(h);
+    let mut headers = vec![("Content-Type", "application/json")];
+    if Header::from_bytes("Retry-After", retry_after.as_bytes()).is_ok() {
+        headers.push(("Retry-After", retry_after));
     }
-    let _ = request.respond(response);
+    respond(
+        request,
+        429,
+        &headers,
+        body.to_string().as_bytes(),
+        false,
+        close,
+    );
 }
 
-fn send_redirect(request: tiny_http::Request, status: u16, location: &str) {
+fn send_redirect(request: tiny_http::Request, status: u16, location: &str, close: bool) {
     let body = json!({"error": {"message": format!("moved to {location}"), "type": "redirect"}});
-    let mut response = Response::from_data(body.to_string().into_bytes())
-        .with_status_code(status)
-        .with_header(Header::from_bytes("Content-Type", "application/json").expect("valid header"))
-        .with_chunked_threshold(usize::MAX);
-    if let Ok(h) = Header::from_bytes("Location", location.as_bytes()) {
-        response = response.with_header(h);
+    let mut headers = vec![("Content-Type", "application/json")];
+    if Header::from_bytes("Location", location.as_bytes()).is_ok() {
+        headers.push(("Location", location));
     }
-    let _ = request.respond(response);
+    respond(
+        request,
+        status,
+        &headers,
+        body.to_string().as_bytes(),
+        false,
+        close,
+    );
 }
 
 // ---------- Anthropic ----------

@@ -1,12 +1,21 @@
-//! `worker::Request` to the core's request, the core's response to `worker::Response`.
+//! The runtime's request to the core's request, the core's response to `worker::Response`.
 
 use crate::api::http::{Request, Response};
 use futures_util::StreamExt;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::web_sys;
 
-pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Result<Request> {
-    let url = req.url()?;
-    let headers: Vec<(String, String)> = req
-        .headers()
+/// The core's request from the runtime's own, read without `worker::Request`: that conversion
+/// reads `request.cf`, which the runtime builds on every access and keyward never uses.
+/// A request without a body (every GET) is not read at all; one whose declared length is above
+/// `read_limit(path)` is left unread too, and the core answers 413 from the declared length.
+pub async fn request(
+    req: web_sys::Request,
+    read_limit: impl FnOnce(&str) -> u64,
+) -> worker::Result<Request> {
+    let url = url::Url::parse(&req.url())?;
+    let headers: Vec<(String, String)> = worker::Headers(req.headers())
         .entries()
         .map(|(n, v)| (n.to_ascii_lowercase(), v))
         .collect();
@@ -15,12 +24,13 @@ pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Resul
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.trim().parse::<u64>().ok());
     let (body, unread_len) = match declared {
-        Some(n) if n > read_limit => (Vec::new(), Some(n)),
-        _ => (req.bytes().await.unwrap_or_default(), None),
+        _ if req.body().is_none() => (Vec::new(), None),
+        Some(n) if n > read_limit(url.path()) => (Vec::new(), Some(n)),
+        _ => (read_body(&req).await.unwrap_or_default(), None),
     };
     Ok(Request {
         // The raw method: `worker::Method` maps every method it does not know to GET.
-        method: req.inner().method(),
+        method: req.method(),
         path: url.path().to_owned(),
         query: url.query().unwrap_or("").to_owned(),
         headers,
@@ -28,6 +38,12 @@ pub async fn request(mut req: worker::Request, read_limit: u64) -> worker::Resul
         unread_len,
         origin: Some(url.origin().ascii_serialization()),
     })
+}
+
+async fn read_body(req: &web_sys::Request) -> Option<Vec<u8>> {
+    let buffer = JsFuture::from(req.array_buffer().ok()?).await.ok()?;
+    let buffer: js_sys::ArrayBuffer = buffer.dyn_into().ok()?;
+    Some(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 pub fn response(resp: Response) -> worker::Result<worker::Response> {
@@ -62,5 +78,58 @@ mod tests {
             resp.headers().get("content-type").unwrap().as_deref(),
             Some("application/json")
         );
+    }
+
+    fn runtime_request(method: &str, url: &str, body: Option<&str>) -> web_sys::Request {
+        let init = web_sys::RequestInit::new();
+        init.set_method(method);
+        if let Some(b) = body {
+            init.set_body(&wasm_bindgen::JsValue::from_str(b));
+        }
+        web_sys::Request::new_with_str_and_init(url, &init).expect("a request")
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_request_becomes_the_core_request_with_its_body_read_only_when_it_has_one() {
+        let get = runtime_request("GET", "https://kw.example/api/v1/me?x=1", None);
+        get.headers().set("Authorization", "Bearer t").unwrap();
+        let core = request(get, |_| 10).await.expect("conversion");
+        assert_eq!(core.method, "GET");
+        assert_eq!(
+            (core.path.as_str(), core.query.as_str()),
+            ("/api/v1/me", "x=1")
+        );
+        assert_eq!(core.first_header("authorization"), Some("Bearer t"));
+        assert!(core.body.is_empty() && core.unread_len.is_none());
+        assert_eq!(core.origin.as_deref(), Some("https://kw.example"));
+
+        let post = runtime_request(
+            "POST",
+            "https://kw.example/v1/embeddings",
+            Some("{\"a\":1}"),
+        );
+        let core = request(post, |_| 10).await.expect("conversion");
+        assert_eq!(core.body, b"{\"a\":1}");
+        assert!(core.unread_len.is_none());
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_body_declared_above_the_paths_limit_is_left_unread() {
+        let post = runtime_request(
+            "POST",
+            "https://kw.example/v1/embeddings",
+            Some("0123456789ab"),
+        );
+        post.headers().set("content-length", "12").unwrap();
+        let mut seen = String::new();
+        let core = request(post, |path| {
+            seen = path.to_owned();
+            10
+        })
+        .await
+        .expect("conversion");
+        assert_eq!(seen, "/v1/embeddings");
+        assert!(core.body.is_empty());
+        assert_eq!(core.unread_len, Some(12));
     }
 }

@@ -35,11 +35,12 @@ fn app(env: &Env, session_start: Option<&str>) -> worker::Result<App<WorkerPlatf
 }
 
 #[event(fetch)]
-async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
-    // Bodies above the path's limit are not read at all; the core answers 413 from the
-    // declared length.
-    let limit = crate::api::relay::read_limit(&req.path());
-    let core_req = convert::request(req, limit).await?;
+async fn fetch(
+    req: worker::web_sys::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<worker::Response> {
+    let core_req = convert::request(req, crate::api::relay::read_limit).await?;
     let replicated = replicas::enabled(
         env.var(replicas::VAR)
             .ok()

@@ -1417,7 +1417,7 @@ function report({ mach, seeded, cases, single, profiles, size, purge, tokens, tw
   const addedFloorOne = ms(median(one.relay.rounds.map((r, k) => r.p50 - one.floorFetch.rounds[k].p50)));
   L.push('### Against the honest floors (issue 15)', '');
   L.push(
-    'bench/floors is a second Worker built by the same toolchain (workers-rs 0.8.7, worker-build --release with opt-level z and LTO, then the same wasm-opt -Oz) and served the same way (`wrangler dev --local`, a throwaway local D1 with keyward\'s schema): ' +
+    'bench/floors is a second Worker built by the same toolchain (workers-rs 0.8.7, worker-build --release with opt-level z and LTO, then the same wasm-opt -Oz) and served the same way (`wrangler dev --local`, keyward\'s console as its static assets with its routes run first, as keyward\'s are, and a throwaway local D1 with keyward\'s schema): ' +
       '`GET /read` makes one D1 point read by primary key (an `api_keys` row) and answers it as JSON; `POST /read-fetch` makes the same read, then one fetch to the provider stand-in with the request\'s body, reads the answer and passes it back. ' +
       'Its cases run in the same interleaved rounds as keyward\'s (the order: /health, /read, /me, defaults, models, /read-fetch, relay, direct), and each keyward case is divided, round by round, by the mean of its floor\'s runs in that round and the next.',
     '',

@@ -15,6 +15,7 @@ pub mod tenants;
 pub mod usage;
 pub mod users;
 pub mod webhooks;
+pub mod write_behind;
 
 pub use batch::{Batch, Guard, Handle, Outcome, Pushed};
 use serde_json::{Map, Value as Json};
@@ -271,6 +272,10 @@ pub trait Db {
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError>;
     /// Run statements atomically (all or none) and return each one's changed-row count.
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError>;
+    /// [`Db::batch`] for writes whose counts nobody reads (a port may skip decoding them).
+    async fn run_batch(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
+        self.batch(stmts).await.map(|_| ())
+    }
     /// Run read statements in one round trip and return each one's rows, in order. D1 sends a
     /// batch as one request and runs it as one transaction, so every statement sees the same
     /// state; this default runs them one by one, for wrappers that only need [`Db::query`].

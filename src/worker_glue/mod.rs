@@ -9,13 +9,18 @@ mod ports;
 
 use crate::api::{replicas, App, Config};
 use crate::env_config::{ConfigCache, EnvValues};
+use crate::store::write_behind::{self, WriteBehind};
 use crate::store::Platform;
 use ports::{D1Db, WorkerPlatform};
-use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
+use std::rc::Rc;
+use std::time::Duration;
+use worker::{event, Context, Delay, Env, ScheduleContext, ScheduledEvent};
 
 thread_local! {
     /// This isolate's parsed config; see [`crate::env_config`] for why it is keyed on the values.
     static CONFIG: ConfigCache = ConfigCache::default();
+    /// This isolate's deferred writes, gathered into batches.
+    static WRITES: Rc<WriteBehind> = Rc::new(WriteBehind::default());
 }
 
 fn config(env: &Env) -> Config {
@@ -84,11 +89,11 @@ async fn fetch(
                 // Resolves when the streamed body has ended (or was abandoned by the client).
                 stmts.extend(rx.await.unwrap_or_default());
             }
-            if !stmts.is_empty() {
-                if let Err(e) = db.run_all(stmts).await {
-                    log::warn!("deferred write failed: {e}");
-                }
-            }
+            // Gathered with the other requests' of this isolate into one batch (the core logs
+            // what could not be written).
+            let writes = WRITES.with(Rc::clone);
+            let window = Delay::from(Duration::from_millis(write_behind::WINDOW_MS));
+            writes.write(&db, stmts, window).await;
         });
     }
     convert::response(resp)

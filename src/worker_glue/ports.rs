@@ -36,21 +36,6 @@ impl D1Db {
         prepared.bind(&params).map_err(db_err)
     }
 
-    /// Run statements as one batch, reading nothing of their results: the writes deferred past
-    /// an answer, whose counts nobody reads ([`Db::batch`] decodes every result's meta).
-    pub async fn run_all(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
-        let prepared = stmts
-            .iter()
-            .map(|s| self.prepare(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        match self {
-            D1Db::Primary(db) => db.batch(prepared).await,
-            D1Db::Session(s) => s.batch(prepared).await,
-        }
-        .map(|_| ())
-        .map_err(db_err)
-    }
-
     /// The session's latest bookmark, for the client to send back.
     pub fn bookmark(&self) -> Option<String> {
         match self {
@@ -86,6 +71,20 @@ impl Db for D1Db {
         }
         .map_err(db_err)?;
         Ok(results.iter().map(changes).collect())
+    }
+
+    /// One batch, reading nothing of its results (no meta decoded per statement).
+    async fn run_batch(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
+        let prepared = stmts
+            .iter()
+            .map(|s| self.prepare(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map(|_| ())
+        .map_err(db_err)
     }
 
     async fn query_batch(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, DbError> {

@@ -1,0 +1,118 @@
+//! The writes requests leave behind (usage counters, a key's last use), gathered from the
+//! requests one isolate answers at about the same time into one database batch.
+//!
+//! Written one batch per request, every relayed call would be one write transaction on D1's
+//! single writer, however small. Here each request's writes wait in the queue for a short window;
+//! the first request to wake takes what is queued (oldest first, up to [`MAX_STATEMENTS`]) and
+//! writes it as one batch, and every request whose writes it carried learns the outcome. A batch
+//! that fails is retried request by request, so one statement that cannot be written costs only
+//! its own request's writes. Each request waits until its own writes are written (by itself or by
+//! another request), so a runtime that keeps a request alive until its deferred work ends (the
+//! Workers' `waitUntil`) never leaves a write to an isolate that may be gone.
+
+use super::{Db, Stmt};
+use futures_channel::oneshot;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+
+/// How long a request's writes wait for others to join them: the freshness of usage counters
+/// and `last_used_at` is this much later, and each request's deferred work this much longer.
+pub const WINDOW_MS: u64 = 100;
+
+/// The most statements one batch carries (beyond it the rest wait for the next request to wake);
+/// one request's own writes always go whole, however many.
+pub const MAX_STATEMENTS: usize = 100;
+
+struct Pending {
+    id: u64,
+    stmts: Vec<Stmt>,
+    done: oneshot::Sender<bool>,
+}
+
+/// One isolate's queue of deferred writes.
+#[derive(Default)]
+pub struct WriteBehind {
+    queue: RefCell<VecDeque<Pending>>,
+    next_id: Cell<u64>,
+    batches: Cell<u64>,
+}
+
+impl WriteBehind {
+    /// Queue `stmts`, wait for `window`, then write what is queued; resolves once `stmts` are
+    /// written (true) or could not be (false).
+    pub async fn write<D: Db>(&self, db: &D, stmts: Vec<Stmt>, window: impl Future) -> bool {
+        if stmts.is_empty() {
+            return true;
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let (done, written) = oneshot::channel();
+        self.queue
+            .borrow_mut()
+            .push_back(Pending { id, stmts, done });
+        window.await;
+        // Ours is still queued until some request (this one, when no other got there first)
+        // takes it; oldest first, so the loop ends.
+        while self.queue.borrow().iter().any(|p| p.id == id) {
+            let taken = self.take();
+            self.flush(db, taken).await;
+        }
+        // A request that took ours and was then dropped mid-write leaves its outcome unknown.
+        written.await.unwrap_or(false)
+    }
+
+    /// How many batches this queue has written (for tests and figures).
+    pub fn batches(&self) -> u64 {
+        self.batches.get()
+    }
+
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = self.queue.borrow_mut();
+        let mut taken = Vec::new();
+        let mut n = 0;
+        while let Some(p) = queue.front() {
+            if !taken.is_empty() && n + p.stmts.len() > MAX_STATEMENTS {
+                break;
+            }
+            n += p.stmts.len();
+            taken.extend(queue.pop_front());
+        }
+        taken
+    }
+
+    async fn flush<D: Db>(&self, db: &D, taken: Vec<Pending>) {
+        self.batches.set(self.batches.get() + 1);
+        let all: Vec<Stmt> = taken.iter().flat_map(|p| p.stmts.clone()).collect();
+        match db.run_batch(all).await {
+            Ok(_) => {
+                for p in taken {
+                    let _ = p.done.send(true);
+                }
+            }
+            Err(e) if taken.len() == 1 => {
+                log::warn!("deferred write failed: {e}");
+                for p in taken {
+                    let _ = p.done.send(false);
+                }
+            }
+            Err(e) => {
+                log::warn!(
+                    "a batch of {} requests' deferred writes failed ({e}); writing each alone",
+                    taken.len()
+                );
+                for p in taken {
+                    self.batches.set(self.batches.get() + 1);
+                    let ok = match db.run_batch(p.stmts).await {
+                        Ok(_) => true,
+                        Err(e) => {
+                            log::warn!("deferred write failed: {e}");
+                            false
+                        }
+                    };
+                    let _ = p.done.send(ok);
+                }
+            }
+        }
+    }
+}

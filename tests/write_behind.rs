@@ -1,0 +1,132 @@
+//! The deferred writes of requests answered at about the same time, gathered into one batch
+//! (`keyward::store::write_behind`), against real SQLite with keyward's schema: what several
+//! requests leave behind lands in one batch; one request whose write fails loses only its own;
+//! a queue longer than one batch carries is written in several, every request's writes whole.
+
+mod common;
+
+use common::{block_on, SqliteDb, T};
+use keyward::store::keys::touch;
+use keyward::store::write_behind::{WriteBehind, MAX_STATEMENTS};
+use keyward::store::Stmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The window: pending once, so that every request driven together queues before any wakes.
+struct Turn(bool);
+
+impl Future for Turn {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Three users with a key each; their key ids.
+fn three_keys(t: &T) -> Vec<String> {
+    ["wb-a", "wb-b", "wb-c"]
+        .iter()
+        .map(|u| {
+            let (_, key) = t.user_with_key(u);
+            key["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn last_used(db: &SqliteDb, id: &str) -> i64 {
+    db.count(&format!(
+        "SELECT COALESCE(last_used_at, 0) FROM api_keys WHERE id = '{id}'"
+    ))
+}
+
+/// A write that cannot land: a key of a tenant and user that do not exist.
+fn doomed() -> Stmt {
+    keyward::stmt!(
+        "INSERT INTO api_keys (id, access_key, secret_hash, secret_hint, username, tenant_id, description, create_date, update_date) \
+         VALUES ('wb-doomed', 'kwa_doomed', 'x', 'kws_…', 'nobody', 'no-tenant', '', 1, 1)"
+    )
+}
+
+#[test]
+fn the_writes_of_requests_answered_together_land_in_one_batch() {
+    let t = T::new();
+    let ids = three_keys(&t);
+    let db = t.db();
+    let queue = WriteBehind::default();
+    let calls = db.calls.get();
+    let (a, b, c) = block_on(futures::future::join3(
+        queue.write(db, vec![touch(&ids[0], 1_000)], Turn(false)),
+        queue.write(db, vec![touch(&ids[1], 2_000)], Turn(false)),
+        queue.write(db, vec![touch(&ids[2], 3_000)], Turn(false)),
+    ));
+    assert!(a && b && c);
+    assert_eq!(
+        db.calls.get() - calls,
+        1,
+        "one database call for three requests"
+    );
+    assert_eq!(queue.batches(), 1);
+    for (id, at) in ids.iter().zip([1_000, 2_000, 3_000]) {
+        assert_eq!(last_used(db, id), at);
+    }
+    // Nothing to write is no call at all.
+    assert!(block_on(queue.write(db, Vec::new(), Turn(false))));
+    assert_eq!(db.calls.get() - calls, 1);
+}
+
+#[test]
+fn a_request_whose_write_fails_loses_only_its_own() {
+    let t = T::new();
+    let ids = three_keys(&t);
+    let db = t.db();
+    let queue = WriteBehind::default();
+    let (a, bad, c) = block_on(futures::future::join3(
+        queue.write(db, vec![touch(&ids[0], 1_000)], Turn(false)),
+        queue.write(db, vec![touch(&ids[1], 2_000), doomed()], Turn(false)),
+        queue.write(db, vec![touch(&ids[2], 3_000)], Turn(false)),
+    ));
+    assert_eq!((a, bad, c), (true, false, true));
+    assert_eq!(last_used(db, &ids[0]), 1_000);
+    assert_eq!(last_used(db, &ids[2]), 3_000);
+    // The failed request's batch is all or nothing: its touch did not land either.
+    assert_eq!(last_used(db, &ids[1]), 0);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM api_keys WHERE id = 'wb-doomed'"),
+        0
+    );
+    // The gathered batch, then each of the three alone.
+    assert_eq!(queue.batches(), 4);
+    assert!(common::log_lines()
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("deferred write failed")));
+}
+
+#[test]
+fn a_queue_longer_than_one_batch_is_written_in_several_each_request_whole() {
+    let t = T::new();
+    let ids = three_keys(&t);
+    let db = t.db();
+    let queue = WriteBehind::default();
+    // Three requests of 60 statements each: no batch splits a request, none exceeds the maximum.
+    let many = |id: &str, base: i64| (0..60).map(|i| touch(id, base + i)).collect::<Vec<_>>();
+    let calls = db.calls.get();
+    let all = block_on(futures::future::join3(
+        queue.write(db, many(&ids[0], 10_000), Turn(false)),
+        queue.write(db, many(&ids[1], 20_000), Turn(false)),
+        queue.write(db, many(&ids[2], 30_000), Turn(false)),
+    ));
+    assert_eq!(all, (true, true, true));
+    assert!(60 * 2 > MAX_STATEMENTS && 60 <= MAX_STATEMENTS);
+    assert_eq!(db.calls.get() - calls, 3, "one batch per request here");
+    for (id, base) in ids.iter().zip([10_000, 20_000, 30_000]) {
+        assert_eq!(last_used(db, id), base + 59);
+    }
+}

@@ -396,8 +396,8 @@ async function loadSection(w, floors, standin, seeded, tmp) {
 /**
  * D1 writes per thousand relayed calls (issue 14): a worker of its own at log level `log` (its
  * Durable Objects log each flush), a thousand calls through the limited gateway key, ten at a
- * time, then the flushes counted from the log. Without limits over time each call writes its usage
- * in a batch of its own, after the response: one write per call.
+ * time, then the flushes counted from the log. Without limits over time each call's usage is
+ * written after its response, gathered per isolate with the other calls of the same 100 ms.
  */
 const WRITES_CALLS = posInt(process.env.BENCH_WRITES_CALLS, 1000);
 const WRITES_FLUSH_SECONDS = 2;
@@ -1452,7 +1452,7 @@ function report({ mach, seeded, cases, single, profiles, size, purge, tokens, tw
     );
     if (writes) {
       L.push(
-        `D1 writes per thousand relayed calls: with limits over time ${fmt((writes.batches / writes.calls) * 1000, 1)} (${writes.calls} calls answered${writes.failed ? ` and ${writes.failed} failed, HTTP ${writes.statuses.join(', ')}, not counted` : ''}, 10 at a time over ${fmt(writes.seconds, 1)} s, flushed by the key's object in ${writes.batches} batches of ${writes.statements} statements in all, \`USAGE_FLUSH_SECONDS=${writes.flushSeconds}\`; the default 30 s batches more); without them 1000 (each call writes its usage in a batch of its own after the response).`,
+        `D1 writes per thousand relayed calls: with limits over time ${fmt((writes.batches / writes.calls) * 1000, 1)} (${writes.calls} calls answered${writes.failed ? ` and ${writes.failed} failed, HTTP ${writes.statuses.join(', ')}, not counted` : ''}, 10 at a time over ${fmt(writes.seconds, 1)} s, flushed by the key's object in ${writes.batches} batches of ${writes.statements} statements in all, \`USAGE_FLUSH_SECONDS=${writes.flushSeconds}\`; the default 30 s batches more); without them the usage of each call is written after its response, gathered with the other calls the isolate answered in the same 100 ms into one batch (src/store/write_behind.rs; not counted here: it logs nothing per batch).`,
         '',
       );
     }

@@ -2,6 +2,7 @@
 //! (`keyward::store::write_behind`), against real SQLite with keyward's schema: what several
 //! requests leave behind lands in one batch; one request whose write fails loses only its own;
 //! a queue longer than one batch carries is written in several, every request's writes whole.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

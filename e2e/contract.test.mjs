@@ -60,7 +60,7 @@ const HOOKS = join(ROOT, 'e2e/schemathesis_hooks.py');
 const MAX_EXAMPLES = 20;
 // One worker thread: CPython 3.11 keeps the ast module's recursion depth in state its threads
 // share, so two workers building ASTs at once (hypothesis does) can end one operation in
-// `SystemError: AST constructor recursion depth mismatch` (python/cpython#106905), a broken run
+// `SystemError: AST constructor recursion depth mismatch`, a broken run
 // that says nothing about keyward.
 const WORKERS = 1;
 const SEED =

@@ -423,6 +423,11 @@ test('4. gateway key limits: input reject / use_anyway, output cap, disabled key
 });
 
 test('5. counters: the gateway keys and the model count relay usage exactly, after the response', async () => {
+  // 40 calls at once: the isolate gathers what they leave behind into shared batches
+  // (src/store/write_behind.rs), and every one of them still counts exactly once.
+  const mark = w.output.length;
+  const atOnce = await Promise.all(Array.from({ length: 40 }, (_, i) => chat('rl-owner', 'team-chat', `at once ${i}`)));
+  for (const [i, r] of atOnce.entries()) count('team-chat', relayOk(r, `call ${i} of 40 at once`).usage);
   // One more call right before reading: its usage is written after the response (waitUntil).
   const body = relayOk(await chat('rl-owner', 'team-chat', 'count this call too'), 'last call');
   count('team-chat', body.usage);
@@ -442,6 +447,7 @@ test('5. counters: the gateway keys and the model count relay usage exactly, aft
   assert.ok(Math.abs(Date.parse(k.last_used_at) - Date.now()) < 10 * 60_000, `last_used_at is recent: ${k.last_used_at}`);
   assert.ok(Date.parse(k.last_used_at) >= Date.parse(keys['team-chat'].create_date), 'last_used_at after the key was made');
   assert.ok(!JSON.stringify(k).includes(GOOD));
+  assert.doesNotMatch(w.output.slice(mark), /deferred write|different request|\[WARN\]|\[ERROR\]/, 'no write failed or crossed requests badly');
 
   // Every other key counted exactly its successful calls; refused calls counted nothing.
   for (const alias of ['tight', 'loose', 'capped', 'off']) {

@@ -46,6 +46,7 @@ const DOC_PAGES = [
   'aikeys-details',
   'admin-users',
   'member-models',
+  'aikeys-alerts',
 ];
 
 /** One call to the API from the test itself; returns the envelope's data or throws with the body. */

@@ -76,10 +76,6 @@ impl Hostile {
     }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 /// The `error` of the stream's last event.
 fn last_error(r: &Response) -> Value {
     let body = text(r);

@@ -72,10 +72,6 @@ impl Rig {
     }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 const CONN: &str = "standin-chat@OpenAI-API-Compatible";
 
 #[test]

@@ -31,10 +31,6 @@ fn setup() -> Setup {
     Setup { t, s, tok, tenant }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 impl Setup {
     /// An enabled gateway key with these extra fields; its id.
     fn key(&self, alias: &str, extra: Value) -> String {

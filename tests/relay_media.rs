@@ -35,10 +35,6 @@ fn setup() -> R {
     }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 /// A multipart form of text fields and one `file` part.
 fn form(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
     let b = "test-boundary-7f3a";

@@ -64,10 +64,6 @@ impl R {
     }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 /// The `data:` payloads of an SSE body, parsed (`[DONE]` as a string).
 fn events(body: &str) -> Vec<Value> {
     body.split("\n\n")

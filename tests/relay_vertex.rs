@@ -83,10 +83,6 @@ impl R {
     }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 #[test]
 fn two_vertex_calls_within_the_tokens_life_mint_one_token_and_a_call_after_expiry_mints_another() {
     let r = setup("/ttl/600/token");

@@ -28,10 +28,6 @@ fn setup() -> Setup {
     Setup { t, _s: s, tok }
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 impl Setup {
     fn key(&self, alias: &str, extra: Value) -> String {
         let mut body = json!({

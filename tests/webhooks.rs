@@ -122,10 +122,6 @@ fn signed_by(sig: &str, secret: &str, body: &[u8]) -> bool {
     mac.verify_slice(&bytes).is_ok()
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 struct Setup {
     t: T,
     s: StandIn,

@@ -934,6 +934,11 @@ pub fn team_chat_and_default(t: &T, tok: &str, key: &str) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
+/// A response's body as text (lossy), for assertions and their messages.
+pub fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
 pub fn token(k: &Json) -> String {
     k["token"].as_str().expect("token").to_owned()
 }

@@ -352,6 +352,13 @@ test('an expired key is rejected before any purge; the cron then removes the row
   const logged = await w.waitForOutput(/purge: removed 1 expired keys/, 15_000, mark);
   assert.ok(logged, `no purge line in the worker log:\n${w.output.slice(mark)}`);
   assert.match(w.output.slice(mark), /purge: removed 1 expired keys/);
+  // What the run cost D1, in the units it bills: at least the removed row read and written.
+  const cost = /purge: removed 1 expired keys[^\n]*; D1 read (\d+) rows, wrote (\d+) rows, ([\d.]+) ms of SQL/.exec(
+    w.output.slice(mark),
+  );
+  assert.ok(cost, `no D1 cost in the purge line:\n${w.output.slice(mark)}`);
+  assert.ok(Number(cost[1]) >= 1, `rows read: ${cost[0]}`);
+  assert.ok(Number(cost[2]) >= 1, `rows written: ${cost[0]}`);
 
   rows = await w.sql(`SELECT id FROM api_keys WHERE id = '${k.id}'`);
   assert.equal(rows.length, 0, 'the cron purged the expired row');

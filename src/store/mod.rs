@@ -263,6 +263,40 @@ impl std::fmt::Display for DbError {
     }
 }
 
+/// What a write statement did: the rows it changed and, where the database reports it, its cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Metered {
+    pub changes: u64,
+    pub cost: Option<DbCost>,
+}
+
+/// What D1 reports a statement cost: the rows it read and wrote, as D1 counts and bills them, and
+/// its SQL time inside the database, without the network.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct DbCost {
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub sql_ms: f64,
+}
+
+impl DbCost {
+    /// The sum of two statements' costs.
+    pub fn plus(self, other: DbCost) -> DbCost {
+        DbCost {
+            rows_read: self.rows_read + other.rows_read,
+            rows_written: self.rows_written + other.rows_written,
+            sql_ms: self.sql_ms + other.sql_ms,
+        }
+    }
+
+    /// Costs summed over statements: known only when every statement's is.
+    pub fn total(costs: impl IntoIterator<Item = Option<DbCost>>) -> Option<DbCost> {
+        costs
+            .into_iter()
+            .try_fold(DbCost::default(), |sum, c| c.map(|c| sum.plus(c)))
+    }
+}
+
 /// The relational store: D1 in production, SQLite in native tests.
 #[allow(async_fn_in_trait)]
 pub trait Db {
@@ -270,6 +304,14 @@ pub trait Db {
     async fn query(&self, stmt: Stmt) -> Result<Vec<Row>, DbError>;
     /// Run one statement and return how many rows it changed.
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError>;
+    /// [`Db::execute`], with what the database reports it read and wrote for the statement.
+    /// This default reports only the changed rows, for databases that count nothing more.
+    async fn execute_metered(&self, stmt: Stmt) -> Result<Metered, DbError> {
+        Ok(Metered {
+            changes: self.execute(stmt).await?,
+            cost: None,
+        })
+    }
     /// Run statements atomically (all or none) and return each one's changed-row count.
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError>;
     /// [`Db::batch`] for writes whose counts nobody reads (a port may skip decoding them).

@@ -2,7 +2,7 @@
 
 use super::limiter::BindingLimiter;
 use super::outbound::FetchOutbound;
-use crate::store::{Cache, CacheError, Db, DbError, Platform, Row, Stmt, Value};
+use crate::store::{Cache, CacheError, Db, DbCost, DbError, Metered, Platform, Row, Stmt, Value};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, Env};
 
@@ -58,6 +58,22 @@ impl Db for D1Db {
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError> {
         let result = self.prepare(&stmt)?.run().await.map_err(db_err)?;
         Ok(changes(&result))
+    }
+
+    async fn execute_metered(&self, stmt: Stmt) -> Result<Metered, DbError> {
+        let result = self.prepare(&stmt)?.run().await.map_err(db_err)?;
+        let meta = result.meta().ok().flatten();
+        let cost = meta.as_ref().and_then(|m| {
+            Some(DbCost {
+                rows_read: m.rows_read? as u64,
+                rows_written: m.rows_written? as u64,
+                sql_ms: m.duration.unwrap_or(0.0),
+            })
+        });
+        Ok(Metered {
+            changes: meta.and_then(|m| m.changes).unwrap_or(0) as u64,
+            cost,
+        })
     }
 
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError> {

@@ -7,55 +7,17 @@
 mod common;
 #[path = "../examples/provider_standin/server.rs"]
 mod standin;
+#[path = "common/standin_owner.rs"]
+mod standin_owner;
 
 use common::*;
 use keyward::api::http::Response;
 use keyward::limits::{Ledger, Scope};
-use serde_json::{json, Value};
-use standin::{StandIn, FAILING_KEY, GOOD_KEY};
-
-struct Setup {
-    t: T,
-    s: StandIn,
-    tok: String,
-    tenant: String,
-}
-
-fn setup() -> Setup {
-    let t = T::new();
-    let s = StandIn::start();
-    let (u, k) = t.user_with_key("owner");
-    let tok = token(&k);
-    connect_standin_chat(&t, &tok, &s.base(), GOOD_KEY);
-    let tenant = u["tenant_id"].as_str().unwrap().to_owned();
-    Setup { t, s, tok, tenant }
-}
+use serde_json::json;
+use standin::FAILING_KEY;
+use standin_owner::{setup, Setup};
 
 impl Setup {
-    /// An enabled gateway key with these extra fields; its id.
-    fn key(&self, alias: &str, extra: Value) -> String {
-        let mut body = json!({
-            "alias": alias, "provider": "OpenAI-API-Compatible", "model": "standin-chat",
-            "input_limit": 0, "status": "enabled", "api_key": GOOD_KEY
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let r = self
-            .t
-            .user(&self.tok, "POST", "/api/v1/ai_keys", Some(body));
-        assert_eq!(r.status, 200, "{}", text(&r));
-        r.json_body()["data"]["id"].as_str().unwrap().to_owned()
-    }
-    fn chat(&self, model: &str, extra: Value) -> Response {
-        let mut body = json!({"model": model, "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hello limits"}]});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        self.t
-            .user(&self.tok, "POST", "/v1/chat/completions", Some(body))
-    }
     fn chats_received(&self) -> usize {
         self.s
             .requests()

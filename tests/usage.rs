@@ -7,49 +7,18 @@
 mod common;
 #[path = "../examples/provider_standin/server.rs"]
 mod standin;
+#[path = "common/standin_owner.rs"]
+mod standin_owner;
 
 use common::*;
 use keyward::api::http::Response;
 use serde_json::{json, Value};
-use standin::{StandIn, GOOD_KEY};
-
-struct Setup {
-    t: T,
-    _s: StandIn,
-    tok: String,
-}
-
-fn setup() -> Setup {
-    let t = T::new();
-    let s = StandIn::start();
-    let (_, k) = t.user_with_key("owner");
-    let tok = token(&k);
-    connect_standin_chat(&t, &tok, &s.base(), GOOD_KEY);
-    Setup { t, _s: s, tok }
-}
+use standin_owner::{setup, Setup};
 
 impl Setup {
-    fn key(&self, alias: &str, extra: Value) -> String {
-        let mut body = json!({
-            "alias": alias, "provider": "OpenAI-API-Compatible", "model": "standin-chat",
-            "input_limit": 0, "status": "enabled", "api_key": GOOD_KEY
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let r = self
-            .t
-            .user(&self.tok, "POST", "/api/v1/ai_keys", Some(body));
-        assert_eq!(r.status, 200, "{}", text(&r));
-        r.json_body()["data"]["id"].as_str().unwrap().to_owned()
-    }
-    /// A chat call the stand-in answers with 5 input and 5 output tokens.
-    fn chat(&self, model: &str) -> u16 {
-        let body = json!({"model": model, "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hello usage"}]});
-        self.t
-            .user(&self.tok, "POST", "/v1/chat/completions", Some(body))
-            .status
+    /// A chat call's status; the stand-in answers it with 5 input and 5 output tokens.
+    fn status(&self, model: &str) -> u16 {
+        self.chat(model, json!({})).status
     }
     fn get(&self, path: &str) -> Response {
         self.t.user(&self.tok, "GET", path, None)
@@ -90,15 +59,15 @@ fn usage_history_reads_back_per_hour_and_day_the_calls_made_counted_or_not() {
     // The test clock starts at 2026-11-24T00:00:00Z.
     let limited = s.key("limited", json!({"rpm_limit": 2}));
     let free = s.key("free", json!({}));
-    assert_eq!(s.chat("limited"), 200);
-    assert_eq!(s.chat("limited"), 200);
-    assert_eq!(s.chat("limited"), 429);
-    assert_eq!(s.chat("free"), 200);
+    assert_eq!(s.status("limited"), 200);
+    assert_eq!(s.status("limited"), 200);
+    assert_eq!(s.status("limited"), 429);
+    assert_eq!(s.status("free"), 200);
     s.t.advance_minutes(90);
-    assert_eq!(s.chat("limited"), 200);
-    assert_eq!(s.chat("standin-chat@OpenAI-API-Compatible"), 200);
+    assert_eq!(s.status("limited"), 200);
+    assert_eq!(s.status("standin-chat@OpenAI-API-Compatible"), 200);
     s.t.advance_minutes(24 * 60);
-    assert_eq!(s.chat("free"), 200);
+    assert_eq!(s.status("free"), 200);
 
     let range = "from=2026-11-24T00:00:00Z&to=2026-11-26T00:00:00Z";
     let hours = s.page(&format!("/api/v1/ai_keys/{limited}/usage?{range}"));

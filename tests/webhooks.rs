@@ -7,6 +7,8 @@
 mod common;
 #[path = "../examples/provider_standin/server.rs"]
 mod standin;
+#[path = "common/standin_owner.rs"]
+mod standin_owner;
 
 use common::*;
 use hmac::{Hmac, Mac};
@@ -14,7 +16,8 @@ use keyward::api::http::Response;
 use keyward::limits::ALERT_ATTEMPTS;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use standin::{StandIn, GOOD_KEY};
+use standin::GOOD_KEY;
+use standin_owner::{setup, Setup};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -122,23 +125,6 @@ fn signed_by(sig: &str, secret: &str, body: &[u8]) -> bool {
     mac.verify_slice(&bytes).is_ok()
 }
 
-struct Setup {
-    t: T,
-    s: StandIn,
-    tok: String,
-    tenant: String,
-}
-
-fn setup() -> Setup {
-    let t = T::new();
-    let s = StandIn::start();
-    let (u, k) = t.user_with_key("owner");
-    let tok = token(&k);
-    connect_standin_chat(&t, &tok, &s.base(), GOOD_KEY);
-    let tenant = u["tenant_id"].as_str().unwrap().to_owned();
-    Setup { t, s, tok, tenant }
-}
-
 impl Setup {
     fn put(&self, body: Value) -> Response {
         self.t
@@ -154,26 +140,9 @@ impl Setup {
             .to_owned()
     }
     fn budget_key(&self, alias: &str, budget: u64) -> String {
-        let r = self.t.user(
-            &self.tok,
-            "POST",
-            "/api/v1/ai_keys",
-            Some(json!({
-                "alias": alias, "provider": "OpenAI-API-Compatible", "model": "standin-chat",
-                "input_limit": 0, "status": "enabled", "api_key": GOOD_KEY,
-                "token_budget": budget, "budget_period": "month"
-            })),
-        );
-        assert_eq!(r.status, 200, "{}", text(&r));
-        r.json_body()["data"]["id"].as_str().unwrap().to_owned()
-    }
-    fn chat(&self, model: &str) -> Response {
-        self.t.user(
-            &self.tok,
-            "POST",
-            "/v1/chat/completions",
-            Some(json!({"model": model, "max_tokens": 5,
-                "messages": [{"role": "user", "content": "hello limits"}]})),
+        self.key(
+            alias,
+            json!({"token_budget": budget, "budget_period": "month"}),
         )
     }
     /// What each object's alarm does with the alerts due now: post each, record the attempt.
@@ -233,16 +202,16 @@ fn a_budget_posts_one_signed_event_at_80_and_one_at_100_percent_and_the_audit_lo
     // Each call spends 10 tokens and reserves 13: 50 admits four calls, the fifth is refused.
     let key = s.budget_key("alerted", 50);
     for _ in 0..3 {
-        assert_eq!(s.chat("alerted").status, 200);
+        assert_eq!(s.chat("alerted", json!({})).status, 200);
     }
     assert_eq!(s.deliver_due(30_000), 0, "30 of 50 raises nothing");
-    assert_eq!(s.chat("alerted").status, 200);
+    assert_eq!(s.chat("alerted", json!({})).status, 200);
     assert_eq!(s.deliver_due(30_000), 1);
-    let refused = s.chat("alerted");
+    let refused = s.chat("alerted", json!({}));
     assert_eq!(refused.status, 429, "{}", text(&refused));
     assert_eq!(s.deliver_due(30_000), 1);
     // Nothing is posted twice, however often the alarm runs or calls are refused.
-    assert_eq!(s.chat("alerted").status, 429);
+    assert_eq!(s.chat("alerted", json!({})).status, 429);
     assert_eq!(s.deliver_due(30_000), 0);
     let got = rx.got();
     assert_eq!(got.len(), 2, "{got:?}");
@@ -305,7 +274,7 @@ fn a_budget_posts_one_signed_event_at_80_and_one_at_100_percent_and_the_audit_lo
     // The next month is a new period with alerts of its own.
     s.t.advance_ms(32 * 24 * 3_600_000);
     for _ in 0..4 {
-        assert_eq!(s.chat("alerted").status, 200);
+        assert_eq!(s.chat("alerted", json!({})).status, 200);
     }
     assert_eq!(s.deliver_due(30_000), 1);
     assert_eq!(rx.got().len(), 3);
@@ -320,7 +289,7 @@ fn a_failing_receiver_is_tried_again_with_the_same_event_until_it_answers_or_fiv
     s.budget_key("retried", 50);
     rx.answer(&[500, 503]);
     for _ in 0..4 {
-        assert_eq!(s.chat("retried").status, 200);
+        assert_eq!(s.chat("retried", json!({})).status, 200);
     }
     assert_eq!(s.deliver_due(30_000), 0, "a 500 asks for a retry");
     assert_eq!(s.deliver_due(30_000), 0, "not due again yet");
@@ -360,7 +329,7 @@ fn a_failing_receiver_is_tried_again_with_the_same_event_until_it_answers_or_fiv
     s.budget_key("refusing", 50);
     rx.answer(&[500; 10]);
     for _ in 0..4 {
-        assert_eq!(s.chat("refusing").status, 200);
+        assert_eq!(s.chat("refusing", json!({})).status, 200);
     }
     let mut finished = 0;
     for _ in 0..ALERT_ATTEMPTS {
@@ -394,7 +363,7 @@ fn without_a_webhook_an_alert_is_dropped_and_with_an_unreachable_one_it_is_retri
     let s = setup();
     s.budget_key("quiet", 50);
     for _ in 0..4 {
-        assert_eq!(s.chat("quiet").status, 200);
+        assert_eq!(s.chat("quiet", json!({})).status, 200);
     }
     assert_eq!(s.deliver_due(30_000), 1, "nowhere to post it: done with");
     assert_eq!(s.deliver_due(30_000), 0);
@@ -406,7 +375,7 @@ fn without_a_webhook_an_alert_is_dropped_and_with_an_unreachable_one_it_is_retri
     s.webhook(&url);
     s.budget_key("unreachable", 50);
     for _ in 0..4 {
-        assert_eq!(s.chat("unreachable").status, 200);
+        assert_eq!(s.chat("unreachable", json!({})).status, 200);
     }
     assert_eq!(
         s.deliver_due(30_000),

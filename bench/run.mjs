@@ -446,16 +446,21 @@ async function writesSection(standin) {
   }
 }
 
+/** The `fetch` options of a case: what wrk sends for it (bench/wrk.lua), sent once. */
+function fetchInit(c) {
+  const init = { method: c.method || 'GET', headers: {} };
+  if (c.auth) init.headers.authorization = c.auth;
+  if (c.bodyFile) {
+    init.body = readFileSync(c.bodyFile, 'utf8');
+    init.headers['content-type'] = 'application/json';
+  }
+  return init;
+}
+
 /** Each case answers 200 with the expected shape before it is loaded. */
 async function checkCases(cases) {
   for (const c of cases) {
-    const init = { method: c.method || 'GET', headers: {} };
-    if (c.auth) init.headers.authorization = c.auth;
-    if (c.bodyFile) {
-      init.body = readFileSync(c.bodyFile, 'utf8');
-      init.headers['content-type'] = 'application/json';
-    }
-    const r = await fetch(c.url, init);
+    const r = await fetch(c.url, fetchInit(c));
     const text = await r.text();
     if (r.status !== 200) throw new Error(`${c.label}: HTTP ${r.status}: ${text.slice(0, 500)}`);
     if (['relay', 'relayLimits', 'direct', 'floorFetch'].includes(c.id) && !JSON.parse(text).choices) {
@@ -1018,12 +1023,7 @@ const CPU_SAMPLE_US = 100;
  * limit does not count it either. Busy samples outside every window are reported, as a check.
  */
 async function cpuPerRequest(w, c, n = CPU_REQUESTS) {
-  const init = { method: c.method || 'GET', headers: {} };
-  if (c.auth) init.headers.authorization = c.auth;
-  if (c.bodyFile) {
-    init.body = readFileSync(c.bodyFile, 'utf8');
-    init.headers['content-type'] = 'application/json';
-  }
+  const init = fetchInit(c);
   for (let i = 0; i < 30; i++) await (await fetch(c.url, init)).arrayBuffer();
   // The worker's own workerd process (the one with the inspector): its threads' time on a CPU, in
   // ns, from /proc/<pid>/task/<tid>/schedstat (field 1: sum_exec_runtime), read around each request.

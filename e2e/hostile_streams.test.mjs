@@ -311,6 +311,29 @@ test('a client that leaves an endless stream makes the upstream connection close
   assert.ok(after < 5_000, `closed ${after} ms after the client left`);
 });
 
+test('a whole answer that never ends is cut at the provider timeout with a 504, and the upstream connection is closed', { timeout: 60_000 }, async (t) => {
+  // The same endless upstream, asked for a whole answer: it sends no length and never ends its
+  // body, so only the relay's timeout over the whole exchange (PROVIDER_TIMEOUT_MS, 10 s in
+  // wrangler.toml) ends the call; what it read so far never reaches the client.
+  const mark = standin.mark();
+  const started = performance.now();
+  const r = await w.call('POST', '/v1/chat/completions', {
+    token,
+    body: { model: `endless@${COMPAT}`, messages: [{ role: 'user', content: 'answer whole' }] },
+  });
+  const ms = performance.now() - started;
+  t.diagnostic(`answered ${r.status} after ${fmt(ms)} ms`);
+  assert.equal(r.status, 504, r.text.slice(0, 300));
+  assert.equal(r.json.error.code, 'upstream_timeout', r.text);
+  assert.match(r.json.error.message, /within 10 s/, r.text);
+  assert.doesNotMatch(r.text, /word0/, 'nothing of the partial body reaches the client');
+  assert.ok(ms >= 9_500 && ms < 20_000, `at the provider timeout: ${fmt(ms)} ms`);
+  const seen = await waitHostile('endless', mark, 10_000);
+  t.diagnostic(`stand-in: ${JSON.stringify(seen)}`);
+  assert.ok(seen.gone, `the stand-in saw the connection closed: ${JSON.stringify(seen)}`);
+  assert.ok(seen.ms < 15_000, `closed at the timeout, not left open: ${seen.ms} ms`);
+});
+
 test('a credential echoed by the upstream never reaches the client: validation, 200, error, headers, stream', { timeout: 60_000 }, async () => {
   // Validation against an upstream that refuses and echoes: 422, the reason scrubbed.
   let r = await w.call('POST', '/api/v1/models', {

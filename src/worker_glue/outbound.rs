@@ -128,18 +128,15 @@ async fn fetch_bounded(
 
 impl Outbound for FetchOutbound {
     async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let work = Box::pin(fetch_bounded(&req, &signal));
-        let timer = Delay::from(Duration::from_millis(req.timeout_ms));
-        let outcome = match select(work, timer).await {
-            Either::Left((outcome, _)) => outcome,
-            Either::Right(_) => {
-                controller.abort();
-                Err(OutboundError::Timeout)
-            }
-        };
-        outcome
+        // The runtime's own timer (`AbortSignal.timeout`) bounds the whole exchange, the body
+        // included: when it fires, the fetch or the body being read rejects and workerd closes
+        // the upstream connection. No timer of ours to set, race and clear on every call.
+        let ms = u32::try_from(req.timeout_ms).unwrap_or(u32::MAX);
+        let signal = worker::AbortSignal::from(web_sys::AbortSignal::timeout_with_u32(ms));
+        match fetch_bounded(&req, &signal).await {
+            Err(OutboundError::Unreachable(_)) if signal.aborted() => Err(OutboundError::Timeout),
+            outcome => outcome,
+        }
     }
 
     async fn send_streaming(

@@ -36,6 +36,19 @@ impl D1Db {
         prepared.bind(&params).map_err(db_err)
     }
 
+    /// Every statement in one request to D1 (a batch, one transaction), however many there are.
+    async fn send_batch(&self, stmts: &[Stmt]) -> Result<Vec<worker::D1Result>, DbError> {
+        let prepared = stmts
+            .iter()
+            .map(|s| self.prepare(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self {
+            D1Db::Primary(db) => db.batch(prepared).await,
+            D1Db::Session(s) => s.batch(prepared).await,
+        }
+        .map_err(db_err)
+    }
+
     /// The session's latest bookmark, for the client to send back.
     pub fn bookmark(&self) -> Option<String> {
         match self {
@@ -56,8 +69,7 @@ impl Db for D1Db {
     }
 
     async fn execute(&self, stmt: Stmt) -> Result<u64, DbError> {
-        let result = self.prepare(&stmt)?.run().await.map_err(db_err)?;
-        Ok(changes(&result))
+        Ok(self.execute_metered(stmt).await?.changes)
     }
 
     async fn execute_metered(&self, stmt: Stmt) -> Result<Metered, DbError> {
@@ -77,44 +89,17 @@ impl Db for D1Db {
     }
 
     async fn batch(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, DbError> {
-        let prepared = stmts
-            .iter()
-            .map(|s| self.prepare(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let results = match self {
-            D1Db::Primary(db) => db.batch(prepared).await,
-            D1Db::Session(s) => s.batch(prepared).await,
-        }
-        .map_err(db_err)?;
-        Ok(results.iter().map(changes).collect())
+        Ok(self.send_batch(&stmts).await?.iter().map(changes).collect())
     }
 
     /// One batch, reading nothing of its results (no meta decoded per statement).
     async fn run_batch(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
-        let prepared = stmts
-            .iter()
-            .map(|s| self.prepare(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        match self {
-            D1Db::Primary(db) => db.batch(prepared).await,
-            D1Db::Session(s) => s.batch(prepared).await,
-        }
-        .map(|_| ())
-        .map_err(db_err)
+        self.send_batch(&stmts).await.map(|_| ())
     }
 
     async fn query_batch(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, DbError> {
-        let prepared = stmts
-            .iter()
-            .map(|s| self.prepare(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        // One request to D1 for every statement (a batch), however many there are.
-        let results = match self {
-            D1Db::Primary(db) => db.batch(prepared).await,
-            D1Db::Session(s) => s.batch(prepared).await,
-        }
-        .map_err(db_err)?;
-        results
+        self.send_batch(&stmts)
+            .await?
             .iter()
             .map(|r| r.results::<Row>().map_err(db_err))
             .collect()

@@ -868,7 +868,7 @@ impl<P: Platform> App<P> {
             )?,
         };
         resp.headers.extend(extra_headers);
-        resp.limits_after = Some(settled);
+        resp.limits_after = settled;
         held.clear();
         Ok(resp)
     }

@@ -55,14 +55,16 @@ impl Held {
 /// Wrap a call's usage writes: a call no ledger counts keeps its own writes (one batch, with its
 /// history rows); a counted call hands its settlements over instead, which the answer carries in
 /// `limits_after` (a stream's when it ends or is dropped), the first ledger recording it and the
-/// writes kept only for when that ledger cannot be reached.
+/// writes kept only for when that ledger cannot be reached. No receiver when nothing was
+/// reserved: then nobody waits on the answer for settlements that never come.
 pub(super) fn settle_on(
     held: Held,
     served: ServedBy,
     now: i64,
     inner: OnUsage,
-) -> (OnUsage, oneshot::Receiver<Settlements>) {
+) -> (OnUsage, Option<oneshot::Receiver<Settlements>>) {
     let (tx, rx) = oneshot::channel();
+    let rx = (!held.reservations.is_empty()).then_some(rx);
     let on_usage: OnUsage = Box::new(move |u: Usage| {
         let used = Used {
             input: u.input.unwrap_or(held.estimate),
@@ -257,5 +259,50 @@ impl<P: Platform> crate::api::App<P> {
                 log::warn!("limits: release in {} failed: {}", scope.name(), e.0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage() -> Usage {
+        Usage {
+            input: Some(3),
+            output: Some(4),
+        }
+    }
+
+    #[test]
+    fn a_call_no_ledger_counted_keeps_its_writes_and_gives_nothing_to_wait_for() {
+        let held = Held::default();
+        let served = ServedBy { index: 0, size: 1 };
+        let (on_usage, settled) = settle_on(held, served, 0, Box::new(|_| Vec::new()));
+        assert!(settled.is_none(), "nobody should wait for settlements");
+        // The history row of the call, written with the call's own deferred writes.
+        assert_eq!(on_usage(usage()).len(), 1);
+    }
+
+    #[test]
+    fn a_counted_call_hands_its_writes_to_the_settlements() {
+        let mut held = Held::default();
+        held.reservations.push((
+            Scope::Key {
+                tenant_id: "t".into(),
+                key_id: "k".into(),
+            },
+            Limits {
+                rpm: 10,
+                ..Limits::NONE
+            },
+            1,
+        ));
+        let served = ServedBy { index: 0, size: 1 };
+        let (on_usage, settled) = settle_on(held, served, 0, Box::new(|_| Vec::new()));
+        assert!(on_usage(usage()).is_empty());
+        let mut rx = settled.expect("a receiver");
+        let s = rx.try_recv().expect("sent").expect("settlements");
+        assert_eq!(s.ops.len(), 1);
+        assert_eq!(s.fallback.len(), 1);
     }
 }

@@ -131,3 +131,54 @@ fn a_queue_longer_than_one_batch_is_written_in_several_each_request_whole() {
         assert_eq!(last_used(db, id), base + 59);
     }
 }
+
+#[test]
+fn updates_of_the_same_counters_fold_into_one_statement_that_adds_them_up() {
+    use keyward::limits::{Source, Used};
+    use keyward::store::usage::record_call;
+    let t = T::new();
+    let ids = three_keys(&t);
+    let db = t.db();
+    let queue = WriteBehind::default();
+    let source = |model: &str| Source {
+        tenant_id: "wb-tenant".into(),
+        key_id: "wb-key".into(),
+        model: model.into(),
+        ..Source::default()
+    };
+    let call = |model: &str, input: u64, at: i64| {
+        let mut w = record_call(&source(model), Used { input, output: 1 }, at);
+        w.push(touch(&ids[0], at));
+        w
+    };
+    // Three calls of one model in the same hour, one of another: the first three's history
+    // and last-use statements fold; the other model's history row is a row of its own.
+    let all = block_on(futures::future::join4(
+        queue.write(db, call("m@F", 10, 1_000), Turn(false)),
+        queue.write(db, call("m@F", 20, 3_000), Turn(false)),
+        queue.write(db, call("m@F", 30, 2_000), Turn(false)),
+        queue.write(db, call("other@F", 5, 1_500), Turn(false)),
+    ));
+    assert_eq!(all, (true, true, true, true));
+    assert_eq!(queue.batches(), 1);
+    assert_eq!(
+        queue.statements(),
+        3,
+        "two histories and one last use, not eight"
+    );
+    let sum = |col: &str, model: &str| {
+        db.count(&format!(
+            "SELECT {col} FROM usage_buckets WHERE model = '{model}' AND granularity = 'hour'"
+        ))
+    };
+    assert_eq!(sum("requests", "m@F"), 3);
+    assert_eq!(sum("input_tokens", "m@F"), 60);
+    assert_eq!(sum("output_tokens", "m@F"), 3);
+    assert_eq!(sum("requests", "other@F"), 1);
+    assert_eq!(
+        db.count("SELECT requests FROM usage_buckets WHERE model = 'm@F' AND granularity = 'day'"),
+        3
+    );
+    // The latest use, whatever order the calls came in.
+    assert_eq!(last_used(db, &ids[0]), 3_000);
+}

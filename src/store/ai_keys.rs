@@ -2,7 +2,7 @@
 //! the relay bumps and the expiry sweep the cron runs. Every read and write of the API is scoped by
 //! tenant; the relay's and cron's statements address rows by id or by time only.
 
-use super::{CallerTenant, Db, DbError, Row, RowExt, Stmt};
+use super::{CallerTenant, Db, DbError, Fold, Row, RowExt, Stmt};
 use crate::caller_tenant;
 use crate::domain::states::{BudgetPeriod, KeyStatus, UsagePolicy};
 use crate::stmt;
@@ -482,6 +482,11 @@ pub fn add_usage_calls(
         path,
         calls
     )
+    // Tokens and calls add up, the last use is the latest; the same key and member.
+    .folding(Fold {
+        sum: &[1, 2, 7],
+        max: &[3],
+    })
 }
 
 /// Disable up to `chunk` enabled keys whose expire_time has passed (the cron calls it; idempotent).

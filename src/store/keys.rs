@@ -1,6 +1,6 @@
 //! SQL for user API keys: issue, list, verify, rotate, revoke, purge.
 
-use super::{Db, DbError, Row, RowExt, Stmt};
+use super::{Db, DbError, Fold, Row, RowExt, Stmt};
 use crate::domain::states::{Role, UserStatus};
 use crate::stmt;
 
@@ -272,6 +272,10 @@ pub fn touch(id: &str, now: i64) -> Stmt {
         id,
         now
     )
+    .folding(Fold {
+        sum: &[],
+        max: &[1],
+    })
 }
 
 /// Delete up to `chunk` keys expired at `now`. Two overlapping runs may pick the same rows; the second

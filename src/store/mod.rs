@@ -61,12 +61,88 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 pub struct Stmt {
     pub sql: &'static str,
     pub params: Vec<Value>,
+    /// How this statement folds with another of the same kind, when it is a counter's update.
+    pub fold: Option<Fold>,
 }
 
 impl Stmt {
     pub fn new(sql: &'static str, params: Vec<Value>) -> Self {
-        Stmt { sql, params }
+        Stmt {
+            sql,
+            params,
+            fold: None,
+        }
     }
+
+    /// This statement, marked as one that [`Fold`]s with its kind.
+    pub fn folding(mut self, fold: Fold) -> Self {
+        self.fold = Some(fold);
+        self
+    }
+
+    /// `other` added into this statement, when both are the same counter's update: the same
+    /// SQL and fold, equal parameters outside the fold's, integers in its. Else `other` back.
+    pub fn fold_in(&mut self, other: Stmt) -> Result<(), Stmt> {
+        let Some(fold) = self.fold.filter(|f| other.fold == Some(*f)) else {
+            return Err(other);
+        };
+        let folded = |i: usize| fold.sum.contains(&i) || fold.max.contains(&i);
+        let same = self.sql == other.sql
+            && self.params.len() == other.params.len()
+            && self
+                .params
+                .iter()
+                .zip(&other.params)
+                .enumerate()
+                .all(|(i, (a, b))| {
+                    if folded(i) {
+                        matches!((a, b), (Value::Int(_), Value::Int(_)))
+                    } else {
+                        a == b
+                    }
+                });
+        if !same {
+            return Err(other);
+        }
+        for (i, b) in other.params.into_iter().enumerate() {
+            if let (Value::Int(a), Value::Int(b)) = (&mut self.params[i], b) {
+                if fold.sum.contains(&i) {
+                    *a = a.saturating_add(b);
+                } else if fold.max.contains(&i) {
+                    *a = (*a).max(b);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A counter's update that two calls may make as one: the parameters (0-based) at `sum` are
+/// added, those at `max` take the larger (a last-use time that never moves backwards), and the
+/// statements fold only when every other parameter is equal (the same row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fold {
+    pub sum: &'static [usize],
+    pub max: &'static [usize],
+}
+
+/// `stmts` with every counter's update folded into the first of its kind (the others keep their
+/// order): for writes whose order does not matter, as deferred counters' are.
+pub fn fold_all(stmts: impl IntoIterator<Item = Stmt>) -> Vec<Stmt> {
+    let mut out: Vec<Stmt> = Vec::new();
+    'next: for s in stmts {
+        let mut s = s;
+        if s.fold.is_some() {
+            for o in out.iter_mut() {
+                match o.fold_in(s) {
+                    Ok(()) => continue 'next,
+                    Err(back) => s = back,
+                }
+            }
+        }
+        out.push(s);
+    }
+    out
 }
 
 /// Build a [`Stmt`] from SQL and any values convertible to [`Value`].
@@ -377,6 +453,70 @@ pub trait Platform {
 mod tests {
     use super::*;
     use crate::domain::states::{KeyStatus, Role};
+
+    const COUNTER: Fold = Fold {
+        sum: &[1],
+        max: &[2],
+    };
+
+    fn counter(row: &str, n: i64, at: i64) -> Stmt {
+        crate::stmt!(
+            "UPDATE c SET n = n + ?2, at = MAX(at, ?3) WHERE id = ?1",
+            row,
+            n,
+            at
+        )
+        .folding(COUNTER)
+    }
+
+    #[test]
+    fn a_counters_updates_of_one_row_fold_adding_their_sums_and_keeping_the_latest() {
+        let folded = fold_all([
+            counter("a", 1, 10),
+            crate::stmt!("DELETE FROM x WHERE id = ?1", "k"),
+            counter("b", 5, 5),
+            counter("a", 2, 30),
+            counter("a", 4, 20),
+        ]);
+        assert_eq!(
+            folded,
+            vec![
+                counter("a", 7, 30),
+                crate::stmt!("DELETE FROM x WHERE id = ?1", "k"),
+                counter("b", 5, 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn statements_fold_only_with_their_own_kind_and_row() {
+        // Not marked: never folded, even when equal.
+        let plain = || crate::stmt!("UPDATE c SET n = n + ?2 WHERE id = ?1", "a", 1);
+        assert_eq!(fold_all([plain(), plain()]).len(), 2);
+        // Another SQL text, or another fold, with the same parameters.
+        let mut other = counter("a", 1, 1);
+        other.sql = "UPDATE d SET n = n + ?2, at = MAX(at, ?3) WHERE id = ?1";
+        assert_eq!(fold_all([counter("a", 1, 1), other]).len(), 2);
+        let refold = counter("a", 1, 1).folding(Fold {
+            sum: &[1, 2],
+            max: &[],
+        });
+        assert_eq!(fold_all([counter("a", 1, 1), refold]).len(), 2);
+        // A summed parameter that is not an integer.
+        let text = crate::stmt!(
+            "UPDATE c SET n = n + ?2, at = MAX(at, ?3) WHERE id = ?1",
+            "a",
+            "1",
+            1
+        )
+        .folding(COUNTER);
+        assert_eq!(fold_all([counter("a", 1, 1), text]).len(), 2);
+        // Sums that would overflow stop at the largest integer rather than wrap.
+        assert_eq!(
+            fold_all([counter("a", i64::MAX, 1), counter("a", 1, 1)]),
+            vec![counter("a", i64::MAX, 1)]
+        );
+    }
 
     fn row(v: Json) -> Row {
         let mut r = Row::new();

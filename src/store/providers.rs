@@ -1,6 +1,6 @@
 //! SQL for provider connections and their per-model usage counters.
 
-use super::{Batch, CallerTenant, Db, DbError, Pushed, Row, RowExt, Stmt};
+use super::{Batch, CallerTenant, Db, DbError, Fold, Pushed, Row, RowExt, Stmt};
 use crate::caller_tenant;
 use crate::catalog::ModelType;
 use crate::domain::states::ConnectionStatus;
@@ -270,6 +270,10 @@ pub fn add_usage(connection_id: &str, llm_name: &str, tokens: i64) -> Stmt {
         llm_name,
         tokens
     )
+    .folding(Fold {
+        sum: &[2],
+        max: &[],
+    })
 }
 
 /// Remove connections of a factory (all of them when `llm_name` is `None`, else that model's row)

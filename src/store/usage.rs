@@ -3,7 +3,7 @@
 //! reads of the history routes.
 
 use super::ai_keys::{self, ServedBy};
-use super::{providers, Db, DbError, Row, RowExt, Stmt};
+use super::{providers, Db, DbError, Fold, Row, RowExt, Stmt};
 use crate::limits::{Bucket, Flush, Source, Totals, Used};
 use crate::stmt;
 use std::collections::BTreeMap;
@@ -63,7 +63,12 @@ pub fn record_call(source: &Source, used: Used, now_ms: i64) -> Vec<Stmt> {
         n(t.input_tokens),
         n(t.output_tokens),
         n(t.rejected)
-    )]
+    )
+    // The calls of one key and model in the same hour add up into one statement.
+    .folding(Fold {
+        sum: &[5, 6, 7, 8],
+        max: &[],
+    })]
 }
 
 /// Everything a flush writes, as one batch: every hour and day row, and per gateway key (and

@@ -4,9 +4,10 @@
 //! Written one batch per request, every relayed call would be one write transaction on D1's
 //! single writer, however small. Here each request's writes wait in the queue for a short window;
 //! the first request to wake takes what is queued (oldest first, up to [`MAX_STATEMENTS`]) and
-//! writes it as one batch, and every request whose writes it carried learns the outcome. A batch
-//! that fails is retried request by request, so one statement that cannot be written costs only
-//! its own request's writes. Each request waits until its own writes are written (by itself or by
+//! writes it as one batch, and every request whose writes it carried learns the outcome; updates
+//! of the same counter row in it fold into one statement ([`super::Fold`]). A batch that fails
+//! is retried request by request, so one statement that cannot be written costs only its own
+//! request's writes. Each request waits until its own writes are written (by itself or by
 //! another request), so a runtime that keeps a request alive until its deferred work ends (the
 //! Workers' `waitUntil`) never leaves a write to an isolate that may be gone.
 
@@ -36,6 +37,7 @@ pub struct WriteBehind {
     queue: RefCell<VecDeque<Pending>>,
     next_id: Cell<u64>,
     batches: Cell<u64>,
+    statements: Cell<u64>,
 }
 
 impl WriteBehind {
@@ -67,6 +69,11 @@ impl WriteBehind {
         self.batches.get()
     }
 
+    /// How many statements its gathered batches carried, after folding (for tests and figures).
+    pub fn statements(&self) -> u64 {
+        self.statements.get()
+    }
+
     fn take(&self) -> Vec<Pending> {
         let mut queue = self.queue.borrow_mut();
         let mut taken = Vec::new();
@@ -83,7 +90,11 @@ impl WriteBehind {
 
     async fn flush<D: Db>(&self, db: &D, taken: Vec<Pending>) {
         self.batches.set(self.batches.get() + 1);
-        let all: Vec<Stmt> = taken.iter().flat_map(|p| p.stmts.clone()).collect();
+        // Counters' updates of the same row fold into one statement: a busy isolate's calls of
+        // one key and model cost D1 one row per counter and window, not one per call.
+        let all = super::fold_all(taken.iter().flat_map(|p| p.stmts.clone()));
+        self.statements
+            .set(self.statements.get() + all.len() as u64);
         match db.run_batch(all).await {
             Ok(_) => {
                 for p in taken {

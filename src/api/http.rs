@@ -23,6 +23,50 @@ pub struct Request {
     pub origin: Option<String>,
 }
 
+/// The origin, path and query of a URL as the runtime serializes it (`request.url`), read
+/// without a URL parser: such a URL is already in the form a parser would give back. `None` for
+/// anything that might not be (another scheme, user info, a default port written out, a dot
+/// segment, a byte a parser would encode), which the caller then parses in full.
+pub fn serialized_url_parts(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    let authority_end = rest.find(['/', '?', '#'])?;
+    let authority = &rest[..authority_end];
+    let host_byte = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:[]".contains(&b);
+    if authority.is_empty()
+        || !authority.bytes().all(host_byte)
+        || authority.ends_with(default_port)
+        || authority.ends_with(':')
+    {
+        return None;
+    }
+    let origin = &url[..scheme.len() + 3 + authority_end];
+    let after = &rest[authority_end..];
+    let (path_query, _fragment) = after.split_once('#').unwrap_or((after, ""));
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    // Bytes the WHATWG serializer would have percent-encoded, or that a parser rewrites.
+    let plain = |b: u8| (0x21..=0x7e).contains(&b) && !b"\"<>`{}\\'".contains(&b);
+    let dot = |seg: &str| {
+        let seg = seg.to_ascii_lowercase();
+        matches!(
+            seg.as_str(),
+            "." | ".." | "%2e" | ".%2e" | "%2e." | "%2e%2e"
+        )
+    };
+    if !path.starts_with('/')
+        || !path.bytes().all(plain)
+        || path.split('/').any(dot)
+        || !query.bytes().all(plain)
+    {
+        return None;
+    }
+    Some((origin, path, query))
+}
+
 impl Request {
     pub fn new(method: &str, path_and_query: &str) -> Self {
         let (path, query) = path_and_query
@@ -142,5 +186,64 @@ impl Response {
     /// The body parsed as JSON (`Null` if it is not JSON).
     pub fn json_body(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serialized_url_parts;
+
+    /// What the glue took from `url::Url` before: (origin, path, query).
+    fn parsed(s: &str) -> (String, String, String) {
+        let u = url::Url::parse(s).expect("a URL");
+        (
+            u.origin().ascii_serialization(),
+            u.path().to_owned(),
+            u.query().unwrap_or("").to_owned(),
+        )
+    }
+
+    #[test]
+    fn a_serialized_url_is_split_as_a_url_parser_reads_it() {
+        for s in [
+            "https://kw.example/api/v1/me",
+            "https://kw.example/api/v1/me?x=1&y=%20z",
+            "http://127.0.0.1:8787/v1/chat/completions",
+            "http://127.0.0.1:8787/?",
+            "https://kw.example/a/b/?q=1#frag",
+            "https://kw.example/a#f?not-a-query",
+            "http://[::1]:8787/health",
+            "https://xn--bcher-kva.example/api/v1/users/%C3%A9",
+            "https://kw.example/api/v1/admin/users?limit=50&cursor=a%2Fb",
+        ] {
+            let (o, p, q) = serialized_url_parts(s).unwrap_or_else(|| panic!("fast path for {s}"));
+            assert_eq!((o.into(), p.into(), q.into()), parsed(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn anything_a_parser_might_rewrite_is_left_to_the_parser() {
+        for s in [
+            "ftp://kw.example/x",
+            "https://user:pw@kw.example/x",
+            "https://kw.example:443/x",
+            "http://kw.example:80/x",
+            "https://KW.example/x",
+            "https://kw.example/a/../b",
+            "https://kw.example/a/./b",
+            "https://kw.example/a/%2e%2E/b",
+            "https://kw.example/a b",
+            "https://kw.example/é",
+            "https://kw.example/a\\b",
+            "https://kw.example/x?q='1'",
+            "https://kw.example/x?q=<1>",
+            "https://kw.example",
+            "https://kw.example:/x",
+            "not a url",
+        ] {
+            assert_eq!(serialized_url_parts(s), None, "{s}");
+        }
+        // Each of those the parser takes as it always did (the glue's fallback).
+        assert_eq!(parsed("https://kw.example:443/a/../b").1, "/b");
     }
 }

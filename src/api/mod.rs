@@ -199,20 +199,22 @@ impl<P: Platform> App<P> {
         };
         // Who is calling, as the route declares it. A failure here is the route's own error shape.
         let mut plan = relay::Plan::default();
-        let who = match def.auth {
-            Auth::Public => Who::Anyone,
+        // The caller (none for a public or admin route), and a key's `last_used_at` write to
+        // run after the answer.
+        let (caller, touch) = match def.auth {
+            Auth::Public => (None, None),
             Auth::Admin => match self.require_admin(&req).await {
-                Ok(()) => Who::Admin,
+                Ok(()) => (None, None),
                 Err(e) => return error_response(&e),
             },
             Auth::Key => match self.authenticate(&req).await {
-                Ok((caller, touch)) => Who::Key(caller, touch),
+                Ok((caller, touch)) => (Some(caller), touch),
                 // The replay of a rotation without grace comes with the secret that rotation
                 // ended; it is honoured for that one replay only (auth.rs,
                 // rotation_replay_caller). A key that does not parse proves nothing: the request
                 // stays unauthenticated.
                 Err(ApiError::Unauthorized) => match self.rotation_replay(&operation, &req).await {
-                    Ok(caller) => Who::Key(caller, None),
+                    Ok(caller) => (Some(caller), None),
                     Err(e) => return error_response(&e),
                 },
                 Err(e) => return error_response(&e),
@@ -227,15 +229,11 @@ impl<P: Platform> App<P> {
                 match self.authenticate_with(&req, also).await {
                     Ok((caller, touch, rows)) => {
                         plan = std::mem::take(&mut plan).with_rows(rows);
-                        Who::Key(caller, touch)
+                        (Some(caller), touch)
                     }
                     Err(e) => return relay::RelayError::from(e).response(),
                 }
             }
-        };
-        let (caller, touch) = match who {
-            Who::Key(caller, touch) => (Some(caller), touch),
-            Who::Anyone | Who::Admin => (None, None),
         };
         let answer = self.dispatch(operation, caller.as_ref(), &req, plan).await;
         let mut r = match answer {
@@ -456,14 +454,6 @@ impl<P: Platform> App<P> {
 pub struct Health {
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "ok")))]
     pub status: &'static str,
-}
-
-/// Who a request was authenticated as, by its route's auth kind.
-enum Who {
-    Anyone,
-    Admin,
-    /// A user's key, and the `last_used_at` write to run after the answer.
-    Key(Caller, Option<Stmt>),
 }
 
 impl<P: Platform> App<P> {

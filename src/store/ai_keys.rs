@@ -483,7 +483,7 @@ pub fn add_usage_calls(
         calls
     )
     // Tokens and calls add up, the last use is the latest; the same key and member.
-    .folding(Fold {
+    .folding(&Fold {
         sum: &[1, 2, 7],
         max: &[3],
     })

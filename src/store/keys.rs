@@ -272,7 +272,7 @@ pub fn touch(id: &str, now: i64) -> Stmt {
         id,
         now
     )
-    .folding(Fold {
+    .folding(&Fold {
         sum: &[],
         max: &[1],
     })

@@ -62,7 +62,7 @@ pub struct Stmt {
     pub sql: &'static str,
     pub params: Vec<Value>,
     /// How this statement folds with another of the same kind, when it is a counter's update.
-    pub fold: Option<Fold>,
+    pub fold: Option<&'static Fold>,
 }
 
 impl Stmt {
@@ -75,7 +75,7 @@ impl Stmt {
     }
 
     /// This statement, marked as one that [`Fold`]s with its kind.
-    pub fn folding(mut self, fold: Fold) -> Self {
+    pub fn folding(mut self, fold: &'static Fold) -> Self {
         self.fold = Some(fold);
         self
     }
@@ -466,7 +466,7 @@ mod tests {
             n,
             at
         )
-        .folding(COUNTER)
+        .folding(&COUNTER)
     }
 
     #[test]
@@ -497,7 +497,7 @@ mod tests {
         let mut other = counter("a", 1, 1);
         other.sql = "UPDATE d SET n = n + ?2, at = MAX(at, ?3) WHERE id = ?1";
         assert_eq!(fold_all([counter("a", 1, 1), other]).len(), 2);
-        let refold = counter("a", 1, 1).folding(Fold {
+        let refold = counter("a", 1, 1).folding(&Fold {
             sum: &[1, 2],
             max: &[],
         });
@@ -509,7 +509,7 @@ mod tests {
             "1",
             1
         )
-        .folding(COUNTER);
+        .folding(&COUNTER);
         assert_eq!(fold_all([counter("a", 1, 1), text]).len(), 2);
         // Sums that would overflow stop at the largest integer rather than wrap.
         assert_eq!(

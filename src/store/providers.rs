@@ -270,7 +270,7 @@ pub fn add_usage(connection_id: &str, llm_name: &str, tokens: i64) -> Stmt {
         llm_name,
         tokens
     )
-    .folding(Fold {
+    .folding(&Fold {
         sum: &[2],
         max: &[],
     })

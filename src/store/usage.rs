@@ -65,7 +65,7 @@ pub fn record_call(source: &Source, used: Used, now_ms: i64) -> Vec<Stmt> {
         n(t.rejected)
     )
     // The calls of one key and model in the same hour add up into one statement.
-    .folding(Fold {
+    .folding(&Fold {
         sum: &[5, 6, 7, 8],
         max: &[],
     })]

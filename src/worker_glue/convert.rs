@@ -14,7 +14,20 @@ pub async fn request(
     req: web_sys::Request,
     read_limit: impl FnOnce(&str) -> u64,
 ) -> worker::Result<Request> {
-    let url = url::Url::parse(&req.url())?;
+    let raw = req.url();
+    // The runtime's URL is already serialized: split it, and parse it only when it might not be.
+    let parts = match crate::api::http::serialized_url_parts(&raw) {
+        Some((origin, path, query)) => (origin.to_owned(), path.to_owned(), query.to_owned()),
+        None => {
+            let url = url::Url::parse(&raw)?;
+            (
+                url.origin().ascii_serialization(),
+                url.path().to_owned(),
+                url.query().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    let (origin, path, query) = parts;
     let headers: Vec<(String, String)> = worker::Headers(req.headers())
         .entries()
         .map(|(n, v)| (n.to_ascii_lowercase(), v))
@@ -25,18 +38,18 @@ pub async fn request(
         .and_then(|(_, v)| v.trim().parse::<u64>().ok());
     let (body, unread_len) = match declared {
         _ if req.body().is_none() => (Vec::new(), None),
-        Some(n) if n > read_limit(url.path()) => (Vec::new(), Some(n)),
+        Some(n) if n > read_limit(&path) => (Vec::new(), Some(n)),
         _ => (read_body(&req).await.unwrap_or_default(), None),
     };
     Ok(Request {
         // The raw method: `worker::Method` maps every method it does not know to GET.
         method: req.method(),
-        path: url.path().to_owned(),
-        query: url.query().unwrap_or("").to_owned(),
+        path,
+        query,
         headers,
         body,
         unread_len,
-        origin: Some(url.origin().ascii_serialization()),
+        origin: Some(origin),
     })
 }
 

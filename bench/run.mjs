@@ -1594,7 +1594,7 @@ function report({ mach, seeded, cases, single, paired, profiles, size, purge, to
     );
     if (writes) {
       L.push(
-        `D1 writes per thousand relayed calls: with limits over time ${fmt((writes.batches / writes.calls) * 1000, 1)} (${writes.calls} calls answered${writes.failed ? ` and ${writes.failed} failed, HTTP ${writes.statuses.join(', ')}, not counted` : ''}, 10 at a time over ${fmt(writes.seconds, 1)} s, flushed by the key's object in ${writes.batches} batches of ${writes.statements} statements in all, \`USAGE_FLUSH_SECONDS=${writes.flushSeconds}\`; the default 30 s batches more); without them the usage of each call is written after its response, gathered with the other calls the isolate answered in the same 100 ms into one batch (src/store/write_behind.rs; not counted here: it logs nothing per batch).`,
+        `D1 writes per thousand relayed calls: with limits over time ${fmt((writes.batches / writes.calls) * 1000, 1)} (${writes.calls} calls answered${writes.failed ? ` and ${writes.failed} failed, HTTP ${writes.statuses.join(', ')}, not counted` : ''}, 10 at a time over ${fmt(writes.seconds, 1)} s, flushed by the key's object in ${writes.batches} batches of ${writes.statements} statements in all, \`USAGE_FLUSH_SECONDS=${writes.flushSeconds}\`; the default 30 s batches more); without them the usage of each call is written after its response, gathered with the other calls the isolate answered in the same 100 ms into one batch, in which the updates of one counter row (a connection's model, an hour's and a day's history, a key's last use) fold into one statement (src/store/write_behind.rs; not counted here: it logs nothing per batch).`,
         '',
       );
     }

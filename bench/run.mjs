@@ -1000,7 +1000,7 @@ function oneConnection(c) {
   const call = () =>
     new Promise((res, rej) => {
       const t0 = process.hrtime.bigint();
-      const r = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: init.method, agent, headers }, (resp) => {
+      const r = httpRequest({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: init.method, agent, headers }, (resp) => {
         resp.resume();
         resp.on('end', () => {
           if (resp.statusCode !== 200) rej(new Error(`${c.label}: HTTP ${resp.statusCode}`));
@@ -1040,14 +1040,13 @@ async function pairedCase(floor, c, n = PAIRED_CALLS) {
       b1.push(await b.call());
       b2.push(await b.call());
     }
-    const q = (xs) => median(xs);
     const half = (xs, k) => xs.slice(k * (n >> 1), (k + 1) * (n >> 1));
     return {
       id: c.id, floor: floor.id, label: c.label, floorLabel: floor.label, n,
-      first: { floor: q(a1), case: q(b1), added: q(b1) - q(a1) },
-      again: { floor: q(a2), case: q(b2), added: q(b2) - q(a2) },
+      first: { floor: median(a1), case: median(b1), added: median(b1) - median(a1) },
+      again: { floor: median(a2), case: median(b2), added: median(b2) - median(a2) },
       // The same figure for each half of the run: how far it moves within it.
-      halves: [0, 1].map((k) => q(half(b2, k)) - q(half(a2, k))),
+      halves: [0, 1].map((k) => median(half(b2, k)) - median(half(a2, k))),
     };
   } finally {
     a.close();
@@ -1132,26 +1131,9 @@ async function cpuPerRequest(w, c, n = CPU_REQUESTS) {
     const s = [...xs].sort((x, y) => x - y);
     return (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
   };
-  // First without the profiler: its sampling interrupts the main thread and adds to its time.
-  const plainMain = [];
-  const plainProc = [];
-  for (let i = 0; i < n; i++) {
-    const c0 = onCpu();
-    const r = await fetch(c.url, init);
-    await r.arrayBuffer();
-    const c1 = onCpu();
-    if (r.status !== 200) throw new Error(`${c.label}: HTTP ${r.status}`);
-    plainMain.push((c1.main - c0.main) / 1e6);
-    plainProc.push((c1.all - c0.all) / 1e6);
-  }
-  const pm = qOf(plainMain);
-  const pp = qOf(plainProc);
-  const plain = { main: { p50: pm(0.5), p99: pm(0.99) }, proc: { p50: pp(0.5), p99: pp(0.99) } };
-  const insp = await openInspector(w);
-  try {
-    await insp.send('Profiler.enable');
-    await insp.send('Profiler.setSamplingInterval', { interval: CPU_SAMPLE_US });
-    await insp.send('Profiler.start');
+  // `n` requests one at a time: each one's window (µs, monotonic) and its CPU (ms) on the main
+  // thread and over the whole process.
+  const oneByOne = async () => {
     const windows = [];
     const procCpu = [];
     const mainCpu = [];
@@ -1167,6 +1149,19 @@ async function cpuPerRequest(w, c, n = CPU_REQUESTS) {
       procCpu.push((c1.all - c0.all) / 1e6);
       mainCpu.push((c1.main - c0.main) / 1e6);
     }
+    return { windows, procCpu, mainCpu };
+  };
+  // First without the profiler: its sampling interrupts the main thread and adds to its time.
+  const unprofiled = await oneByOne();
+  const pm = qOf(unprofiled.mainCpu);
+  const pp = qOf(unprofiled.procCpu);
+  const plain = { main: { p50: pm(0.5), p99: pm(0.99) }, proc: { p50: pp(0.5), p99: pp(0.99) } };
+  const insp = await openInspector(w);
+  try {
+    await insp.send('Profiler.enable');
+    await insp.send('Profiler.setSamplingInterval', { interval: CPU_SAMPLE_US });
+    await insp.send('Profiler.start');
+    const { windows, procCpu, mainCpu } = await oneByOne();
     const prof = (await insp.send('Profiler.stop')).result.profile;
     const nodes = new Map(prof.nodes.map((x) => [x.id, x]));
     let t = prof.startTime;

@@ -51,11 +51,9 @@ pub fn serialized_url_parts(url: &str) -> Option<(&str, &str, &str)> {
     // Bytes the WHATWG serializer would have percent-encoded, or that a parser rewrites.
     let plain = |b: u8| (0x21..=0x7e).contains(&b) && !b"\"<>`{}\\'".contains(&b);
     let dot = |seg: &str| {
-        let seg = seg.to_ascii_lowercase();
-        matches!(
-            seg.as_str(),
-            "." | ".." | "%2e" | ".%2e" | "%2e." | "%2e%2e"
-        )
+        [".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"]
+            .iter()
+            .any(|d| seg.eq_ignore_ascii_case(d))
     };
     if !path.starts_with('/')
         || !path.bytes().all(plain)

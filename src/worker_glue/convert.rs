@@ -16,7 +16,7 @@ pub async fn request(
 ) -> worker::Result<Request> {
     let raw = req.url();
     // The runtime's URL is already serialized: split it, and parse it only when it might not be.
-    let parts = match crate::api::http::serialized_url_parts(&raw) {
+    let (origin, path, query) = match crate::api::http::serialized_url_parts(&raw) {
         Some((origin, path, query)) => (origin.to_owned(), path.to_owned(), query.to_owned()),
         None => {
             let url = url::Url::parse(&raw)?;
@@ -27,7 +27,6 @@ pub async fn request(
             )
         }
     };
-    let (origin, path, query) = parts;
     let headers: Vec<(String, String)> = worker::Headers(req.headers())
         .entries()
         .map(|(n, v)| (n.to_ascii_lowercase(), v))

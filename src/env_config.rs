@@ -1,13 +1,12 @@
 //! The deployment's [`Config`] from its environment (Worker vars and secrets), parsed once per
 //! isolate and parsed again only when one of the values it comes from changes.
 //!
-//! Reading a var or secret is a lookup on the env object; parsing is the costly part (the
-//! keyring's base64 keys, the address policy, the host list), and it used to run on every
-//! request. The cache is keyed on the raw values themselves, not on "first request": an isolate
-//! can outlive a `wrangler secret put` (a rotated encryption key or admin token reaches running
-//! isolates through the env of their next request), and comparing the values catches that at
-//! the cost of a few string comparisons. The raw values are held no longer than the parsed
-//! config that already carries the same secrets.
+//! Parsing is the costly part (the keyring's base64 keys, the address policy, the host list).
+//! The Worker reads the values again only for an env object it has not seen (the glue keeps what
+//! one env object gave, `worker_glue::resolve`), and this cache is keyed on the values
+//! themselves, not on "first request": whatever env object brings them, a rotated encryption key
+//! or admin token is parsed anew, and unchanged values cost a few string comparisons. The raw
+//! values are held no longer than the parsed config that already carries the same secrets.
 
 use crate::api::{stream_idle_timeout_ms, Config};
 use crate::domain::crypto::Keyring;

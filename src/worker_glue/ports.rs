@@ -4,7 +4,7 @@ use super::limiter::BindingLimiter;
 use super::outbound::FetchOutbound;
 use crate::store::{Cache, CacheError, Db, DbCost, DbError, Metered, Platform, Row, Stmt, Value};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, Env};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement};
 
 /// The database, bound directly (every query at the primary), or through a D1 session that may
 /// read from replicas (`D1_READ_REPLICATION`, see [`crate::api::replicas`]).
@@ -139,20 +139,26 @@ pub struct WorkerPlatform {
 }
 
 impl WorkerPlatform {
-    /// The platform of one request; `session_start` (a bookmark or `first-unconstrained`) runs
-    /// its queries in a D1 session.
-    pub fn new(env: &Env, session_start: Option<&str>) -> worker::Result<Self> {
-        let db = env.d1("DB")?;
+    /// The platform of one request over the env's bindings (the D1 database, the KV namespace,
+    /// the rate limiter and the limits objects' namespace when bound); `session_start` (a
+    /// bookmark or `first-unconstrained`) runs its queries in a D1 session.
+    pub fn new(
+        db: D1Database,
+        kv: worker::kv::KvStore,
+        limiter: Option<worker::RateLimiter>,
+        counters: Option<worker::ObjectNamespace>,
+        session_start: Option<&str>,
+    ) -> worker::Result<Self> {
         let db = match session_start {
             Some(start) => D1Db::Session(db.with_session(Some(start))?),
             None => D1Db::Primary(db),
         };
         Ok(WorkerPlatform {
             db,
-            cache: KvCache(env.kv("CACHE")?),
+            cache: KvCache(kv),
             outbound: FetchOutbound,
-            limiter: BindingLimiter(env.rate_limiter("AUTH_FAILURES").ok()),
-            counters: super::limits_object::DoCounters::new(env),
+            limiter: BindingLimiter(limiter),
+            counters: super::limits_object::DoCounters(counters),
         })
     }
 }

@@ -224,6 +224,7 @@ impl DurableObject for LimitsObject {
 }
 
 /// The ledgers as Durable Objects: one per scope, reached by name.
+#[derive(Clone)]
 pub struct DoCounters(pub Option<worker::ObjectNamespace>);
 
 impl DoCounters {

@@ -34,13 +34,22 @@ thread_local! {
 /// deployment's vars and secrets come in a new one (a new version runs in new isolates), so they
 /// are read once per env object. Another env object reads them all again, and the config cache
 /// then still compares the values themselves.
+///
+/// The D1 database and the rate limiter are kept as the JS objects they are (their workers-rs
+/// types are not `Clone`), checked once when they were read.
 struct Resolved {
     config: Config,
     replicated: bool,
     db: JsValue,
     kv: worker::kv::KvStore,
     limiter: Option<JsValue>,
-    counters: Option<worker::ObjectNamespace>,
+    counters: limits_object::DoCounters,
+}
+
+impl Resolved {
+    fn db(&self) -> worker::D1Database {
+        self.db.clone().unchecked_into()
+    }
 }
 
 fn resolve(env: &Env) -> worker::Result<Rc<Resolved>> {
@@ -54,7 +63,7 @@ fn resolve(env: &Env) -> worker::Result<Rc<Resolved>> {
                 db: env.d1("DB")?.into(),
                 kv: env.kv("CACHE")?,
                 limiter: env.rate_limiter("AUTH_FAILURES").ok().map(Into::into),
-                counters: env.durable_object(limits_object::BINDING).ok(),
+                counters: limits_object::DoCounters::new(env),
             })
         })
     })
@@ -67,7 +76,7 @@ fn app(env: &Env, session_start: Option<&str>) -> worker::Result<App<WorkerPlatf
 fn app_of(r: &Resolved, session_start: Option<&str>) -> worker::Result<App<WorkerPlatform>> {
     ports::init_logging();
     let platform = WorkerPlatform::new(
-        r.db.clone().unchecked_into(),
+        r.db(),
         r.kv.clone(),
         r.limiter.clone().map(JsCast::unchecked_into),
         r.counters.clone(),
@@ -101,21 +110,18 @@ async fn fetch(
     let deferred = std::mem::take(&mut resp.deferred);
     let after_stream = resp.deferred_after_stream.take();
     if let Some(rx) = resp.limits_after.take() {
-        let env = env.clone();
+        let resolved = Rc::clone(&resolved);
         ctx.wait_until(async move {
             // Resolves when the answer is complete (a stream ended or abandoned); a call no
-            // ledger counted sends nothing, so its bindings are never looked up.
+            // ledger counted sends nothing.
             if let Ok(settlements) = rx.await {
-                let counters = limits_object::DoCounters::new(&env);
-                match env.d1("DB") {
-                    Ok(db) => settlements.run(&counters, &D1Db::Primary(db)).await,
-                    Err(e) => log::warn!("limits settlement without a database: {e}"),
-                }
+                let db = D1Db::Primary(resolved.db());
+                settlements.run(&resolved.counters, &db).await;
             }
         });
     }
     if !deferred.is_empty() || after_stream.is_some() {
-        let db = D1Db::Primary(env.d1("DB")?);
+        let db = D1Db::Primary(resolved.db());
         ctx.wait_until(async move {
             let mut stmts = deferred;
             if let Some(rx) = after_stream {

@@ -146,7 +146,7 @@ impl WorkerPlatform {
         db: D1Database,
         kv: worker::kv::KvStore,
         limiter: Option<worker::RateLimiter>,
-        counters: Option<worker::ObjectNamespace>,
+        counters: super::limits_object::DoCounters,
         session_start: Option<&str>,
     ) -> worker::Result<Self> {
         let db = match session_start {
@@ -158,7 +158,7 @@ impl WorkerPlatform {
             cache: KvCache(kv),
             outbound: FetchOutbound,
             limiter: BindingLimiter(limiter),
-            counters: super::limits_object::DoCounters(counters),
+            counters,
         })
     }
 }

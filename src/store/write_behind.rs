@@ -2,17 +2,21 @@
 //! requests one isolate answers at about the same time into one database batch.
 //!
 //! Written one batch per request, every relayed call would be one write transaction on D1's
-//! single writer, however small. Here each request's writes wait in the queue for a short window;
-//! the first request to wake takes what is queued (oldest first, up to [`MAX_STATEMENTS`]) and
-//! writes it as one batch, and every request whose writes it carried learns the outcome; updates
-//! of the same counter row in it fold into one statement ([`super::Fold`]). A batch that fails
-//! is retried request by request, so one statement that cannot be written costs only its own
-//! request's writes. Each request waits until its own writes are written (by itself or by
-//! another request), so a runtime that keeps a request alive until its deferred work ends (the
-//! Workers' `waitUntil`) never leaves a write to an isolate that may be gone.
+//! single writer, however small. Here each request's writes wait in the queue for a short window,
+//! one window shared by every request that queues while it is open (one timer for all of them,
+//! not one each); when it ends, the first request to wake takes what is queued (oldest first, up
+//! to [`MAX_STATEMENTS`]) and writes it as one batch, and every request whose writes it carried
+//! learns the outcome; updates of the same counter row in it fold into one statement
+//! ([`super::Fold`]). A batch that fails is retried request by request, so one statement that
+//! cannot be written costs only its own request's writes. Each request waits until its own
+//! writes are written (by itself or by another request), so a runtime that keeps a request alive
+//! until its deferred work ends (the Workers' `waitUntil`) never leaves a write to an isolate
+//! that may be gone; any request waiting on the window drives its timer, so one that is dropped
+//! strands no other.
 
 use super::{Db, Stmt};
 use futures_channel::oneshot;
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -35,15 +39,25 @@ struct Pending {
 #[derive(Default)]
 pub struct WriteBehind {
     queue: RefCell<VecDeque<Pending>>,
+    /// The window open now, if one is: the requests that queue while it is open wait on it.
+    window: RefCell<Option<Shared<LocalBoxFuture<'static, ()>>>>,
     next_id: Cell<u64>,
     batches: Cell<u64>,
     statements: Cell<u64>,
 }
 
 impl WriteBehind {
-    /// Queue `stmts`, wait for `window`, then write what is queued; resolves once `stmts` are
-    /// written (true) or could not be (false).
-    pub async fn write<D: Db>(&self, db: &D, stmts: Vec<Stmt>, window: impl Future) -> bool {
+    /// Queue `stmts`, wait for the open window (or one `window()` opens when none is), then write
+    /// what is queued; resolves once `stmts` are written (true) or could not be (false).
+    pub async fn write<D: Db, W>(
+        &self,
+        db: &D,
+        stmts: Vec<Stmt>,
+        window: impl FnOnce() -> W,
+    ) -> bool
+    where
+        W: Future<Output = ()> + 'static,
+    {
         if stmts.is_empty() {
             return true;
         }
@@ -53,7 +67,7 @@ impl WriteBehind {
         self.queue
             .borrow_mut()
             .push_back(Pending { id, stmts, done });
-        window.await;
+        self.open_window(window).await;
         // Ours is still queued until some request (this one, when no other got there first)
         // takes it; oldest first, so the loop ends.
         while self.queue.borrow().iter().any(|p| p.id == id) {
@@ -62,6 +76,18 @@ impl WriteBehind {
         }
         // A request that took ours and was then dropped mid-write leaves its outcome unknown.
         written.await.unwrap_or(false)
+    }
+
+    /// The window open now, or a new one when the last has ended (or none was opened yet).
+    fn open_window<W>(&self, window: impl FnOnce() -> W) -> Shared<LocalBoxFuture<'static, ()>>
+    where
+        W: Future<Output = ()> + 'static,
+    {
+        let mut open = self.window.borrow_mut();
+        match open.as_ref() {
+            Some(w) if w.peek().is_none() => w.clone(),
+            _ => open.insert(window().boxed_local().shared()).clone(),
+        }
     }
 
     /// How many batches this queue has written (for tests and figures).

@@ -131,7 +131,7 @@ async fn fetch(
             // Gathered with the other requests' of this isolate into one batch (the core logs
             // what could not be written).
             let writes = WRITES.with(Rc::clone);
-            let window = Delay::from(Duration::from_millis(write_behind::WINDOW_MS));
+            let window = || Delay::from(Duration::from_millis(write_behind::WINDOW_MS));
             writes.write(&db, stmts, window).await;
         });
     }

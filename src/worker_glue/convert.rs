@@ -58,17 +58,30 @@ async fn read_body(req: &web_sys::Request) -> Option<Vec<u8>> {
     Some(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-pub fn response(resp: Response) -> worker::Result<worker::Response> {
-    let headers = worker::Headers::new();
+/// The runtime's response for the core's: its headers in one `Headers`, a fixed body handed to
+/// the `Response` constructor as a view of the bytes, which copies them (no `worker::Response` in
+/// between, whose builder makes a `Headers` of its own, sets a content type on it and copies the
+/// body into a new `Uint8Array` first). A streamed body goes through `worker`'s stream adapter.
+pub fn response(mut resp: Response) -> worker::Result<web_sys::Response> {
+    let headers = web_sys::Headers::new()?;
     for (n, v) in &resp.headers {
         headers.append(n, v)?;
     }
-    let out = match resp.stream {
+    if let Some(stream) = resp.stream.take() {
         // Each chunk is handed to the client as soon as the core yields it.
-        Some(stream) => worker::Response::from_stream(stream.map(Ok::<_, worker::Error>))?,
-        None => worker::Response::from_bytes(resp.body)?,
-    };
-    Ok(out.with_status(resp.status).with_headers(headers))
+        let out = worker::Response::from_stream(stream.map(Ok::<_, worker::Error>))?;
+        return Ok(out
+            .with_status(resp.status)
+            .with_headers(worker::Headers(headers))
+            .into());
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status);
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_u8_array_and_init(
+        Some(&mut resp.body),
+        &init,
+    )?)
 }
 
 #[cfg(test)]
@@ -77,11 +90,11 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test;
 
     #[wasm_bindgen_test]
-    fn a_core_response_becomes_a_worker_response_with_status_and_headers() {
+    async fn a_core_response_becomes_the_runtimes_with_status_headers_and_body() {
         let core = Response::json(405, &serde_json::json!({"code": 405}))
             .with_header("allow", "GET, POST");
         let resp = response(core).expect("conversion");
-        assert_eq!(resp.status_code(), 405);
+        assert_eq!(resp.status(), 405);
         assert_eq!(
             resp.headers().get("allow").unwrap().as_deref(),
             Some("GET, POST")
@@ -90,6 +103,8 @@ mod tests {
             resp.headers().get("content-type").unwrap().as_deref(),
             Some("application/json")
         );
+        let text = JsFuture::from(resp.text().unwrap()).await.unwrap();
+        assert_eq!(text.as_string().as_deref(), Some(r#"{"code":405}"#));
     }
 
     fn runtime_request(method: &str, url: &str, body: Option<&str>) -> web_sys::Request {

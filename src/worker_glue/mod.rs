@@ -90,7 +90,7 @@ async fn fetch(
     req: worker::web_sys::Request,
     env: Env,
     ctx: Context,
-) -> worker::Result<worker::Response> {
+) -> worker::Result<worker::web_sys::Response> {
     let core_req = convert::request(req, crate::api::relay::read_limit).await?;
     let resolved = resolve(&env)?;
     let replicated = resolved.replicated;

@@ -1,8 +1,8 @@
 //! The deferred writes of requests answered at about the same time, gathered into one batch
 //! (`keyward::store::write_behind`), against real SQLite with keyward's schema: what several
-//! requests leave behind lands in one batch, after one window they share; one request whose write
-//! fails loses only its own; a queue longer than one batch carries is written in several, every
-//! request's writes whole.
+//! requests leave behind lands in one batch, after the one window the first of them opened and
+//! only it waits for; one request whose write fails loses only its own; a queue longer than one
+//! batch carries is written in several, every request's writes whole.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -11,26 +11,28 @@ use common::{block_on, SqliteDb, T};
 use keyward::store::keys::touch;
 use keyward::store::write_behind::{WriteBehind, MAX_STATEMENTS};
 use keyward::store::Stmt;
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The window: pending for its first `n` polls. The requests queued while it is open share it
-/// and each polls it once, so with `n` requests driven together every one queues before any wakes.
-struct Turns(usize);
+/// The window: pending once, so that every request driven together with the one that opened it
+/// queues before it wakes.
+struct Turn(bool);
 
-impl Future for Turns {
+impl Future for Turn {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 == 0 {
+        if self.0 {
             return Poll::Ready(());
         }
-        self.0 -= 1;
+        self.0 = true;
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 }
+
+/// What a request learns of its own writes: written, not written, or unknown (a closed receiver).
+type Outcome = Result<bool, futures_channel::oneshot::Canceled>;
 
 /// Three users with a key each; their key ids.
 fn three_keys(t: &T) -> Vec<String> {
@@ -65,59 +67,51 @@ fn the_writes_of_requests_answered_together_land_in_one_batch() {
     let queue = WriteBehind::default();
     let calls = db.calls.get();
     let (a, b, c) = block_on(futures::future::join3(
-        queue.write(db, vec![touch(&ids[0], 1_000)], || Turns(3)),
-        queue.write(db, vec![touch(&ids[1], 2_000)], || Turns(3)),
-        queue.write(db, vec![touch(&ids[2], 3_000)], || Turns(3)),
+        queue.write(db, vec![touch(&ids[0], 1_000)], || Turn(false)),
+        queue.write(db, vec![touch(&ids[1], 2_000)], || Turn(false)),
+        queue.write(db, vec![touch(&ids[2], 3_000)], || Turn(false)),
     ));
-    assert!(a && b && c);
+    let outcomes: Vec<Outcome> = [a, b, c].into_iter().map(block_on).collect();
+    assert_eq!(outcomes, [Ok(true); 3]);
     assert_eq!(
         db.calls.get() - calls,
         1,
         "one database call for three requests"
     );
-    assert_eq!(queue.batches(), 1);
+    assert_eq!((queue.windows(), queue.batches()), (1, 1));
     for (id, at) in ids.iter().zip([1_000, 2_000, 3_000]) {
         assert_eq!(last_used(db, id), at);
     }
     // Nothing to write is no call at all.
-    assert!(block_on(queue.write(db, Vec::new(), || Turns(0))));
-    assert_eq!(db.calls.get() - calls, 1);
+    let nothing = block_on(queue.write(db, Vec::new(), || Turn(false)));
+    assert_eq!(block_on(nothing), Ok(true));
+    assert_eq!((db.calls.get() - calls, queue.windows()), (1, 1));
 }
 
 #[test]
-fn requests_queued_while_a_window_is_open_share_it_and_one_dropped_strands_none() {
+fn only_the_request_that_opens_a_window_waits_and_one_dropped_strands_none() {
     use futures::FutureExt;
     let t = T::new();
     let ids = three_keys(&t);
     let db = t.db();
     let queue = WriteBehind::default();
-    let opened = Cell::new(0);
-    let open = || {
-        opened.set(opened.get() + 1);
-        Turns(3)
-    };
-    let (b, c) = block_on(async {
-        // The request that opens the window queues, then is dropped while the window is open.
-        let mut first = Box::pin(queue.write(db, vec![touch(&ids[0], 1_000)], open));
-        assert!(first.as_mut().now_or_never().is_none());
-        drop(first);
-        futures::future::join(
-            queue.write(db, vec![touch(&ids[1], 2_000)], open),
-            queue.write(db, vec![touch(&ids[2], 3_000)], open),
-        )
-        .await
-    });
-    assert!(b && c);
-    assert_eq!(opened.get(), 1, "one window for the three requests");
-    assert_eq!(queue.batches(), 1);
-    // The dropped request's writes landed with the others'.
+    // The request that opens the window queues, then is dropped while the window is open.
+    let mut first = Box::pin(queue.write(db, vec![touch(&ids[0], 1_000)], || Turn(false)));
+    assert!(first.as_mut().now_or_never().is_none());
+    // A request queued meanwhile joins that window and waits for nothing.
+    let joined = queue
+        .write(db, vec![touch(&ids[1], 2_000)], || Turn(false))
+        .now_or_never()
+        .expect("a request joining an open window does not wait");
+    drop(first);
+    assert_eq!((queue.windows(), queue.batches()), (1, 0));
+    // The next request opens the next window, which writes the older ones' writes first.
+    let last = block_on(queue.write(db, vec![touch(&ids[2], 3_000)], || Turn(false)));
+    assert_eq!((block_on(joined), block_on(last)), (Ok(true), Ok(true)));
+    assert_eq!((queue.windows(), queue.batches()), (2, 1));
     for (id, at) in ids.iter().zip([1_000, 2_000, 3_000]) {
         assert_eq!(last_used(db, id), at);
     }
-    // The window has ended: the next request opens another.
-    assert!(block_on(queue.write(db, vec![touch(&ids[0], 4_000)], open)));
-    assert_eq!((opened.get(), queue.batches()), (2, 2));
-    assert_eq!(last_used(db, &ids[0]), 4_000);
 }
 
 #[test]
@@ -127,11 +121,12 @@ fn a_request_whose_write_fails_loses_only_its_own() {
     let db = t.db();
     let queue = WriteBehind::default();
     let (a, bad, c) = block_on(futures::future::join3(
-        queue.write(db, vec![touch(&ids[0], 1_000)], || Turns(3)),
-        queue.write(db, vec![touch(&ids[1], 2_000), doomed()], || Turns(3)),
-        queue.write(db, vec![touch(&ids[2], 3_000)], || Turns(3)),
+        queue.write(db, vec![touch(&ids[0], 1_000)], || Turn(false)),
+        queue.write(db, vec![touch(&ids[1], 2_000), doomed()], || Turn(false)),
+        queue.write(db, vec![touch(&ids[2], 3_000)], || Turn(false)),
     ));
-    assert_eq!((a, bad, c), (true, false, true));
+    let outcomes: Vec<Outcome> = [a, bad, c].into_iter().map(block_on).collect();
+    assert_eq!(outcomes, [Ok(true), Ok(false), Ok(true)]);
     assert_eq!(last_used(db, &ids[0]), 1_000);
     assert_eq!(last_used(db, &ids[2]), 3_000);
     // The failed request's batch is all or nothing: its touch did not land either.
@@ -158,12 +153,14 @@ fn a_queue_longer_than_one_batch_is_written_in_several_each_request_whole() {
     // Three requests of 60 statements each: no batch splits a request, none exceeds the maximum.
     let many = |id: &str, base: i64| (0..60).map(|i| touch(id, base + i)).collect::<Vec<_>>();
     let calls = db.calls.get();
-    let all = block_on(futures::future::join3(
-        queue.write(db, many(&ids[0], 10_000), || Turns(3)),
-        queue.write(db, many(&ids[1], 20_000), || Turns(3)),
-        queue.write(db, many(&ids[2], 30_000), || Turns(3)),
+    let (a, b, c) = block_on(futures::future::join3(
+        queue.write(db, many(&ids[0], 10_000), || Turn(false)),
+        queue.write(db, many(&ids[1], 20_000), || Turn(false)),
+        queue.write(db, many(&ids[2], 30_000), || Turn(false)),
     ));
-    assert_eq!(all, (true, true, true));
+    let outcomes: Vec<Outcome> = [a, b, c].into_iter().map(block_on).collect();
+    assert_eq!(outcomes, [Ok(true); 3]);
+    assert_eq!(queue.windows(), 1, "one window, written in several batches");
     const { assert!(60 * 2 > MAX_STATEMENTS && 60 <= MAX_STATEMENTS) };
     assert_eq!(db.calls.get() - calls, 3, "one batch per request here");
     for (id, base) in ids.iter().zip([10_000, 20_000, 30_000]) {
@@ -192,13 +189,14 @@ fn updates_of_the_same_counters_fold_into_one_statement_that_adds_them_up() {
     };
     // Three calls of one model in the same hour, one of another: the first three's history
     // and last-use statements fold; the other model's history row is a row of its own.
-    let all = block_on(futures::future::join4(
-        queue.write(db, call("m@F", 10, 1_000), || Turns(4)),
-        queue.write(db, call("m@F", 20, 3_000), || Turns(4)),
-        queue.write(db, call("m@F", 30, 2_000), || Turns(4)),
-        queue.write(db, call("other@F", 5, 1_500), || Turns(4)),
+    let (a, b, c, d) = block_on(futures::future::join4(
+        queue.write(db, call("m@F", 10, 1_000), || Turn(false)),
+        queue.write(db, call("m@F", 20, 3_000), || Turn(false)),
+        queue.write(db, call("m@F", 30, 2_000), || Turn(false)),
+        queue.write(db, call("other@F", 5, 1_500), || Turn(false)),
     ));
-    assert_eq!(all, (true, true, true, true));
+    let outcomes: Vec<Outcome> = [a, b, c, d].into_iter().map(block_on).collect();
+    assert_eq!(outcomes, [Ok(true); 4]);
     assert_eq!(queue.batches(), 1);
     assert_eq!(
         queue.statements(),

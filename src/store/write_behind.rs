@@ -2,35 +2,35 @@
 //! requests one isolate answers at about the same time into one database batch.
 //!
 //! Written one batch per request, every relayed call would be one write transaction on D1's
-//! single writer, however small. Here each request's writes wait in the queue for a short window,
-//! one window shared by every request that queues while it is open (one timer for all of them,
-//! not one each); when it ends, the first request to wake takes what is queued (oldest first, up
-//! to [`MAX_STATEMENTS`]) and writes it as one batch, and every request whose writes it carried
-//! learns the outcome; updates of the same counter row in it fold into one statement
-//! ([`super::Fold`]). A batch that fails is retried request by request, so one statement that
-//! cannot be written costs only its own request's writes. Each request waits until its own
-//! writes are written (by itself or by another request), so a runtime that keeps a request alive
-//! until its deferred work ends (the Workers' `waitUntil`) never leaves a write to an isolate
-//! that may be gone; any request waiting on the window drives its timer, so one that is dropped
-//! strands no other.
+//! single writer, however small. Here a request that finds no window open opens one: it waits
+//! for it (one timer, its own), then writes everything queued meanwhile, oldest first, in
+//! batches of up to [`MAX_STATEMENTS`]; updates of the same counter row in a batch fold into one
+//! statement ([`super::Fold`]). The requests that queue while a window is open leave their
+//! writes to it and wait for nothing: the Workers runtime cancels a request whose deferred work
+//! (`waitUntil`) waits on what only another request's timer or I/O can finish, and the one
+//! that opened the window keeps the isolate alive until the writes are done. A batch that fails
+//! is retried request by request, so one statement that cannot be written costs only its own
+//! request's writes. A window whose opener was dropped before it ended leaves its writes to the
+//! next window, which writes every older one first.
 
 use super::{Db, Stmt};
 use futures_channel::oneshot;
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 
-/// How long a request's writes wait for others to join them: the freshness of usage counters
-/// and `last_used_at` is this much later, and each request's deferred work this much longer.
+/// How long the first request's writes wait for others to join them: the freshness of usage
+/// counters and `last_used_at` is at most this much later, and the opener's deferred work this
+/// much longer.
 pub const WINDOW_MS: u64 = 100;
 
-/// The most statements one batch carries (beyond it the rest wait for the next request to wake);
-/// one request's own writes always go whole, however many.
+/// The most statements one batch carries (beyond it the rest go in the next batch); one
+/// request's own writes always go whole, however many.
 pub const MAX_STATEMENTS: usize = 100;
 
 struct Pending {
-    id: u64,
+    /// The window it was queued in.
+    window: u64,
     stmts: Vec<Stmt>,
     done: oneshot::Sender<bool>,
 }
@@ -39,55 +39,75 @@ struct Pending {
 #[derive(Default)]
 pub struct WriteBehind {
     queue: RefCell<VecDeque<Pending>>,
-    /// The window open now, if one is: the requests that queue while it is open wait on it.
-    window: RefCell<Option<Shared<LocalBoxFuture<'static, ()>>>>,
-    next_id: Cell<u64>,
+    /// The window open now, if one is, by number; windows are numbered from 1.
+    open: Cell<Option<u64>>,
+    windows: Cell<u64>,
     batches: Cell<u64>,
     statements: Cell<u64>,
 }
 
+/// Closes its window when the request that opened it lets go of it, however that happens.
+struct Opened<'a> {
+    open: &'a Cell<Option<u64>>,
+    window: u64,
+}
+
+impl Drop for Opened<'_> {
+    fn drop(&mut self) {
+        if self.open.get() == Some(self.window) {
+            self.open.set(None);
+        }
+    }
+}
+
 impl WriteBehind {
-    /// Queue `stmts`, wait for the open window (or one `window()` opens when none is), then write
-    /// what is queued; resolves once `stmts` are written (true) or could not be (false).
-    pub async fn write<D: Db, W>(
+    /// Queue `stmts` in the open window, or open one with `window()` and, once it has ended,
+    /// write what it gathered. Resolves at once for a request that joined an open window, after
+    /// the writes for the one that opened it; the receiver tells whether `stmts` were written
+    /// (a closed receiver: the request that took them was dropped mid-write).
+    pub async fn write<D: Db, W: Future>(
         &self,
         db: &D,
         stmts: Vec<Stmt>,
         window: impl FnOnce() -> W,
-    ) -> bool
-    where
-        W: Future<Output = ()> + 'static,
-    {
-        if stmts.is_empty() {
-            return true;
-        }
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
+    ) -> oneshot::Receiver<bool> {
         let (done, written) = oneshot::channel();
-        self.queue
-            .borrow_mut()
-            .push_back(Pending { id, stmts, done });
-        self.open_window(window).await;
-        // Ours is still queued until some request (this one, when no other got there first)
-        // takes it; oldest first, so the loop ends.
-        while self.queue.borrow().iter().any(|p| p.id == id) {
-            let taken = self.take();
+        if stmts.is_empty() {
+            let _ = done.send(true);
+            return written;
+        }
+        let joined = self.open.get();
+        let number = joined.unwrap_or_else(|| self.windows.get() + 1);
+        self.queue.borrow_mut().push_back(Pending {
+            window: number,
+            stmts,
+            done,
+        });
+        if joined.is_some() {
+            return written;
+        }
+        self.windows.set(number);
+        self.open.set(Some(number));
+        let opened = Opened {
+            open: &self.open,
+            window: number,
+        };
+        window().await;
+        // Requests from now on open the next window.
+        drop(opened);
+        loop {
+            let taken = self.take(number);
+            if taken.is_empty() {
+                break;
+            }
             self.flush(db, taken).await;
         }
-        // A request that took ours and was then dropped mid-write leaves its outcome unknown.
-        written.await.unwrap_or(false)
+        written
     }
 
-    /// The window open now, or a new one when the last has ended (or none was opened yet).
-    fn open_window<W>(&self, window: impl FnOnce() -> W) -> Shared<LocalBoxFuture<'static, ()>>
-    where
-        W: Future<Output = ()> + 'static,
-    {
-        let mut open = self.window.borrow_mut();
-        match open.as_ref() {
-            Some(w) if w.peek().is_none() => w.clone(),
-            _ => open.insert(window().boxed_local().shared()).clone(),
-        }
+    /// How many windows were opened (for tests and figures).
+    pub fn windows(&self) -> u64 {
+        self.windows.get()
     }
 
     /// How many batches this queue has written (for tests and figures).
@@ -100,12 +120,14 @@ impl WriteBehind {
         self.statements.get()
     }
 
-    fn take(&self) -> Vec<Pending> {
+    /// The oldest writes queued in windows up to `window`, up to [`MAX_STATEMENTS`] (at least
+    /// one request's).
+    fn take(&self, window: u64) -> Vec<Pending> {
         let mut queue = self.queue.borrow_mut();
         let mut taken = Vec::new();
         let mut n = 0;
         while let Some(p) = queue.front() {
-            if !taken.is_empty() && n + p.stmts.len() > MAX_STATEMENTS {
+            if p.window > window || (!taken.is_empty() && n + p.stmts.len() > MAX_STATEMENTS) {
                 break;
             }
             n += p.stmts.len();

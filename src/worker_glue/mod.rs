@@ -131,8 +131,9 @@ async fn fetch(
             // Gathered with the other requests' of this isolate into one batch (the core logs
             // what could not be written).
             let writes = WRITES.with(Rc::clone);
+            // Ends at once unless this request opens the window; the outcome is not awaited.
             let window = || Delay::from(Duration::from_millis(write_behind::WINDOW_MS));
-            writes.write(&db, stmts, window).await;
+            drop(writes.write(&db, stmts, window).await);
         });
     }
     convert::response(resp)

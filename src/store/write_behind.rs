@@ -39,24 +39,19 @@ struct Pending {
 #[derive(Default)]
 pub struct WriteBehind {
     queue: RefCell<VecDeque<Pending>>,
-    /// The window open now, if one is, by number; windows are numbered from 1.
-    open: Cell<Option<u64>>,
+    /// Whether a window is open now; if one is, it is the last opened, number `windows`.
+    open: Cell<bool>,
     windows: Cell<u64>,
     batches: Cell<u64>,
     statements: Cell<u64>,
 }
 
-/// Closes its window when the request that opened it lets go of it, however that happens.
-struct Opened<'a> {
-    open: &'a Cell<Option<u64>>,
-    window: u64,
-}
+/// Closes the open window when the request that opened it lets go of it, however that happens.
+struct Opened<'a>(&'a Cell<bool>);
 
 impl Drop for Opened<'_> {
     fn drop(&mut self) {
-        if self.open.get() == Some(self.window) {
-            self.open.set(None);
-        }
+        self.0.set(false);
     }
 }
 
@@ -76,22 +71,19 @@ impl WriteBehind {
             let _ = done.send(true);
             return written;
         }
-        let joined = self.open.get();
-        let number = joined.unwrap_or_else(|| self.windows.get() + 1);
+        let joins = self.open.get();
+        let number = self.windows.get() + u64::from(!joins);
         self.queue.borrow_mut().push_back(Pending {
             window: number,
             stmts,
             done,
         });
-        if joined.is_some() {
+        if joins {
             return written;
         }
         self.windows.set(number);
-        self.open.set(Some(number));
-        let opened = Opened {
-            open: &self.open,
-            window: number,
-        };
+        self.open.set(true);
+        let opened = Opened(&self.open);
         window().await;
         // Requests from now on open the next window.
         drop(opened);
@@ -120,8 +112,8 @@ impl WriteBehind {
         self.statements.get()
     }
 
-    /// The oldest writes queued in windows up to `window`, up to [`MAX_STATEMENTS`] (at least
-    /// one request's).
+    /// The oldest writes queued in windows up to `window`, up to [`MAX_STATEMENTS`] (one
+    /// request's whole, however many, when that is all it can take); none when no such is queued.
     fn take(&self, window: u64) -> Vec<Pending> {
         let mut queue = self.queue.borrow_mut();
         let mut taken = Vec::new();

@@ -1,7 +1,8 @@
 //! The deferred writes of requests answered at about the same time, gathered into one batch
 //! (`keyward::store::write_behind`), against real SQLite with keyward's schema: what several
 //! requests leave behind lands in one batch, after the one window the first of them opened and
-//! only it waits for; one request whose write fails loses only its own; a queue longer than one
+//! only it waits for (a request whose writes join an open window needs no deferred work of its
+//! own); one request whose write fails loses only its own; a queue longer than one
 //! batch carries is written in several, every request's writes whole.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -112,6 +113,38 @@ fn only_the_request_that_opens_a_window_waits_and_one_dropped_strands_none() {
     for (id, at) in ids.iter().zip([1_000, 2_000, 3_000]) {
         assert_eq!(last_used(db, id), at);
     }
+}
+
+#[test]
+fn writes_join_an_open_window_without_deferred_work_and_none_is_open_they_come_back() {
+    use futures::FutureExt;
+    let t = T::new();
+    let ids = three_keys(&t);
+    let db = t.db();
+    let queue = WriteBehind::default();
+    // No window open: the statements come back whole, for the caller to open one.
+    let back = queue
+        .join(vec![touch(&ids[0], 1_000)])
+        .expect_err("nothing to join");
+    assert_eq!(back.len(), 1);
+    assert_eq!(queue.windows(), 0);
+    let mut opener = Box::pin(queue.write(db, back, || Turn(false)));
+    assert!(opener.as_mut().now_or_never().is_none());
+    let joined = queue
+        .join(vec![touch(&ids[1], 2_000)])
+        .expect("a window is open");
+    let nothing = queue
+        .join(Vec::new())
+        .expect("nothing to write joins anything");
+    assert_eq!(block_on(nothing), Ok(true));
+    let opened = block_on(opener);
+    assert_eq!((block_on(opened), block_on(joined)), (Ok(true), Ok(true)));
+    assert_eq!((queue.windows(), queue.batches()), (1, 1));
+    for (id, at) in ids.iter().zip([1_000, 2_000]) {
+        assert_eq!(last_used(db, id), at);
+    }
+    // The window has closed: the next writes come back again.
+    assert!(queue.join(vec![touch(&ids[2], 3_000)]).is_err());
 }
 
 #[test]

@@ -66,21 +66,17 @@ impl WriteBehind {
         stmts: Vec<Stmt>,
         window: impl FnOnce() -> W,
     ) -> oneshot::Receiver<bool> {
+        let stmts = match self.join(stmts) {
+            Ok(written) => return written,
+            Err(stmts) => stmts,
+        };
         let (done, written) = oneshot::channel();
-        if stmts.is_empty() {
-            let _ = done.send(true);
-            return written;
-        }
-        let joins = self.open.get();
-        let number = self.windows.get() + u64::from(!joins);
+        let number = self.windows.get() + 1;
         self.queue.borrow_mut().push_back(Pending {
             window: number,
             stmts,
             done,
         });
-        if joins {
-            return written;
-        }
         self.windows.set(number);
         self.open.set(true);
         let opened = Opened(&self.open);
@@ -95,6 +91,27 @@ impl WriteBehind {
             self.flush(db, taken).await;
         }
         written
+    }
+
+    /// Queue `stmts` in the open window without waiting for anything: the receiver, as
+    /// [`WriteBehind::write`] gives it, or the statements back when no window is open (then
+    /// `write` opens one). A caller that knows its writes already needs no deferred work of its
+    /// own when this takes them.
+    pub fn join(&self, stmts: Vec<Stmt>) -> Result<oneshot::Receiver<bool>, Vec<Stmt>> {
+        let (done, written) = oneshot::channel();
+        if stmts.is_empty() {
+            let _ = done.send(true);
+            return Ok(written);
+        }
+        if !self.open.get() {
+            return Err(stmts);
+        }
+        self.queue.borrow_mut().push_back(Pending {
+            window: self.windows.get(),
+            stmts,
+            done,
+        });
+        Ok(written)
     }
 
     /// How many windows were opened (for tests and figures).

@@ -244,7 +244,7 @@ impl<P: Platform> App<P> {
                         data: &data,
                         message: reply.message,
                     };
-                    let mut r = Response::json(200, &envelope);
+                    let mut r = Response::json_sorted(200, &envelope);
                     r.deferred = reply.deferred;
                     r.headers.extend(reply.headers);
                     r
@@ -538,5 +538,33 @@ mod tests {
             assert_eq!(stream_idle_timeout_ms(Some(unusable)), 30_000, "{unusable}");
         }
         assert_eq!(Config::default().stream_idle_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn an_envelope_written_straight_is_the_bytes_of_one_written_through_value() {
+        #[derive(Serialize)]
+        struct Unsorted {
+            zeta: u8,
+            alpha: Option<&'static str>,
+            mid: Vec<u8>,
+        }
+        let reply = Reply::ok(Unsorted {
+            zeta: 1,
+            alpha: Some("a\"b"),
+            mid: vec![2, 3],
+        })
+        .with_message("done");
+        let data = reply.data.expect("serialised");
+        let envelope = Envelope {
+            code: 0,
+            data: &data,
+            message: reply.message,
+        };
+        let straight = Response::json_sorted(200, &envelope);
+        assert_eq!(straight.body, Response::json(200, &envelope).body);
+        assert_eq!(
+            straight.json_body(),
+            serde_json::json!({"code": 0, "data": {"alpha": "a\"b", "mid": [2, 3], "zeta": 1}, "message": "done"})
+        );
     }
 }

@@ -98,13 +98,13 @@ impl WriteBehind {
     /// `write` opens one). A caller that knows its writes already needs no deferred work of its
     /// own when this takes them.
     pub fn join(&self, stmts: Vec<Stmt>) -> Result<oneshot::Receiver<bool>, Vec<Stmt>> {
+        if !stmts.is_empty() && !self.open.get() {
+            return Err(stmts);
+        }
         let (done, written) = oneshot::channel();
         if stmts.is_empty() {
             let _ = done.send(true);
             return Ok(written);
-        }
-        if !self.open.get() {
-            return Err(stmts);
         }
         self.queue.borrow_mut().push_back(Pending {
             window: self.windows.get(),

@@ -120,11 +120,10 @@ async fn fetch(
             }
         });
     }
-    let writes = WRITES.with(Rc::clone);
     // Writes known now that find a window open are left to it: no deferred work of this
     // request's own, which the runtime would track and run.
     let deferred = match after_stream {
-        None => writes.join(deferred).err().unwrap_or_default(),
+        None => WRITES.with(|w| w.join(deferred)).err().unwrap_or_default(),
         Some(_) => deferred,
     };
     if !deferred.is_empty() || after_stream.is_some() {
@@ -137,6 +136,7 @@ async fn fetch(
             }
             // Gathered with the other requests' of this isolate into one batch (the core logs
             // what could not be written).
+            let writes = WRITES.with(Rc::clone);
             // Ends at once unless this request opens the window; the outcome is not awaited.
             let window = || Delay::from(Duration::from_millis(write_behind::WINDOW_MS));
             drop(writes.write(&db, stmts, window).await);
